@@ -1,0 +1,36 @@
+# The front door. Configuration comes from the environment (and an optional .env).
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PYTEST_ARGS ?=
+
+.PHONY: help install run test lint bench fmt
+
+help:
+	@echo "make run    start the whole system (infrastructure, migrations, first admin, services)"
+	@echo "make test   run the test suite against real PostgreSQL, Redis and NATS"
+	@echo "make lint   ruff, mypy --strict, import-linter"
+	@echo "make bench  benchmarks that print figures (ingest throughput and latency)"
+
+install:
+	@bash scripts/bootstrap.sh
+
+run: install
+	@$(UV) run --frozen python scripts/run.py
+
+test: install
+	@bash scripts/infra.sh ensure
+	@$(UV) run --frozen pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
+
+lint: install
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen mypy libs/common/src services/ingest/src sandbox/src
+	@$(UV) run --frozen lint-imports
+
+fmt: install
+	@$(UV) run --frozen ruff format .
+	@$(UV) run --frozen ruff check --fix .
+
+bench: install
+	@bash scripts/infra.sh ensure
+	@$(UV) run --frozen python bench/ingest_bench.py

@@ -1,0 +1,302 @@
+"""Publishing to and consuming from JetStream, the way every service must.
+
+* :class:`EventPublisher` publishes envelopes with ``Nats-Msg-Id`` = event id and the
+  correlation id in the headers. Publishes are pipelined: each call sends at once and
+  waits only for its own acknowledgements, so concurrent callers share the broker round
+  trip instead of queueing behind each other. A returned call means JetStream stored it.
+* :class:`ServiceBus` declares a durable pull consumer on a FastStream broker whose
+  messages are acknowledged only after the handler returns. A failing message is
+  redelivered with growing delays up to ``RetryPolicy.max_deliveries`` times, then moved
+  to the ``DLQ`` stream with its error and acknowledged: never dropped, never retried
+  forever. (FastStream's own default would terminate, i.e. lose, a failing message.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream import AckPolicy
+from faststream._internal.middlewares import BaseMiddleware
+from faststream.exceptions import AckMessage, HandlerException, NackMessage
+from faststream.message import StreamMessage
+from faststream.nats import JStream, NatsBroker, PullSub
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy, PubAck
+from prometheus_client import Counter, Histogram
+
+from .contracts import DeadLetter, DeadLetterData, Envelope
+from .logs import CORRELATION_HEADER, correlation_from_headers, correlation_id, get_logger, set_correlation_id
+from .streams import StreamSpec
+
+__all__ = [
+    "BusUnavailable",
+    "EventPublisher",
+    "RetryPolicy",
+    "ServiceBus",
+    "dead_letter_subject",
+]
+
+log = get_logger(__name__)
+
+CONSUMED = Counter(
+    "jggl_messages_consumed_total",
+    "Messages handled by durable consumers, by outcome (ok, retried, dead_lettered)",
+    ["consumer", "outcome"],
+)
+HANDLE_SECONDS = Histogram(
+    "jggl_message_handle_seconds",
+    "Time spent handling one message",
+    ["consumer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+class BusUnavailable(RuntimeError):
+    """The broker did not acknowledge in time, or there is no connection to it."""
+
+
+class EventPublisher:
+    """Publishes contracts to JetStream with deduplication headers.
+
+    ``publish_many`` returns only when JetStream has acknowledged every message, and
+    raises :class:`BusUnavailable` when it cannot say so within ``timeout`` seconds.
+    """
+
+    def __init__(self, nc: NatsClient, *, timeout: float = 5.0, max_pending: int = 20_000) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream(publish_async_max_pending=max_pending)
+        self._timeout = timeout
+
+    @property
+    def connected(self) -> bool:
+        """Whether the underlying connection is up right now."""
+        return bool(self._nc.is_connected)
+
+    @staticmethod
+    def headers_for(envelope: Envelope) -> dict[str, str]:
+        """``Nats-Msg-Id`` and the correlation id of ``envelope``."""
+        headers = {"Nats-Msg-Id": envelope.id}
+        cid = envelope.correlation_id or correlation_id()
+        if cid:
+            headers[CORRELATION_HEADER] = cid
+        return headers
+
+    async def publish(self, envelope: Envelope, subject: str | None = None) -> PubAck:
+        """Publish one envelope (on ``subject``, or the contract's own subject)."""
+        (ack,) = await self.publish_many([(subject or envelope.subject, envelope)])
+        return ack
+
+    async def publish_many(self, messages: Iterable[tuple[str, Envelope]]) -> list[PubAck]:
+        """Publish several envelopes and wait until JetStream stored all of them."""
+        return await self.publish_raw(
+            (subject, envelope.model_dump_json().encode(), self.headers_for(envelope)) for subject, envelope in messages
+        )
+
+    async def publish_raw(self, messages: Iterable[tuple[str, bytes, dict[str, str]]]) -> list[PubAck]:
+        """Publish already serialised payloads with their headers; same guarantee."""
+        if not self._nc.is_connected:
+            raise BusUnavailable("not connected to NATS")
+        futures: list[asyncio.Future[PubAck]] = []
+        try:
+            for subject, payload, headers in messages:
+                futures.append(
+                    await self._js.publish_async(subject, payload, wait_stall=self._timeout, headers=headers)
+                )
+            done = await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
+        except TimeoutError as exc:
+            raise BusUnavailable("JetStream did not acknowledge in time") from exc
+        except BusUnavailable:
+            raise
+        except Exception as exc:
+            raise BusUnavailable(f"publish failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+        return list(done)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how late a failing message is tried again before the DLQ."""
+
+    max_deliveries: int = 5
+    backoff: Sequence[float] = field(default=(0.5, 2.0, 5.0, 15.0, 30.0))
+
+    def delay(self, deliveries: int) -> float:
+        """Seconds to wait before delivery number ``deliveries + 1``."""
+        return float(self.backoff[min(max(deliveries - 1, 0), len(self.backoff) - 1)])
+
+
+def dead_letter_subject(service: str, original_subject: str) -> str:
+    """``dlq.<service>.<original subject>``."""
+    return f"dlq.{service}.{original_subject}"
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+class ServiceBus:
+    """A FastStream NATS broker whose durable consumers never lose a failing message.
+
+    Create one per service process, register handlers with :meth:`consumer`, start it
+    with ``await bus.broker.start()``. Publishing goes through :attr:`publisher` once
+    the broker is connected.
+    """
+
+    def __init__(self, nats_url: str, service: str, **broker_options: Any) -> None:
+        self.service = service
+        self._policies: dict[str, RetryPolicy] = {}
+        self._publisher: EventPublisher | None = None
+        self.broker = NatsBroker(
+            nats_url,
+            name=service,
+            middlewares=[self._middleware()],
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            **broker_options,
+        )
+
+    @property
+    def publisher(self) -> EventPublisher:
+        """An :class:`EventPublisher` over the broker's connection (after ``start``)."""
+        if self._publisher is None:
+            self._publisher = EventPublisher(self.broker.connection)
+        return self._publisher
+
+    def consumer(
+        self,
+        *,
+        durable: str,
+        stream: StreamSpec,
+        subject: str,
+        policy: RetryPolicy | None = None,
+        batch_size: int = 32,
+        max_workers: int | None = None,
+        ack_wait: float = 30.0,
+        max_ack_pending: int = 1000,
+    ) -> Any:
+        """A decorator registering a handler as the durable pull consumer ``durable``.
+
+        Replicas using the same ``durable`` share the work. The server-side
+        ``max_deliver`` is a safety net above the policy, so only the policy decides.
+        """
+        policy = policy or RetryPolicy()
+        self._policies[durable] = policy
+        options: dict[str, Any] = {}
+        if max_workers:
+            options["max_workers"] = max_workers
+        return self.broker.subscriber(
+            subject,
+            stream=JStream(stream.name, declare=False),
+            durable=durable,
+            pull_sub=PullSub(batch_size=batch_size, timeout=1.0),
+            config=ConsumerConfig(
+                durable_name=durable,
+                ack_policy=JsAckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=ack_wait,
+                max_deliver=policy.max_deliveries + 3,
+                max_ack_pending=max_ack_pending,
+                filter_subject=subject,
+            ),
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            **options,
+        )
+
+    def _middleware(self) -> Callable[..., BaseMiddleware[Any, Any]]:
+        bus = self
+
+        class DeadLetterMiddleware(BaseMiddleware[Any, Any]):
+            async def consume_scope(
+                self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
+            ) -> Any:
+                set_correlation_id(correlation_from_headers(msg.headers))
+                raw = msg.raw_message
+                consumer = _consumer_name(raw)
+                started = time.perf_counter()
+                try:
+                    result = await call_next(msg)
+                except HandlerException:
+                    raise
+                except Exception as exc:
+                    if consumer is None:
+                        raise
+                    await bus._failed(consumer, raw, exc)
+                    raise  # unreachable: _failed always raises
+                finally:
+                    if consumer is not None:
+                        HANDLE_SECONDS.labels(consumer).observe(time.perf_counter() - started)
+                    set_correlation_id(None)
+                if consumer is not None:
+                    CONSUMED.labels(consumer, "ok").inc()
+                return result
+
+        return DeadLetterMiddleware
+
+    async def _failed(self, consumer: str, raw: Any, exc: Exception) -> None:
+        policy = self._policies.get(consumer, RetryPolicy())
+        deliveries = int(raw.metadata.num_delivered)
+        if deliveries < policy.max_deliveries:
+            delay = policy.delay(deliveries)
+            CONSUMED.labels(consumer, "retried").inc()
+            log.warning(
+                "message failed, will retry",
+                consumer=consumer,
+                subject=raw.subject,
+                deliveries=deliveries,
+                retry_in_seconds=delay,
+                error=_describe(exc),
+            )
+            raise NackMessage(delay=delay) from exc
+        body: bytes = raw.data
+        try:
+            text, b64 = body.decode("utf-8"), None
+        except UnicodeDecodeError:
+            text, b64 = body.decode("utf-8", "replace"), base64.b64encode(body).decode()
+        seq = raw.metadata.sequence.stream if raw.metadata.sequence else None
+        letter = DeadLetter(
+            id=f"{consumer}:{raw.metadata.stream}:{seq}",
+            producer=self.service,
+            correlation_id=correlation_id(),
+            data=DeadLetterData(
+                service=self.service,
+                consumer=consumer,
+                original_subject=raw.subject,
+                original_stream=raw.metadata.stream,
+                original_sequence=seq,
+                original_headers=dict(raw.headers or {}),
+                payload=text,
+                payload_base64=b64,
+                deliveries=deliveries,
+                error=_describe(exc),
+            ),
+        )
+        # If this publish fails the exception propagates, the message is not
+        # acknowledged and JetStream delivers it again: still nothing lost.
+        await self.publisher.publish(letter, dead_letter_subject(self.service, raw.subject))
+        CONSUMED.labels(consumer, "dead_lettered").inc()
+        log.error(
+            "message moved to the DLQ",
+            consumer=consumer,
+            subject=raw.subject,
+            deliveries=deliveries,
+            error=_describe(exc),
+        )
+        raise AckMessage() from exc
+
+
+def _consumer_name(raw: Any) -> str | None:
+    """The durable consumer a JetStream message came from; None for core NATS messages."""
+    reply = getattr(raw, "reply", "") or ""
+    if not reply.startswith("$JS.ACK."):
+        return None
+    return str(raw.metadata.consumer)

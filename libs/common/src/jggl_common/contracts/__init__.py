@@ -1,0 +1,40 @@
+"""Versioned contracts of the events and commands that cross services.
+
+Pure pydantic: nothing here imports an ORM or a broker. A change that breaks a published
+version is a new class with a new ``version``, never an edit; the snapshot tests in
+``tests/contracts`` enforce that.
+"""
+
+from .base import EVENT_ID_NAMESPACE, Envelope, stable_event_id, utcnow
+from .dlq import DeadLetter, DeadLetterData
+from .ingest import (
+    META_KINDS,
+    MetaItemData,
+    MetaItemReceived,
+    MetaKind,
+    MetaObject,
+    TelegramUpdateData,
+    TelegramUpdateReceived,
+    meta_subject,
+)
+
+CONTRACTS: tuple[type[Envelope], ...] = (MetaItemReceived, TelegramUpdateReceived, DeadLetter)
+"""Every published contract; the snapshot test covers each of them."""
+
+__all__ = [
+    "CONTRACTS",
+    "EVENT_ID_NAMESPACE",
+    "META_KINDS",
+    "DeadLetter",
+    "DeadLetterData",
+    "Envelope",
+    "MetaItemData",
+    "MetaItemReceived",
+    "MetaKind",
+    "MetaObject",
+    "TelegramUpdateData",
+    "TelegramUpdateReceived",
+    "meta_subject",
+    "stable_event_id",
+    "utcnow",
+]

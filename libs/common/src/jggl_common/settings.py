@@ -1,0 +1,74 @@
+"""Service configuration from the environment (and an optional ``.env``).
+
+Every service subclasses :class:`ServiceSettings` and loads it with :func:`load_settings`,
+which turns a validation error into one line naming the variable and the reason, and
+stops the process: a misconfigured service must never start half-working.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sys
+from typing import Annotated, TypeVar
+
+from pydantic import AfterValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["AppKey", "ConfigurationError", "ServiceSettings", "load_settings"]
+
+
+def _check_app_key(value: str) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be base64 (generate one with: openssl rand -base64 32)") from None
+    if len(raw) != 32:
+        raise ValueError(f"must decode to 32 bytes, got {len(raw)}")
+    return value
+
+
+AppKey = Annotated[str, AfterValidator(_check_app_key)]
+"""A base64 string of exactly 32 bytes: the root secret every encryption key derives from."""
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service needs. Required fields have no default."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    service_name: str = Field(default="jggl", description="name used in logs, metrics and DLQ subjects")
+    app_key: AppKey = Field(description="base64 32-byte root key (APP_KEY)")
+    nats_url: str = Field(description="NATS server URL, e.g. nats://127.0.0.1:4222")
+    app_url: str = Field(description="public base URL of the CRM, used in links")
+    log_level: str = "INFO"
+    host: str = "0.0.0.0"
+
+
+class ConfigurationError(SystemExit):
+    """Raised by :func:`load_settings`; its message is the one line an operator reads."""
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_settings(cls: type[SettingsT], **overrides: object) -> SettingsT:
+    """Build ``cls`` from the environment, or stop with one clear line.
+
+    The line names the environment variable (upper case, as the operator sets it) and
+    why it was refused, e.g. ``configuration error: APP_KEY is missing (required)``.
+    """
+    try:
+        return cls(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"]).upper() or "?"
+            if err["type"] == "missing":
+                problems.append(f"{name} is missing (required)")
+            else:
+                reason = err["msg"].removeprefix("Value error, ")
+                problems.append(f"{name} is invalid: {reason}")
+        line = "configuration error: " + "; ".join(problems)
+        print(line, file=sys.stderr)
+        raise ConfigurationError(line) from None

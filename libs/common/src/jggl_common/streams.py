@@ -1,0 +1,105 @@
+"""The JetStream streams of the system and the helpers that make them exist.
+
+Stream and subject names are part of the contract (DESIGN §2). Every limit is set
+explicitly, the duplicate window included: JetStream's default of two minutes is an
+accident, not a decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+__all__ = [
+    "AI",
+    "ALL_STREAMS",
+    "CRM",
+    "DLQ",
+    "INGEST",
+    "SCHEDULER",
+    "StreamSpec",
+    "ensure_streams",
+]
+
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """A stream as the system declares it."""
+
+    name: str
+    subjects: tuple[str, ...]
+    max_age_seconds: float
+    duplicate_window_seconds: float
+    description: str
+    max_bytes: int = -1
+
+    def config(self) -> StreamConfig:
+        """The nats-py configuration of this stream."""
+        return StreamConfig(
+            name=self.name,
+            description=self.description,
+            subjects=list(self.subjects),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=self.max_age_seconds,
+            max_bytes=self.max_bytes,
+            duplicate_window=self.duplicate_window_seconds,
+            num_replicas=1,
+        )
+
+
+INGEST = StreamSpec(
+    name="INGEST",
+    subjects=("ingest.>",),
+    max_age_seconds=7 * DAY,
+    duplicate_window_seconds=15 * 60,
+    description="Raw Meta and Telegram webhook items, one per message; replayable for 7 days",
+)
+CRM = StreamSpec(
+    name="CRM",
+    subjects=("crm.>",),
+    max_age_seconds=7 * DAY,
+    duplicate_window_seconds=15 * 60,
+    description="CRM domain events and commands to crm",
+)
+AI = StreamSpec(
+    name="AI",
+    subjects=("ai.>",),
+    max_age_seconds=7 * DAY,
+    duplicate_window_seconds=15 * 60,
+    description="AI analysis results",
+)
+SCHEDULER = StreamSpec(
+    name="SCHEDULER",
+    subjects=("scheduler.>",),
+    max_age_seconds=1 * DAY,
+    duplicate_window_seconds=60 * 60,
+    description="Scheduler ticks; message id <job>:<slot> keeps one tick per slot",
+)
+DLQ = StreamSpec(
+    name="DLQ",
+    subjects=("dlq.>",),
+    max_age_seconds=30 * DAY,
+    duplicate_window_seconds=15 * 60,
+    description="Messages a consumer gave up on, with the original subject, payload, delivery count and error",
+)
+
+ALL_STREAMS: tuple[StreamSpec, ...] = (INGEST, CRM, AI, SCHEDULER, DLQ)
+
+
+async def ensure_streams(js: JetStreamContext, specs: tuple[StreamSpec, ...] = ALL_STREAMS) -> None:
+    """Create each stream, or bring an existing one to the declared configuration."""
+    for spec in specs:
+        config = spec.config()
+        try:
+            await js.stream_info(spec.name)
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)

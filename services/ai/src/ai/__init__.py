@@ -1,0 +1,1 @@
+"""JGGL CRM ai service."""

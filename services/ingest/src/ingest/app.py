@@ -1,0 +1,316 @@
+"""The ingest service: Meta and Telegram webhooks in, durable JetStream events out.
+
+A 200 to Meta means every item of the request is stored in the ``INGEST`` stream. Ingest
+depends on NATS alone: without NATS it answers 503 (Meta retries) and reconnects by
+itself; without Redis it keeps accepting, deduplicating with JetStream's window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from nats.aio.client import Client as NatsClient
+from prometheus_client import Counter, Histogram
+from redis.asyncio import Redis
+
+from jggl_common.bus import BusUnavailable, EventPublisher
+from jggl_common.contracts import (
+    MetaItemData,
+    MetaItemReceived,
+    TelegramUpdateData,
+    TelegramUpdateReceived,
+    meta_subject,
+    stable_event_id,
+)
+from jggl_common.health import health_router
+from jggl_common.logs import CORRELATION_HEADER, correlation_from_headers, get_logger, set_correlation_id
+from jggl_common.streams import ensure_streams
+
+from .config import IngestSettings
+from .dedupe import Deduper
+from .meta import split_webhook, verify_signature
+from .ratelimit import RateLimiter
+
+log = get_logger(__name__)
+
+RECEIVED = Counter("ingest_webhooks_received_total", "Webhook requests received", ["source"])
+REJECTED = Counter("ingest_webhooks_rejected_total", "Webhook requests refused, by reason", ["source", "reason"])
+DUPLICATES = Counter("ingest_duplicates_total", "Items recognised as already accepted, by layer", ["layer"])
+PUBLISHED = Counter("ingest_events_published_total", "Events stored in the INGEST stream", ["object", "kind"])
+PUBLISH_SECONDS = Histogram(
+    "ingest_publish_seconds",
+    "From the first publish of a request to JetStream's last acknowledgement",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+PRODUCER = "ingest"
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        self.status, self.reason, self.detail = status, reason, detail
+
+
+@dataclass
+class Ingest:
+    """Everything a request needs, created at start-up."""
+
+    settings: IngestSettings
+    deduper: Deduper
+    limiter: RateLimiter
+    publisher: EventPublisher | None = None
+    nc: NatsClient | None = None
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    # Runtime secrets: start from the environment, replaced live by the settings watcher.
+    app_secret: str = ""
+    verify_token: str = ""
+    telegram_secret: str = ""
+
+    def __post_init__(self) -> None:
+        self.app_secret = self.settings.meta_app_secret
+        self.verify_token = self.settings.meta_verify_token
+        self.telegram_secret = self.settings.telegram_webhook_secret
+
+    async def connect(self) -> None:
+        """Connect to NATS, retrying until it answers; then keep reconnecting forever."""
+        delay = 0.2
+        while True:
+            try:
+                nc = await nats.connect(
+                    self.settings.nats_url,
+                    name="ingest",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    error_cb=_nats_error,
+                    disconnected_cb=_nats_disconnected,
+                    reconnected_cb=_nats_reconnected,
+                )
+                await ensure_streams(nc.jetstream())
+            except Exception as exc:
+                log.warning("NATS not reachable yet, retrying", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.nc = nc
+            self.publisher = EventPublisher(nc, timeout=self.settings.publish_timeout_seconds)
+            log.info("connected to NATS")
+            return
+
+    async def publish(self, source: str, items: list[tuple[str, str, bytes, dict[str, str], str, str]]) -> None:
+        """Publish (subject, dedupe key, payload, headers, object, kind) items durably.
+
+        Items Redis already knows are skipped; the rest are pipelined to JetStream and this
+        returns when every one is acknowledged, or raises :class:`BusUnavailable`.
+        """
+        publisher = self.publisher
+        if publisher is None or not publisher.connected:
+            raise BusUnavailable("not connected to NATS")
+        seen = await self.deduper.seen([key for _, key, *_ in items])
+        fresh = [item for item, was_seen in zip(items, seen, strict=True) if not was_seen]
+        if len(fresh) < len(items):
+            DUPLICATES.labels("redis").inc(len(items) - len(fresh))
+        if not fresh:
+            return
+        started = time.perf_counter()
+        acks = await publisher.publish_raw((subject, payload, headers) for subject, _, payload, headers, _, _ in fresh)
+        PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        for (_, _, _, _, object_, kind), ack in zip(fresh, acks, strict=True):
+            if ack.duplicate:
+                DUPLICATES.labels("jetstream").inc()
+            else:
+                PUBLISHED.labels(object_, kind).inc()
+        self.deduper.remember([key for _, key, *_ in fresh])
+
+
+async def _nats_error(exc: Exception) -> None:
+    log.warning("NATS error", error=f"{type(exc).__name__}: {exc}")
+
+
+async def _nats_disconnected() -> None:
+    log.warning("disconnected from NATS; answering 503 until it is back")
+
+
+async def _nats_reconnected() -> None:
+    log.info("reconnected to NATS")
+
+
+def _client_address(request: Request, trust_forwarded: bool) -> str:
+    if trust_forwarded:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else "unknown"
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise _Refused(400, "malformed", "invalid Content-Length")
+        if int(length) > limit:
+            raise _Refused(413, "too_large", f"body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _Refused(413, "too_large", f"body larger than {limit} bytes")
+    return bytes(body)
+
+
+def _meta_envelope(data: MetaItemData, correlation: str) -> tuple[str, str, bytes, dict[str, str], str, str]:
+    event = MetaItemReceived(
+        id=stable_event_id(data.dedupe_key), producer=PRODUCER, correlation_id=correlation, data=data
+    )
+    headers = {"Nats-Msg-Id": event.id, CORRELATION_HEADER: correlation}
+    subject = meta_subject(data.object, data.kind)
+    return subject, data.dedupe_key, event.model_dump_json().encode(), headers, data.object, data.kind
+
+
+def create_app(settings: IngestSettings, redis: Redis | None = None) -> FastAPI:
+    """The ingest HTTP application."""
+    redis_client = redis or Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+    )
+    ingest = Ingest(
+        settings=settings,
+        deduper=Deduper(redis_client, settings.dedupe_ttl_seconds, timeout=settings.redis_timeout_seconds),
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        connecting = asyncio.create_task(ingest.connect())
+        try:
+            yield
+        finally:
+            connecting.cancel()
+            await ingest.deduper.drain()
+            if ingest.nc is not None and not ingest.nc.is_closed:
+                await ingest.nc.drain()
+            await redis_client.aclose()
+
+    app = FastAPI(
+        title="JGGL CRM ingest",
+        description="Receives Meta (Messenger, Instagram) and Telegram webhooks and stores them in JetStream.",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.state.ingest = ingest
+
+    async def nats_ready() -> bool:
+        return ingest.publisher is not None and ingest.publisher.connected
+
+    async def redis_ready() -> bool:
+        # Redis is optional for accepting webhooks, but ops want to see it.
+        return bool(await redis_client.ping())
+
+    app.include_router(health_router({"nats": nats_ready, "redis": redis_ready}))
+
+    def refuse(source: str, status: int, reason: str, detail: str) -> JSONResponse:
+        REJECTED.labels(source, reason).inc()
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    @app.get("/webhooks/meta", response_class=PlainTextResponse, summary="Meta subscription handshake")
+    async def meta_handshake(request: Request) -> Response:
+        params = request.query_params
+        token = params.get("hub.verify_token", "")
+        if (
+            params.get("hub.mode") == "subscribe"
+            and ingest.verify_token
+            and hmac.compare_digest(token.encode(), ingest.verify_token.encode())
+        ):
+            return PlainTextResponse(params.get("hub.challenge", ""))
+        REJECTED.labels("meta", "verify_token").inc()
+        return PlainTextResponse("verification failed", status_code=403)
+
+    @app.post("/webhooks/meta", summary="Meta webhook (Messenger and Instagram)")
+    async def meta_webhook(request: Request) -> Response:
+        RECEIVED.labels("meta").inc()
+        correlation = correlation_from_headers(request.headers)
+        set_correlation_id(correlation)
+        try:
+            if not ingest.limiter.allow(_client_address(request, settings.trust_forwarded_for)):
+                raise _Refused(429, "rate_limited", "too many requests from this address")
+            body = await _read_body(request, settings.max_body_bytes)
+            signature = request.headers.get("x-hub-signature-256")
+            if not signature:
+                raise _Refused(401, "signature_missing", "X-Hub-Signature-256 is missing")
+            if not verify_signature(body, signature, ingest.app_secret):
+                raise _Refused(403, "signature_invalid", "X-Hub-Signature-256 does not match the body")
+            try:
+                object_, items = split_webhook(json.loads(body))
+            except (ValueError, RecursionError) as exc:
+                raise _Refused(400, "malformed", f"not a Meta webhook: {exc}") from None
+            if object_ is None:
+                REJECTED.labels("meta", "unsupported_object").inc()
+                return JSONResponse({"status": "ignored", "events": 0})
+            await ingest.publish("meta", [_meta_envelope(item, correlation) for item in items])
+        except _Refused as refused:
+            return refuse("meta", refused.status, refused.reason, refused.detail)
+        except BusUnavailable as exc:
+            log.warning("webhook not accepted: broker unavailable", error=str(exc))
+            return refuse("meta", 503, "unavailable", "temporarily unable to store events, retry later")
+        return JSONResponse({"status": "ok", "events": len(items)})
+
+    @app.post("/webhooks/telegram", summary="Telegram Bot API webhook")
+    async def telegram_webhook(request: Request) -> Response:
+        RECEIVED.labels("telegram").inc()
+        correlation = correlation_from_headers(request.headers)
+        set_correlation_id(correlation)
+        try:
+            if not ingest.limiter.allow(_client_address(request, settings.trust_forwarded_for)):
+                raise _Refused(429, "rate_limited", "too many requests from this address")
+            token = request.headers.get("x-telegram-bot-api-secret-token", "")
+            if not ingest.telegram_secret or not hmac.compare_digest(
+                token.encode("utf-8", "replace"), ingest.telegram_secret.encode()
+            ):
+                raise _Refused(403, "secret_token", "X-Telegram-Bot-Api-Secret-Token does not match")
+            body = await _read_body(request, settings.max_body_bytes)
+            try:
+                update = json.loads(body)
+                data = TelegramUpdateData(update_id=update["update_id"], update=update)
+            except (ValueError, TypeError, KeyError, RecursionError):
+                raise _Refused(400, "malformed", "not a Telegram update") from None
+            event = TelegramUpdateReceived(
+                id=stable_event_id(f"telegram:{data.update_id}"),
+                producer=PRODUCER,
+                correlation_id=correlation,
+                data=data,
+            )
+            headers = {"Nats-Msg-Id": event.id, CORRELATION_HEADER: correlation}
+            await ingest.publish(
+                "telegram",
+                [
+                    (
+                        event.subject,
+                        f"telegram:{data.update_id}",
+                        event.model_dump_json().encode(),
+                        headers,
+                        "telegram",
+                        "update",
+                    )
+                ],
+            )
+        except _Refused as refused:
+            return refuse("telegram", refused.status, refused.reason, refused.detail)
+        except BusUnavailable as exc:
+            log.warning("telegram update not accepted: broker unavailable", error=str(exc))
+            return refuse("telegram", 503, "unavailable", "temporarily unable to store the update, retry later")
+        return JSONResponse({"status": "ok"})
+
+    return app

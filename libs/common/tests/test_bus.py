@@ -93,6 +93,6 @@ async def test_poison_message_ends_in_dlq_after_bounded_retries_and_others_still
     assert DLQ.name == "DLQ"
 
 
-@pytest.mark.parametrize("deliveries,expected", [(1, 0.1), (2, 0.2), (7, 0.2)])
+@pytest.mark.parametrize(("deliveries", "expected"), [(1, 0.1), (2, 0.2), (7, 0.2)])
 def test_retry_policy_delay_grows_then_stays(deliveries: int, expected: float) -> None:
     assert RetryPolicy(max_deliveries=9, backoff=(0.1, 0.2)).delay(deliveries) == expected

@@ -6,6 +6,15 @@ version is a new class with a new ``version``, never an edit; the snapshot tests
 """
 
 from .base import EVENT_ID_NAMESPACE, Envelope, stable_event_id, utcnow
+from .crm import (
+    ContactRef,
+    DealCreated,
+    DealSnapshot,
+    DealUpdated,
+    DealUpdatedData,
+    MessageReceived,
+    MessageReceivedData,
+)
 from .dlq import DeadLetter, DeadLetterData
 from .ingest import (
     META_KINDS,
@@ -18,16 +27,30 @@ from .ingest import (
     meta_subject,
 )
 
-CONTRACTS: tuple[type[Envelope], ...] = (MetaItemReceived, TelegramUpdateReceived, DeadLetter)
+CONTRACTS: tuple[type[Envelope], ...] = (
+    MetaItemReceived,
+    TelegramUpdateReceived,
+    DeadLetter,
+    DealCreated,
+    DealUpdated,
+    MessageReceived,
+)
 """Every published contract; the snapshot test covers each of them."""
 
 __all__ = [
     "CONTRACTS",
     "EVENT_ID_NAMESPACE",
     "META_KINDS",
+    "ContactRef",
     "DeadLetter",
     "DeadLetterData",
+    "DealCreated",
+    "DealSnapshot",
+    "DealUpdated",
+    "DealUpdatedData",
     "Envelope",
+    "MessageReceived",
+    "MessageReceivedData",
     "MetaItemData",
     "MetaItemReceived",
     "MetaKind",

@@ -1,0 +1,267 @@
+"""The crm schema: every table crm owns, in one place.
+
+Exactly-once rests on unique constraints, not on locks: a repeat or a race hits a
+constraint and is resolved by ``ON CONFLICT``. Timestamps are timezone-aware UTC.
+Meta timestamps (ms) are kept as ``sent_at`` so history is ordered by when the customer
+or manager wrote, not by when the webhook happened to arrive.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlmodel import Field, SQLModel
+
+from jggl_common.contracts import utcnow
+
+metadata = SQLModel.metadata
+
+
+def _ts(**kwargs: Any) -> Any:
+    return Field(sa_type=sa.DateTime(timezone=True), **kwargs)  # type: ignore[call-overload]
+
+
+def _json(default: Any) -> Any:
+    return Field(
+        default_factory=default,
+        sa_column=sa.Column(
+            JSONB, nullable=False, server_default=sa.text("'[]'::jsonb" if default is list else "'{}'::jsonb")
+        ),
+    )
+
+
+class User(SQLModel, table=True):
+    """A person who logs in: an admin or a manager."""
+
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, sa_column_kwargs={"unique": True}, index=False)
+    name: str = Field(max_length=200)
+    password_hash: str = Field(max_length=500)
+    role: str = Field(max_length=20, description="admin | manager")
+    is_active: bool = True
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class Channel(SQLModel, table=True):
+    """A connected Facebook Page (platform messenger) or Instagram account."""
+
+    __tablename__ = "channels"
+    __table_args__ = (sa.UniqueConstraint("platform", "external_id", name="uq_channels_platform_external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=20, description="messenger | instagram")
+    external_id: str = Field(max_length=64, description="Page id or Instagram account id")
+    name: str | None = Field(default=None, max_length=200)
+    access_token_sealed: str | None = Field(default=None, description="page access token, encrypted")
+    needs_reauth: bool = False
+    is_active: bool = True
+    last_webhook_at: datetime | None = _ts(default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Contact(SQLModel, table=True):
+    """A customer as one channel knows them (PSIDs and IGSIDs are scoped to the channel)."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (
+        sa.UniqueConstraint("channel_id", "external_id", name="uq_contacts_channel_external_id"),
+        # Prefix search on names ("ив" finds "Иван") without scanning the table.
+        sa.Index("ix_contacts_lower_name", sa.text("lower(name) text_pattern_ops")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: int = Field(foreign_key="channels.id", index=True)
+    platform: str = Field(max_length=20)
+    external_id: str = Field(max_length=64, description="PSID or IGSID")
+    name: str | None = Field(default=None, max_length=300)
+    username: str | None = Field(default=None, max_length=300)
+    avatar_url: str | None = None
+    profile_status: str = Field(default="pending", max_length=20, description="pending | fetched | failed")
+    profile_fetched_at: datetime | None = _ts(default=None)
+    first_seen_at: datetime = _ts(default_factory=utcnow)
+    last_seen_at: datetime = _ts(default_factory=utcnow)
+
+
+class Conversation(SQLModel, table=True):
+    """The chat between one contact and one channel."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (sa.UniqueConstraint("channel_id", "contact_id", name="uq_conversations_channel_contact"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: int = Field(foreign_key="channels.id")
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    last_message_at: datetime | None = _ts(default=None)
+    last_inbound_at: datetime | None = _ts(default=None, description="decides the 24 h / 7 day window")
+    read_watermark: datetime | None = _ts(default=None, description="the customer has read everything sent until")
+    delivered_watermark: datetime | None = _ts(default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Stage(SQLModel, table=True):
+    """A pipeline stage; ``position`` orders them."""
+
+    __tablename__ = "stages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=50, sa_column_kwargs={"unique": True})
+    name: str = Field(max_length=100)
+    position: int = 0
+    is_active: bool = True
+
+
+class Deal(SQLModel, table=True):
+    """A sales opportunity: one open deal per conversation at a time."""
+
+    __tablename__ = "deals"
+    __table_args__ = (
+        # Exactly one open deal per conversation, whatever the races: the constraint decides.
+        sa.Index(
+            "uq_deals_one_open_per_conversation",
+            "conversation_id",
+            unique=True,
+            postgresql_where=sa.text("status = 'open'"),
+        ),
+        sa.Index("ix_deals_search_vector", "search_vector", postgresql_using="gin"),
+        sa.Index("ix_deals_created_id", "created_at", "id"),
+        sa.Index("ix_deals_assignee_created", "assignee_id", "created_at", "id"),
+        sa.Index("ix_deals_stage_created", "stage_id", "created_at", "id"),
+        sa.CheckConstraint("status IN ('open', 'won', 'lost')", name="ck_deals_status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id", index=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    channel_id: int = Field(foreign_key="channels.id")
+    platform: str = Field(max_length=20)
+    stage_id: int = Field(foreign_key="stages.id")
+    status: str = Field(default="open", max_length=10)
+    lost_reason: str | None = Field(default=None, max_length=500)
+    amount: Decimal | None = Field(default=None, sa_type=sa.Numeric(14, 2))  # type: ignore[call-overload]
+    comment: str | None = None
+    assignee_id: int | None = Field(default=None, foreign_key="users.id")
+    lead_source: str | None = Field(default=None, max_length=50, description="organic | ads | shortlink | ...")
+    referral: dict[str, Any] | None = Field(default=None, sa_type=JSONB)  # type: ignore[call-overload]
+    # AI analysis (written by the ai service's events)
+    ai_summary: str | None = None
+    ai_intent: str | None = Field(default=None, max_length=50)
+    ai_temperature: str | None = Field(default=None, max_length=10)
+    ai_score: int | None = None
+    ai_source: str | None = Field(default=None, max_length=20, description="gemini | heuristic")
+    ai_analyzed_at: datetime | None = _ts(default=None)
+    # Response tracking
+    awaiting_reply_since: datetime | None = _ts(default=None, index=True)
+    first_response_seconds: int | None = None
+    first_response_at: datetime | None = _ts(default=None)
+    last_message_text: str | None = None
+    last_message_at: datetime | None = _ts(default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+    closed_at: datetime | None = _ts(default=None)
+    search_vector: str | None = Field(default=None, sa_type=TSVECTOR)  # type: ignore[call-overload]
+
+
+class Message(SQLModel, table=True):
+    """One message in a conversation, from the customer (in) or from us (out)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        sa.Index("uq_messages_mid", "mid", unique=True, postgresql_where=sa.text("mid IS NOT NULL")),
+        sa.Index(
+            "uq_messages_idempotency",
+            "deal_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+        ),
+        sa.Index("ix_messages_conversation_sent", "conversation_id", "sent_at", "id"),
+        sa.Index("ix_messages_deal_sent", "deal_id", "sent_at", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id")
+    deal_id: int = Field(foreign_key="deals.id")
+    mid: str | None = Field(default=None, max_length=300, description="Meta message id")
+    direction: str = Field(max_length=3, description="in | out")
+    kind: str = Field(max_length=30, description="text | image | ... | postback | referral")
+    text: str | None = None
+    attachments: list[dict[str, Any]] = _json(list)
+    quick_reply_payload: str | None = None
+    postback_payload: str | None = None
+    reply_to_mid: str | None = Field(default=None, max_length=300)
+    reply_to_story: dict[str, Any] | None = Field(default=None, sa_type=JSONB)  # type: ignore[call-overload]
+    reactions: dict[str, Any] = _json(dict)
+    is_edited: bool = False
+    edit_count: int = 0
+    is_deleted: bool = False
+    status: str = Field(default="received", max_length=20, description="received | queued | sent | failed")
+    delivered_at: datetime | None = _ts(default=None)
+    read_at: datetime | None = _ts(default=None)
+    sent_at: datetime = _ts(default_factory=utcnow, description="when it was written (Meta timestamp)")
+    created_at: datetime = _ts(default_factory=utcnow)
+    author_user_id: int | None = Field(default=None, foreign_key="users.id")
+    author_label: str | None = Field(default=None, max_length=100, description="e.g. 'Meta inbox' for echoes")
+    app_id: str | None = Field(default=None, max_length=64)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    messaging_type: str | None = Field(default=None, max_length=30)
+    error_code: int | None = None
+    error_message: str | None = None
+    response_seconds: int | None = Field(default=None, description="for replies: time since the customer waited")
+
+
+class PendingUpdate(SQLModel, table=True):
+    """An update about a message that has not arrived yet (Meta does not keep order).
+
+    Applied and deleted when the message lands, so nothing is lost to ordering.
+    """
+
+    __tablename__ = "pending_updates"
+    __table_args__ = (sa.UniqueConstraint("dedupe_key", name="uq_pending_updates_dedupe_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    mid: str = Field(max_length=300, index=True)
+    kind: str = Field(max_length=20, description="reaction | edit | delete | read | delivery")
+    dedupe_key: str = Field(max_length=500)
+    payload: dict[str, Any] = _json(dict)
+    occurred_at: datetime = _ts()
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """Ids of bus events already applied, for handlers that are not naturally idempotent."""
+
+    __tablename__ = "processed_events"
+
+    event_id: str = Field(primary_key=True, max_length=100)
+    processed_at: datetime = _ts(default_factory=utcnow)
+
+
+class Activity(SQLModel, table=True):
+    """The timeline of a deal: created, stage moves, assignments, replies, AI results."""
+
+    __tablename__ = "activities"
+    __table_args__ = (sa.Index("ix_activities_deal_created", "deal_id", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    deal_id: int = Field(foreign_key="deals.id")
+    kind: str = Field(max_length=50)
+    actor_user_id: int | None = Field(default=None, foreign_key="users.id")
+    actor_label: str | None = Field(default=None, max_length=100)
+    data: dict[str, Any] = _json(dict)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+DEFAULT_STAGES: tuple[tuple[str, str], ...] = (
+    ("new", "New"),
+    ("contacted", "Contacted"),
+    ("qualified", "Qualified"),
+    ("proposal", "Proposal"),
+    ("negotiation", "Negotiation"),
+)
+"""Stages seeded by the first migration; admins edit them afterwards."""

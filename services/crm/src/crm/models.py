@@ -265,3 +265,22 @@ DEFAULT_STAGES: tuple[tuple[str, str], ...] = (
     ("negotiation", "Negotiation"),
 )
 """Stages seeded by the first migration; admins edit them afterwards."""
+
+
+class OutboxEvent(SQLModel, table=True):
+    """An event written in the same transaction as the change it announces.
+
+    Published right after commit; the relay republishes whatever a crash left behind, and
+    the event id (``Nats-Msg-Id``) makes a second publish harmless.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=100, sa_column_kwargs={"unique": True})
+    subject: str = Field(max_length=200)
+    payload: str
+    correlation_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = _ts(default_factory=utcnow)
+    published_at: datetime | None = _ts(default=None)

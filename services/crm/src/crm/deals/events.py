@@ -1,0 +1,65 @@
+"""Building the event-carried state of deals (what ai and notifier receive)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jggl_common.contracts import ContactRef, DealSnapshot
+
+from ..models import Contact, Deal, Stage
+
+
+def display_name(contact: Contact) -> str:
+    """The name managers see: name, else @username, else the platform id."""
+    if contact.name and contact.name.strip():
+        return contact.name.strip()
+    if contact.username:
+        return f"@{contact.username}"
+    return contact.external_id
+
+
+def contact_ref(contact: Contact) -> ContactRef:
+    """The contact as events carry it."""
+    assert contact.id is not None
+    return ContactRef(
+        id=contact.id,
+        platform=contact.platform,  # type: ignore[arg-type]
+        external_id=contact.external_id,
+        display_name=display_name(contact),
+        username=contact.username,
+        avatar_url=contact.avatar_url,
+    )
+
+
+def snapshot(deal: Deal, contact: Contact, stage_key: str) -> DealSnapshot:
+    """A deal as events carry it."""
+    assert deal.id is not None
+    return DealSnapshot(
+        id=deal.id,
+        conversation_id=deal.conversation_id,
+        channel_id=deal.channel_id,
+        platform=deal.platform,  # type: ignore[arg-type]
+        stage=stage_key,
+        status=deal.status,  # type: ignore[arg-type]
+        assignee_id=deal.assignee_id,
+        amount=str(deal.amount) if deal.amount is not None else None,
+        lead_source=deal.lead_source,
+        lost_reason=deal.lost_reason,
+        awaiting_reply_since=deal.awaiting_reply_since,
+        created_at=deal.created_at,
+        contact=contact_ref(contact),
+    )
+
+
+async def load_snapshot(session: AsyncSession, deal_id: int) -> DealSnapshot:
+    """Read a deal with its contact and stage and build its snapshot."""
+    row = (
+        await session.execute(
+            select(Deal, Contact, Stage.key)
+            .join(Contact, Contact.id == Deal.contact_id)  # type: ignore[arg-type]
+            .join(Stage, Stage.id == Deal.stage_id)  # type: ignore[arg-type]
+            .where(Deal.id == deal_id)
+        )
+    ).one()
+    return snapshot(row[0], row[1], row[2])

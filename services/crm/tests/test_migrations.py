@@ -53,8 +53,8 @@ async def test_search_vector_follows_contact_name_and_comment(crm_engine: AsyncE
         await conn.execute(
             text(
                 "INSERT INTO deals (conversation_id, contact_id, channel_id, platform, stage_id, status, created_at,"
-                " updated_at, comment) SELECT c.id, c.contact_id, c.channel_id, 'messenger', s.id, 'open', now(), now(),"
-                " 'хочет доставку' FROM conversations c, stages s WHERE s.key = 'new'"
+                " updated_at, comment) SELECT c.id, c.contact_id, c.channel_id, 'messenger', s.id, 'open', now(),"
+                " now(), 'хочет доставку' FROM conversations c, stages s WHERE s.key = 'new'"
             )
         )
         await conn.execute(text("UPDATE contacts SET name = 'Иван Petrov'"))

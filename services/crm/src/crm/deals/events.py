@@ -5,9 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.models import Contact, Deal, Stage
 from jggl_common.contracts import ContactRef, DealSnapshot
-
-from ..models import Contact, Deal, Stage
 
 
 def display_name(contact: Contact) -> str:

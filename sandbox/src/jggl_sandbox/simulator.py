@@ -184,28 +184,35 @@ async def send_webhooks(
     The run ends when ``webhooks`` is exhausted, ``duration`` seconds have passed
     or ``stop`` is set; requests already in flight are then awaited.
     ``on_progress`` is called every ``progress_interval`` seconds and once at the
-    end (``done=True``). A ``client`` passed in is left open; otherwise one is
-    created with ``timeout`` and closed.
+    end (``done=True``). A ``client`` passed in is shared by all slots and left
+    open; otherwise each slot gets a one-connection client with ``timeout``,
+    closed at the end.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive (or None for unpaced)")
 
-    own_client = client is None
-    http = client or httpx.AsyncClient(
-        timeout=timeout,
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-    )
+    # httpcore scans its whole pool on every request, which makes one client with
+    # many connections several times slower than many one-connection clients; so
+    # without a caller's client each slot gets a client (and one shared TLS context).
+    own_clients: list[httpx.AsyncClient] = []
+    if client is None:
+        tls = httpx.create_ssl_context()
+        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        own_clients = [httpx.AsyncClient(timeout=timeout, limits=one, verify=tls) for _ in range(concurrency)]
+    # A free slot is a client in this queue: it bounds the requests in flight.
+    idle: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+    for http in own_clients if client is None else [client] * concurrency:
+        idle.put_nowait(http)
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + duration if duration is not None else None
     stats = RunStats()
     window: list[float] = []
-    slots = asyncio.Semaphore(concurrency)
     in_flight: set[asyncio.Task[None]] = set()
 
-    async def post(webhook: SignedWebhook) -> None:
+    async def post(http: httpx.AsyncClient, webhook: SignedWebhook) -> None:
         try:
             t0 = time.perf_counter()
             try:
@@ -217,7 +224,7 @@ async def send_webhooks(
                 window.append(latency_ms)
                 stats._record(str(response.status_code), response.is_success, latency_ms)
         finally:
-            slots.release()
+            idle.put_nowait(http)
 
     async def report_every_interval() -> None:
         last_t, last_completed = started, 0
@@ -261,9 +268,9 @@ async def send_webhooks(
                     if stop is not None and stop.is_set():
                         break
                 next_at += interval
-            await slots.acquire()
+            http = await idle.get()
             stats.sent += 1
-            task = asyncio.create_task(post(webhook))
+            task = asyncio.create_task(post(http, webhook))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
         if in_flight:
@@ -275,7 +282,7 @@ async def send_webhooks(
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
-        if own_client:
+        for http in own_clients:
             await http.aclose()
         stats.elapsed_s = loop.time() - started
 
@@ -518,6 +525,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--rate must be >= 0, --concurrency and --customers >= 1, --batch within 1-1000")
     if not 0 <= args.standby <= 1:
         parser.error("--standby is a share between 0 and 1")
+
+    try:
+        scheme = httpx.URL(args.url).scheme
+    except httpx.InvalidURL as exc:
+        parser.error(f"--url: {exc}")
+    if scheme not in {"http", "https"}:
+        parser.error("--url must be an http:// or https:// URL")
 
     platforms: tuple[Platform, ...] = PLATFORMS if args.platform == "both" else (args.platform,)
     kinds = args.kinds.strip()

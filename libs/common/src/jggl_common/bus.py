@@ -105,11 +105,12 @@ class EventPublisher:
             raise BusUnavailable("not connected to NATS")
         futures: list[asyncio.Future[PubAck]] = []
         try:
-            for subject, payload, headers in messages:
-                futures.append(
-                    await self._js.publish_async(subject, payload, wait_stall=self._timeout, headers=headers)
-                )
-            done = await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                for subject, payload, headers in messages:
+                    # No stall timeout here: the outer timeout bounds the whole call, and
+                    # a per-message timeout would cost a task per message.
+                    futures.append(await self._js.publish_async(subject, payload, headers=headers))
+                return [await future for future in futures]
         except TimeoutError as exc:
             raise BusUnavailable("JetStream did not acknowledge in time") from exc
         except BusUnavailable:
@@ -120,7 +121,6 @@ class EventPublisher:
             for future in futures:
                 if not future.done():
                     future.cancel()
-        return list(done)
 
 
 @dataclass(frozen=True, slots=True)

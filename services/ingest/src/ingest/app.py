@@ -8,6 +8,7 @@ itself; without Redis it keeps accepting, deduplicating with JetStream's window.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import time
@@ -31,6 +32,7 @@ from jggl_common.contracts import (
     TelegramUpdateReceived,
     meta_subject,
     stable_event_id,
+    utcnow,
 )
 from jggl_common.health import health_router
 from jggl_common.logs import CORRELATION_HEADER, correlation_from_headers, get_logger, set_correlation_id
@@ -54,6 +56,13 @@ PUBLISH_SECONDS = Histogram(
 )
 
 PRODUCER = "ingest"
+DUPLICATES_JETSTREAM = DUPLICATES.labels("jetstream")
+
+
+@functools.cache
+def _published(object_: str, kind: str) -> Any:
+    # Label lookups take a lock and a dict walk; the label set is small and fixed.
+    return PUBLISHED.labels(object_, kind)
 
 
 class _Refused(Exception):
@@ -129,9 +138,9 @@ class Ingest:
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
         for (_, _, _, _, object_, kind), ack in zip(fresh, acks, strict=True):
             if ack.duplicate:
-                DUPLICATES.labels("jetstream").inc()
+                DUPLICATES_JETSTREAM.inc()
             else:
-                PUBLISHED.labels(object_, kind).inc()
+                _published(object_, kind).inc()
         self.deduper.remember([key for _, key, *_ in fresh])
 
 
@@ -158,9 +167,10 @@ def _client_address(request: Request, trust_forwarded: bool) -> str:
 async def _read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None:
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             raise _Refused(400, "malformed", "invalid Content-Length")
-        if int(length) > limit:
+        digits = length.lstrip("0") or "0"
+        if len(digits) > 18 or int(digits) > limit:
             raise _Refused(413, "too_large", f"body larger than {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -171,8 +181,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _meta_envelope(data: MetaItemData, correlation: str) -> tuple[str, str, bytes, dict[str, str], str, str]:
-    event = MetaItemReceived(
-        id=stable_event_id(data.dedupe_key), producer=PRODUCER, correlation_id=correlation, data=data
+    # ``data`` was validated by split_webhook; constructing the envelope skips a second pass.
+    event = MetaItemReceived.model_construct(
+        id=stable_event_id(data.dedupe_key),
+        type="ingest.meta.item",
+        version=1,
+        occurred_at=utcnow(),
+        producer=PRODUCER,
+        correlation_id=correlation,
+        data=data,
     )
     headers = {"Nats-Msg-Id": event.id, CORRELATION_HEADER: correlation}
     subject = meta_subject(data.object, data.kind)
@@ -201,7 +218,11 @@ def create_app(settings: IngestSettings, redis: Redis | None = None) -> FastAPI:
             connecting.cancel()
             await ingest.deduper.drain()
             if ingest.nc is not None and not ingest.nc.is_closed:
-                await ingest.nc.drain()
+                if ingest.nc.is_connected:
+                    await ingest.nc.drain()
+                else:
+                    # Reconnecting: there is nothing to drain to, and drain() refuses.
+                    await ingest.nc.close()
             await redis_client.aclose()
 
     app = FastAPI(
@@ -254,12 +275,14 @@ def create_app(settings: IngestSettings, redis: Redis | None = None) -> FastAPI:
                 raise _Refused(403, "signature_invalid", "X-Hub-Signature-256 does not match the body")
             try:
                 object_, items = split_webhook(json.loads(body))
+                # Serialising fails for items nested deeper than JSON encoding allows.
+                envelopes = [_meta_envelope(item, correlation) for item in items]
             except (ValueError, RecursionError) as exc:
                 raise _Refused(400, "malformed", f"not a Meta webhook: {exc}") from None
             if object_ is None:
                 REJECTED.labels("meta", "unsupported_object").inc()
                 return JSONResponse({"status": "ignored", "events": 0})
-            await ingest.publish("meta", [_meta_envelope(item, correlation) for item in items])
+            await ingest.publish("meta", envelopes)
         except _Refused as refused:
             return refuse("meta", refused.status, refused.reason, refused.detail)
         except BusUnavailable as exc:
@@ -284,14 +307,15 @@ def create_app(settings: IngestSettings, redis: Redis | None = None) -> FastAPI:
             try:
                 update = json.loads(body)
                 data = TelegramUpdateData(update_id=update["update_id"], update=update)
+                event = TelegramUpdateReceived(
+                    id=stable_event_id(f"telegram:{data.update_id}"),
+                    producer=PRODUCER,
+                    correlation_id=correlation,
+                    data=data,
+                )
+                payload = event.model_dump_json().encode()
             except (ValueError, TypeError, KeyError, RecursionError):
                 raise _Refused(400, "malformed", "not a Telegram update") from None
-            event = TelegramUpdateReceived(
-                id=stable_event_id(f"telegram:{data.update_id}"),
-                producer=PRODUCER,
-                correlation_id=correlation,
-                data=data,
-            )
             headers = {"Nats-Msg-Id": event.id, CORRELATION_HEADER: correlation}
             await ingest.publish(
                 "telegram",
@@ -299,7 +323,7 @@ def create_app(settings: IngestSettings, redis: Redis | None = None) -> FastAPI:
                     (
                         event.subject,
                         f"telegram:{data.update_id}",
-                        event.model_dump_json().encode(),
+                        payload,
                         headers,
                         "telegram",
                         "update",

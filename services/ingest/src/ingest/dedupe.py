@@ -1,9 +1,10 @@
 """The long deduplication window in Redis, which ingest must be able to live without.
 
 Keys are checked before publishing and written after JetStream acknowledged, so a key
-in Redis always means "this item is durably in the stream". When Redis fails, ingest
-stops asking it for a few seconds (a small circuit breaker) and relies on JetStream's
-duplicate window and crm's unique keys: webhooks keep being accepted.
+in Redis always means "this item is durably in the stream". Checks and writes of
+concurrent requests are coalesced into one ``MGET`` and one pipeline per loop turn.
+When Redis fails, ingest stops asking it for a few seconds (a small circuit breaker) and
+relies on JetStream's duplicate window and crm's unique keys: webhooks keep being accepted.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from redis.exceptions import RedisError
 
 from jggl_common.logs import get_logger
 
+from .batching import Coalescer
+
 log = get_logger(__name__)
 
 REDIS_UP = Gauge("ingest_redis_available", "1 while the Redis dedupe window is in use, 0 while bypassed")
+_FAILURES = (RedisError, OSError, TimeoutError)
 
 
 class Deduper:
@@ -32,7 +36,9 @@ class Deduper:
         self._timeout = timeout
         self._cooldown = cooldown
         self._down_until = 0.0
-        self._background: set[asyncio.Task[None]] = set()
+        self._lookups: Coalescer[str, bool] = Coalescer(self._mget)
+        self._to_remember: list[str] = []
+        self._writes: set[asyncio.Task[None]] = set()
         REDIS_UP.set(1)
 
     @property
@@ -51,10 +57,14 @@ class Deduper:
         if not keys or not self.available:
             return [False] * len(keys)
         try:
-            values = await asyncio.wait_for(self._redis.mget([f"ingest:seen:{k}" for k in keys]), self._timeout)
-        except (RedisError, OSError, TimeoutError) as exc:
+            return await self._lookups.submit(keys)
+        except _FAILURES as exc:
             self._trip(exc)
             return [False] * len(keys)
+
+    async def _mget(self, keys: list[str]) -> list[bool]:
+        async with asyncio.timeout(self._timeout):
+            values = await self._redis.mget([f"ingest:seen:{key}" for key in keys])
         REDIS_UP.set(1)
         return [value is not None for value in values]
 
@@ -62,20 +72,28 @@ class Deduper:
         """Record ``keys`` as accepted, in the background: the answer to Meta never waits on it."""
         if not keys or not self.available:
             return
-        task = asyncio.create_task(self._remember(keys))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        if not self._to_remember:
+            # Writes are not on the answer's path: gather a few milliseconds of them.
+            asyncio.get_running_loop().call_later(0.01, self._write)
+        self._to_remember.extend(keys)
 
-    async def _remember(self, keys: Sequence[str]) -> None:
+    def _write(self) -> None:
+        keys, self._to_remember = self._to_remember, []
+        task = asyncio.get_running_loop().create_task(self._set(keys))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _set(self, keys: list[str]) -> None:
         try:
             pipe = self._redis.pipeline(transaction=False)
             for key in keys:
                 pipe.set(f"ingest:seen:{key}", b"1", ex=self._ttl)
-            await asyncio.wait_for(pipe.execute(), self._timeout * 4)
-        except (RedisError, OSError, TimeoutError) as exc:
+            async with asyncio.timeout(self._timeout * 4):
+                await pipe.execute()
+        except _FAILURES as exc:
             self._trip(exc)
 
     async def drain(self) -> None:
-        """Wait for pending ``remember`` writes (used at shutdown)."""
-        if self._background:
-            await asyncio.wait(self._background, timeout=2)
+        """Wait for pending writes (used at shutdown)."""
+        if self._writes:
+            await asyncio.wait(self._writes, timeout=2)

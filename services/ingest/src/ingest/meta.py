@@ -57,8 +57,13 @@ def _int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    # str.isdigit() is also true for characters int() refuses ("²"), and int() refuses
+    # strings longer than 4300 digits: neither may turn a webhook into an error.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        try:
+            return int(value)
+        except ValueError:
+            return None
     return None
 
 

@@ -1,0 +1,1 @@
+"""Who is calling: passwords, tokens, login throttling and the first admin."""

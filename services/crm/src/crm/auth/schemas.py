@@ -1,0 +1,27 @@
+"""What the login endpoint reads and answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crm.auth.passwords import MAX_PASSWORD_LENGTH
+from crm.web.types import CleanStr
+
+
+class LoginRequest(BaseModel):
+    """E-mail and password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[CleanStr, Field(min_length=1, max_length=320)]
+    password: Annotated[CleanStr, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
+
+
+class TokenResponse(BaseModel):
+    """A bearer token for the ``Authorization`` header."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="seconds until the token expires")

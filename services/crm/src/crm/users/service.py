@@ -1,0 +1,64 @@
+"""Managing users. Never commits: the caller owns the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.auth.passwords import Passwords
+from crm.deals import service as deals
+from crm.models import User
+from crm.web.errors import Conflict, NotFound
+from jggl_common.contracts import utcnow
+
+from .repository import UserRepository
+from .schemas import UserCreate, UserUpdate
+
+
+async def list_users(session: AsyncSession) -> Sequence[User]:
+    """Every user."""
+    return await UserRepository(session).list_all()
+
+
+async def create_user(session: AsyncSession, passwords: Passwords, data: UserCreate) -> User:
+    """A new user; :class:`Conflict` when the e-mail is taken."""
+    repository = UserRepository(session)
+    user_id = await repository.insert_if_absent(
+        email=data.email, name=data.name, password_hash=await passwords.hash(data.password), role=data.role
+    )
+    if user_id is None:
+        raise Conflict("A user with this e-mail already exists")
+    user = await repository.get(user_id)
+    assert user is not None
+    return user
+
+
+async def update_user(
+    session: AsyncSession, passwords: Passwords, actor: User, user_id: int, data: UserUpdate
+) -> tuple[User, list[str]]:
+    """Apply ``data`` to a user; returns it and the ids of events to publish after commit.
+
+    An admin cannot demote or deactivate themselves, so there is always an admin left
+    who can undo any change. A deactivated manager's open deals go back to the
+    unassigned pool, where the rest of the team sees them.
+    """
+    user = await session.get(User, user_id, with_for_update=True)
+    if user is None:
+        raise NotFound("User not found")
+    if user.id == actor.id and (data.is_active is False or data.role == "manager"):
+        raise Conflict("You cannot deactivate or demote your own account; ask another admin")
+    event_ids: list[str] = []
+    if data.name is not None:
+        user.name = data.name
+    if data.role is not None:
+        user.role = data.role
+    if data.password is not None:
+        user.password_hash = await passwords.hash(data.password)
+    if data.is_active is not None:
+        if user.is_active and not data.is_active:
+            event_ids = await deals.release_deals_of(session, actor, user_id)
+        user.is_active = data.is_active
+    user.updated_at = utcnow()
+    await session.flush()
+    return user, event_ids

@@ -1,0 +1,69 @@
+"""What a request needs, made once at start-up, and the dependencies that hand it out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from crm.auth.passwords import Passwords
+from crm.auth.ratelimit import LoginLimiter
+from crm.auth.tokens import Tokens
+from crm.config import CrmSettings
+from crm.outbox import Outbox
+from jggl_common.logs import get_logger
+
+from .pagination import CursorCodec
+
+log = get_logger(__name__)
+
+
+@dataclass
+class CrmState:
+    """The HTTP side of one crm process (``app.state.crm``)."""
+
+    settings: CrmSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+    passwords: Passwords
+    tokens: Tokens
+    login_limiter: LoginLimiter
+    cursors: CursorCodec
+    outbox: Outbox | None = None
+
+    async def announce(self, event_ids: Sequence[str]) -> None:
+        """Publish events staged by a committed request, right away when possible.
+
+        A failure here is not the caller's problem: the change is committed and the
+        outbox relay publishes what is left behind.
+        """
+        if self.outbox is None or not event_ids:
+            return
+        try:
+            await self.outbox.flush(list(event_ids))
+        except Exception as exc:
+            log.warning("events left to the outbox relay", error=f"{type(exc).__name__}: {exc}")
+
+
+def get_state(request: Request) -> CrmState:
+    """The process-wide state of the crm API."""
+    state: CrmState = request.app.state.crm
+    return state
+
+
+async def get_session(state: Annotated[CrmState, Depends(get_state)]) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work; endpoints commit it, anything uncommitted is rolled back."""
+    async with state.sessions() as session:
+        yield session
+
+
+State = Annotated[CrmState, Depends(get_state)]
+"""The crm API state, as an endpoint parameter."""
+
+Session = Annotated[AsyncSession, Depends(get_session)]
+"""The request's database session, as an endpoint parameter."""

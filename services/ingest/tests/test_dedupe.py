@@ -1,0 +1,66 @@
+"""Meta delivers at least once: a repeated item is acknowledged again but stored once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+
+async def test_the_same_webhook_twice_stores_each_item_once(ingest, meta, stream) -> None:
+    page, payload = meta.messages(3)
+    before = await ingest.metrics()
+
+    first = await ingest.post_meta(payload)
+    second = await ingest.post_meta(payload)
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    stored = await stream.meta_events(page)
+    assert sorted(m.data["mid"] for m in stored) == sorted(
+        item["message"]["mid"] for item in payload["entry"][0]["messaging"]
+    )
+    after = await ingest.metrics()
+    assert after.value("ingest_duplicates_total") - before.value("ingest_duplicates_total") == 3
+    published = after.value("ingest_events_published_total", object="page", kind="message") - before.value(
+        "ingest_events_published_total", object="page", kind="message"
+    )
+    assert published == 3
+
+
+async def test_fifty_concurrent_copies_store_each_item_once(ingest, meta, stream) -> None:
+    page, payload = meta.messages(2)
+    body = meta.encode(payload)
+    before = await ingest.metrics()
+
+    responses = await asyncio.gather(*(ingest.post_meta(body) for _ in range(50)))
+
+    assert [r.status_code for r in responses] == [200] * 50
+    stored = await stream.meta_events(page)
+    assert Counter(m.data["mid"] for m in stored) == Counter(
+        {item["message"]["mid"]: 1 for item in payload["entry"][0]["messaging"]}
+    )
+    after = await ingest.metrics()
+    assert after.value("ingest_duplicates_total") - before.value("ingest_duplicates_total") == 49 * 2
+
+
+async def test_items_that_differ_only_in_what_meta_changed_are_different_items(ingest, meta, stream) -> None:
+    page, customer, mid = meta.new_id(), meta.new_id(), meta.new_mid()
+    base = {"sender": {"id": customer}, "recipient": {"id": page}, "timestamp": 1767225600000}
+    message = {**base, "message": {"mid": mid, "text": "hi"}}
+    deleted = {**base, "timestamp": 1767225600500, "message": {"mid": mid, "is_deleted": True}}
+    edits = [
+        {**base, "timestamp": 1767225600100 + n, "message_edit": {"mid": mid, "text": f"hi {n}", "num_edit": n}}
+        for n in (1, 2)
+    ]
+    reactions = [
+        {**base, "timestamp": 1767225600300, "reaction": {"mid": mid, "action": action, "reaction": "love"}}
+        for action in ("react", "unreact")
+    ]
+    items = [message, deleted, *edits, *reactions]
+
+    first = await ingest.post_meta(meta.webhook("instagram", [meta.entry(page, items)]))
+    again = await ingest.post_meta(meta.webhook("instagram", [meta.entry(page, items[::-1])]))
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    stored = await stream.meta_events(page)
+    assert len(stored) == len(items)
+    assert all(any(m.data["item"] == item for m in stored) for item in items)

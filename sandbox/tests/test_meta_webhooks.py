@@ -200,6 +200,18 @@ def test_messenger_specific_shapes() -> None:
     assert "mid" in v["reply"]["message"]["reply_to"]
 
 
+def test_a_long_conversation_keeps_a_bounded_memory() -> None:
+    customer = mw.Customer.new("instagram", random.Random(9))
+    for _ in range(300):
+        customer.text()
+        customer.echo()
+        customer.delete()
+    assert len(customer.own_mids) <= 64
+    assert len(customer.page_mids) <= 64
+    assert len(customer.deleted) <= 64
+    assert customer.read()["read"]["mid"] == customer.page_mids[-1]
+
+
 def test_standby_items_go_under_standby() -> None:
     items = [item for _, item in mw.every_kind("instagram")]
     body = mw.webhook("instagram", mw.DEFAULT_INSTAGRAM_ACCOUNT_ID, items, 123, standby=True)

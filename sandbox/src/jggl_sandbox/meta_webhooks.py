@@ -88,6 +88,8 @@ DEFAULT_APP_ID: Final = 734512098765432
 
 _OBJECTS: Final[dict[Platform, MetaObject]] = {"messenger": "page", "instagram": "instagram"}
 _B64URL: Final = string.ascii_letters + string.digits + "-_"
+# How many message ids a customer remembers per side, so long simulations stay small.
+_HISTORY: Final = 64
 
 
 # --------------------------------------------------------------------------- wire
@@ -302,8 +304,16 @@ class Customer:
 
     def _page_mid(self) -> str:
         if not self.page_mids:
-            self.page_mids.append(self.new_mid())
+            self._remember(self.page_mids, self.new_mid())
         return self.page_mids[-1]
+
+    def _remember(self, mids: list[str], mid: str) -> None:
+        mids.append(mid)
+        if len(mids) > _HISTORY:
+            del mids[:-_HISTORY]
+            known = set(self.own_mids)
+            self.edits = {m: n for m, n in self.edits.items() if m in known}
+            self.deleted &= known
 
     def _from_customer(self, timestamp_ms: int | None) -> JSONObject:
         return {
@@ -315,7 +325,7 @@ class Customer:
     def _message(self, body: JSONObject, timestamp_ms: int | None) -> JSONObject:
         item = self._from_customer(timestamp_ms)
         mid = self.new_mid()
-        self.own_mids.append(mid)
+        self._remember(self.own_mids, mid)
         item["message"] = {"mid": mid, **body}
         return item
 
@@ -427,7 +437,7 @@ class Customer:
         true and ``message.app_id`` names the sending app.
         """
         mid = self.new_mid()
-        self.page_mids.append(mid)
+        self._remember(self.page_mids, mid)
         return {
             "sender": {"id": self.page_id},
             "recipient": {"id": self.user_id},

@@ -41,6 +41,7 @@ class ServiceSettings(BaseSettings):
     app_key: AppKey = Field(description="base64 32-byte root key (APP_KEY)")
     nats_url: str = Field(description="NATS server URL, e.g. nats://127.0.0.1:4222")
     app_url: str = Field(description="public base URL of the CRM, used in links")
+    settings_bucket: str = Field(default="SETTINGS", description="JetStream key-value bucket of live settings")
     log_level: str = "INFO"
     host: str = "0.0.0.0"
 

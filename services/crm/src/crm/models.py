@@ -74,6 +74,12 @@ class Contact(SQLModel, table=True):
         sa.UniqueConstraint("channel_id", "external_id", name="uq_contacts_channel_external_id"),
         # Prefix search on names ("ив" finds "Иван") without scanning the table.
         sa.Index("ix_contacts_lower_name", sa.text("lower(name) text_pattern_ops")),
+        # The enrichment sweep looks only at contacts whose profile is still to fetch.
+        sa.Index(
+            "ix_contacts_profile_pending",
+            "profile_retry_at",
+            postgresql_where=sa.text("profile_status = 'pending'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -85,6 +91,13 @@ class Contact(SQLModel, table=True):
     avatar_url: str | None = None
     profile_status: str = Field(default="pending", max_length=20, description="pending | fetched | failed")
     profile_fetched_at: datetime | None = _ts(default=None)
+    profile_attempts: int = Field(
+        default=0, sa_column_kwargs={"server_default": "0"}, description="Graph API profile fetches tried so far"
+    )
+    profile_retry_at: datetime | None = _ts(
+        default=None, description="not before this time: a lease while fetching, a backoff after throttling"
+    )
+    profile_error: str | None = Field(default=None, max_length=500, description="the last Graph error, if any")
     first_seen_at: datetime = _ts(default_factory=utcnow)
     last_seen_at: datetime = _ts(default_factory=utcnow)
 
@@ -198,6 +211,9 @@ class Message(SQLModel, table=True):
     reply_to_mid: str | None = Field(default=None, max_length=300)
     reply_to_story: dict[str, Any] | None = Field(default=None, sa_type=JSONB)  # type: ignore[call-overload]
     reactions: dict[str, Any] = _json(dict)
+    # Per reactor, the newest reaction event applied: a late, older react or unreact
+    # must not undo a newer one (Meta does not keep order).
+    reaction_clock: dict[str, Any] = _json(dict)
     is_edited: bool = False
     edit_count: int = 0
     is_deleted: bool = False
@@ -231,6 +247,25 @@ class PendingUpdate(SQLModel, table=True):
     dedupe_key: str = Field(max_length=500)
     payload: dict[str, Any] = _json(dict)
     occurred_at: datetime = _ts()
+
+
+class Receipt(SQLModel, table=True):
+    """A read or delivery receipt: what we sent until ``watermark`` reached the customer at ``occurred_at``.
+
+    Kept (not just folded into the conversation's watermark) so a message that arrives
+    after its receipt still gets the right read or delivered time.
+    """
+
+    __tablename__ = "receipts"
+    __table_args__ = (
+        sa.UniqueConstraint("conversation_id", "kind", "watermark", "occurred_at", name="uq_receipts_natural_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id")
+    kind: str = Field(max_length=10, description="read | delivery")
+    watermark: datetime = _ts(description="every message sent at or before this time is covered")
+    occurred_at: datetime = _ts(description="when the customer's device reported it (Meta timestamp)")
 
 
 class ProcessedEvent(SQLModel, table=True):

@@ -35,6 +35,7 @@ from jggl_common.contracts import (
     utcnow,
 )
 from jggl_common.health import health_router
+from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import CORRELATION_HEADER, correlation_from_headers, get_logger, set_correlation_id
 from jggl_common.streams import ensure_streams
 
@@ -56,6 +57,10 @@ PUBLISH_SECONDS = Histogram(
 )
 
 PRODUCER = "ingest"
+# Live settings ingest follows (written by crm's settings API).
+LIVE_APP_SECRET = "meta.app_secret"  # noqa: S105 - a key name, not a secret
+LIVE_VERIFY_TOKEN = "meta.verify_token"  # noqa: S105
+LIVE_TELEGRAM_SECRET = "telegram.webhook_secret"  # noqa: S105
 DUPLICATES_JETSTREAM = DUPLICATES.labels("jetstream")
 
 
@@ -80,6 +85,7 @@ class Ingest:
     publisher: EventPublisher | None = None
     nc: NatsClient | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    live: LiveSettings | None = None
 
     # Runtime secrets: start from the environment, replaced live by the settings watcher.
     app_secret: str = ""
@@ -116,7 +122,38 @@ class Ingest:
             self.nc = nc
             self.publisher = EventPublisher(nc, timeout=self.settings.publish_timeout_seconds)
             log.info("connected to NATS")
+            await self.follow_live_settings(nc)
             return
+
+    async def follow_live_settings(self, nc: NatsClient) -> None:
+        """Take secrets changed by an admin in crm without a restart.
+
+        Until the bucket answers, the environment's values stay in force.
+        """
+        live = LiveSettings(nc, self.settings.app_key, self.settings.settings_bucket)
+        defaults = {
+            LIVE_APP_SECRET: self.settings.meta_app_secret,
+            LIVE_VERIFY_TOKEN: self.settings.meta_verify_token,
+            LIVE_TELEGRAM_SECRET: self.settings.telegram_webhook_secret,
+        }
+
+        def changed(key: str, value: str | None) -> None:
+            if key not in defaults:
+                return
+            current = value if value is not None else defaults[key]
+            if key == LIVE_APP_SECRET:
+                self.app_secret = current
+            elif key == LIVE_VERIFY_TOKEN:
+                self.verify_token = current
+            else:
+                self.telegram_secret = current
+
+        live.on_change(changed)
+        try:
+            await live.start()
+        except Exception as exc:
+            log.warning("live settings unavailable, using the environment", error=f"{type(exc).__name__}: {exc}")
+        self.live = live
 
     async def publish(self, source: str, items: list[tuple[str, str, bytes, dict[str, str], str, str]]) -> None:
         """Publish (subject, dedupe key, payload, headers, object, kind) items durably.
@@ -216,6 +253,8 @@ def create_app(settings: IngestSettings, redis: Redis | None = None) -> FastAPI:
             yield
         finally:
             connecting.cancel()
+            if ingest.live is not None:
+                await ingest.live.stop()
             await ingest.deduper.drain()
             if ingest.nc is not None and not ingest.nc.is_closed:
                 if ingest.nc.is_connected:

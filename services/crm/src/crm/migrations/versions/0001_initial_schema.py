@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 22:01:22.825710
+Create Date: 2026-11-25 22:10:22.559228
 """
 
 from collections.abc import Sequence
@@ -103,6 +103,9 @@ def upgrade() -> None:
         sa.Column("avatar_url", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("profile_status", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
         sa.Column("profile_fetched_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("profile_attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("profile_retry_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("profile_error", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
         sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -115,6 +118,13 @@ def upgrade() -> None:
     op.create_index(op.f("ix_contacts_channel_id"), "contacts", ["channel_id"], unique=False)
     op.create_index(
         "ix_contacts_lower_name", "contacts", [sa.literal_column("lower(name) text_pattern_ops")], unique=False
+    )
+    op.create_index(
+        "ix_contacts_profile_pending",
+        "contacts",
+        ["profile_retry_at"],
+        unique=False,
+        postgresql_where=sa.text("profile_status = 'pending'"),
     )
     op.create_table(
         "conversations",
@@ -206,6 +216,20 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'open'"),
     )
     op.create_table(
+        "receipts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("conversation_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+        sa.Column("watermark", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversations.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("conversation_id", "kind", "watermark", "occurred_at", name="uq_receipts_natural_key"),
+    )
+    op.create_table(
         "activities",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("deal_id", sa.Integer(), nullable=False),
@@ -248,6 +272,12 @@ def upgrade() -> None:
         sa.Column("reply_to_story", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.Column(
             "reactions", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False
+        ),
+        sa.Column(
+            "reaction_clock",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'{}'::jsonb"),
+            nullable=False,
         ),
         sa.Column("is_edited", sa.Boolean(), nullable=False),
         sa.Column("edit_count", sa.Integer(), nullable=False),
@@ -303,6 +333,7 @@ def downgrade() -> None:
     op.drop_table("messages")
     op.drop_index("ix_activities_deal_created", table_name="activities")
     op.drop_table("activities")
+    op.drop_table("receipts")
     op.drop_index("uq_deals_one_open_per_conversation", table_name="deals", postgresql_where=sa.text("status = 'open'"))
     op.drop_index("ix_deals_stage_created", table_name="deals")
     op.drop_index("ix_deals_search_vector", table_name="deals", postgresql_using="gin")
@@ -314,6 +345,9 @@ def downgrade() -> None:
     op.drop_table("deals")
     op.drop_index(op.f("ix_conversations_contact_id"), table_name="conversations")
     op.drop_table("conversations")
+    op.drop_index(
+        "ix_contacts_profile_pending", table_name="contacts", postgresql_where=sa.text("profile_status = 'pending'")
+    )
     op.drop_index("ix_contacts_lower_name", table_name="contacts")
     op.drop_index(op.f("ix_contacts_channel_id"), table_name="contacts")
     op.drop_table("contacts")

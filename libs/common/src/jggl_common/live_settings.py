@@ -1,0 +1,134 @@
+"""Runtime settings shared live by every service through a JetStream key-value bucket.
+
+crm writes a setting (after an admin changed it); every service watching the bucket
+sees the new value within moments, without a restart. Secret values are sealed with the
+key derived from ``APP_KEY`` before they reach the broker, so NATS never holds a
+plaintext secret. A deleted key means "back to the environment's default".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from .crypto import DecryptionError, SecretBox
+from .logs import get_logger
+
+__all__ = ["DEFAULT_BUCKET", "KNOWN_SETTINGS", "LiveSettings", "SettingSpec"]
+
+DEFAULT_BUCKET = "SETTINGS"
+log = get_logger(__name__)
+
+Listener = Callable[[str, str | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """A runtime setting: whether it is secret, and the variable giving its default."""
+
+    secret: bool
+    env: str
+    description: str
+
+
+KNOWN_SETTINGS: dict[str, SettingSpec] = {
+    "meta.app_secret": SettingSpec(True, "META_APP_SECRET", "Meta app secret (webhook signatures)"),
+    "meta.verify_token": SettingSpec(True, "META_VERIFY_TOKEN", "Meta webhook verify token"),
+    "meta.access_token": SettingSpec(True, "META_ACCESS_TOKEN", "default page access token"),
+    "telegram.bot_token": SettingSpec(True, "TELEGRAM_BOT_TOKEN", "Telegram bot token"),
+    "telegram.webhook_secret": SettingSpec(True, "TELEGRAM_WEBHOOK_SECRET", "Telegram webhook secret token"),
+    "gemini.api_key": SettingSpec(True, "GEMINI_API_KEY", "Gemini API key"),
+    "gemini.model": SettingSpec(False, "GEMINI_MODEL", "Gemini model name"),
+    "sla.minutes": SettingSpec(False, "SLA_MINUTES", "minutes a customer may wait before the SLA is breached"),
+    "business.hours": SettingSpec(False, "BUSINESS_HOURS", "working hours, e.g. 09:00-18:00"),
+    "business.timezone": SettingSpec(False, "BUSINESS_TIMEZONE", "IANA time zone of the business"),
+    "meta.human_agent": SettingSpec(False, "META_HUMAN_AGENT", "allow HUMAN_AGENT replies 24 h - 7 days"),
+}
+"""The runtime settings every service may follow, by key."""
+
+
+class LiveSettings:
+    """A watched view of the settings bucket: ``get`` answers from memory."""
+
+    def __init__(self, nc: NatsClient, app_key: str, bucket: str = DEFAULT_BUCKET) -> None:
+        self._nc = nc
+        self._box = SecretBox(app_key, purpose="live-settings")
+        self._bucket = bucket
+        self._values: dict[str, str] = {}
+        self._listeners: list[Listener] = []
+        self._kv: KeyValue | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def _bucket_handle(self) -> KeyValue:
+        if self._kv is None:
+            js = self._nc.jetstream()
+            try:
+                self._kv = await js.key_value(self._bucket)
+            except BucketNotFoundError:
+                self._kv = await js.create_key_value(bucket=self._bucket, history=5, description="JGGL live settings")
+        return self._kv
+
+    def on_change(self, listener: Listener) -> None:
+        """Call ``listener(key, value_or_None)`` for every current and future value."""
+        self._listeners.append(listener)
+        for key, value in self._values.items():
+            listener(key, value)
+
+    def get(self, key: str) -> str | None:
+        """The live value of ``key`` (decrypted), or None when not set."""
+        return self._values.get(key)
+
+    async def start(self, timeout: float = 5.0) -> None:
+        """Load the current values and keep following changes in the background."""
+        kv = await self._bucket_handle()
+        watcher = await kv.watchall()
+        self._task = asyncio.create_task(self._follow(watcher))
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def stop(self) -> None:
+        """Stop following changes."""
+        if self._task is not None:
+            self._task.cancel()
+
+    async def put(self, key: str, value: str, *, secret: bool) -> None:
+        """Publish a new value; secrets are sealed before they leave the process."""
+        stored = self._box.seal(value) if secret else value
+        body = json.dumps({"secret": secret, "value": stored}).encode()
+        await (await self._bucket_handle()).put(key, body)
+
+    async def delete(self, key: str) -> None:
+        """Forget a value: services fall back to their environment defaults."""
+        await (await self._bucket_handle()).delete(key)
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        async for entry in watcher:
+            if entry is None:  # the initial values have all been delivered
+                self._ready.set()
+                continue
+            self._apply(entry.key, entry.value, entry.operation)
+            if entry.delta == 0:
+                self._ready.set()
+
+    def _apply(self, key: str, raw: bytes | None, operation: str | None) -> None:
+        value: str | None = None
+        if operation is None and raw:
+            try:
+                doc = json.loads(raw)
+                value = self._box.open(doc["value"]) if doc.get("secret") else str(doc["value"])
+            except (ValueError, KeyError, TypeError, DecryptionError) as exc:
+                log.error("unreadable live setting ignored", key=key, error=f"{type(exc).__name__}")
+                return
+        if value is None:
+            self._values.pop(key, None)
+        else:
+            self._values[key] = value
+        log.info("live setting changed", key=key, cleared=value is None)
+        for listener in self._listeners:
+            listener(key, value)

@@ -1,0 +1,1 @@
+"""Customers, as each channel knows them."""

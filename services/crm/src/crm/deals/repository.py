@@ -1,0 +1,184 @@
+"""Queries over deals and what hangs off them (messages, activities)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Select, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from crm.models import Activity, Contact, Deal, Message, Stage, User
+from jggl_common.contracts import utcnow
+
+from .access import visible_deals
+
+DealRow = tuple[Deal, Contact, Stage, str | None]
+"""A deal with its contact, its stage and the assignee's name."""
+
+# Missing values sort as the smallest ones (ASC NULLS FIRST / DESC NULLS LAST), through
+# the same expressions the expression indexes are built on, so one index serves both
+# directions and keyset conditions stay plain row comparisons.
+_NEG_INF_TS = sa.literal_column("'-infinity'::timestamptz")
+_NEG_INF_NUM = sa.literal_column("'-Infinity'::numeric")
+SORT_EXPRESSIONS: dict[str, tuple[ColumnElement[Any], ColumnElement[Any] | None]] = {
+    "created_at": (Deal.created_at, None),  # type: ignore[dict-item]
+    "last_message_at": (sa.func.coalesce(Deal.last_message_at, _NEG_INF_TS), _NEG_INF_TS),
+    "amount": (sa.func.coalesce(Deal.amount, _NEG_INF_NUM), _NEG_INF_NUM),
+}
+
+
+@dataclass(frozen=True)
+class DealFilters:
+    """Narrowing of the deal list; None means "any"."""
+
+    stage: str | None = None
+    status: str | None = None
+    assignee_id: int | None = None
+    unassigned: bool = False
+    awaiting_reply: bool | None = None
+    platform: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+def sort_value(deal: Deal, field: str) -> datetime | Decimal | None:
+    """The value of ``deal`` that the list is sorted by."""
+    value: datetime | Decimal | None = getattr(deal, field)
+    return value
+
+
+class DealRepository:
+    """Deals as a user sees them."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @staticmethod
+    def _rows() -> Select[tuple[Deal, Contact, Stage, str | None]]:
+        return (
+            select(Deal, Contact, Stage, User.name)
+            .join(Contact, Contact.id == Deal.contact_id)  # type: ignore[arg-type]
+            .join(Stage, Stage.id == Deal.stage_id)  # type: ignore[arg-type]
+            .outerjoin(User, User.id == Deal.assignee_id)  # type: ignore[arg-type]
+        )
+
+    async def page(
+        self,
+        user: User,
+        filters: DealFilters,
+        *,
+        sort: str,
+        after: tuple[Any, int] | None,
+        limit: int,
+    ) -> list[DealRow]:
+        """Up to ``limit`` visible deals matching ``filters`` in ``sort`` order, after a position."""
+        field = sort.lstrip("-")
+        descending = sort.startswith("-")
+        expression, missing = SORT_EXPRESSIONS[field]
+        query = self._rows().where(visible_deals(user))
+        if filters.stage is not None:
+            query = query.where(Stage.key == filters.stage)
+        if filters.status is not None:
+            query = query.where(Deal.status == filters.status)
+        if filters.assignee_id is not None:
+            query = query.where(Deal.assignee_id == filters.assignee_id)
+        if filters.unassigned:
+            query = query.where(Deal.assignee_id.is_(None))  # type: ignore[union-attr]
+        if filters.awaiting_reply is True:
+            query = query.where(Deal.awaiting_reply_since.is_not(None))  # type: ignore[union-attr]
+        elif filters.awaiting_reply is False:
+            query = query.where(Deal.awaiting_reply_since.is_(None))  # type: ignore[union-attr]
+        if filters.platform is not None:
+            query = query.where(Deal.platform == filters.platform)
+        if filters.created_from is not None:
+            query = query.where(Deal.created_at >= filters.created_from)  # type: ignore[operator]
+        if filters.created_to is not None:
+            query = query.where(Deal.created_at < filters.created_to)  # type: ignore[operator]
+        if after is not None:
+            value, after_id = after
+            bound: Any = missing if value is None else sa.literal(value, type_=expression.type)
+            position = sa.tuple_(expression, Deal.id)
+            query = query.where(position < sa.tuple_(bound, after_id) if descending else position > sa.tuple_(bound, after_id))
+        if descending:
+            query = query.order_by(expression.desc(), Deal.id.desc())  # type: ignore[union-attr]
+        else:
+            query = query.order_by(expression.asc(), Deal.id.asc())  # type: ignore[union-attr]
+        result = await self.session.execute(query.limit(limit))
+        return [tuple(row) for row in result.all()]  # type: ignore[misc]
+
+    async def get_visible(self, user: User, deal_id: int, *, for_update: bool = False) -> DealRow | None:
+        """The deal if ``user`` may see it (locked for the transaction when ``for_update``)."""
+        query = self._rows().where(Deal.id == deal_id, visible_deals(user))
+        if for_update:
+            query = query.with_for_update(of=Deal)  # type: ignore[arg-type]
+        row = (await self.session.execute(query)).first()
+        return tuple(row) if row is not None else None  # type: ignore[return-value]
+
+    async def stage_by_key(self, key: str) -> Stage | None:
+        """The stage with this key."""
+        return (await self.session.execute(select(Stage).where(Stage.key == key))).scalar_one_or_none()
+
+    async def has_other_open_deal(self, conversation_id: int, deal_id: int) -> bool:
+        """Whether the conversation has an open deal besides ``deal_id``."""
+        query = select(Deal.id).where(
+            Deal.conversation_id == conversation_id, Deal.status == "open", Deal.id != deal_id
+        )
+        return (await self.session.execute(query.limit(1))).first() is not None
+
+    async def assign_if_unassigned(self, deal_id: int, user_id: int) -> bool:
+        """Atomically give an unassigned deal to ``user_id``; False if it has an assignee (or none exists)."""
+        result = await self.session.execute(
+            update(Deal)
+            .where(Deal.id == deal_id, Deal.assignee_id.is_(None))  # type: ignore[union-attr]
+            .values(assignee_id=user_id, updated_at=utcnow())
+            .returning(Deal.id)  # type: ignore[arg-type]
+            .execution_options(synchronize_session=False)
+        )
+        return result.first() is not None
+
+    async def unassign_open_deals_of(self, user_id: int) -> list[int]:
+        """Return every open deal of ``user_id`` to the unassigned pool; their ids."""
+        result = await self.session.execute(
+            update(Deal)
+            .where(Deal.assignee_id == user_id, Deal.status == "open")
+            .values(assignee_id=None, updated_at=utcnow())
+            .returning(Deal.id)  # type: ignore[arg-type]
+            .execution_options(synchronize_session=False)
+        )
+        return [row[0] for row in result.all()]
+
+    async def messages(self, deal_id: int, *, limit: int, before: tuple[datetime, int] | None) -> list[Message]:
+        """The latest ``limit`` messages of a deal (older than ``before``), newest first."""
+        query = select(Message).where(Message.deal_id == deal_id)
+        if before is not None:
+            query = query.where(sa.tuple_(Message.sent_at, Message.id) < sa.tuple_(*before))
+        query = query.order_by(Message.sent_at.desc(), Message.id.desc()).limit(limit)  # type: ignore[attr-defined,union-attr]
+        return list((await self.session.execute(query)).scalars().all())
+
+    async def activities(self, deal_id: int, *, limit: int) -> Sequence[Activity]:
+        """The latest ``limit`` activities of a deal, newest first."""
+        query = (
+            select(Activity)
+            .where(Activity.deal_id == deal_id)
+            .order_by(Activity.created_at.desc(), Activity.id.desc())  # type: ignore[attr-defined,union-attr]
+            .limit(limit)
+        )
+        return (await self.session.execute(query)).scalars().all()
+
+    def add_activity(self, deal_id: int, kind: str, actor: User | None, data: dict[str, Any]) -> None:
+        """Record a timeline entry (written with the transaction)."""
+        self.session.add(
+            Activity(
+                deal_id=deal_id,
+                kind=kind,
+                actor_user_id=actor.id if actor else None,
+                data=data,
+                created_at=utcnow(),
+            )
+        )

@@ -1,0 +1,207 @@
+"""Meta Graph API client: the one place crm talks HTTP to Meta.
+
+The base URL and version come from configuration (``META_GRAPH_URL``,
+``META_GRAPH_VERSION``), which is how the sandbox's fake and the tests stand in for
+Meta. Errors are decided by Meta's ``error.code``, never by the HTTP status
+(PROTOCOLS.md): :class:`GraphError` says whether a failure is throttling (retry with
+backoff), an invalid token (alert the admin) or something retrying will not fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from crm.config import CrmSettings
+
+__all__ = ["AUTH_CODES", "THROTTLING_CODES", "GraphClient", "GraphError", "Profile"]
+
+THROTTLING_CODES = frozenset({4, 17, 32, 613, 80006})
+"""Rate-limit codes: the same call succeeds later."""
+AUTH_CODES = frozenset({190})
+"""The access token is invalid or expired: only a new token helps."""
+# "Unknown error" and "service temporarily unavailable": Meta's own hiccups.
+_TRANSIENT_CODES = frozenset({1, 2})
+
+_PROFILE_FIELDS: dict[str, str] = {
+    "messenger": "first_name,last_name,profile_pic",
+    "instagram": "name,username,profile_pic",
+}
+
+
+class GraphError(Exception):
+    """A failed Graph API call, with Meta's error fields when the answer had them.
+
+    ``code`` is ``None`` when Meta could not be reached or did not answer with its
+    error object (network failure, a proxy's 502...); such failures are transient.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        subcode: int | None = None,
+        type_: str | None = None,
+        fbtrace_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.subcode = subcode
+        self.type = type_
+        self.fbtrace_id = fbtrace_id
+        self.http_status = http_status
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.code is not None:
+            parts.append(f"code={self.code}")
+        if self.subcode is not None:
+            parts.append(f"subcode={self.subcode}")
+        if self.http_status is not None:
+            parts.append(f"http={self.http_status}")
+        return " ".join(parts)
+
+    @property
+    def is_throttling(self) -> bool:
+        """Meta asks us to slow down (codes 4, 17, 32, 613, 80006): retry with backoff."""
+        return self.code in THROTTLING_CODES
+
+    @property
+    def is_auth(self) -> bool:
+        """The page token is invalid or expired (code 190): the admin must reconnect the channel."""
+        return self.code in AUTH_CODES
+
+    @property
+    def is_transient(self) -> bool:
+        """Retrying later can succeed: throttling, Meta's own outages, or no proper answer at all."""
+        if self.is_throttling or self.code in _TRANSIENT_CODES:
+            return True
+        return self.code is None and (self.http_status is None or self.http_status >= 500 or self.http_status == 429)
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> GraphError:
+        """Read Meta's ``{"error": {...}}`` object from a failed answer."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            return cls(f"HTTP {response.status_code} without a Graph error object", http_status=response.status_code)
+        return cls(
+            str(error.get("message") or "Graph API error"),
+            code=_as_int(error.get("code")),
+            subcode=_as_int(error.get("error_subcode")),
+            type_=str(error["type"]) if error.get("type") is not None else None,
+            fbtrace_id=str(error["fbtrace_id"]) if error.get("fbtrace_id") is not None else None,
+            http_status=response.status_code,
+        )
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What Meta tells us about a customer. Any field may be missing (privacy settings)."""
+
+    name: str | None = None
+    username: str | None = None
+    avatar_url: str | None = None
+
+
+class GraphClient:
+    """An async Graph API client over httpx; one per process, closed with :meth:`aclose`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        version: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.version = version if version.startswith("v") else f"v{version}"
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": "application/json"},
+        )
+
+    @classmethod
+    def from_settings(cls, settings: CrmSettings, **kwargs: Any) -> GraphClient:
+        """A client for ``META_GRAPH_URL`` and ``META_GRAPH_VERSION``."""
+        return cls(settings.meta_graph_url, settings.meta_graph_version, **kwargs)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str,
+        params: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Call ``/{version}/{path}`` with ``token`` and return the JSON object Meta answered.
+
+        The token travels in the ``Authorization`` header, so it never lands in access
+        logs the way a query string does. Raises :class:`GraphError` on any failure.
+        """
+        url = f"/{self.version}/{path.lstrip('/')}"
+        try:
+            response = await self._http.request(
+                method, url, params=params, json=json, headers={"Authorization": f"Bearer {token}"}
+            )
+        except httpx.HTTPError as exc:
+            raise GraphError(f"Graph API unreachable: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            raise GraphError.from_response(response)
+        try:
+            body = response.json()
+        except ValueError:
+            raise GraphError("Graph API answered with invalid JSON", http_status=response.status_code) from None
+        if not isinstance(body, dict):
+            raise GraphError("Graph API answered with a non-object", http_status=response.status_code)
+        if isinstance(body.get("error"), dict):
+            raise GraphError.from_response(response)
+        return body
+
+    async def get_profile(
+        self, platform: Literal["messenger", "instagram"] | str, user_id: str, token: str
+    ) -> Profile:
+        """The customer's name, username and picture (PSID for Messenger, IGSID for Instagram)."""
+        fields = _PROFILE_FIELDS.get(platform)
+        if fields is None:
+            raise ValueError(f"unknown platform {platform!r}")
+        body = await self.request("GET", user_id, token=token, params={"fields": fields})
+        if platform == "messenger":
+            full = " ".join(part for part in (_text(body.get("first_name")), _text(body.get("last_name"))) if part)
+            return Profile(name=full or _text(body.get("name")), avatar_url=_text(body.get("profile_pic")))
+        return Profile(
+            name=_text(body.get("name")),
+            username=_text(body.get("username")),
+            avatar_url=_text(body.get("profile_pic")),
+        )
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None

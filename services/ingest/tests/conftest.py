@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from nats.aio.client import Client as NatsClient
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.app import create_app
@@ -115,6 +116,8 @@ def make_settings(**overrides: Any) -> IngestSettings:
         "rate_limit_per_minute": 1_000_000,
         "dedupe_ttl_seconds": 120,
         "publish_timeout_seconds": 2.0,
+        # A live-settings bucket of the test's own: values other tests write elsewhere never apply.
+        "settings_bucket": "SETTINGS_T" + secrets.token_hex(5).upper(),
     }
     values.update(overrides)
     return IngestSettings(**values)
@@ -187,22 +190,40 @@ async def _wait_connected(app: FastAPI, timeout: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        publisher = app.state.ingest.publisher
-        if publisher is not None and publisher.connected:
+        ingest = app.state.ingest
+        publisher = ingest.publisher
+        # Secrets are settled once the live settings have been read.
+        if publisher is not None and publisher.connected and getattr(ingest, "live", True) is not None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"ingest did not connect to NATS within {timeout}s")
 
 
+async def _delete_settings_bucket(settings: IngestSettings) -> None:
+    bucket = getattr(settings, "settings_bucket", None)
+    if settings.nats_url != TEST_NATS_URL or not bucket:
+        return  # private servers go away with their test
+    nc = await nats.connect(TEST_NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        await nc.jetstream().delete_key_value(bucket)
+    except NotFoundError:
+        pass
+    finally:
+        await nc.close()
+
+
 @asynccontextmanager
 async def run_ingest(settings: IngestSettings, *, wait_connected: bool = True) -> AsyncIterator[RunningIngest]:
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=15.0) as client:
-            if wait_connected:
-                await _wait_connected(app)
-            yield RunningIngest(app, client)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=15.0) as client:
+                if wait_connected:
+                    await _wait_connected(app)
+                yield RunningIngest(app, client)
+    finally:
+        await _delete_settings_bucket(settings)
 
 
 @pytest.fixture

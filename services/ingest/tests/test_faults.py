@@ -111,7 +111,6 @@ async def test_with_nats_stopped_webhooks_get_503_and_retries_after_it_returns_a
 async def test_stopping_ingest_while_nats_is_down_finishes_promptly(start_ingest, tmp_path) -> None:
     proc, port = start_nats_server(tmp_path / "js")
     try:
-        started = None
         async with start_ingest(nats_url=f"nats://127.0.0.1:{port}") as ingest:
             proc.terminate()
             proc.wait(10)

@@ -167,3 +167,18 @@ async def test_the_field_value_postback_shape_is_a_postback(ingest, meta, stream
     assert event.data["item"] == value
     assert event.data["sender_id"] == customer
     assert event.data["timestamp"] == 1767225600123
+
+
+async def test_numbers_meta_sends_as_odd_strings_do_not_cost_the_item(ingest, meta, stream) -> None:
+    page = meta.new_id()
+    item = meta.text(page, "hi")
+    item["timestamp"] = "²"
+    payload = meta.webhook("page", [{"id": page, "time": "9" * 5000, "messaging": [item]}])
+
+    response = await ingest.post_meta(payload)
+
+    assert response.status_code == 200
+    (event,) = await stream.meta_events(page)
+    assert event.data["item"] == item
+    assert event.data["timestamp"] is None
+    assert event.data["entry_time"] is None

@@ -183,9 +183,7 @@ class GraphClient:
             raise GraphError.from_response(response)
         return body
 
-    async def get_profile(
-        self, platform: Literal["messenger", "instagram"] | str, user_id: str, token: str
-    ) -> Profile:
+    async def get_profile(self, platform: Literal["messenger", "instagram"] | str, user_id: str, token: str) -> Profile:
         """The customer's name, username and picture (PSID for Messenger, IGSID for Instagram)."""
         fields = _PROFILE_FIELDS.get(platform)
         if fields is None:

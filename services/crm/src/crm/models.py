@@ -146,6 +146,11 @@ class Deal(SQLModel, table=True):
         sa.Index("ix_deals_created_id", "created_at", "id"),
         sa.Index("ix_deals_assignee_created", "assignee_id", "created_at", "id"),
         sa.Index("ix_deals_stage_created", "stage_id", "created_at", "id"),
+        # The deal list sorts by last message or amount with missing values as the smallest;
+        # these are the very expressions it orders and pages by, so one index serves both
+        # directions and every page is an index range, however deep.
+        sa.Index("ix_deals_last_message_sort", sa.text("coalesce(last_message_at, '-infinity'::timestamptz)"), "id"),
+        sa.Index("ix_deals_amount_sort", sa.text("coalesce(amount, '-Infinity'::numeric)"), "id"),
         sa.CheckConstraint("status IN ('open', 'won', 'lost')", name="ck_deals_status"),
     )
 

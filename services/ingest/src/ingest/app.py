@@ -111,7 +111,7 @@ class Ingest:
                     allow_reconnect=True,
                     error_cb=_nats_error,
                     disconnected_cb=_nats_disconnected,
-                    reconnected_cb=_nats_reconnected,
+                    reconnected_cb=self._reconnected,
                 )
                 await ensure_streams(nc.jetstream())
             except Exception as exc:
@@ -124,6 +124,16 @@ class Ingest:
             log.info("connected to NATS")
             await self.follow_live_settings(nc)
             return
+
+    async def _reconnected(self) -> None:
+        log.info("reconnected to NATS")
+        # A server that lost its storage has no streams: declare them again, or every
+        # webhook would get 503 until a restart.
+        if self.nc is not None:
+            try:
+                await ensure_streams(self.nc.jetstream())
+            except Exception as exc:
+                log.warning("could not declare streams after reconnecting", error=f"{type(exc).__name__}: {exc}")
 
     async def follow_live_settings(self, nc: NatsClient) -> None:
         """Take secrets changed by an admin in crm without a restart.
@@ -188,9 +198,6 @@ async def _nats_error(exc: Exception) -> None:
 async def _nats_disconnected() -> None:
     log.warning("disconnected from NATS; answering 503 until it is back")
 
-
-async def _nats_reconnected() -> None:
-    log.info("reconnected to NATS")
 
 
 def _client_address(request: Request, trust_forwarded: bool) -> str:

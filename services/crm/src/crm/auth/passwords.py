@@ -24,7 +24,7 @@ class Passwords:
         self._limit = asyncio.Semaphore(concurrency)
         # Unknown e-mails are checked against this, so "no such user" takes as long as
         # "wrong password" and response times do not reveal who has an account.
-        self._decoy = self._hash.hash(secrets.token_urlsafe(16))
+        self._decoy: str | None = None
 
     async def hash(self, password: str) -> str:
         """The Argon2id hash of ``password``."""
@@ -38,6 +38,8 @@ class Passwords:
         """
         async with self._limit:
             if password_hash is None:
+                if self._decoy is None:
+                    self._decoy = await asyncio.to_thread(self._hash.hash, secrets.token_urlsafe(16))
                 await asyncio.to_thread(self._hash.verify, password, self._decoy)
                 return False, None
             try:

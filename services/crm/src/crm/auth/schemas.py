@@ -23,5 +23,5 @@ class TokenResponse(BaseModel):
     """A bearer token for the ``Authorization`` header."""
 
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int = Field(description="seconds until the token expires")

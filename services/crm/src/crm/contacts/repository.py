@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col
 
 from crm.deals.access import is_admin, visible_deals
 from crm.models import Contact, Deal, Stage, User
@@ -15,15 +16,15 @@ def visible_contacts(user: User) -> ColumnElement[bool]:
     """Admins see every contact; a manager those with at least one deal visible to them."""
     if is_admin(user):
         return sa.true()
-    return sa.exists().where(Deal.contact_id == Contact.id, visible_deals(user))
+    return sa.exists().where(col(Deal.contact_id) == col(Contact.id), visible_deals(user))
 
 
 def _name_prefix(prefix: str) -> ColumnElement[bool]:
     # A range over lower(name) with text_pattern_ops operators: the same index as
     # LIKE 'prefix%', but also under generic (prepared) plans, and no LIKE escaping.
-    name = sa.func.lower(Contact.name)
+    name = sa.func.lower(col(Contact.name))
     lower = prefix.lower()
-    condition = name.op("~>=~")(lower)
+    condition: ColumnElement[bool] = name.op("~>=~")(lower)
     last = ord(lower[-1])
     if last < 0x10FFFF:
         condition = sa.and_(condition, name.op("~<~")(lower[:-1] + chr(last + 1)))
@@ -44,24 +45,24 @@ class ContactRepository:
         if q:
             query = query.where(_name_prefix(q))
         if platform is not None:
-            query = query.where(Contact.platform == platform)
+            query = query.where(col(Contact.platform) == platform)
         if after_id is not None:
-            query = query.where(Contact.id < after_id)  # type: ignore[operator]
-        query = query.order_by(Contact.id.desc()).limit(limit)  # type: ignore[union-attr]
+            query = query.where(col(Contact.id) < after_id)
+        query = query.order_by(col(Contact.id).desc()).limit(limit)
         return list((await self.session.execute(query)).scalars().all())
 
     async def get_visible(self, user: User, contact_id: int) -> Contact | None:
         """The contact if ``user`` may see it."""
-        query = select(Contact).where(Contact.id == contact_id, visible_contacts(user))
+        query = select(Contact).where(col(Contact.id) == contact_id, visible_contacts(user))
         return (await self.session.execute(query)).scalar_one_or_none()
 
     async def deals_of(self, user: User, contact_id: int) -> list[tuple[Deal, Stage]]:
         """The contact's deals ``user`` may see, newest first."""
         query = (
             select(Deal, Stage)
-            .join(Stage, Stage.id == Deal.stage_id)  # type: ignore[arg-type]
-            .where(Deal.contact_id == contact_id, visible_deals(user))
-            .order_by(Deal.created_at.desc(), Deal.id.desc())  # type: ignore[attr-defined,union-attr]
+            .join(Stage, col(Stage.id) == col(Deal.stage_id))
+            .where(col(Deal.contact_id) == contact_id, visible_deals(user))
+            .order_by(col(Deal.created_at).desc(), col(Deal.id).desc())
             .limit(500)
         )
         return [(row[0], row[1]) for row in (await self.session.execute(query)).all()]

@@ -52,7 +52,8 @@ class ContactDeal(BaseModel):
     @classmethod
     def of(cls, deal: Deal, stage: Stage) -> Self:
         """From the models."""
-        assert deal.id is not None and stage.id is not None
+        assert deal.id is not None
+        assert stage.id is not None
         return cls(
             id=deal.id,
             status=deal.status,  # type: ignore[arg-type]

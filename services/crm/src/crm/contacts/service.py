@@ -33,9 +33,7 @@ async def list_contacts(
         if len(position) != 1 or not isinstance(position[0], int):
             raise BadRequest("Invalid cursor: malformed cursor")
         after_id = position[0]
-    contacts = await ContactRepository(session).page(
-        user, q=q, platform=platform, after_id=after_id, limit=limit + 1
-    )
+    contacts = await ContactRepository(session).page(user, q=q, platform=platform, after_id=after_id, limit=limit + 1)
     if len(contacts) <= limit:
         return contacts, None
     contacts = contacts[:limit]

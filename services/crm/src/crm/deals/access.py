@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col
 
 from crm.models import Deal, User
 
@@ -21,4 +22,4 @@ def visible_deals(user: User) -> ColumnElement[bool]:
     """A WHERE clause over ``deals`` that keeps what ``user`` may see."""
     if is_admin(user):
         return sa.true()
-    return sa.or_(Deal.assignee_id == user.id, Deal.assignee_id.is_(None))  # type: ignore[union-attr]
+    return sa.or_(col(Deal.assignee_id) == user.id, col(Deal.assignee_id).is_(None))

@@ -77,7 +77,9 @@ async def get_deal(user: CurrentUser, session: Session, deal_id: DealId) -> Deal
 
 
 @router.patch("/{deal_id}", summary="Change a deal", responses=error_responses(403, 404, 409))
-async def update_deal(user: CurrentUser, session: Session, state: State, deal_id: DealId, patch: DealPatch) -> DealDetail:
+async def update_deal(
+    user: CurrentUser, session: Session, state: State, deal_id: DealId, patch: DealPatch
+) -> DealDetail:
     """Move to a stage, set amount or comment, assign, mark won or lost (with a reason), or reopen.
 
     Reopening is refused (409) while the conversation has another open deal. Every

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col
 
 from crm.models import Activity, Contact, Deal, Message, Stage, User
 from jggl_common.contracts import utcnow
@@ -24,12 +25,12 @@ DealRow = tuple[Deal, Contact, Stage, str | None]
 # Missing values sort as the smallest ones (ASC NULLS FIRST / DESC NULLS LAST), through
 # the same expressions the expression indexes are built on, so one index serves both
 # directions and keyset conditions stay plain row comparisons.
-_NEG_INF_TS = sa.literal_column("'-infinity'::timestamptz")
-_NEG_INF_NUM = sa.literal_column("'-Infinity'::numeric")
+_NEG_INF_TS: ColumnElement[Any] = sa.literal_column("'-infinity'::timestamptz")
+_NEG_INF_NUM: ColumnElement[Any] = sa.literal_column("'-Infinity'::numeric")
 SORT_EXPRESSIONS: dict[str, tuple[ColumnElement[Any], ColumnElement[Any] | None]] = {
-    "created_at": (Deal.created_at, None),  # type: ignore[dict-item]
-    "last_message_at": (sa.func.coalesce(Deal.last_message_at, _NEG_INF_TS), _NEG_INF_TS),
-    "amount": (sa.func.coalesce(Deal.amount, _NEG_INF_NUM), _NEG_INF_NUM),
+    "created_at": (sa.type_coerce(col(Deal.created_at), sa.DateTime(timezone=True)), None),
+    "last_message_at": (sa.func.coalesce(col(Deal.last_message_at), _NEG_INF_TS), _NEG_INF_TS),
+    "amount": (sa.func.coalesce(col(Deal.amount), _NEG_INF_NUM), _NEG_INF_NUM),
 }
 
 
@@ -60,12 +61,12 @@ class DealRepository:
         self.session = session
 
     @staticmethod
-    def _rows() -> Select[tuple[Deal, Contact, Stage, str | None]]:
+    def _rows() -> Select[Deal, Contact, Stage, str]:
         return (
-            select(Deal, Contact, Stage, User.name)
-            .join(Contact, Contact.id == Deal.contact_id)  # type: ignore[arg-type]
-            .join(Stage, Stage.id == Deal.stage_id)  # type: ignore[arg-type]
-            .outerjoin(User, User.id == Deal.assignee_id)  # type: ignore[arg-type]
+            select(Deal, Contact, Stage, col(User.name))
+            .join(Contact, col(Contact.id) == col(Deal.contact_id))
+            .join(Stage, col(Stage.id) == col(Deal.stage_id))
+            .outerjoin(User, col(User.id) == col(Deal.assignee_id))
         )
 
     async def page(
@@ -83,51 +84,53 @@ class DealRepository:
         expression, missing = SORT_EXPRESSIONS[field]
         query = self._rows().where(visible_deals(user))
         if filters.stage is not None:
-            query = query.where(Stage.key == filters.stage)
+            query = query.where(col(Stage.key) == filters.stage)
         if filters.status is not None:
-            query = query.where(Deal.status == filters.status)
+            query = query.where(col(Deal.status) == filters.status)
         if filters.assignee_id is not None:
-            query = query.where(Deal.assignee_id == filters.assignee_id)
+            query = query.where(col(Deal.assignee_id) == filters.assignee_id)
         if filters.unassigned:
-            query = query.where(Deal.assignee_id.is_(None))  # type: ignore[union-attr]
+            query = query.where(col(Deal.assignee_id).is_(None))
         if filters.awaiting_reply is True:
-            query = query.where(Deal.awaiting_reply_since.is_not(None))  # type: ignore[union-attr]
+            query = query.where(col(Deal.awaiting_reply_since).is_not(None))
         elif filters.awaiting_reply is False:
-            query = query.where(Deal.awaiting_reply_since.is_(None))  # type: ignore[union-attr]
+            query = query.where(col(Deal.awaiting_reply_since).is_(None))
         if filters.platform is not None:
-            query = query.where(Deal.platform == filters.platform)
+            query = query.where(col(Deal.platform) == filters.platform)
         if filters.created_from is not None:
-            query = query.where(Deal.created_at >= filters.created_from)  # type: ignore[operator]
+            query = query.where(col(Deal.created_at) >= filters.created_from)
         if filters.created_to is not None:
-            query = query.where(Deal.created_at < filters.created_to)  # type: ignore[operator]
+            query = query.where(col(Deal.created_at) < filters.created_to)
         if after is not None:
             value, after_id = after
             bound: Any = missing if value is None else sa.literal(value, type_=expression.type)
-            position = sa.tuple_(expression, Deal.id)
-            query = query.where(position < sa.tuple_(bound, after_id) if descending else position > sa.tuple_(bound, after_id))
+            position = sa.tuple_(expression, col(Deal.id))
+            query = query.where(
+                position < sa.tuple_(bound, after_id) if descending else position > sa.tuple_(bound, after_id)
+            )
         if descending:
-            query = query.order_by(expression.desc(), Deal.id.desc())  # type: ignore[union-attr]
+            query = query.order_by(expression.desc(), col(Deal.id).desc())
         else:
-            query = query.order_by(expression.asc(), Deal.id.asc())  # type: ignore[union-attr]
+            query = query.order_by(expression.asc(), col(Deal.id).asc())
         result = await self.session.execute(query.limit(limit))
-        return [tuple(row) for row in result.all()]  # type: ignore[misc]
+        return [(row[0], row[1], row[2], row[3]) for row in result.all()]
 
     async def get_visible(self, user: User, deal_id: int, *, for_update: bool = False) -> DealRow | None:
         """The deal if ``user`` may see it (locked for the transaction when ``for_update``)."""
-        query = self._rows().where(Deal.id == deal_id, visible_deals(user))
+        query = self._rows().where(col(Deal.id) == deal_id, visible_deals(user))
         if for_update:
-            query = query.with_for_update(of=Deal)  # type: ignore[arg-type]
+            query = query.with_for_update(of=Deal)
         row = (await self.session.execute(query)).first()
-        return tuple(row) if row is not None else None  # type: ignore[return-value]
+        return (row[0], row[1], row[2], row[3]) if row is not None else None
 
     async def stage_by_key(self, key: str) -> Stage | None:
         """The stage with this key."""
-        return (await self.session.execute(select(Stage).where(Stage.key == key))).scalar_one_or_none()
+        return (await self.session.execute(select(Stage).where(col(Stage.key) == key))).scalar_one_or_none()
 
     async def has_other_open_deal(self, conversation_id: int, deal_id: int) -> bool:
         """Whether the conversation has an open deal besides ``deal_id``."""
-        query = select(Deal.id).where(
-            Deal.conversation_id == conversation_id, Deal.status == "open", Deal.id != deal_id
+        query = select(col(Deal.id)).where(
+            col(Deal.conversation_id) == conversation_id, col(Deal.status) == "open", col(Deal.id) != deal_id
         )
         return (await self.session.execute(query.limit(1))).first() is not None
 
@@ -135,9 +138,9 @@ class DealRepository:
         """Atomically give an unassigned deal to ``user_id``; False if it has an assignee (or none exists)."""
         result = await self.session.execute(
             update(Deal)
-            .where(Deal.id == deal_id, Deal.assignee_id.is_(None))  # type: ignore[union-attr]
+            .where(col(Deal.id) == deal_id, col(Deal.assignee_id).is_(None))
             .values(assignee_id=user_id, updated_at=utcnow())
-            .returning(Deal.id)  # type: ignore[arg-type]
+            .returning(col(Deal.id))
             .execution_options(synchronize_session=False)
         )
         return result.first() is not None
@@ -146,27 +149,27 @@ class DealRepository:
         """Return every open deal of ``user_id`` to the unassigned pool; their ids."""
         result = await self.session.execute(
             update(Deal)
-            .where(Deal.assignee_id == user_id, Deal.status == "open")
+            .where(col(Deal.assignee_id) == user_id, col(Deal.status) == "open")
             .values(assignee_id=None, updated_at=utcnow())
-            .returning(Deal.id)  # type: ignore[arg-type]
+            .returning(col(Deal.id))
             .execution_options(synchronize_session=False)
         )
-        return [row[0] for row in result.all()]
+        return [int(row[0]) for row in result.all() if row[0] is not None]
 
     async def messages(self, deal_id: int, *, limit: int, before: tuple[datetime, int] | None) -> list[Message]:
         """The latest ``limit`` messages of a deal (older than ``before``), newest first."""
-        query = select(Message).where(Message.deal_id == deal_id)
+        query = select(Message).where(col(Message.deal_id) == deal_id)
         if before is not None:
-            query = query.where(sa.tuple_(Message.sent_at, Message.id) < sa.tuple_(*before))
-        query = query.order_by(Message.sent_at.desc(), Message.id.desc()).limit(limit)  # type: ignore[attr-defined,union-attr]
+            query = query.where(sa.tuple_(col(Message.sent_at), col(Message.id)) < sa.tuple_(*before))
+        query = query.order_by(col(Message.sent_at).desc(), col(Message.id).desc()).limit(limit)
         return list((await self.session.execute(query)).scalars().all())
 
     async def activities(self, deal_id: int, *, limit: int) -> Sequence[Activity]:
         """The latest ``limit`` activities of a deal, newest first."""
         query = (
             select(Activity)
-            .where(Activity.deal_id == deal_id)
-            .order_by(Activity.created_at.desc(), Activity.id.desc())  # type: ignore[attr-defined,union-attr]
+            .where(col(Activity.deal_id) == deal_id)
+            .order_by(col(Activity.created_at).desc(), col(Activity.id).desc())
             .limit(limit)
         )
         return (await self.session.execute(query)).scalars().all()

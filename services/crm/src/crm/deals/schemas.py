@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from crm.models import Activity, Contact, Deal, Message, Stage
 from crm.web.types import CleanStr
@@ -16,7 +16,12 @@ from .events import display_name
 DealStatus = Literal["open", "won", "lost"]
 Platform = Literal["messenger", "instagram"]
 DealSort = Literal["created_at", "-created_at", "last_message_at", "-last_message_at", "amount", "-amount"]
-Amount = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2, description="decimal, at most 2 places")]
+Amount = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=14, decimal_places=2, description="decimal, at most 2 places"),
+    # Stored as numeric(14, 2): answer and announce the value as the database keeps it.
+    AfterValidator(lambda value: value.quantize(Decimal("0.01"))),
+]
 
 
 class ContactBrief(BaseModel):
@@ -85,7 +90,8 @@ class DealItem(BaseModel):
     @classmethod
     def fields_of(cls, deal: Deal, contact: Contact, stage: Stage, assignee_name: str | None) -> dict[str, Any]:
         """The item's fields from the models."""
-        assert deal.id is not None and stage.id is not None
+        assert deal.id is not None
+        assert stage.id is not None
         return {
             "id": deal.id,
             "contact": ContactBrief.of(contact),

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm import outbox
-from crm.models import Activity, Contact, Deal, Message, Stage, User
+from crm.models import Activity, Contact, Deal, Message, User
 from crm.web.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from crm.web.pagination import CursorCodec, InvalidCursor
 from jggl_common.contracts import DealUpdated, DealUpdatedData, utcnow
@@ -230,9 +230,7 @@ async def update_deal(session: AsyncSession, actor: User, deal_id: int, patch: D
     return (deal, contact, stage, assignee_name), [event_id]
 
 
-_REOPEN_CONFLICT = (
-    "This customer's conversation already has another open deal; close it before reopening this one"
-)
+_REOPEN_CONFLICT = "This customer's conversation already has another open deal; close it before reopening this one"
 
 
 async def _user_name(session: AsyncSession, user_id: int) -> str | None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from crm.models import User
 from jggl_common.contracts import utcnow
@@ -24,13 +25,13 @@ class UserRepository:
 
     async def get_by_email(self, email: str) -> User | None:
         """The user with this (normalized) e-mail."""
-        result = await self.session.execute(select(User).where(User.email == email))
+        result = await self.session.execute(select(User).where(col(User.email) == email))
         return result.scalar_one_or_none()
 
     async def list_all(self) -> Sequence[User]:
         """Every user, admins first, then by name."""
         result = await self.session.execute(
-            select(User).order_by((User.role != "admin"), func.lower(User.name), User.id)  # type: ignore[arg-type]
+            select(User).order_by((col(User.role) != "admin"), func.lower(col(User.name)), col(User.id))
         )
         return result.scalars().all()
 
@@ -49,6 +50,6 @@ class UserRepository:
                 updated_at=now,
             )
             .on_conflict_do_nothing(index_elements=["email"])
-            .returning(User.id)  # type: ignore[arg-type]
+            .returning(col(User.id))
         )
         return result.scalar_one_or_none()

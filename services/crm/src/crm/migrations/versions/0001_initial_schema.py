@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 22:10:22.559228
+Create Date: 2026-11-25 22:13:56.910307
 """
 
 from collections.abc import Sequence
@@ -201,11 +201,23 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
     )
+    op.create_index(
+        "ix_deals_amount_sort",
+        "deals",
+        [sa.literal_column("coalesce(amount, '-Infinity'::numeric)"), "id"],
+        unique=False,
+    )
     op.create_index("ix_deals_assignee_created", "deals", ["assignee_id", "created_at", "id"], unique=False)
     op.create_index(op.f("ix_deals_awaiting_reply_since"), "deals", ["awaiting_reply_since"], unique=False)
     op.create_index(op.f("ix_deals_contact_id"), "deals", ["contact_id"], unique=False)
     op.create_index(op.f("ix_deals_conversation_id"), "deals", ["conversation_id"], unique=False)
     op.create_index("ix_deals_created_id", "deals", ["created_at", "id"], unique=False)
+    op.create_index(
+        "ix_deals_last_message_sort",
+        "deals",
+        [sa.literal_column("coalesce(last_message_at, '-infinity'::timestamptz)"), "id"],
+        unique=False,
+    )
     op.create_index("ix_deals_search_vector", "deals", ["search_vector"], unique=False, postgresql_using="gin")
     op.create_index("ix_deals_stage_created", "deals", ["stage_id", "created_at", "id"], unique=False)
     op.create_index(
@@ -337,11 +349,13 @@ def downgrade() -> None:
     op.drop_index("uq_deals_one_open_per_conversation", table_name="deals", postgresql_where=sa.text("status = 'open'"))
     op.drop_index("ix_deals_stage_created", table_name="deals")
     op.drop_index("ix_deals_search_vector", table_name="deals", postgresql_using="gin")
+    op.drop_index("ix_deals_last_message_sort", table_name="deals")
     op.drop_index("ix_deals_created_id", table_name="deals")
     op.drop_index(op.f("ix_deals_conversation_id"), table_name="deals")
     op.drop_index(op.f("ix_deals_contact_id"), table_name="deals")
     op.drop_index(op.f("ix_deals_awaiting_reply_since"), table_name="deals")
     op.drop_index("ix_deals_assignee_created", table_name="deals")
+    op.drop_index("ix_deals_amount_sort", table_name="deals")
     op.drop_table("deals")
     op.drop_index(op.f("ix_conversations_contact_id"), table_name="conversations")
     op.drop_table("conversations")

@@ -1,0 +1,379 @@
+"""A fake of Meta's Graph API that speaks its wire format, for the sandbox and the tests.
+
+It answers what crm's real httpx client asks:
+
+* ``GET /{version}/{user_id}?fields=...``: a customer's profile. Known ids answer what
+  was registered with :meth:`FakeGraph.add_profile`; unknown ids get a made-up but
+  stable profile (``unknown_profiles="generate"``, the demo default) or Meta's
+  "object does not exist" error (``"error"``). Only the requested fields are returned,
+  plus ``id``, as Graph does.
+* ``POST /{version}/{page_id}/messages`` (or ``/me/messages``): the Send API, answering
+  ``{"recipient_id", "message_id"}`` and remembering what was sent.
+* Errors in Meta's shape, ``{"error": {"message", "type", "code", "error_subcode",
+  "fbtrace_id"}}``, on demand: :meth:`FakeGraph.fail_next` (or ``POST /_fake/errors``)
+  scripts "the next N calls (matching a path fragment) answer code C".
+
+Tokens travel as ``Authorization: Bearer`` or ``?access_token=``; a missing token is
+Meta's code 104, a token outside :attr:`FakeGraph.tokens` (when that set is given) 190.
+
+Control endpoints live under ``/_fake/``: ``profiles``, ``errors``, ``requests``,
+``sent``, ``reset``. :class:`GraphFakeServer` runs the app with uvicorn on a loopback
+port in a background thread, for tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "STANDARD_ERRORS",
+    "FakeGraph",
+    "GraphFakeServer",
+    "RecordedRequest",
+    "ScriptedError",
+    "create_app",
+]
+
+STANDARD_ERRORS: dict[int, tuple[str, str, int | None]] = {
+    1: ("An unknown error occurred", "OAuthException", None),
+    2: ("An unexpected error has occurred. Please retry your request later.", "OAuthException", None),
+    4: ("(#4) Application request limit reached", "OAuthException", None),
+    10: ("(#10) This message is sent outside of allowed window.", "OAuthException", 2018278),
+    17: ("(#17) User request limit reached", "OAuthException", None),
+    32: ("(#32) Page request limit reached", "OAuthException", None),
+    100: ("(#100) Invalid parameter", "OAuthException", None),
+    104: ("An access token is required to request this resource.", "OAuthException", None),
+    190: (
+        "Error validating access token: Session has expired on Tuesday, 24-Nov-26 10:00:00 PST.",
+        "OAuthException",
+        463,
+    ),
+    551: ("(#551) This person isn't available right now.", "OAuthException", 1545041),
+    613: ("(#613) Calls to this api have exceeded the rate limit.", "OAuthException", None),
+    80006: ("(#80006) There have been too many messages sent to this account. Please wait.", "OAuthException", None),
+}
+"""Meta's message, type and usual subcode for the error codes crm decides on."""
+
+_FIRST = ("Olena", "Ivan", "Anna", "Maks", "Sofia", "Taras", "Iryna", "Jan", "Marta", "Oleh", "Kate", "Lukas")
+_LAST = ("Koval", "Shevchenko", "Bondar", "Melnyk", "Nowak", "Tkachenko", "Kravets", "Schmidt", "Lysenko", "Smith")
+
+
+@dataclass
+class ScriptedError:
+    """An error the fake answers instead of the real result, ``remaining`` more times."""
+
+    code: int
+    remaining: int = 1
+    subcode: int | None = None
+    message: str | None = None
+    type: str | None = None
+    http_status: int = 400
+    match: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        """Meta's error object for this error."""
+        message, type_, subcode = STANDARD_ERRORS.get(self.code, (f"(#{self.code}) Error", "OAuthException", None))
+        return _error_body(
+            self.code,
+            self.message or message,
+            self.type or type_,
+            self.subcode if self.subcode is not None else subcode,
+        )
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A call the fake received."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    token: str | None
+    body: Any = None
+
+
+@dataclass
+class FakeGraph:
+    """The fake's state: profiles, scripted errors, and what it received. Thread-safe."""
+
+    unknown_profiles: Literal["generate", "error"] = "generate"
+    tokens: set[str] | None = None
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: list[ScriptedError] = field(default_factory=list)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _counter: int = 0
+
+    def add_profile(self, user_id: str, **fields: Any) -> None:
+        """Register what ``GET /{user_id}`` answers (first_name, last_name, name, username, profile_pic...)."""
+        with self._lock:
+            self.profiles[str(user_id)] = dict(fields)
+
+    def fail_next(
+        self,
+        count: int = 1,
+        *,
+        code: int = 4,
+        subcode: int | None = None,
+        message: str | None = None,
+        http_status: int = 400,
+        match: str | None = None,
+    ) -> None:
+        """Make the next ``count`` calls whose path contains ``match`` (any call if None) fail with ``code``."""
+        with self._lock:
+            self.errors.append(
+                ScriptedError(
+                    code=code, remaining=count, subcode=subcode, message=message, http_status=http_status, match=match
+                )
+            )
+
+    def reset(self) -> None:
+        """Forget profiles, scripted errors and recorded calls."""
+        with self._lock:
+            self.profiles.clear()
+            self.errors.clear()
+            self.requests.clear()
+            self.sent.clear()
+
+    def calls(self, path_fragment: str = "") -> list[RecordedRequest]:
+        """Recorded calls whose path contains ``path_fragment``."""
+        with self._lock:
+            return [r for r in self.requests if path_fragment in r.path]
+
+    # ------------------------------------------------------------------ internals
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def _scripted(self, path: str) -> ScriptedError | None:
+        with self._lock:
+            for error in self.errors:
+                if error.remaining > 0 and (error.match is None or error.match in path):
+                    error.remaining -= 1
+                    return error
+            self.errors[:] = [e for e in self.errors if e.remaining > 0]
+        return None
+
+    def _profile(self, user_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            known = self.profiles.get(user_id)
+        if known is not None:
+            return {"id": user_id, **known}
+        if self.unknown_profiles == "error":
+            return None
+        return {"id": user_id, **generated_profile(user_id)}
+
+    def _next_message_id(self) -> str:
+        with self._lock:
+            self._counter += 1
+            counter = self._counter
+        return "m_" + hashlib.sha256(f"fake-send-{counter}-{time.time_ns()}".encode()).hexdigest()[:40]
+
+
+def generated_profile(user_id: str) -> dict[str, Any]:
+    """A made-up profile that is always the same for the same id."""
+    digest = hashlib.sha256(user_id.encode()).digest()
+    first, last = _FIRST[digest[0] % len(_FIRST)], _LAST[digest[1] % len(_LAST)]
+    return {
+        "first_name": first,
+        "last_name": last,
+        "name": f"{first} {last}",
+        "username": f"{first.lower()}.{last.lower()}{digest[2] % 100}",
+        "profile_pic": f"https://platform-lookaside.fbsbx.com/platform/profilepic/?psid={user_id}&width=1024&hash={digest.hex()[:16]}",
+    }
+
+
+def _error_body(code: int, message: str, type_: str, subcode: int | None) -> dict[str, Any]:
+    trace = hashlib.sha256(f"{code}{message}{time.time_ns()}".encode()).hexdigest()[:11]
+    error: dict[str, Any] = {"message": message, "type": type_, "code": code, "fbtrace_id": "A" + trace}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    return {"error": error}
+
+
+def _error(code: int, *, message: str | None = None, subcode: int | None = None, status: int = 400) -> JSONResponse:
+    default_message, type_, default_subcode = STANDARD_ERRORS.get(code, (f"(#{code}) Error", "OAuthException", None))
+    body = _error_body(code, message or default_message, type_, subcode if subcode is not None else default_subcode)
+    return JSONResponse(body, status_code=status)
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.query_params.get("access_token") or None
+
+
+class _ErrorRequest(BaseModel):
+    code: int = 4
+    count: int = Field(default=1, ge=1)
+    subcode: int | None = None
+    message: str | None = None
+    http_status: int = Field(default=400, ge=400, le=599)
+    match: str | None = None
+
+
+def create_app(fake: FakeGraph | None = None) -> FastAPI:
+    """The FastAPI app of the fake; its state is ``app.state.fake``."""
+    state = fake or FakeGraph()
+    app = FastAPI(title="Meta Graph API (sandbox fake)", docs_url="/_fake/docs", openapi_url="/_fake/openapi.json")
+    app.state.fake = state
+
+    # Control endpoints come first: "/_fake/..." would otherwise match "/{version}/{id}".
+    @app.post("/_fake/profiles")
+    async def add_profiles(profiles: dict[str, dict[str, Any]]) -> dict[str, int]:
+        for user_id, fields in profiles.items():
+            state.add_profile(user_id, **fields)
+        return {"profiles": len(state.profiles)}
+
+    @app.post("/_fake/errors")
+    async def script_error(spec: _ErrorRequest) -> dict[str, bool]:
+        state.fail_next(
+            spec.count,
+            code=spec.code,
+            subcode=spec.subcode,
+            message=spec.message,
+            http_status=spec.http_status,
+            match=spec.match,
+        )
+        return {"ok": True}
+
+    @app.get("/_fake/requests")
+    async def list_requests() -> list[dict[str, Any]]:
+        return [
+            {"method": r.method, "path": r.path, "query": r.query, "has_token": r.token is not None}
+            for r in state.calls()
+        ]
+
+    @app.get("/_fake/sent")
+    async def list_sent() -> list[dict[str, Any]]:
+        return list(state.sent)
+
+    @app.post("/_fake/reset")
+    async def reset() -> dict[str, bool]:
+        state.reset()
+        return {"ok": True}
+
+    async def _guard(request: Request, path: str) -> tuple[Any, JSONResponse | None]:
+        """Record the call, then answer a scripted or token error if one applies; returns (body, error)."""
+        token = _token(request)
+        body: Any = None
+        if request.method == "POST":
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+        query = {k: v for k, v in request.query_params.items() if k != "access_token"}
+        state._record(RecordedRequest(request.method, path, query, token, body))
+        scripted = state._scripted(path)
+        if scripted is not None:
+            return body, JSONResponse(scripted.body(), status_code=scripted.http_status)
+        if token is None:
+            return body, _error(104)
+        if state.tokens is not None and token not in state.tokens:
+            return body, _error(190, message="Invalid OAuth access token - Cannot parse access token")
+        return body, None
+
+    @app.get("/{version}/{object_id}")
+    async def get_object(version: str, object_id: str, request: Request) -> JSONResponse:
+        _, failure = await _guard(request, request.url.path)
+        if failure is not None:
+            return failure
+        if not version.startswith("v"):
+            return _error(2500, message=f"Unknown path components: /{version}", status=400)
+        profile = state._profile(object_id)
+        if profile is None:
+            return _error(
+                100,
+                subcode=33,
+                message=(
+                    f"Unsupported get request. Object with ID '{object_id}' does not exist, cannot be loaded due "
+                    "to missing permissions, or does not support this operation."
+                ),
+            )
+        fields = [f.strip() for f in request.query_params.get("fields", "").split(",") if f.strip()]
+        answer = {"id": profile["id"]}
+        answer.update({name: profile[name] for name in fields if name in profile})
+        return JSONResponse(answer)
+
+    @app.post("/{version}/{page_id}/messages")
+    async def send_message(version: str, page_id: str, request: Request) -> JSONResponse:
+        body, failure = await _guard(request, request.url.path)
+        if failure is not None:
+            return failure
+        recipient = body.get("recipient") if isinstance(body, dict) else None
+        recipient_id = recipient.get("id") if isinstance(recipient, dict) else None
+        if not isinstance(recipient_id, str) or not isinstance(body, dict) or "message" not in body:
+            return _error(100, message="(#100) The parameter recipient is required")
+        message_id = state._next_message_id()
+        with state._lock:
+            state.sent.append({"page_id": page_id, "message_id": message_id, **body})
+        return JSONResponse({"recipient_id": recipient_id, "message_id": message_id})
+
+    return app
+
+
+class GraphFakeServer:
+    """The fake served by uvicorn on a loopback port, in a background thread.
+
+    ``with GraphFakeServer() as server: client = GraphClient(server.url, "v25.0")``;
+    ``server.fake`` scripts profiles and errors while it runs.
+    """
+
+    def __init__(self, fake: FakeGraph | None = None, host: str = "127.0.0.1") -> None:
+        self.fake = fake or FakeGraph()
+        self.app = create_app(self.fake)
+        self._host = host
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """The base URL to give the Graph client (``META_GRAPH_URL``)."""
+        return f"http://{self._host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> GraphFakeServer:
+        """Bind a free port, start serving, and return once it accepts connections."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, 0))
+        self.port = int(sock.getsockname()[1])
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        server = uvicorn.Server(config)
+        self._server = server
+        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="graph-fake", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the Graph fake did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and wait for the thread to end."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> GraphFakeServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

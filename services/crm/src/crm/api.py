@@ -1,0 +1,161 @@
+"""The managers' HTTP API: the composition root that wires settings, storage and routers.
+
+``create_app`` builds everything a request needs once. What it is given (engine, Redis,
+outbox) the caller owns and closes; what it creates itself it closes on shutdown. Work
+that must live as long as the API (the inbound consumer, the outbox relay...) is passed
+as ``lifespan_extras``: context manager factories entered after start-up, in order, and
+exited in reverse before the connections close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jggl_common.db import create_engine, session_factory, session_scope
+from jggl_common.health import health_router
+from jggl_common.logs import CORRELATION_HEADER, correlation_from_headers, get_logger, set_correlation_id
+
+from .auth import endpoints as auth_endpoints
+from .auth.keys import derive_key
+from .auth.passwords import Passwords
+from .auth.ratelimit import LoginLimiter
+from .auth.service import ensure_first_admin
+from .auth.tokens import Tokens
+from .config import CrmSettings
+from .contacts import endpoints as contacts_endpoints
+from .deals import endpoints as deals_endpoints
+from .outbox import Outbox
+from .pipeline import endpoints as pipeline_endpoints
+from .search import endpoints as search_endpoints
+from .users import endpoints as users_endpoints
+from .web.errors import install_error_handlers
+from .web.pagination import CursorCodec
+from .web.state import CrmState
+
+log = get_logger(__name__)
+
+LifespanExtra = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+"""Extra start-up/shutdown work: called with the app (``app.state.crm`` is ready), entered on start."""
+
+REDIS_TIMEOUT_SECONDS = 0.5
+
+
+def create_app(
+    settings: CrmSettings,
+    *,
+    engine: AsyncEngine | None = None,
+    redis: Redis | None = None,
+    outbox: Outbox | None = None,
+    lifespan_extras: Sequence[LifespanExtra] | None = None,
+) -> FastAPI:
+    """The crm HTTP application.
+
+    ``outbox``, when given, publishes the events a request staged right after it commits
+    (otherwise they wait for the relay). ``lifespan_extras`` run inside the app's lifespan,
+    e.g. ``lambda app: run_consumer(app.state.crm.sessions)``.
+    """
+    owns_engine = engine is None
+    owns_redis = redis is None
+    db = engine or create_engine(settings.database_url, settings.db_schema)
+    cache = redis or Redis.from_url(
+        settings.redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+    )
+    state = CrmState(
+        settings=settings,
+        engine=db,
+        sessions=session_factory(db),
+        redis=cache,
+        passwords=Passwords(),
+        tokens=Tokens(derive_key(settings.app_key, "access-token"), settings.token_ttl_seconds),
+        login_limiter=LoginLimiter(cache, settings.login_attempts_per_15_min, timeout=REDIS_TIMEOUT_SECONDS),
+        cursors=CursorCodec(derive_key(settings.app_key, "list-cursor")),
+        outbox=outbox,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if owns_engine:
+                stack.push_async_callback(db.dispose)
+            if owns_redis:
+                stack.push_async_callback(cache.aclose)
+            bootstrap = asyncio.create_task(_bootstrap_admin(state))
+            stack.push_async_callback(_cancel, bootstrap)
+            for extra in lifespan_extras or ():
+                await stack.enter_async_context(extra(app))
+            yield
+
+    app = FastAPI(
+        title="JGGL CRM",
+        description=(
+            "The managers' API: deals, conversations, contacts, the pipeline and search. "
+            "Log in with POST /api/auth/login and send the token as `Authorization: Bearer …`."
+        ),
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.state.crm = state
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        correlation_id = correlation_from_headers(request.headers)
+        set_correlation_id(correlation_id)
+        response = await call_next(request)
+        response.headers[CORRELATION_HEADER] = correlation_id
+        return response
+
+    async def postgres_ready() -> bool:
+        async with db.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+
+    async def redis_ready() -> bool:
+        return bool(await cache.ping())
+
+    app.include_router(health_router({"postgres": postgres_ready, "redis": redis_ready}))
+    for router in (
+        auth_endpoints.router,
+        users_endpoints.router,
+        deals_endpoints.router,
+        contacts_endpoints.router,
+        pipeline_endpoints.router,
+        search_endpoints.router,
+    ):
+        app.include_router(router)
+    return app
+
+
+async def _bootstrap_admin(state: CrmState) -> None:
+    """Create the first admin from ADMIN_EMAIL / ADMIN_PASSWORD, retrying until the database answers."""
+    settings = state.settings
+    if not settings.admin_email or not settings.admin_password:
+        return
+    delay = 0.5
+    while True:
+        try:
+            async with session_scope(state.sessions) as session:
+                created = await ensure_first_admin(
+                    session, state.passwords, email=settings.admin_email, password=settings.admin_password
+                )
+            if created:
+                log.info("first admin created", email=settings.admin_email.strip().lower())
+            return
+        except Exception as exc:
+            log.warning("first admin not created yet", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,381 @@
+"""Turning Meta messaging items into contacts, conversations, messages and deals.
+
+One item is one transaction: the contact and conversation upserts, the change itself,
+the deal's derived fields and the outbox events commit together, and the events are
+published after the commit. The rules that make the result independent of delivery
+order and repetition:
+
+* creation (contact, conversation, deal, message) is decided by unique constraints;
+* a message belongs to the conversation's open deal, or opens one; a message written
+  before a closed deal's latest message belongs to that closed deal instead;
+* updates about a message that has not arrived yet (reactions, edits, deletes, reads,
+  deliveries) wait in ``pending_updates`` and are applied when it lands;
+* every applied value is a max/min or a "newest wins" by Meta's timestamp (reactions,
+  edits by ``num_edit``, read and delivered times from receipts), and derived deal
+  fields (last message, response tracking) are recomputed from the stored messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm.deals.events import contact_ref, snapshot
+from crm.inbound import repository as repo
+from crm.inbound.items import (
+    Delete,
+    Delivery,
+    Edit,
+    Ignored,
+    ItemContext,
+    NewMessage,
+    ParsedItem,
+    Reaction,
+    Read,
+    Referral,
+    ReferralOnly,
+    from_ms,
+    parse_item,
+)
+from crm.outbox import Outbox
+from crm.outbox import stage as stage_event
+from jggl_common.contracts import (
+    DealCreated,
+    DealUpdated,
+    DealUpdatedData,
+    MessageReceived,
+    MessageReceivedData,
+    MetaItemReceived,
+    stable_event_id,
+    utcnow,
+)
+from jggl_common.db import session_scope
+from jggl_common.logs import correlation_id, get_logger
+
+__all__ = ["HandleResult", "InboundService"]
+
+log = get_logger(__name__)
+
+PRODUCER = "crm"
+# Serialization failures, deadlocks and unique violations: another transaction won a
+# race; running the whole unit again sees its result.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
+_FOREIGN_KEY_VIOLATION = "23503"
+
+
+@dataclass(slots=True)
+class HandleResult:
+    """What handling one item did (for logs and tests)."""
+
+    applied: bool
+    reason: str = ""
+    event_ids: list[str] = field(default_factory=list)
+    new_contact_id: int | None = None
+
+
+@dataclass
+class _Unit:
+    """The state of one transaction: where the item belongs and what to announce."""
+
+    session: AsyncSession
+    ctx: ItemContext
+    channel_id: int
+    contact_id: int
+    conversation_id: int
+    correlation: str | None
+    created_deals: list[int] = field(default_factory=list)
+    updated_deals: dict[int, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
+    received: list[tuple[int, int]] = field(default_factory=list)
+
+    async def deal_for(self, at_ms: int, opened_by: str) -> int:
+        """The deal a message or referral written at ``at_ms`` belongs to (opened if needed)."""
+        closed = await repo.closed_deal_holding(self.session, self.conversation_id, from_ms(at_ms))
+        if closed is not None:
+            return int(closed)
+        deal_id, created = await repo.open_deal(
+            self.session, self.conversation_id, self.contact_id, self.channel_id, self.ctx.platform
+        )
+        if created:
+            self.created_deals.append(deal_id)
+            await repo.add_activity(
+                self.session, deal_id, "created", {"opened_by": opened_by, "platform": self.ctx.platform}, "system"
+            )
+        return deal_id
+
+    async def referral(self, deal_id: int, referral: Referral) -> None:
+        change = await repo.set_referral(self.session, deal_id, referral.source, referral.data)
+        if change is not None and change[0] != change[1]:
+            self.updated_deals.setdefault(deal_id, {})["lead_source"] = change
+
+    async def stage_events(self) -> list[str]:
+        """Stage the events of this unit with ids derived from what they announce."""
+        ids: list[str] = []
+        for deal_id in self.created_deals:
+            deal, contact, stage_key = await repo.load_deal(self.session, deal_id)
+            ids.append(
+                await stage_event(
+                    self.session,
+                    DealCreated(
+                        id=stable_event_id(f"crm.deal.created:{deal_id}"),
+                        producer=PRODUCER,
+                        correlation_id=self.correlation,
+                        data=snapshot(deal, contact, stage_key),
+                    ),
+                )
+            )
+        for deal_id, changes in self.updated_deals.items():
+            if deal_id in self.created_deals:
+                continue  # the creation event already carries the final state
+            deal, contact, stage_key = await repo.load_deal(self.session, deal_id)
+            ids.append(
+                await stage_event(
+                    self.session,
+                    DealUpdated(
+                        id=stable_event_id(f"crm.deal.updated:{deal_id}:{self.ctx.dedupe_key}"),
+                        producer=PRODUCER,
+                        correlation_id=self.correlation,
+                        data=DealUpdatedData(
+                            deal=snapshot(deal, contact, stage_key), changes=changes, actor_label="system"
+                        ),
+                    ),
+                )
+            )
+        for message_id, deal_id in self.received:
+            message = await repo.load_message(self.session, message_id)
+            if message.is_deleted:
+                continue  # unsent before we even stored it: nothing to notify about
+            deal, contact, stage_key = await repo.load_deal(self.session, deal_id)
+            assert message.mid is not None
+            ids.append(
+                await stage_event(
+                    self.session,
+                    MessageReceived(
+                        id=stable_event_id(f"crm.message.received:{message_id}"),
+                        producer=PRODUCER,
+                        correlation_id=self.correlation,
+                        data=MessageReceivedData(
+                            message_id=message_id,
+                            mid=message.mid,
+                            deal_id=deal_id,
+                            conversation_id=message.conversation_id,
+                            kind=message.kind,
+                            text=message.text,
+                            attachments=list(message.attachments),
+                            sent_at=message.sent_at,
+                            is_first_message=deal_id in self.created_deals,
+                            deal_stage=stage_key,
+                            assignee_id=deal.assignee_id,
+                            contact=contact_ref(contact),
+                        ),
+                    ),
+                )
+            )
+        return ids
+
+
+class InboundService:
+    """Applies ingest's Meta items to crm's data. One instance per process.
+
+    ``on_new_contact`` is called after commit with the id of each contact the item
+    created (profile enrichment hooks in there); it must not block.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
+        *,
+        on_new_contact: Callable[[int], None] | None = None,
+        max_attempts: int = 4,
+    ) -> None:
+        self._sessions = sessions
+        self._outbox = outbox
+        self._on_new_contact = on_new_contact
+        self._max_attempts = max_attempts
+        self._channels: dict[tuple[str, str], tuple[int, float]] = {}
+
+    async def handle(self, event: MetaItemReceived) -> HandleResult:
+        """Apply one item exactly once; raises on failure so the bus retries it.
+
+        Raises :class:`crm.inbound.items.InvalidMetaItem` for an item that can never be
+        applied: the bus moves it to the DLQ after its bounded retries.
+        """
+        parsed = parse_item(event.data, fallback_ms=int(event.occurred_at.timestamp() * 1000))
+        if isinstance(parsed, Ignored):
+            log.debug("meta item ignored", kind=event.data.kind, reason=parsed.reason)
+            return HandleResult(applied=False, reason=parsed.reason)
+        channel_id = await self._channel(parsed.context)
+        cid = event.correlation_id or correlation_id()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with session_scope(self._sessions) as session:
+                    unit, created_contact = await self._apply(session, parsed, channel_id, cid)
+                    event_ids = await unit.stage_events()
+                break
+            except DBAPIError as exc:
+                sqlstate = getattr(exc.orig, "sqlstate", None)
+                if attempt >= self._max_attempts or sqlstate not in (*_RETRYABLE_SQLSTATES, _FOREIGN_KEY_VIOLATION):
+                    raise
+                if sqlstate == _FOREIGN_KEY_VIOLATION:
+                    # The cached channel is gone (removed by an admin): look it up again.
+                    self._channels.pop((parsed.context.platform, parsed.context.page_id), None)
+                    channel_id = await self._channel(parsed.context)
+                    continue
+                log.info("meta item lost a race, retrying", sqlstate=sqlstate, attempt=attempt)
+                await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
+        if event_ids:
+            try:
+                await self._outbox.flush(event_ids)
+            except Exception as exc:
+                # Committed events are safe in the outbox; its relay publishes them later.
+                log.warning("outbox flush failed, relay will publish", error=f"{type(exc).__name__}: {exc}")
+        new_contact = unit.contact_id if created_contact else None
+        if new_contact is not None and self._on_new_contact is not None:
+            self._on_new_contact(new_contact)
+        return HandleResult(applied=True, event_ids=event_ids, new_contact_id=new_contact)
+
+    async def _channel(self, ctx: ItemContext) -> int:
+        """The channel's id; ``last_webhook_at`` is written in its own short transaction.
+
+        Kept out of the item's transaction so items of different conversations of one
+        page never wait for each other on the channel's row.
+        """
+        key = (ctx.platform, ctx.page_id)
+        loop_time = asyncio.get_running_loop().time()
+        cached = self._channels.get(key)
+        if cached is not None and loop_time - cached[1] < 1.0:
+            return cached[0]
+        async with session_scope(self._sessions) as session:
+            channel_id = await repo.ensure_channel(session, ctx.platform, ctx.page_id, utcnow())
+        self._channels[key] = (channel_id, loop_time)
+        return channel_id
+
+    async def _apply(
+        self, session: AsyncSession, parsed: ParsedItem, channel_id: int, cid: str | None
+    ) -> tuple[_Unit, bool]:
+        ctx = parsed.context
+        contact_id, contact_created = await repo.upsert_contact(
+            session, channel_id, ctx.platform, ctx.customer_id, ctx.at
+        )
+        conversation_id = await repo.upsert_conversation(session, channel_id, contact_id)
+        await repo.lock_conversation(session, conversation_id)
+        unit = _Unit(session, ctx, channel_id, contact_id, conversation_id, cid)
+        change = parsed.change
+        if isinstance(change, NewMessage):
+            await self._new_message(unit, change)
+        elif isinstance(change, ReferralOnly):
+            deal_id = await unit.deal_for(ctx.at_ms, "referral")
+            await unit.referral(deal_id, change.referral)
+        elif isinstance(change, Reaction):
+            await self._update(
+                unit,
+                change.mid,
+                "reaction",
+                {
+                    "reactor": change.reactor,
+                    "action": change.action,
+                    "reaction": change.reaction,
+                    "emoji": change.emoji,
+                    "at_ms": ctx.at_ms,
+                },
+            )
+        elif isinstance(change, Edit):
+            await self._update(unit, change.mid, "edit", {"text": change.text, "num_edit": change.num_edit})
+        elif isinstance(change, Delete):
+            await self._update(unit, change.mid, "delete", {})
+        elif isinstance(change, Read):
+            if change.watermark_ms is not None:
+                await repo.add_receipt(session, conversation_id, "read", from_ms(change.watermark_ms), ctx.at)
+            if change.mid is not None:
+                await self._update(unit, change.mid, "read", {})
+        elif isinstance(change, Delivery):
+            for mid in change.mids:
+                await self._update(unit, mid, "delivery", {}, key_suffix=f"#{mid}")
+            if change.watermark_ms is not None:
+                await repo.add_receipt(session, conversation_id, "delivery", from_ms(change.watermark_ms), ctx.at)
+        return unit, contact_created
+
+    async def _new_message(self, unit: _Unit, message: NewMessage) -> None:
+        session, ctx = unit.session, unit.ctx
+        if await repo.message_by_mid(session, message.mid) is not None:
+            return  # a repeat, or the echo of a message we sent ourselves
+        opened_by = "echo" if message.direction == "out" else message.kind
+        deal_id = await unit.deal_for(ctx.at_ms, opened_by)
+        read_at = delivered_at = None
+        if message.direction == "out":
+            read_at, delivered_at = await repo.receipt_times(session, unit.conversation_id, ctx.at)
+        message_id = await repo.insert_message(
+            session,
+            conversation_id=unit.conversation_id,
+            deal_id=deal_id,
+            mid=message.mid,
+            direction=message.direction,
+            kind=message.kind,
+            text=message.text,
+            attachments=message.attachments,
+            quick_reply_payload=message.quick_reply_payload,
+            postback_payload=message.postback_payload,
+            reply_to_mid=message.reply_to_mid,
+            reply_to_story=message.reply_to_story,
+            status="received" if message.direction == "in" else "sent",
+            sent_at=ctx.at,
+            author_label=message.author_label,
+            app_id=message.app_id,
+            read_at=read_at,
+            delivered_at=delivered_at,
+        )
+        if message_id is None:
+            return
+        await repo.touch_conversation(session, unit.conversation_id, ctx.at, inbound=message.direction == "in")
+        ref = repo.MessageRef(message_id, unit.conversation_id, deal_id, message.direction, ctx.at)
+        for kind, payload, occurred_at in await repo.take_pending(session, message.mid):
+            await self._apply_update(unit, ref, kind, payload, occurred_at)
+        if message.referral is not None:
+            await unit.referral(deal_id, message.referral)
+        await repo.recompute_deal(session, deal_id)
+        if message.direction == "in":
+            unit.received.append((message_id, deal_id))
+
+    async def _update(self, unit: _Unit, mid: str, kind: str, payload: dict[str, Any], key_suffix: str = "") -> None:
+        """Apply an update about message ``mid`` now, or keep it until the message arrives."""
+        ref = await repo.message_by_mid(unit.session, mid)
+        if ref is None:
+            await repo.add_pending(unit.session, mid, kind, unit.ctx.dedupe_key + key_suffix, payload, unit.ctx.at)
+            return
+        await self._apply_update(unit, ref, kind, payload, unit.ctx.at)
+        if kind in ("edit", "delete"):
+            await repo.recompute_deal(unit.session, ref.deal_id)
+
+    async def _apply_update(
+        self, unit: _Unit, ref: repo.MessageRef, kind: str, payload: dict[str, Any], occurred_at: Any
+    ) -> None:
+        session = unit.session
+        if kind == "reaction":
+            await repo.apply_reaction(
+                session,
+                ref.id,
+                str(payload["reactor"]),
+                int(payload["at_ms"]),
+                str(payload["action"]),
+                payload.get("reaction"),
+                payload.get("emoji"),
+            )
+        elif kind == "edit":
+            await repo.apply_edit(session, ref.id, payload.get("text"), int(payload["num_edit"]))
+        elif kind == "delete":
+            await repo.apply_delete(session, ref.id)
+        elif kind == "read":
+            # Instagram reports the last message read: it and everything before it.
+            await repo.add_receipt(session, ref.conversation_id, "read", ref.sent_at, occurred_at)
+        elif kind == "delivery":
+            await repo.apply_delivery(session, ref.id, occurred_at)
+        else:  # pragma: no cover - only the kinds above are ever stored
+            log.warning("unknown pending update kind", kind=kind)

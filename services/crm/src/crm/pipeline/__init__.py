@@ -1,0 +1,1 @@
+"""The sales pipeline: its stages and the board of open deals."""

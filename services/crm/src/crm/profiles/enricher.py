@@ -1,0 +1,235 @@
+"""Profile enrichment: a customer's name and picture from the Graph API, once per contact.
+
+Never on the path of a message: the consumer commits the deal first and then asks for a
+fetch, which runs in the background with bounded concurrency; a periodic sweep picks
+up whatever was missed (a restart, a full queue, a throttled call whose backoff ended).
+
+A fetch is claimed in the database before the call (``profile_retry_at`` doubles as a
+lease), so replicas never fetch the same contact at the same time, and no transaction
+stays open while Meta answers. Outcomes: ``fetched``; still ``pending`` with a growing
+backoff for throttling and outages; ``failed`` for errors retrying cannot fix (unknown
+user, invalid token) or after too many attempts. The contact row is the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm.config import CrmSettings
+from crm.graph import GraphClient, GraphError, Profile
+from crm.inbound.repository import table
+from crm.models import Channel, Contact
+from jggl_common.contracts import utcnow
+from jggl_common.crypto import DecryptionError, SecretBox
+from jggl_common.db import session_scope
+from jggl_common.logs import get_logger
+
+__all__ = ["Outcome", "ProfileEnricher"]
+
+log = get_logger(__name__)
+
+Outcome = Literal["fetched", "retry", "failed", "skipped"]
+
+_contacts = table(Contact)
+_channels = table(Channel)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    contact_id: int
+    platform: str
+    external_id: str
+    attempts: int
+    token: str | None
+
+
+class ProfileEnricher:
+    """Fetches customers' profiles in the background; one per process."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: CrmSettings,
+        graph: GraphClient,
+        *,
+        concurrency: int = 4,
+        max_queued: int = 1000,
+        max_attempts: int = 5,
+        lease_seconds: float = 60.0,
+        base_backoff_seconds: float = 30.0,
+        max_backoff_seconds: float = 3600.0,
+    ) -> None:
+        self._sessions = sessions
+        self._graph = graph
+        self._settings = settings
+        self._box = SecretBox(settings.app_key)
+        self._limit = asyncio.Semaphore(concurrency)
+        self._max_queued = max_queued
+        self._max_attempts = max_attempts
+        self._lease = timedelta(seconds=lease_seconds)
+        self._base_backoff = base_backoff_seconds
+        self._max_backoff = max_backoff_seconds
+        self._tasks: set[asyncio.Task[Outcome]] = set()
+        self._queued: set[int] = set()
+
+    def schedule(self, contact_id: int) -> None:
+        """Fetch this contact's profile soon, without waiting. A full queue is left to the sweep."""
+        if contact_id in self._queued or len(self._tasks) >= self._max_queued:
+            return
+        self._queued.add(contact_id)
+        task = asyncio.get_running_loop().create_task(self._guarded(contact_id), name=f"profile-{contact_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait until the scheduled fetches are done (for shutdown and tests)."""
+        while self._tasks:
+            await asyncio.wait_for(asyncio.gather(*list(self._tasks), return_exceptions=True), timeout)
+
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Let in-flight fetches finish for up to ``timeout`` seconds, then cancel the rest."""
+        tasks = list(self._tasks)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def sweep_once(self, limit: int = 100) -> int:
+        """Schedule contacts whose profile is still to fetch and due; returns how many."""
+        async with self._sessions() as session:
+            ids = (
+                (
+                    await session.execute(
+                        select(_contacts.c.id)
+                        .where(
+                            _contacts.c.profile_status == "pending",
+                            sa.or_(_contacts.c.profile_retry_at.is_(None), _contacts.c.profile_retry_at <= utcnow()),
+                        )
+                        .order_by(_contacts.c.id)
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for contact_id in ids:
+            self.schedule(int(contact_id))
+        return len(ids)
+
+    async def run(self, interval: float = 30.0) -> None:
+        """Forever: sweep every ``interval`` seconds."""
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception as exc:
+                log.error("profile sweep failed", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(interval)
+
+    async def _guarded(self, contact_id: int) -> Outcome:
+        try:
+            async with self._limit:
+                return await self.enrich(contact_id)
+        except Exception as exc:
+            log.error("profile enrichment crashed", contact_id=contact_id, error=f"{type(exc).__name__}: {exc}")
+            return "retry"
+        finally:
+            self._queued.discard(contact_id)
+
+    async def enrich(self, contact_id: int) -> Outcome:
+        """Fetch and store one contact's profile if it is due; returns what happened."""
+        claim = await self._claim(contact_id)
+        if claim is None:
+            return "skipped"
+        if not claim.token:
+            return await self._store_failure(claim, "no page access token for this channel", retry=False)
+        try:
+            profile = await self._graph.get_profile(claim.platform, claim.external_id, claim.token)
+        except GraphError as exc:
+            log.warning(
+                "profile fetch failed",
+                contact_id=contact_id,
+                code=exc.code,
+                subcode=exc.subcode,
+                throttled=exc.is_throttling,
+                auth=exc.is_auth,
+                error=str(exc),
+            )
+            return await self._store_failure(claim, str(exc), retry=exc.is_transient)
+        await self._store_profile(claim, profile)
+        return "fetched"
+
+    async def _claim(self, contact_id: int) -> _Claim | None:
+        now = utcnow()
+        async with session_scope(self._sessions) as session:
+            row = (
+                await session.execute(
+                    update(_contacts)
+                    .where(
+                        _contacts.c.id == contact_id,
+                        _contacts.c.profile_status == "pending",
+                        sa.or_(_contacts.c.profile_retry_at.is_(None), _contacts.c.profile_retry_at <= now),
+                    )
+                    .values(profile_retry_at=now + self._lease, profile_attempts=_contacts.c.profile_attempts + 1)
+                    .returning(
+                        _contacts.c.id,
+                        _contacts.c.platform,
+                        _contacts.c.external_id,
+                        _contacts.c.profile_attempts,
+                        _contacts.c.channel_id,
+                    )
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            sealed = (
+                await session.execute(select(_channels.c.access_token_sealed).where(_channels.c.id == row.channel_id))
+            ).scalar()
+        return _Claim(
+            int(row.id), str(row.platform), str(row.external_id), int(row.profile_attempts), self._token(sealed)
+        )
+
+    def _token(self, sealed: str | None) -> str | None:
+        """The channel's own page token, else the configured default one."""
+        if sealed:
+            try:
+                return self._box.open(sealed)
+            except DecryptionError:
+                log.error("cannot decrypt the channel's page token; using META_ACCESS_TOKEN")
+        return self._settings.meta_access_token or None
+
+    async def _store_profile(self, claim: _Claim, profile: Profile) -> None:
+        async with session_scope(self._sessions) as session:
+            await session.execute(
+                update(_contacts)
+                .where(_contacts.c.id == claim.contact_id)
+                .values(
+                    name=profile.name[:300] if profile.name else None,
+                    username=profile.username[:300] if profile.username else None,
+                    avatar_url=profile.avatar_url,
+                    profile_status="fetched",
+                    profile_fetched_at=utcnow(),
+                    profile_retry_at=None,
+                    profile_error=None,
+                )
+            )
+
+    async def _store_failure(self, claim: _Claim, error: str, *, retry: bool) -> Outcome:
+        give_up = not retry or claim.attempts >= self._max_attempts
+        values: dict[str, object] = {"profile_error": error[:500]}
+        if give_up:
+            values.update(profile_status="failed", profile_retry_at=None)
+        else:
+            delay = min(self._base_backoff * 2 ** (claim.attempts - 1), self._max_backoff)
+            values["profile_retry_at"] = utcnow() + timedelta(seconds=delay)
+        async with session_scope(self._sessions) as session:
+            await session.execute(update(_contacts).where(_contacts.c.id == claim.contact_id).values(**values))
+        return "failed" if give_up else "retry"

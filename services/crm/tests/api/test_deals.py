@@ -1,0 +1,348 @@
+"""Listing, reading, changing and taking deals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from crm.models import Activity, Deal, OutboxEvent
+from jggl_common.contracts import DealUpdated, utcnow
+from jggl_common.db import session_scope
+
+from .conftest import Api
+from .factories import create_contact, create_deal, create_message, create_user
+
+SORTS = ["created_at", "-created_at", "last_message_at", "-last_message_at", "amount", "-amount"]
+
+
+async def walk(api: Api, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
+    """Every item of a listing, page by page."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(100):
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        response = await api.client.get("/api/deals", params=query, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+    raise AssertionError("pagination did not end")
+
+
+def expected_order(deals: list[Deal], sort: str) -> list[int]:
+    field = sort.lstrip("-")
+    smallest: Any = {"created_at": None, "last_message_at": utcnow() - timedelta(days=10**5), "amount": Decimal(-1)}
+
+    def key(deal: Deal) -> tuple[Any, int]:
+        value = getattr(deal, field)
+        assert deal.id is not None
+        return (smallest[field] if value is None else value), deal.id
+
+    return [deal.id for deal in sorted(deals, key=key, reverse=sort.startswith("-"))]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("sort", SORTS)
+async def test_keyset_pages_walk_every_deal_once_in_order(api: Api, sort: str) -> None:
+    now = utcnow()
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        deals = []
+        for index in range(23):
+            deals.append(
+                await create_deal(
+                    session,
+                    # Ties on the sort value make the id tie-breaker matter.
+                    created_at=now - timedelta(minutes=index // 3),
+                    amount=None if index % 4 == 0 else Decimal(index % 5) * 10,
+                    last_message_at=None if index % 3 == 0 else now - timedelta(hours=index % 4),
+                )
+            )
+    items = await walk(api, api.headers(admin), sort=sort, limit=4)
+    ids = [item["id"] for item in items]
+    assert len(ids) == len(set(ids)) == 23
+    assert ids == expected_order(deals, sort)
+
+
+async def test_filters_narrow_the_list(api: Api) -> None:
+    now = utcnow()
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        manager = await create_user(session)
+        new_open = await create_deal(session, created_at=now - timedelta(days=3))
+        won = await create_deal(session, status="won", stage="proposal", assignee=manager, created_at=now - timedelta(days=2))
+        waiting = await create_deal(
+            session, awaiting_reply_since=now, platform="instagram", assignee=manager, created_at=now - timedelta(days=1)
+        )
+    headers = api.headers(admin)
+
+    async def ids(**params: Any) -> set[int]:
+        return {item["id"] for item in await walk(api, headers, **params)}
+
+    everything = {new_open.id, won.id, waiting.id}
+    assert await ids() == everything
+    assert await ids(stage="proposal") == {won.id}
+    assert await ids(stage="no-such-stage") == set()
+    assert await ids(status="won") == {won.id}
+    assert await ids(status="open") == {new_open.id, waiting.id}
+    assert await ids(assignee_id=manager.id) == {won.id, waiting.id}
+    assert await ids(unassigned="true") == {new_open.id}
+    assert await ids(awaiting_reply="true") == {waiting.id}
+    assert await ids(awaiting_reply="false") == {new_open.id, won.id}
+    assert await ids(platform="instagram") == {waiting.id}
+    assert await ids(created_from=(now - timedelta(days=2, minutes=1)).isoformat()) == {won.id, waiting.id}
+    assert await ids(created_to=(now - timedelta(days=2, minutes=1)).isoformat()) == {new_open.id}
+    conflicting = await api.client.get("/api/deals", params={"unassigned": "true", "assignee_id": 1}, headers=headers)
+    assert conflicting.status_code == 422
+    for bad in ({"status": "pending"}, {"sort": "name"}, {"limit": 0}, {"limit": 201}, {"assignee_id": 2**40}):
+        assert (await api.client.get("/api/deals", params=bad, headers=headers)).status_code == 422, bad
+
+
+async def test_an_altered_or_foreign_cursor_is_a_400(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        for _ in range(3):
+            await create_deal(session)
+    headers = api.headers(admin)
+    page = (await api.client.get("/api/deals", params={"limit": 1}, headers=headers)).json()
+    cursor = page["next_cursor"]
+    body, _, signature = cursor.partition(".")
+    altered = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + signature
+    for bad, params in (
+        (altered, {}),
+        (cursor, {"sort": "amount"}),  # a cursor of another sort order
+        ("garbage", {}),
+        ("a.b", {}),
+        ("%%%.!!!", {}),
+    ):
+        response = await api.client.get("/api/deals", params={"limit": 1, "cursor": bad, **params}, headers=headers)
+        assert response.status_code == 400, (bad, response.text)
+        assert "cursor" in response.json()["detail"]
+
+
+async def test_deal_detail_and_messages_oldest_first(api: Api) -> None:
+    now = utcnow()
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        contact = await create_contact(session, name=None, username="shopper")
+        deal = await create_deal(
+            session, contact=contact, amount="150.50", comment="wants delivery", first_response_seconds=42, ai_score=7
+        )
+        late = await create_message(session, deal, text="second", sent_at=now)
+        early = await create_message(session, deal, text="first", sent_at=now - timedelta(minutes=5))
+        reply = await create_message(session, deal, text="answer", direction="out", sent_at=now, author_label="Meta inbox")
+    headers = api.headers(admin)
+    detail = (await api.client.get(f"/api/deals/{deal.id}", headers=headers)).json()
+    assert detail["contact"]["display_name"] == "@shopper"
+    assert detail["contact"]["external_id"] == contact.external_id
+    assert detail["stage"]["key"] == "new"
+    assert detail["amount"] == "150.50"
+    assert detail["comment"] == "wants delivery"
+    assert detail["first_response_seconds"] == 42
+    assert detail["ai_score"] == 7
+    assert detail["conversation_id"] == deal.conversation_id
+    messages = (await api.client.get(f"/api/deals/{deal.id}/messages", headers=headers)).json()
+    assert [m["id"] for m in messages["items"]] == [early.id, late.id, reply.id]
+    assert messages["items"][2]["direction"] == "out"
+    assert messages["items"][2]["author_label"] == "Meta inbox"
+    assert set(messages["items"][0]) >= {
+        "id", "mid", "direction", "kind", "text", "attachments", "status", "sent_at", "reactions", "is_edited",
+        "is_deleted", "delivered_at", "read_at", "author_user_id", "author_label", "reply_to_mid",
+        "quick_reply_payload", "postback_payload",
+    }  # fmt: skip
+    first_page = (await api.client.get(f"/api/deals/{deal.id}/messages?limit=2", headers=headers)).json()
+    assert [m["id"] for m in first_page["items"]] == [late.id, reply.id]
+    older = await api.client.get(
+        f"/api/deals/{deal.id}/messages", params={"limit": 2, "before": first_page["next_cursor"]}, headers=headers
+    )
+    assert [m["id"] for m in older.json()["items"]] == [early.id]
+    assert older.json()["next_cursor"] is None
+    for path in ("/api/deals/999999", "/api/deals/999999/messages", "/api/deals/999999/activities"):
+        assert (await api.client.get(path, headers=headers)).status_code == 404
+    for path in ("/api/deals/abc", "/api/deals/0", f"/api/deals/{2**31}"):
+        assert (await api.client.get(path, headers=headers)).status_code == 422
+
+
+async def outbox_events(api: Api, deal_id: int) -> list[DealUpdated]:
+    async with api.sessions() as session:
+        rows = (await session.execute(select(OutboxEvent).order_by(OutboxEvent.id))).scalars().all()  # type: ignore[arg-type]
+    events = [DealUpdated.model_validate_json(row.payload) for row in rows if row.subject == "crm.deal.updated"]
+    return [event for event in events if event.data.deal.id == deal_id]
+
+
+async def test_patch_moves_sets_closes_and_records_everything(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        manager = await create_user(session)
+        deal = await create_deal(session, assignee=manager)
+    headers = api.headers(manager)
+    response = await api.client.patch(
+        f"/api/deals/{deal.id}",
+        json={"stage": "qualified", "amount": "1200.5", "comment": "ready to buy"},
+        headers={**headers, "X-Correlation-ID": "corr-patch-1"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["stage"]["key"], body["amount"], body["comment"]) == ("qualified", "1200.50", "ready to buy")
+
+    events = await outbox_events(api, deal.id)  # type: ignore[arg-type]
+    assert len(events) == 1
+    event = events[0]
+    assert event.data.changes == {
+        "stage": ("new", "qualified"),
+        "amount": (None, "1200.50"),
+        "comment": (None, "ready to buy"),
+    }
+    assert event.data.actor_user_id == manager.id
+    assert event.data.deal.stage == "qualified"
+    assert event.data.deal.amount == "1200.50"
+    assert event.correlation_id == "corr-patch-1"
+    assert event.producer == "crm"
+
+    no_reason = await api.client.patch(f"/api/deals/{deal.id}", json={"status": "lost"}, headers=headers)
+    assert no_reason.status_code == 422
+    blank_reason = await api.client.patch(
+        f"/api/deals/{deal.id}", json={"status": "lost", "lost_reason": "  "}, headers=headers
+    )
+    assert blank_reason.status_code == 422
+    lost = await api.client.patch(
+        f"/api/deals/{deal.id}", json={"status": "lost", "lost_reason": "too expensive"}, headers=headers
+    )
+    assert lost.status_code == 200
+    assert (lost.json()["status"], lost.json()["lost_reason"]) == ("lost", "too expensive")
+    assert lost.json()["closed_at"] is not None
+    reopened = await api.client.patch(f"/api/deals/{deal.id}", json={"status": "open"}, headers=headers)
+    assert (reopened.json()["status"], reopened.json()["lost_reason"], reopened.json()["closed_at"]) == (
+        "open",
+        None,
+        None,
+    )
+    won = await api.client.patch(f"/api/deals/{deal.id}", json={"status": "won"}, headers=headers)
+    assert won.json()["status"] == "won"
+    unchanged = await api.client.patch(f"/api/deals/{deal.id}", json={"status": "won"}, headers=headers)
+    assert unchanged.status_code == 200
+
+    timeline = (await api.client.get(f"/api/deals/{deal.id}/activities", headers=headers)).json()["items"]
+    assert [item["kind"] for item in timeline] == [
+        "stage_changed",
+        "amount_changed",
+        "comment_changed",
+        "lost",
+        "reopened",
+        "won",
+    ]
+    assert timeline[0]["data"] == {"from": "new", "to": "qualified"}
+    assert timeline[3]["data"] == {"reason": "too expensive"}
+    assert all(item["actor_user_id"] == manager.id for item in timeline)
+    assert [e.data.changes.get("status") for e in await outbox_events(api, deal.id)] == [  # type: ignore[arg-type]
+        None,
+        ("open", "lost"),
+        ("lost", "open"),
+        ("open", "won"),
+    ]
+
+
+async def test_patch_refuses_bad_values(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        inactive = await create_user(session, is_active=False)
+        deal = await create_deal(session)
+    headers = api.headers(admin)
+    for body in (
+        {"amount": -1},
+        {"amount": "1e20"},
+        {"amount": "NaN"},
+        {"amount": "1.234"},
+        {"stage": None},
+        {"status": "closed"},
+        {"status": "won", "lost_reason": "why"},
+        {"lost_reason": "only a reason"},
+        {"stage": "no-such-stage"},
+        {"assignee_id": inactive.id},
+        {"assignee_id": 999999},
+        {"comment": "nul\x00byte"},
+        {"unknown": 1},
+    ):
+        response = await api.client.patch(f"/api/deals/{deal.id}", json=body, headers=headers)
+        assert response.status_code == 422, (body, response.text)
+    assert await outbox_events(api, deal.id) == []  # type: ignore[arg-type]
+
+
+async def test_reopening_is_refused_while_the_conversation_has_another_open_deal(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        contact = await create_contact(session, name="Returning customer")
+        closed = await create_deal(session, contact=contact, status="lost", lost_reason="no budget")
+        await create_deal(session, contact=contact)
+    response = await api.client.patch(f"/api/deals/{closed.id}", json={"status": "open"}, headers=api.headers(admin))
+    assert response.status_code == 409
+    assert "another open deal" in response.json()["detail"]
+
+
+async def test_take_assigns_once_even_when_two_managers_race(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        first, second = await create_user(session), await create_user(session)
+        deal = await create_deal(session)
+    responses = await asyncio.gather(
+        api.client.post(f"/api/deals/{deal.id}/take", headers=api.headers(first)),
+        api.client.post(f"/api/deals/{deal.id}/take", headers=api.headers(second)),
+    )
+    statuses = sorted(response.status_code for response in responses)
+    # The loser no longer sees the deal (it is someone else's now), so it gets 404.
+    assert statuses == [200, 404]
+    winner = first if responses[0].status_code == 200 else second
+    assert responses[0 if winner is first else 1].json()["assignee_id"] == winner.id
+    again = await api.client.post(f"/api/deals/{deal.id}/take", headers=api.headers(winner))
+    assert again.status_code == 200
+    by_admin = await api.client.post(f"/api/deals/{deal.id}/take", headers=api.headers(admin))
+    assert by_admin.status_code == 409
+    async with api.sessions() as session:
+        kinds = (await session.execute(select(Activity.kind).where(Activity.deal_id == deal.id))).scalars().all()
+    assert kinds == ["assigned"]
+    events = await outbox_events(api, deal.id)  # type: ignore[arg-type]
+    assert [event.data.changes for event in events] == [{"assignee_id": (None, winner.id)}]
+
+
+async def test_assignment_rules(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        manager, other = await create_user(session), await create_user(session)
+        deal = await create_deal(session)
+    as_manager = api.headers(manager)
+    to_other = await api.client.patch(f"/api/deals/{deal.id}", json={"assignee_id": other.id}, headers=as_manager)
+    assert to_other.status_code == 403
+    to_self = await api.client.patch(f"/api/deals/{deal.id}", json={"assignee_id": manager.id}, headers=as_manager)
+    assert to_self.status_code == 200
+    assert to_self.json()["assignee"] == {"id": manager.id, "name": manager.name}
+    let_go = await api.client.patch(f"/api/deals/{deal.id}", json={"assignee_id": None}, headers=as_manager)
+    assert let_go.json()["assignee_id"] is None
+    by_admin = await api.client.patch(f"/api/deals/{deal.id}", json={"assignee_id": other.id}, headers=api.headers(admin))
+    assert by_admin.json()["assignee_id"] == other.id
+    assert (await api.client.get(f"/api/deals/{deal.id}", headers=as_manager)).status_code == 404
+
+
+async def test_deactivating_a_manager_returns_their_open_deals_to_the_pool(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        leaving, colleague = await create_user(session), await create_user(session)
+        open_deal = await create_deal(session, assignee=leaving)
+        won_deal = await create_deal(session, assignee=leaving, status="won")
+    assert (await api.client.get(f"/api/deals/{open_deal.id}", headers=api.headers(colleague))).status_code == 404
+    response = await api.client.patch(f"/api/users/{leaving.id}", json={"is_active": False}, headers=api.headers(admin))
+    assert response.status_code == 200
+    detail = await api.client.get(f"/api/deals/{open_deal.id}", headers=api.headers(colleague))
+    assert detail.status_code == 200
+    assert detail.json()["assignee_id"] is None
+    async with api.sessions() as session:
+        assert (await session.get(Deal, won_deal.id)).assignee_id == leaving.id  # type: ignore[union-attr]
+    events = await outbox_events(api, open_deal.id)  # type: ignore[arg-type]
+    assert [json.loads(event.model_dump_json())["data"]["changes"] for event in events] == [
+        {"assignee_id": [leaving.id, None]}
+    ]

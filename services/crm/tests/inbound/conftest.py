@@ -1,0 +1,257 @@
+"""Fixtures of the inbound consumer's tests: the service over a migrated schema of the
+test's own, simulator items turned into ingest's events, and a read-back of what a
+manager would see."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import pytest
+import pytest_asyncio
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm.config import CrmSettings
+from crm.inbound import InboundService
+from crm.outbox import Outbox
+from ingest.meta import split_webhook
+from jggl_common.bus import EventPublisher, RetryPolicy
+from jggl_common.contracts import MetaItemReceived, stable_event_id
+from jggl_common.streams import INGEST, ensure_streams
+from jggl_common.testing import TEST_DATABASE_URL, TEST_NATS_URL, TEST_REDIS_URL
+from jggl_sandbox.graph_fake import GraphFakeServer
+from jggl_sandbox.meta_webhooks import JSONObject, Platform, webhook
+
+FAST_RETRIES = RetryPolicy(max_deliveries=2, backoff=(0.1,))
+
+
+class RecordingPublisher:
+    """Stands in for JetStream where publishing is not what a test is about."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def publish_raw(self, messages: Iterable[tuple[str, bytes, dict[str, str]]]) -> list[None]:
+        batch = list(messages)
+        self.published.extend(batch)
+        return [None] * len(batch)
+
+
+def unique_page_id() -> str:
+    """A Page / Instagram account id no other test uses."""
+    return str(10**14 + secrets.randbelow(9 * 10**14))
+
+
+def to_events(platform: Platform, page_id: str, items: list[JSONObject]) -> list[MetaItemReceived]:
+    """Simulator items as ingest publishes them: split by ingest's own parser, one event each."""
+    events = []
+    for item in items:
+        _, datas = split_webhook(webhook(platform, page_id, [item], time_ms=1_767_225_600_000))
+        for data in datas:
+            events.append(MetaItemReceived(id=stable_event_id(data.dedupe_key), producer="ingest", data=data))
+    return events
+
+
+@dataclass
+class Harness:
+    """A test's view of crm: the service, its schema, and read helpers."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    settings: CrmSettings
+    publisher: RecordingPublisher
+    service: InboundService
+    handled: list[MetaItemReceived] = field(default_factory=list)
+
+    async def feed(self, events: Iterable[MetaItemReceived], concurrency: int = 1) -> None:
+        """Hand events to the service, ``concurrency`` at a time, in the given order."""
+        batch = list(events)
+        for start in range(0, len(batch), concurrency):
+            await asyncio.gather(*(self.service.handle(e) for e in batch[start : start + concurrency]))
+
+    async def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        async with self.sessions() as session:
+            result = await session.execute(text(sql), params)
+            return [dict(row._mapping) for row in result]
+
+    async def count(self, table: str) -> int:
+        async with self.sessions() as session:
+            return int((await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+
+    async def messages(self) -> list[dict[str, Any]]:
+        """Messages as the deal's history shows them, oldest first."""
+        return await self.rows(
+            "SELECT m.*, d.status AS deal_status FROM messages m JOIN deals d ON d.id = m.deal_id "
+            "ORDER BY m.sent_at, m.direction, m.mid"
+        )
+
+    async def message(self, mid: str) -> dict[str, Any]:
+        (row,) = await self.rows("SELECT * FROM messages WHERE mid = :mid", mid=mid)
+        return row
+
+    async def deals(self) -> list[dict[str, Any]]:
+        return await self.rows(
+            "SELECT d.*, s.key AS stage, c.external_id AS contact_external_id FROM deals d "
+            "JOIN stages s ON s.id = d.stage_id JOIN contacts c ON c.id = d.contact_id ORDER BY d.id"
+        )
+
+    async def outbox_events(self) -> list[dict[str, Any]]:
+        return await self.rows("SELECT event_id, subject, payload, published_at FROM outbox ORDER BY id")
+
+    async def reset(self) -> None:
+        """Empty every table the consumer writes (stages stay)."""
+        async with self.sessions() as session:
+            await session.execute(
+                text(
+                    "TRUNCATE activities, messages, pending_updates, receipts, deals, conversations, contacts,"
+                    " channels, outbox, processed_events RESTART IDENTITY CASCADE"
+                )
+            )
+            await session.commit()
+
+    async def dump(self) -> dict[str, Any]:
+        """Everything the consumer derived, without database ids or wall-clock times.
+
+        Two runs over the same events must give equal dumps whatever the order.
+        """
+        contacts = await self.rows(
+            "SELECT c.external_id, c.platform, ch.external_id AS channel, c.first_seen_at, c.last_seen_at,"
+            " v.last_message_at, v.last_inbound_at, v.read_watermark, v.delivered_watermark"
+            " FROM contacts c JOIN channels ch ON ch.id = c.channel_id"
+            " JOIN conversations v ON v.contact_id = c.id ORDER BY c.external_id"
+        )
+        deals = await self.rows(
+            "SELECT c.external_id AS contact, d.status, s.key AS stage, d.lead_source, d.referral,"
+            " d.awaiting_reply_since, d.first_response_seconds, d.first_response_at, d.last_message_text,"
+            " d.last_message_at, (SELECT array_agg(m.mid ORDER BY m.mid) FROM messages m WHERE m.deal_id = d.id)"
+            " AS mids FROM deals d JOIN contacts c ON c.id = d.contact_id JOIN stages s ON s.id = d.stage_id"
+            " ORDER BY c.external_id, d.last_message_at NULLS FIRST, d.lead_source"
+        )
+        messages = await self.rows(
+            "SELECT mid, direction, kind, text, attachments, quick_reply_payload, postback_payload, reply_to_mid,"
+            " reply_to_story, reactions, reaction_clock, is_edited, edit_count, is_deleted, status, delivered_at,"
+            " read_at, sent_at, author_label, app_id, response_seconds FROM messages ORDER BY mid"
+        )
+        pending = await self.rows(
+            "SELECT mid, kind, dedupe_key, payload, occurred_at FROM pending_updates ORDER BY dedupe_key"
+        )
+        receipts = await self.rows(
+            "SELECT c.external_id AS contact, r.kind, r.watermark, r.occurred_at FROM receipts r"
+            " JOIN conversations v ON v.id = r.conversation_id JOIN contacts c ON c.id = v.contact_id"
+            " ORDER BY 1, 2, 3, 4"
+        )
+        return {
+            "contacts": contacts,
+            "deals": deals,
+            "messages": messages,
+            "pending": pending,
+            "receipts": receipts,
+        }
+
+
+def crm_settings(**overrides: Any) -> CrmSettings:
+    """Settings for a test; nothing comes from the environment's .env."""
+    values: dict[str, Any] = {
+        "app_key": base64.b64encode(b"k" * 32).decode(),
+        "nats_url": TEST_NATS_URL,
+        "app_url": "http://crm.test",
+        "database_url": TEST_DATABASE_URL,
+        "redis_url": TEST_REDIS_URL,
+        "meta_access_token": "default-page-token",
+        "consumer_workers": 8,
+    }
+    values.update(overrides)
+    return CrmSettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(name="to_events")
+def to_events_fixture() -> Any:
+    """:func:`to_events`, for tests (conftest modules cannot be imported under importlib mode)."""
+    return to_events
+
+
+@pytest.fixture(name="unique_page_id")
+def unique_page_id_fixture() -> Any:
+    return unique_page_id
+
+
+@pytest.fixture
+def settings() -> CrmSettings:
+    return crm_settings()
+
+
+@pytest_asyncio.fixture
+async def harness(sessions: async_sessionmaker[AsyncSession], settings: CrmSettings) -> Harness:
+    publisher = RecordingPublisher()
+    outbox = Outbox(sessions, publisher)  # type: ignore[arg-type]
+    return Harness(sessions, settings, publisher, InboundService(sessions, outbox))
+
+
+@pytest.fixture
+def graph_fake() -> Iterator[GraphFakeServer]:
+    with GraphFakeServer() as server:
+        yield server
+
+
+@dataclass
+class Nats:
+    """A connection to the shared NATS server plus this test's own names."""
+
+    nc: Any
+    js: Any
+    publisher: EventPublisher
+    tag: str
+
+    async def durable_from_now(self, name: str, policy: RetryPolicy = FAST_RETRIES) -> str:
+        """Create the consumer ``name`` on ``ingest.meta.>`` starting at new messages.
+
+        The stream holds days of other tests' items; a test's consumer must not replay them.
+        The bus binds to this existing durable instead of creating one from the start.
+        """
+        await self.js.add_consumer(
+            INGEST.name,
+            ConsumerConfig(
+                durable_name=name,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.NEW,
+                ack_wait=30,
+                max_deliver=policy.max_deliveries + 3,
+                max_ack_pending=1000,
+                filter_subject="ingest.meta.>",
+            ),
+        )
+        return name
+
+    async def publish(self, events: Iterable[MetaItemReceived]) -> None:
+        await self.publisher.publish_many((f"ingest.meta.{e.data.object}.{e.data.kind}", e) for e in events)
+
+
+@pytest_asyncio.fixture
+async def nats_env() -> AsyncIterator[Nats]:
+    nc = await nats.connect(TEST_NATS_URL)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    env = Nats(nc, js, EventPublisher(nc), secrets.token_hex(4))
+    created: list[str] = []
+    original = env.durable_from_now
+
+    async def tracking(name: str, policy: RetryPolicy = FAST_RETRIES) -> str:
+        created.append(name)
+        return await original(name, policy)
+
+    env.durable_from_now = tracking  # type: ignore[method-assign]
+    try:
+        yield env
+    finally:
+        for name in created:
+            try:
+                await js.delete_consumer(INGEST.name, name)
+            except Exception:  # noqa: S110 - best effort clean-up
+                pass
+        await nc.close()

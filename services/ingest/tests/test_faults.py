@@ -149,3 +149,37 @@ async def test_ingest_started_before_nats_answers_503_until_nats_is_reachable(st
     assert early.status_code == 503
     assert early_ready.json()["checks"]["nats"] == "down"
     assert later.status_code == 200
+
+
+async def test_a_nats_server_that_lost_its_storage_gets_the_streams_again(start_ingest, stream_at, meta, tmp_path) -> None:
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    first, _ = start_nats_server(tmp_path / "old", port)
+    procs = [first]
+    try:
+        async with start_ingest(nats_url=url) as ingest:
+            _, before = meta.messages(1)
+            assert (await ingest.post_meta(before)).status_code == 200
+            first.terminate()
+            first.wait(10)
+            # Same address, empty storage: the INGEST stream no longer exists.
+            fresh, _ = start_nats_server(tmp_path / "new", port)
+            procs.append(fresh)
+            await _wait_ready(ingest)
+            _, after = meta.messages(1)
+            status = None
+            for _ in range(50):
+                status = (await ingest.post_meta(after)).status_code
+                if status == 200:
+                    break
+                await asyncio.sleep(0.1)
+        async with stream_at(url) as stream:
+            stored = await stream.read()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(10)
+
+    assert status == 200
+    assert [m.data["mid"] for m in stored] == _mids(after)

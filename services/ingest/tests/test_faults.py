@@ -151,7 +151,9 @@ async def test_ingest_started_before_nats_answers_503_until_nats_is_reachable(st
     assert later.status_code == 200
 
 
-async def test_a_nats_server_that_lost_its_storage_gets_the_streams_again(start_ingest, stream_at, meta, tmp_path) -> None:
+async def test_a_nats_server_that_lost_its_storage_gets_the_streams_again(
+    start_ingest, stream_at, meta, tmp_path
+) -> None:
     port = free_port()
     url = f"nats://127.0.0.1:{port}"
     first, _ = start_nats_server(tmp_path / "old", port)

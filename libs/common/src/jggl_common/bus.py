@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,6 @@ from faststream.exceptions import AckMessage, HandlerException, NackMessage
 from faststream.message import StreamMessage
 from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy, PubAck
 from prometheus_client import Counter, Histogram
@@ -67,12 +67,17 @@ class EventPublisher:
 
     ``publish_many`` returns only when JetStream has acknowledged every message, and
     raises :class:`BusUnavailable` when it cannot say so within ``timeout`` seconds.
+    Acknowledgements come back on one wildcard inbox and are matched to their publish by
+    a counter: far cheaper per message than a request/reply round trip each.
     """
 
-    def __init__(self, nc: NatsClient, *, timeout: float = 5.0, max_pending: int = 20_000) -> None:
+    def __init__(self, nc: NatsClient, *, timeout: float = 5.0) -> None:
         self._nc = nc
-        self._js: JetStreamContext = nc.jetstream(publish_async_max_pending=max_pending)
         self._timeout = timeout
+        self._prefix = ""
+        self._waiting: dict[str, asyncio.Future[PubAck]] = {}
+        self._counter = 0
+        self._inbox_lock = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
@@ -99,17 +104,50 @@ class EventPublisher:
             (subject, envelope.model_dump_json().encode(), self.headers_for(envelope)) for subject, envelope in messages
         )
 
+    async def _inbox(self) -> str:
+        if not self._prefix:
+            async with self._inbox_lock:
+                if not self._prefix:
+                    prefix = self._nc.new_inbox() + "."
+                    await self._nc.subscribe(prefix + "*", cb=self._acknowledged)
+                    self._prefix = prefix
+        return self._prefix
+
+    async def _acknowledged(self, msg: Any) -> None:
+        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+        if future is None or future.done():
+            return
+        if not msg.data:  # a status message: no stream takes this subject ("no responders")
+            future.set_exception(BusUnavailable(f"no stream stored the message ({(msg.headers or {}).get('Status')})"))
+            return
+        try:
+            answer = json.loads(msg.data)
+        except ValueError:
+            future.set_exception(BusUnavailable("unreadable acknowledgement"))
+            return
+        if "error" in answer:
+            future.set_exception(BusUnavailable(f"JetStream refused the message: {answer['error']}"))
+            return
+        future.set_result(PubAck(stream=answer.get("stream"), seq=answer.get("seq"), duplicate=answer.get("duplicate")))
+
     async def publish_raw(self, messages: Iterable[tuple[str, bytes, dict[str, str]]]) -> list[PubAck]:
         """Publish already serialised payloads with their headers; same guarantee."""
         if not self._nc.is_connected:
             raise BusUnavailable("not connected to NATS")
-        futures: list[asyncio.Future[PubAck]] = []
+        prefix = await self._inbox()
+        loop = asyncio.get_running_loop()
+        tokens: list[str] = []
         try:
             async with asyncio.timeout(self._timeout):
+                futures = []
                 for subject, payload, headers in messages:
-                    # No stall timeout here: the outer timeout bounds the whole call, and
-                    # a per-message timeout would cost a task per message.
-                    futures.append(await self._js.publish_async(subject, payload, headers=headers))
+                    self._counter += 1
+                    token = str(self._counter)
+                    future: asyncio.Future[PubAck] = loop.create_future()
+                    self._waiting[token] = future
+                    tokens.append(token)
+                    futures.append(future)
+                    await self._nc.publish(subject, payload, reply=prefix + token, headers=headers)
                 return [await future for future in futures]
         except TimeoutError as exc:
             raise BusUnavailable("JetStream did not acknowledge in time") from exc
@@ -118,9 +156,8 @@ class EventPublisher:
         except Exception as exc:
             raise BusUnavailable(f"publish failed: {type(exc).__name__}: {exc}") from exc
         finally:
-            for future in futures:
-                if not future.done():
-                    future.cancel()
+            for token in tokens:
+                self._waiting.pop(token, None)
 
 
 @dataclass(frozen=True, slots=True)

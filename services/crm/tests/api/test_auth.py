@@ -25,7 +25,9 @@ from .factories import PASSWORD, create_user, unique_email
 async def test_login_returns_a_token_that_opens_me(api: Api) -> None:
     async with session_scope(api.sessions) as session:
         user = await create_user(session, email=unique_email("Mixed.Case"))
-    response = await api.client.post("/api/auth/login", json={"email": f"  {user.email.upper()} ", "password": PASSWORD})
+    response = await api.client.post(
+        "/api/auth/login", json={"email": f"  {user.email.upper()} ", "password": PASSWORD}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["token_type"] == "bearer"
@@ -159,8 +161,9 @@ async def test_first_admin_is_created_once_from_the_environment(
             return int(count or 0)
 
     # Two replicas starting at the same time.
-    first, second = create_app(settings, engine=crm_engine, redis=redis), create_app(
-        settings, engine=crm_engine, redis=redis
+    first, second = (
+        create_app(settings, engine=crm_engine, redis=redis),
+        create_app(settings, engine=crm_engine, redis=redis),
     )
     async with first.router.lifespan_context(first), second.router.lifespan_context(second):
         for _ in range(100):

@@ -77,9 +77,15 @@ async def test_filters_narrow_the_list(api: Api) -> None:
         admin = await create_user(session, role="admin")
         manager = await create_user(session)
         new_open = await create_deal(session, created_at=now - timedelta(days=3))
-        won = await create_deal(session, status="won", stage="proposal", assignee=manager, created_at=now - timedelta(days=2))
+        won = await create_deal(
+            session, status="won", stage="proposal", assignee=manager, created_at=now - timedelta(days=2)
+        )
         waiting = await create_deal(
-            session, awaiting_reply_since=now, platform="instagram", assignee=manager, created_at=now - timedelta(days=1)
+            session,
+            awaiting_reply_since=now,
+            platform="instagram",
+            assignee=manager,
+            created_at=now - timedelta(days=1),
         )
     headers = api.headers(admin)
 
@@ -137,7 +143,9 @@ async def test_deal_detail_and_messages_oldest_first(api: Api) -> None:
         )
         late = await create_message(session, deal, text="second", sent_at=now)
         early = await create_message(session, deal, text="first", sent_at=now - timedelta(minutes=5))
-        reply = await create_message(session, deal, text="answer", direction="out", sent_at=now, author_label="Meta inbox")
+        reply = await create_message(
+            session, deal, text="answer", direction="out", sent_at=now, author_label="Meta inbox"
+        )
     headers = api.headers(admin)
     detail = (await api.client.get(f"/api/deals/{deal.id}", headers=headers)).json()
     assert detail["contact"]["display_name"] == "@shopper"
@@ -323,7 +331,9 @@ async def test_assignment_rules(api: Api) -> None:
     assert to_self.json()["assignee"] == {"id": manager.id, "name": manager.name}
     let_go = await api.client.patch(f"/api/deals/{deal.id}", json={"assignee_id": None}, headers=as_manager)
     assert let_go.json()["assignee_id"] is None
-    by_admin = await api.client.patch(f"/api/deals/{deal.id}", json={"assignee_id": other.id}, headers=api.headers(admin))
+    by_admin = await api.client.patch(
+        f"/api/deals/{deal.id}", json={"assignee_id": other.id}, headers=api.headers(admin)
+    )
     assert by_admin.json()["assignee_id"] == other.id
     assert (await api.client.get(f"/api/deals/{deal.id}", headers=as_manager)).status_code == 404
 

@@ -77,7 +77,9 @@ async def test_contacts_list_by_name_prefix_and_detail_with_visible_deals(api: A
     assert await names(as_admin, platform="instagram") == ["Иван Петров"]
     assert await names(as_me) == ["Olga", "Иван Петров"]
     first = (await api.client.get("/api/contacts", params={"limit": 1}, headers=as_admin)).json()
-    second = await api.client.get("/api/contacts", params={"limit": 1, "cursor": first["next_cursor"]}, headers=as_admin)
+    second = await api.client.get(
+        "/api/contacts", params={"limit": 1, "cursor": first["next_cursor"]}, headers=as_admin
+    )
     assert second.json()["items"][0]["id"] != first["items"][0]["id"]
     tampered = await api.client.get("/api/contacts", params={"cursor": first["next_cursor"] + "x"}, headers=as_admin)
     assert tampered.status_code == 400
@@ -121,7 +123,9 @@ async def test_admin_manages_stages(api: Api) -> None:
     stage = created.json()
     stages = (await api.client.get("/api/stages", headers=headers)).json()["items"]
     assert stages[-1]["key"] == "demo_call"
-    assert (await api.client.post("/api/stages", json={"key": "demo_call", "name": "Again"}, headers=headers)).status_code == 409
+    assert (
+        await api.client.post("/api/stages", json={"key": "demo_call", "name": "Again"}, headers=headers)
+    ).status_code == 409
     for body in ({"key": "Bad Key", "name": "X"}, {"key": "ok", "name": " "}):
         assert (await api.client.post("/api/stages", json=body, headers=headers)).status_code == 422
     moved = await api.client.patch(

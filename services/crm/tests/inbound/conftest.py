@@ -115,36 +115,55 @@ class Harness:
             )
             await session.commit()
 
-    async def dump(self) -> dict[str, Any]:
+    async def dump(self, pages: Iterable[str] | None = None) -> dict[str, Any]:
         """Everything the consumer derived, without database ids or wall-clock times.
 
-        Two runs over the same events must give equal dumps whatever the order.
+        Two runs over the same events must give equal dumps whatever the order. With
+        ``pages``, only those channels' data (a consumer on the shared server also sees
+        other tests' items).
         """
+        only = list(pages) if pages is not None else None
+        where = " AND ch.external_id = ANY(:pages)" if only is not None else ""
+        params: dict[str, Any] = {"pages": only} if only is not None else {}
+        scope = (
+            " JOIN conversations v ON v.id = {alias}.conversation_id JOIN contacts c ON c.id = v.contact_id"
+            " JOIN channels ch ON ch.id = c.channel_id WHERE true" + where
+        )
         contacts = await self.rows(
             "SELECT c.external_id, c.platform, ch.external_id AS channel, c.first_seen_at, c.last_seen_at,"
             " v.last_message_at, v.last_inbound_at, v.read_watermark, v.delivered_watermark"
             " FROM contacts c JOIN channels ch ON ch.id = c.channel_id"
-            " JOIN conversations v ON v.contact_id = c.id ORDER BY c.external_id"
+            " JOIN conversations v ON v.contact_id = c.id WHERE true" + where + " ORDER BY c.external_id",
+            **params,
         )
         deals = await self.rows(
             "SELECT c.external_id AS contact, d.status, s.key AS stage, d.lead_source, d.referral,"
             " d.awaiting_reply_since, d.first_response_seconds, d.first_response_at, d.last_message_text,"
             " d.last_message_at, (SELECT array_agg(m.mid ORDER BY m.mid) FROM messages m WHERE m.deal_id = d.id)"
-            " AS mids FROM deals d JOIN contacts c ON c.id = d.contact_id JOIN stages s ON s.id = d.stage_id"
-            " ORDER BY c.external_id, d.last_message_at NULLS FIRST, d.lead_source"
+            " AS mids FROM deals d JOIN stages s ON s.id = d.stage_id"
+            + scope.format(alias="d")
+            + " ORDER BY c.external_id, d.last_message_at NULLS FIRST, d.lead_source",
+            **params,
         )
         messages = await self.rows(
             "SELECT mid, direction, kind, text, attachments, quick_reply_payload, postback_payload, reply_to_mid,"
             " reply_to_story, reactions, reaction_clock, is_edited, edit_count, is_deleted, status, delivered_at,"
-            " read_at, sent_at, author_label, app_id, response_seconds FROM messages ORDER BY mid"
+            " read_at, sent_at, author_label, app_id, response_seconds FROM messages m"
+            + scope.format(alias="m")
+            + " ORDER BY mid",
+            **params,
         )
         pending = await self.rows(
-            "SELECT mid, kind, dedupe_key, payload, occurred_at FROM pending_updates ORDER BY dedupe_key"
+            "SELECT mid, kind, dedupe_key, payload, occurred_at FROM pending_updates"
+            + (" WHERE dedupe_key LIKE ANY(:patterns)" if only is not None else "")
+            + " ORDER BY dedupe_key",
+            **({"patterns": [f"%:{p}:%" for p in only]} if only is not None else {}),
         )
         receipts = await self.rows(
             "SELECT c.external_id AS contact, r.kind, r.watermark, r.occurred_at FROM receipts r"
-            " JOIN conversations v ON v.id = r.conversation_id JOIN contacts c ON c.id = v.contact_id"
-            " ORDER BY 1, 2, 3, 4"
+            + scope.format(alias="r")
+            + " ORDER BY 1, 2, 3, 4",
+            **params,
         )
         return {
             "contacts": contacts,

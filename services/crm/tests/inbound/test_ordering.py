@@ -77,11 +77,7 @@ async def test_shuffled_and_repeated_delivery_gives_the_in_order_state(
     assert any(m["reactions"] for m in messages)
     assert any(m["read_at"] for m in messages)
     assert any(m["response_seconds"] is not None for m in messages)
-    assert (
-        any(m["is_edited"] for m in messages)
-        if platform == "messenger"
-        else any(m["is_deleted"] for m in messages)
-    )
+    assert any(m["is_edited"] for m in messages) if platform == "messenger" else any(m["is_deleted"] for m in messages)
     (deal,) = in_order["deals"]
     assert deal["first_response_seconds"] is not None
     assert in_order["pending"] == []

@@ -199,7 +199,6 @@ async def _nats_disconnected() -> None:
     log.warning("disconnected from NATS; answering 503 until it is back")
 
 
-
 def _client_address(request: Request, trust_forwarded: bool) -> str:
     if trust_forwarded:
         forwarded = request.headers.get("x-forwarded-for")

@@ -32,7 +32,7 @@ __all__ = [
     "apply_delivery",
     "apply_edit",
     "apply_reaction",
-    "closed_deal_holding",
+    "deal_for",
     "ensure_channel",
     "insert_message",
     "load_deal",
@@ -144,6 +144,15 @@ async def upsert_contact(
 
 async def upsert_conversation(session: AsyncSession, channel_id: int, contact_id: int) -> int:
     """The conversation of this contact on this channel, created once."""
+    existing = (
+        await session.execute(
+            select(_conversations.c.id).where(
+                _conversations.c.channel_id == channel_id, _conversations.c.contact_id == contact_id
+            )
+        )
+    ).scalar()
+    if existing is not None:
+        return int(existing)
     stmt = (
         insert(_conversations)
         .values(channel_id=channel_id, contact_id=contact_id, created_at=utcnow())
@@ -192,24 +201,24 @@ async def message_by_mid(session: AsyncSession, mid: str) -> MessageRef | None:
     return MessageRef(int(row.id), int(row.conversation_id), int(row.deal_id), str(row.direction), row.sent_at)
 
 
-async def closed_deal_holding(session: AsyncSession, conversation_id: int, at: datetime) -> int | None:
-    """A closed deal that already holds a later message: a message written at ``at`` belongs to it.
+async def deal_for(session: AsyncSession, conversation_id: int, at: datetime) -> int | None:
+    """The deal a message written at ``at`` belongs to, if it exists yet.
 
-    Compares Meta timestamps with Meta timestamps, so a late delivery of a message
-    written before the deal was closed does not open a new deal.
+    A closed deal that already holds a later message owns it (it was written before
+    the deal was closed, only delivered late: Meta's clock against Meta's clock);
+    otherwise the open deal does. ``None`` means a new deal must be opened.
     """
-    return (
+    rows = (
         await session.execute(
-            select(_deals.c.id)
-            .where(
-                _deals.c.conversation_id == conversation_id,
-                _deals.c.status != "open",
-                _deals.c.last_message_at >= at,
-            )
+            select(_deals.c.id, _deals.c.status, _deals.c.last_message_at)
+            .where(_deals.c.conversation_id == conversation_id)
             .order_by(_deals.c.id)
-            .limit(1)
         )
-    ).scalar()
+    ).all()
+    for row in rows:
+        if row.status != "open" and row.last_message_at is not None and row.last_message_at >= at:
+            return int(row.id)
+    return next((int(row.id) for row in rows if row.status == "open"), None)
 
 
 async def open_deal(

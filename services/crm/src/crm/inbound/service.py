@@ -95,9 +95,9 @@ class _Unit:
 
     async def deal_for(self, at_ms: int, opened_by: str) -> int:
         """The deal a message or referral written at ``at_ms`` belongs to (opened if needed)."""
-        closed = await repo.closed_deal_holding(self.session, self.conversation_id, from_ms(at_ms))
-        if closed is not None:
-            return int(closed)
+        existing = await repo.deal_for(self.session, self.conversation_id, from_ms(at_ms))
+        if existing is not None:
+            return existing
         deal_id, created = await repo.open_deal(
             self.session, self.conversation_id, self.contact_id, self.channel_id, self.ctx.platform
         )

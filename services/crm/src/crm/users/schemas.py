@@ -30,7 +30,9 @@ def _not_blank(value: str) -> str:
     return value.strip()
 
 
-Email = Annotated[CleanStr, Field(max_length=320), AfterValidator(normalize_email)]
+Email = Annotated[
+    CleanStr, Field(max_length=320, json_schema_extra={"format": "email"}), AfterValidator(normalize_email)
+]
 Name = Annotated[CleanStr, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
 NewPassword = Annotated[
     CleanStr,

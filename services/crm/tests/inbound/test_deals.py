@@ -1,0 +1,125 @@
+"""Deals: exactly once under races, a new deal after a closed one, response tracking."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+from sqlalchemy import text
+
+from jggl_sandbox.meta_webhooks import Customer
+
+
+async def test_the_same_first_message_at_the_same_instant_creates_everything_once(
+    harness, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    rng = random.Random(31)
+    customers = [Customer.new(rng.choice(["messenger", "instagram"]), rng, page_id=page) for _ in range(4)]
+    firsts = [(c, to_events(c.platform, page, [c.text()])[0]) for c in customers]
+
+    # Eight deliveries of each first message, all in flight together, each in its own session.
+    await asyncio.gather(*(harness.service.handle(event) for _, event in firsts for _ in range(8)))
+
+    assert await harness.count("contacts") == 4
+    assert await harness.count("conversations") == 4
+    assert await harness.count("deals") == 4
+    assert await harness.count("messages") == 4
+    subjects = [e["subject"] for e in await harness.outbox_events()]
+    assert subjects.count("crm.deal.created") == 4
+    assert subjects.count("crm.message.received") == 4
+    published = [subject for subject, _, _ in harness.publisher.published]
+    assert sorted(published) == sorted(subjects)
+
+
+async def test_a_customer_writing_after_the_deal_was_closed_opens_a_new_one(harness, to_events, unique_page_id) -> None:
+    page = unique_page_id()
+    customer = Customer.new("messenger", random.Random(32), page_id=page)
+    first = customer.text("I want the blue one")
+    late_copy = first  # the same message, delivered again after the deal was closed
+    events = to_events("messenger", page, [first, customer.echo(text="Paid, thanks!")])
+    for event in events:
+        await harness.service.handle(event)
+    async with harness.sessions() as session:
+        await session.execute(text("UPDATE deals SET status = 'won', closed_at = now()"))
+        await session.commit()
+
+    (again,) = to_events("messenger", page, [late_copy])
+    await harness.service.handle(again)
+    assert await harness.count("deals") == 1  # a repeat does not reopen anything
+
+    (next_message,) = to_events("messenger", page, [customer.text("Do you also have it in red?")])
+    await harness.service.handle(next_message)
+
+    won, new = await harness.deals()
+    assert (won["status"], new["status"], new["stage"]) == ("won", "open", "new")
+    assert won["conversation_id"] == new["conversation_id"]
+    assert new["last_message_text"] == "Do you also have it in red?"
+    assert new["awaiting_reply_since"] is not None
+    assert won["awaiting_reply_since"] is None
+    created = [json.loads(e["payload"]) for e in await harness.outbox_events() if e["subject"] == "crm.deal.created"]
+    assert [c["data"]["id"] for c in created] == [won["id"], new["id"]]
+    received = [json.loads(e["payload"]) for e in await harness.outbox_events()]
+    last = received[-1]["data"]
+    assert (last["deal_id"], last["is_first_message"]) == (new["id"], True)
+
+
+async def test_a_late_message_written_before_the_close_stays_in_the_closed_deal(
+    harness, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    customer = Customer.new("instagram", random.Random(33), page_id=page)
+    early = customer.text("one more thing")  # written first, delivered last
+    items = [customer.text("hi"), customer.echo(text="hello"), customer.text("bye")]
+    for event in to_events("instagram", page, [items[0], items[2], items[1]]):
+        await harness.service.handle(event)
+    async with harness.sessions() as session:
+        await session.execute(text("UPDATE deals SET status = 'lost', lost_reason = 'no answer', closed_at = now()"))
+        await session.commit()
+
+    # Written before the deal's last message: it belongs to that deal, closed or not.
+    early["timestamp"] = items[0]["timestamp"] - 1000
+    (event,) = to_events("instagram", page, [early])
+    await harness.service.handle(event)
+
+    (deal,) = await harness.deals()
+    assert deal["status"] == "lost"
+    assert await harness.count("messages") == 4
+
+
+async def test_response_tracking_measures_each_reply_from_the_earliest_unanswered_message(
+    harness, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    customer = Customer.new("messenger", random.Random(34), page_id=page)
+    start = 1_767_225_600_000
+    items = [
+        customer.text("hello?", timestamp_ms=start),
+        customer.text("anyone?", timestamp_ms=start + 60_000),
+        customer.echo(text="Hi! Sorry for the wait", timestamp_ms=start + 300_000),
+        customer.echo(text="How can I help?", timestamp_ms=start + 310_000),
+        customer.text("price of the shirt", timestamp_ms=start + 400_000),
+        customer.echo(text="1450 UAH", timestamp_ms=start + 460_000),
+        customer.text("ok, thanks", timestamp_ms=start + 500_000),
+    ]
+    events = to_events("messenger", page, items)
+
+    # The echoes come first: the answers are still matched to the right questions.
+    for event in [events[5], events[2], events[3], events[0], events[6], events[4], events[1]]:
+        await harness.service.handle(event)
+
+    replies = [m for m in await harness.messages() if m["direction"] == "out"]
+    assert [(m["text"], m["response_seconds"], m["author_label"]) for m in replies] == [
+        ("Hi! Sorry for the wait", 300, "Meta inbox"),
+        ("How can I help?", None, "Meta inbox"),
+        ("1450 UAH", 60, "Meta inbox"),
+    ]
+    (deal,) = await harness.deals()
+    assert deal["first_response_seconds"] == 300
+    assert deal["first_response_at"] == replies[0]["sent_at"]
+    last_question = [m for m in await harness.messages() if m["text"] == "ok, thanks"][0]
+    assert deal["awaiting_reply_since"] == last_question["sent_at"]
+    assert deal["last_message_text"] == "ok, thanks"
+    (conversation,) = await harness.rows("SELECT * FROM conversations")
+    assert conversation["last_inbound_at"] == last_question["sent_at"]

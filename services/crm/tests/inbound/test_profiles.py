@@ -1,0 +1,212 @@
+"""Profile enrichment through the real Graph client against the sandbox's Graph fake."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from crm.deals.events import display_name
+from crm.graph import GraphClient, GraphError
+from crm.inbound import InboundService
+from crm.models import Contact
+from crm.profiles import ProfileEnricher
+from jggl_common.crypto import SecretBox
+from jggl_sandbox.meta_webhooks import Customer
+
+
+@pytest.fixture
+def graph(graph_fake, settings):
+    return GraphClient(graph_fake.url, settings.meta_graph_version, timeout=5.0)
+
+
+@pytest.fixture
+def enricher(harness, settings, graph):
+    return ProfileEnricher(harness.sessions, settings, graph, concurrency=2, base_backoff_seconds=0.05)
+
+
+@pytest.fixture
+def service(harness, enricher):
+    return InboundService(harness.sessions, harness.service._outbox, on_new_contact=enricher.schedule)
+
+
+async def _contact(harness, external_id: str) -> Contact:
+    (row,) = await harness.rows("SELECT * FROM contacts WHERE external_id = :e", e=external_id)
+    return Contact(**row)
+
+
+async def test_a_new_contact_gets_name_and_picture_without_holding_up_the_deal(
+    harness, service, enricher, graph_fake, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    rng = random.Random(41)
+    olena = Customer.new("messenger", rng, page_id=page)
+    graph_fake.fake.add_profile(olena.user_id, first_name="Олена", last_name="Коваль", profile_pic="https://cdn/o.jpg")
+    insta = Customer.new("instagram", rng, page_id=page)
+    graph_fake.fake.add_profile(insta.user_id, name="", username="shop.lover", profile_pic="https://cdn/i.jpg")
+    events = to_events("messenger", page, [olena.text()]) + to_events("instagram", page, [insta.text()])
+
+    for event in events:
+        await service.handle(event)
+    created = [json.loads(e["payload"]) for e in await harness.outbox_events() if e["subject"] == "crm.deal.created"]
+    # The deal was announced before the profile arrived: it names the customer by id.
+    assert created[0]["data"]["contact"]["display_name"] == olena.user_id
+    await enricher.wait_idle(timeout=10)
+
+    fetched = await _contact(harness, olena.user_id)
+    assert (fetched.name, fetched.avatar_url, fetched.profile_status) == ("Олена Коваль", "https://cdn/o.jpg", "fetched")
+    assert fetched.profile_fetched_at is not None
+    assert display_name(fetched) == "Олена Коваль"
+    instagram = await _contact(harness, insta.user_id)
+    assert (instagram.username, instagram.avatar_url) == ("shop.lover", "https://cdn/i.jpg")
+    assert display_name(instagram) == "@shop.lover"
+    # The search trigger followed the name.
+    found = await harness.rows("SELECT id FROM deals WHERE search_vector @@ to_tsquery('simple', 'олена')")
+    assert len(found) == 1
+    calls = graph_fake.fake.calls(olena.user_id)
+    assert len(calls) == 1
+    assert calls[0].query["fields"] == "first_name,last_name,profile_pic"
+    assert calls[0].token == "default-page-token"
+    assert graph_fake.fake.calls(insta.user_id)[0].query["fields"] == "name,username,profile_pic"
+
+    # Once per contact: more messages and a sweep ask Meta nothing more.
+    await service.handle(to_events("messenger", page, [olena.text()])[0])
+    assert await enricher.sweep_once() == 0
+    await enricher.wait_idle(timeout=10)
+    assert len(graph_fake.fake.calls(olena.user_id)) == 1
+
+
+async def test_a_graph_error_leaves_the_deal_and_the_id_as_the_name(
+    harness, service, enricher, graph_fake, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    customer = Customer.new("messenger", random.Random(42), page_id=page)
+    graph_fake.fake.fail_next(1, code=100, subcode=33, match=customer.user_id)
+
+    await service.handle(to_events("messenger", page, [customer.text()])[0])
+    await enricher.wait_idle(timeout=10)
+
+    contact = await _contact(harness, customer.user_id)
+    assert contact.profile_status == "failed"
+    assert "code=100" in (contact.profile_error or "")
+    assert display_name(contact) == customer.user_id
+    assert await harness.count("deals") == 1
+    assert await enricher.sweep_once() == 0  # failed for good: not retried
+
+
+async def test_throttling_is_retried_later_and_then_succeeds(
+    harness, service, enricher, graph_fake, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    customer = Customer.new("instagram", random.Random(43), page_id=page)
+    graph_fake.fake.add_profile(customer.user_id, name="Marta", username="marta")
+    graph_fake.fake.fail_next(1, code=613, match=customer.user_id)
+
+    await service.handle(to_events("instagram", page, [customer.text()])[0])
+    await enricher.wait_idle(timeout=10)
+    contact = await _contact(harness, customer.user_id)
+    assert (contact.profile_status, contact.profile_attempts) == ("pending", 1)
+    assert contact.profile_retry_at is not None
+
+    for _ in range(50):  # the backoff is 50 ms in this test
+        if await enricher.sweep_once():
+            break
+        await asyncio.sleep(0.05)
+    await enricher.wait_idle(timeout=10)
+
+    contact = await _contact(harness, customer.user_id)
+    assert (contact.profile_status, contact.name, contact.profile_attempts) == ("fetched", "Marta", 2)
+
+
+async def test_the_channel_token_is_used_before_the_default_one(
+    harness, service, enricher, graph_fake, settings, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    customer = Customer.new("messenger", random.Random(44), page_id=page)
+    graph_fake.fake.tokens = {"channel-own-token"}
+    sealed = SecretBox(settings.app_key).seal("channel-own-token")
+    async with harness.sessions() as session:
+        await session.execute(
+            text(
+                "INSERT INTO channels (platform, external_id, access_token_sealed, needs_reauth, is_active, created_at)"
+                " VALUES ('messenger', :p, :t, false, true, now())"
+            ),
+            {"p": page, "t": sealed},
+        )
+        await session.commit()
+
+    await service.handle(to_events("messenger", page, [customer.text()])[0])
+    await enricher.wait_idle(timeout=10)
+
+    assert (await _contact(harness, customer.user_id)).profile_status == "fetched"
+    assert graph_fake.fake.calls(customer.user_id)[0].token == "channel-own-token"
+
+
+async def test_the_sweep_fetches_contacts_nobody_scheduled(
+    harness, enricher, graph_fake, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    customer = Customer.new("messenger", random.Random(45), page_id=page)
+    await harness.service.handle(to_events("messenger", page, [customer.text()])[0])  # no enricher attached
+
+    assert await enricher.sweep_once() == 1
+    await enricher.wait_idle(timeout=10)
+
+    assert (await _contact(harness, customer.user_id)).profile_status == "fetched"
+
+
+@pytest.mark.parametrize(
+    ("code", "throttling", "auth", "transient"),
+    [(4, True, False, True), (17, True, False, True), (32, True, False, True), (613, True, False, True),
+     (80006, True, False, True), (190, False, True, False), (100, False, False, False), (2, False, False, True)],
+)
+async def test_graph_errors_are_read_from_metas_error_object(
+    graph_fake, graph, code, throttling, auth, transient
+) -> None:
+    graph_fake.fake.fail_next(1, code=code)
+
+    with pytest.raises(GraphError) as caught:
+        await graph.get_profile("messenger", "123", "token")
+
+    error = caught.value
+    assert (error.code, error.is_throttling, error.is_auth, error.is_transient) == (code, throttling, auth, transient)
+    assert error.fbtrace_id
+    assert error.http_status == 400
+    if code == 190:
+        assert error.subcode == 463
+        assert error.type == "OAuthException"
+
+
+async def test_the_fake_answers_like_graph_for_unknown_ids_and_missing_tokens(graph_fake, graph) -> None:
+    graph_fake.fake.unknown_profiles = "error"
+    with pytest.raises(GraphError) as unknown:
+        await graph.get_profile("instagram", "999", "token")
+    assert (unknown.value.code, unknown.value.subcode) == (100, 33)
+
+    async with httpx.AsyncClient(base_url=graph_fake.url) as client:
+        missing = await client.get("/v25.0/999", params={"fields": "name"})
+        sent = await client.post(
+            "/v25.0/me/messages",
+            params={"access_token": "t"},
+            json={"recipient": {"id": "42"}, "messaging_type": "RESPONSE", "message": {"text": "hi"}},
+        )
+    assert missing.json()["error"]["code"] == 104
+    assert sent.json()["recipient_id"] == "42"
+    assert sent.json()["message_id"].startswith("m_")
+    assert graph_fake.fake.sent[0]["message"] == {"text": "hi"}
+
+
+async def test_a_graph_outage_without_an_error_object_is_transient() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(502, text="<html>Bad Gateway</html>"))
+    client = GraphClient("https://graph.example", "25.0", transport=transport)
+
+    with pytest.raises(GraphError) as caught:
+        await client.get_profile("messenger", "1", "t")
+
+    assert (caught.value.code, caught.value.http_status, caught.value.is_transient) == (None, 502, True)
+    assert client.version == "v25.0"
+    await client.aclose()

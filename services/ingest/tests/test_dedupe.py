@@ -64,3 +64,29 @@ async def test_items_that_differ_only_in_what_meta_changed_are_different_items(i
     stored = await stream.meta_events(page)
     assert len(stored) == len(items)
     assert all(any(m.data["item"] == item for m in stored) for item in items)
+
+
+async def test_a_fresh_item_repeated_is_caught_by_jetstream_and_an_old_one_by_redis(ingest, meta, stream) -> None:
+    import time
+
+    page = meta.new_id()
+    now_ms = int(time.time() * 1000)
+    fresh = meta.webhook("page", [meta.entry(page, [{**meta.text(page), "timestamp": now_ms}])])
+    old = meta.webhook("page", [meta.entry(page, [{**meta.text(page), "timestamp": now_ms - 3600_000}])])
+    before = await ingest.metrics()
+
+    for payload in (fresh, old):
+        assert (await ingest.post_meta(payload)).status_code == 200
+    await asyncio.sleep(0.2)  # the Redis keys are written just after the answer
+    for payload in (fresh, old):
+        assert (await ingest.post_meta(payload)).status_code == 200
+
+    after = await ingest.metrics()
+    assert len(await stream.meta_events(page)) == 2
+
+    def grew(layer: str) -> float:
+        return after.value("ingest_duplicates_total", layer=layer) - before.value(
+            "ingest_duplicates_total", layer=layer
+        )
+
+    assert (grew("jetstream"), grew("redis")) == (1, 1)

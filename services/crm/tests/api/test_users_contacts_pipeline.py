@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
+from crm import cli
 from crm.models import User
 from jggl_common.db import session_scope
 from jggl_common.testing import TEST_DATABASE_URL
@@ -140,29 +143,39 @@ async def test_admin_manages_stages(api: Api) -> None:
     assert (await api.client.patch("/api/stages/999999", json={"name": "X"}, headers=headers)).status_code == 404
 
 
-async def test_the_cli_creates_an_admin_and_updates_only_when_asked(api: Api, pg_schema: str) -> None:
+async def test_the_cli_creates_an_admin_and_updates_only_when_asked(
+    api: Api, pg_schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     email = unique_email("cli-admin")
     env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "DB_SCHEMA": pg_schema}
+    # The installed console command, once, end to end.
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "crm-admin"), "create-admin", "--email", email, "--password", "cli secret 1", "--name", "Ops",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert (process.returncode, output.decode()) == (0, f"admin {email} created\n")
 
-    async def run(*args: str) -> tuple[int, str]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "crm.cli", *args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        output, _ = await asyncio.wait_for(process.communicate(), 60)
-        return process.returncode or 0, output.decode()
+    monkeypatch.setenv("DATABASE_URL", TEST_DATABASE_URL)
+    monkeypatch.setenv("DB_SCHEMA", pg_schema)
 
-    assert await run("create-admin", "--email", email, "--password", "cli secret 1") == (0, f"admin {email} created\n")
-    code, output = await run("create-admin", "--email", email, "--password", "cli secret 2")
-    assert code != 0
-    assert "already exists" in output
-    assert (await run("create-admin", "--email", email, "--password", "short"))[0] == 2
-    assert await run("create-admin", "--email", email, "--password", "cli secret 2", "--update") == (
-        0,
-        f"admin {email} updated\n",
-    )
+    async def run(*args: str) -> int | str | None:
+        # main() runs its own event loop, so it gets a thread of its own here.
+        try:
+            return await asyncio.to_thread(cli.main, list(args))
+        except SystemExit as exc:
+            return exc.code
+
+    exists = await run("create-admin", "--email", email, "--password", "cli secret 2")
+    assert isinstance(exists, str)
+    assert "already exists" in exists
+    assert await run("create-admin", "--email", email, "--password", "short") == 2
+    assert await run("create-admin", "--email", "nobody", "--password", "long enough") == 2
+    capsys.readouterr()
+    assert await run("create-admin", "--email", email.upper(), "--password", "cli secret 2", "--update") == 0
+    assert capsys.readouterr().out == f"admin {email} updated\n"
     async with api.sessions() as session:
         user = (await session.execute(select(User).where(User.email == email))).scalar_one()
-    assert (user.role, user.is_active) == ("admin", True)
+    assert (user.role, user.is_active, user.name) == ("admin", True, "Admin")
     login = await api.client.post("/api/auth/login", json={"email": email, "password": "cli secret 2"})
     assert login.status_code == 200

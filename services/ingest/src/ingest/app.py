@@ -62,6 +62,28 @@ LIVE_APP_SECRET = "meta.app_secret"  # noqa: S105 - a key name, not a secret
 LIVE_VERIFY_TOKEN = "meta.verify_token"  # noqa: S105
 LIVE_TELEGRAM_SECRET = "telegram.webhook_secret"  # noqa: S105
 DUPLICATES_JETSTREAM = DUPLICATES.labels("jetstream")
+DUPLICATES_REDIS = DUPLICATES.labels("redis")
+# Items younger than this skip the Redis lookup; it is well inside the INGEST stream's
+# duplicate window (15 min), leaving room for clock skew between Meta and us.
+RECENT_MS = 10 * 60 * 1000
+FUTURE_SKEW_MS = 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One event ready to publish, with what deduplication and metrics need."""
+
+    subject: str
+    key: str
+    payload: bytes
+    headers: dict[str, str]
+    object: str
+    kind: str
+    timestamp_ms: int | None = None
+
+    def recent(self, now_ms: float) -> bool:
+        """Written by the customer within the last few minutes (by Meta's clock)."""
+        return self.timestamp_ms is not None and -FUTURE_SKEW_MS <= now_ms - self.timestamp_ms < RECENT_MS
 
 
 @functools.cache
@@ -165,30 +187,38 @@ class Ingest:
             log.warning("live settings unavailable, using the environment", error=f"{type(exc).__name__}: {exc}")
         self.live = live
 
-    async def publish(self, source: str, items: list[tuple[str, str, bytes, dict[str, str], str, str]]) -> None:
-        """Publish (subject, dedupe key, payload, headers, object, kind) items durably.
+    async def publish(self, items: list[Outgoing]) -> None:
+        """Store ``items`` durably: returns when JetStream acknowledged every new one.
 
-        Items Redis already knows are skipped; the rest are pipelined to JetStream and this
-        returns when every one is acknowledged, or raises :class:`BusUnavailable`.
+        Raises :class:`BusUnavailable` when it cannot. Items Redis already knows are
+        skipped. Items written in the last few minutes skip the Redis lookup: a repeat of
+        them is necessarily inside JetStream's duplicate window, which catches it.
         """
         publisher = self.publisher
         if publisher is None or not publisher.connected:
             raise BusUnavailable("not connected to NATS")
-        seen = await self.deduper.seen([key for _, key, *_ in items])
-        fresh = [item for item, was_seen in zip(items, seen, strict=True) if not was_seen]
-        if len(fresh) < len(items):
-            DUPLICATES.labels("redis").inc(len(items) - len(fresh))
-        if not fresh:
+        now_ms = time.time() * 1000
+        old = [item for item in items if not item.recent(now_ms)]
+        if old:
+            seen = {
+                item.key
+                for item, was_seen in zip(old, await self.deduper.seen([i.key for i in old]), strict=True)
+                if was_seen
+            }
+            if seen:
+                DUPLICATES_REDIS.inc(len(seen))
+                items = [item for item in items if item.key not in seen]
+        if not items:
             return
         started = time.perf_counter()
-        acks = await publisher.publish_raw((subject, payload, headers) for subject, _, payload, headers, _, _ in fresh)
+        acks = await publisher.publish_raw((item.subject, item.payload, item.headers) for item in items)
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
-        for (_, _, _, _, object_, kind), ack in zip(fresh, acks, strict=True):
+        for item, ack in zip(items, acks, strict=True):
             if ack.duplicate:
                 DUPLICATES_JETSTREAM.inc()
             else:
-                _published(object_, kind).inc()
-        self.deduper.remember([key for _, key, *_ in fresh])
+                _published(item.object, item.kind).inc()
+        self.deduper.remember([item.key for item in items])
 
 
 async def _nats_error(exc: Exception) -> None:
@@ -223,7 +253,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _meta_envelope(data: MetaItemData, correlation: str) -> tuple[str, str, bytes, dict[str, str], str, str]:
+def _meta_envelope(data: MetaItemData, correlation: str) -> Outgoing:
     # ``data`` was validated by split_webhook; constructing the envelope skips a second pass.
     event = MetaItemReceived.model_construct(
         id=stable_event_id(data.dedupe_key),
@@ -235,8 +265,15 @@ def _meta_envelope(data: MetaItemData, correlation: str) -> tuple[str, str, byte
         data=data,
     )
     headers = {"Nats-Msg-Id": event.id, CORRELATION_HEADER: correlation}
-    subject = meta_subject(data.object, data.kind)
-    return subject, data.dedupe_key, event.model_dump_json().encode(), headers, data.object, data.kind
+    return Outgoing(
+        subject=meta_subject(data.object, data.kind),
+        key=data.dedupe_key,
+        payload=event.model_dump_json().encode(),
+        headers=headers,
+        object=data.object,
+        kind=data.kind,
+        timestamp_ms=data.timestamp,
+    )
 
 
 def create_app(settings: IngestSettings, redis: Redis | None = None) -> FastAPI:
@@ -327,7 +364,7 @@ def create_app(settings: IngestSettings, redis: Redis | None = None) -> FastAPI:
             if object_ is None:
                 REJECTED.labels("meta", "unsupported_object").inc()
                 return JSONResponse({"status": "ignored", "events": 0})
-            await ingest.publish("meta", envelopes)
+            await ingest.publish(envelopes)
         except _Refused as refused:
             return refuse("meta", refused.status, refused.reason, refused.detail)
         except BusUnavailable as exc:
@@ -363,17 +400,7 @@ def create_app(settings: IngestSettings, redis: Redis | None = None) -> FastAPI:
                 raise _Refused(400, "malformed", "not a Telegram update") from None
             headers = {"Nats-Msg-Id": event.id, CORRELATION_HEADER: correlation}
             await ingest.publish(
-                "telegram",
-                [
-                    (
-                        event.subject,
-                        f"telegram:{data.update_id}",
-                        payload,
-                        headers,
-                        "telegram",
-                        "update",
-                    )
-                ],
+                [Outgoing(event.subject, f"telegram:{data.update_id}", payload, headers, "telegram", "update")]
             )
         except _Refused as refused:
             return refuse("telegram", refused.status, refused.reason, refused.detail)

@@ -21,6 +21,7 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -67,6 +68,13 @@ PRODUCER = "crm"
 # race; running the whole unit again sees its result.
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
 _FOREIGN_KEY_VIOLATION = "23503"
+
+
+def _row_key(row_id: int, created_at: datetime) -> str:
+    """A row's identity for event ids: stable for the row, and distinct from a row that
+    gets the same id in another database (a test schema, a database restored or reset)
+    publishing to the same JetStream within its duplicate window."""
+    return f"{row_id}@{created_at.isoformat()}"
 
 
 @dataclass(slots=True)
@@ -122,7 +130,7 @@ class _Unit:
                 await stage_event(
                     self.session,
                     DealCreated(
-                        id=stable_event_id(f"crm.deal.created:{deal_id}"),
+                        id=stable_event_id(f"crm.deal.created:{_row_key(deal_id, deal.created_at)}"),
                         producer=PRODUCER,
                         correlation_id=self.correlation,
                         data=snapshot(deal, contact, stage_key),
@@ -137,7 +145,9 @@ class _Unit:
                 await stage_event(
                     self.session,
                     DealUpdated(
-                        id=stable_event_id(f"crm.deal.updated:{deal_id}:{self.ctx.dedupe_key}"),
+                        id=stable_event_id(
+                            f"crm.deal.updated:{_row_key(deal_id, deal.created_at)}:{self.ctx.dedupe_key}"
+                        ),
                         producer=PRODUCER,
                         correlation_id=self.correlation,
                         data=DealUpdatedData(
@@ -156,7 +166,7 @@ class _Unit:
                 await stage_event(
                     self.session,
                     MessageReceived(
-                        id=stable_event_id(f"crm.message.received:{message_id}"),
+                        id=stable_event_id(f"crm.message.received:{_row_key(message_id, message.created_at)}"),
                         producer=PRODUCER,
                         correlation_id=self.correlation,
                         data=MessageReceivedData(

@@ -65,16 +65,23 @@ def _requests(count: int, port: int, rng: random.Random) -> list[bytes]:
     out = []
     for i in range(count):
         customer = customers[i % len(customers)]
-        hook = signed(webhook("messenger", customer.page_id, [customer.text()], int(time.time() * 1000)), SECRET)
+        now_ms = int(time.time() * 1000)
+        hook = signed(webhook("messenger", customer.page_id, [customer.text(timestamp_ms=now_ms)], now_ms), SECRET)
         head = f"POST /webhooks/meta HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(hook.body)}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in hook.headers.items())
         out.append(head.encode() + b"\r\n" + hook.body)
     return out
 
 
-def _load(port: int, requests: list[bytes]) -> dict[str, object]:
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load(port: int, requests: list[bytes], pid: int) -> dict[str, object]:
     with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as fh:
         pickle.dump(requests, fh)
+    cpu_before = _cpu_seconds(pid)
     try:
         out = subprocess.run(
             [sys.executable, str(HERE / "loadgen.py"), str(port), fh.name, str(CONNECTIONS), str(SECONDS), str(WARMUP)],
@@ -84,7 +91,11 @@ def _load(port: int, requests: list[bytes]) -> dict[str, object]:
         ).stdout
     finally:
         os.unlink(fh.name)
-    return json.loads(out.strip().splitlines()[-1])
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    # Server CPU per answered request (warm-up included on both sides of the division).
+    answered = max(1, int(result["requests"]) * (SECONDS + WARMUP) / SECONDS)  # type: ignore[call-overload]
+    result["server_cpu_us"] = round((_cpu_seconds(pid) - cpu_before) / answered * 1e6, 1)
+    return result
 
 
 async def _ingest_last_seq() -> int:
@@ -118,9 +129,9 @@ def main() -> None:
         per_round = int(CONNECTIONS * (SECONDS + WARMUP) * 4000 / max(CONNECTIONS, 1)) + 1000
         results: dict[str, list[dict[str, object]]] = {"bare": [], "ingest": []}
         for round_no in range(1, ROUNDS + 1):
-            results["bare"].append(_load(bare_port, _requests(per_round, bare_port, rng)))
+            results["bare"].append(_load(bare_port, _requests(per_round, bare_port, rng), bare.pid))
             before = asyncio.run(_ingest_last_seq())
-            result = _load(ingest_port, _requests(per_round, ingest_port, rng))
+            result = _load(ingest_port, _requests(per_round, ingest_port, rng), ingest.pid)
             time.sleep(0.5)
             stored = asyncio.run(_ingest_last_seq()) - before
             result["stored_in_jetstream"] = stored
@@ -136,9 +147,12 @@ def main() -> None:
 
     bare_rps, ingest_rps = med("bare", "rps"), med("ingest", "rps")
     print("\ningest benchmark (median of %d rounds, %d connections, %.0f s each)" % (ROUNDS, CONNECTIONS, SECONDS))
-    print(f"{'':8} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
+    print(f"{'':8} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'server CPU us/req':>18}")
     for name in ("bare", "ingest"):
-        print(f"{name:8} {med(name, 'rps'):9.0f} {med(name, 'p50_ms'):8.2f} {med(name, 'p90_ms'):8.2f} {med(name, 'p99_ms'):8.2f}")
+        print(
+            f"{name:8} {med(name, 'rps'):9.0f} {med(name, 'p50_ms'):8.2f} {med(name, 'p90_ms'):8.2f} "
+            f"{med(name, 'p99_ms'):8.2f} {med(name, 'server_cpu_us'):18.0f}"
+        )
     print(f"ratio ingest/bare: {ingest_rps / bare_rps:.2f}   (goal >= 0.60 with ingest p99 <= 25 ms)")
     non_200 = sum(v for r in results["ingest"] for k, v in r["statuses"].items() if k != "200")  # type: ignore[union-attr]
     # Requests in flight when the load generator stops are answered and stored but not counted.

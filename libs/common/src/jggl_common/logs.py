@@ -8,6 +8,7 @@ consumers restore it before calling the handler. Every log line carries it.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
 import sys
 import uuid
@@ -31,9 +32,13 @@ CORRELATION_HEADER = "X-Correlation-ID"
 _correlation: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 
 
+_PROCESS_PREFIX = uuid.uuid4().hex[:12]
+_sequence = itertools.count(1)
+
+
 def new_correlation_id() -> str:
-    """A fresh random correlation id."""
-    return uuid.uuid4().hex
+    """A fresh correlation id, unique across processes (a random per-process prefix and a counter)."""
+    return f"{_PROCESS_PREFIX}{next(_sequence):x}"
 
 
 def correlation_id() -> str | None:
@@ -49,10 +54,10 @@ def set_correlation_id(value: str | None) -> contextvars.Token[str | None]:
 def correlation_from_headers(headers: Mapping[str, str] | None) -> str:
     """The correlation id carried by message or request headers, or a new one."""
     if headers:
-        for key in (CORRELATION_HEADER, CORRELATION_HEADER.lower()):
-            value = headers.get(key)
-            if value:
-                return value[:128]
+        # HTTP header maps are case-insensitive; message header dicts keep the canonical case.
+        value = headers.get(CORRELATION_HEADER)
+        if value:
+            return value[:128]
     return new_correlation_id()
 
 

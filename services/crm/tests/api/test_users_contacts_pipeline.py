@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -149,8 +149,9 @@ async def test_the_cli_creates_an_admin_and_updates_only_when_asked(
     email = unique_email("cli-admin")
     env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "DB_SCHEMA": pg_schema}
     # The installed console command, once, end to end.
+    command = [str(Path(sys.executable).parent / "crm-admin"), "create-admin", "--email", email]
     process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "crm-admin"), "create-admin", "--email", email, "--password", "cli secret 1", "--name", "Ops",
+        *command, "--password", "cli secret 1", "--name", "Ops",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output, _ = await asyncio.wait_for(process.communicate(), 60)

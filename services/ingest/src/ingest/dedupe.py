@@ -1,8 +1,10 @@
 """The long deduplication window in Redis, which ingest must be able to live without.
 
 Keys are checked before publishing and written after JetStream acknowledged, so a key
-in Redis always means "this item is durably in the stream". Checks and writes of
-concurrent requests are coalesced into one ``MGET`` and one pipeline per loop turn.
+in Redis always means "this item is durably in the stream". Keys live in one Redis set
+per UTC day (``ingest:seen:<yyyymmdd>``, expiring ``ttl`` after its day ends): a batch of
+writes is a single ``SADD``, a batch of checks one ``SMISMEMBER`` per day of the window.
+Checks of concurrent requests are coalesced per loop turn, writes every 10 ms.
 When Redis fails, ingest stops asking it for a few seconds (a small circuit breaker) and
 relies on JetStream's duplicate window and crm's unique keys: webhooks keep being accepted.
 """
@@ -25,10 +27,11 @@ log = get_logger(__name__)
 
 REDIS_UP = Gauge("ingest_redis_available", "1 while the Redis dedupe window is in use, 0 while bypassed")
 _FAILURES = (RedisError, OSError, TimeoutError)
+_DAY = 86_400
 
 
 class Deduper:
-    """``seen`` / ``remember`` over Redis keys ``ingest:seen:<key>`` with a TTL."""
+    """``seen`` / ``remember`` over day buckets kept ``ttl_seconds`` after their day."""
 
     def __init__(self, redis: Redis, ttl_seconds: int, *, timeout: float, cooldown: float = 5.0) -> None:
         self._redis = redis
@@ -62,11 +65,19 @@ class Deduper:
             self._trip(exc)
             return [False] * len(keys)
 
+    def _bucket(self, day: int) -> str:
+        return "ingest:seen:" + time.strftime("%Y%m%d", time.gmtime(day * _DAY))
+
     async def _mget(self, keys: list[str]) -> list[bool]:
+        today = int(time.time() // _DAY)
+        days = range(today - self._ttl // _DAY - 1, today + 1)
+        pipe = self._redis.pipeline(transaction=False)
+        for day in days:
+            pipe.smismember(self._bucket(day), keys)
         async with asyncio.timeout(self._timeout):
-            values = await self._redis.mget([f"ingest:seen:{key}" for key in keys])
+            answers = await pipe.execute()
         REDIS_UP.set(1)
-        return [value is not None for value in values]
+        return [any(answer[i] for answer in answers) for i in range(len(keys))]
 
     def remember(self, keys: Sequence[str]) -> None:
         """Record ``keys`` as accepted, in the background: the answer to Meta never waits on it."""
@@ -84,10 +95,12 @@ class Deduper:
         task.add_done_callback(self._writes.discard)
 
     async def _set(self, keys: list[str]) -> None:
+        today = int(time.time() // _DAY)
+        bucket = self._bucket(today)
         try:
             pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.set(f"ingest:seen:{key}", b"1", ex=self._ttl)
+            pipe.sadd(bucket, *keys)
+            pipe.expireat(bucket, (today + 1) * _DAY + self._ttl)
             async with asyncio.timeout(self._timeout * 4):
                 await pipe.execute()
         except _FAILURES as exc:

@@ -30,7 +30,7 @@ import nats
 from jggl_sandbox.meta_webhooks import Customer, signed, webhook
 
 HERE = Path(__file__).parent
-SECRET = "bench-app-secret"
+SECRET = "bench-app-secret"  # noqa: S105 - a throwaway secret of the benchmark
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 WARMUP = 2.0
@@ -146,7 +146,7 @@ def main() -> None:
         return float(statistics.median(float(r[key]) for r in results[name]))  # type: ignore[arg-type]
 
     bare_rps, ingest_rps = med("bare", "rps"), med("ingest", "rps")
-    print("\ningest benchmark (median of %d rounds, %d connections, %.0f s each)" % (ROUNDS, CONNECTIONS, SECONDS))
+    print(f"\ningest benchmark (median of {ROUNDS} rounds, {CONNECTIONS} connections, {SECONDS:.0f} s each)")
     print(f"{'':8} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'server CPU us/req':>18}")
     for name in ("bare", "ingest"):
         print(
@@ -156,8 +156,10 @@ def main() -> None:
     print(f"ratio ingest/bare: {ingest_rps / bare_rps:.2f}   (goal >= 0.60 with ingest p99 <= 25 ms)")
     non_200 = sum(v for r in results["ingest"] for k, v in r["statuses"].items() if k != "200")  # type: ignore[union-attr]
     # Requests in flight when the load generator stops are answered and stored but not counted.
-    print(f"ingest non-200 answers: {non_200}; stored in JetStream per round: "
-          f"{[r['stored_in_jetstream'] for r in results['ingest']]} vs 200s counted {[r['statuses'].get('200') for r in results['ingest']]}")  # type: ignore[union-attr]
+    print(
+        f"ingest non-200 answers: {non_200}; stored in JetStream per round: "
+        f"{[r['stored_in_jetstream'] for r in results['ingest']]} vs 200s counted {[r['statuses'].get('200') for r in results['ingest']]}"
+    )  # type: ignore[union-attr]
 
 
 if __name__ == "__main__":

@@ -21,7 +21,14 @@ except ImportError:  # pragma: no cover
 
 
 async def _connection(
-    port: int, requests: list[bytes], start: int, step: int, stop_at: float, record_from: float, out: list[float], statuses: Counter[int]
+    port: int,
+    requests: list[bytes],
+    start: int,
+    step: int,
+    stop_at: float,
+    record_from: float,
+    out: list[float],
+    statuses: Counter[int],
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     index = start
@@ -55,7 +62,10 @@ async def run(port: int, requests: list[bytes], connections: int, duration: floa
     record_from = began + warmup
     stop_at = record_from + duration
     await asyncio.gather(
-        *(_connection(port, requests, i, connections, stop_at, record_from, latencies, statuses) for i in range(connections))
+        *(
+            _connection(port, requests, i, connections, stop_at, record_from, latencies, statuses)
+            for i in range(connections)
+        )
     )
     elapsed = min(time.perf_counter(), stop_at) - record_from
     latencies.sort()

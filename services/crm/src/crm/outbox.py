@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from jggl_common.bus import BusUnavailable, EventPublisher
 from jggl_common.contracts import Envelope, utcnow
@@ -53,12 +54,12 @@ class Outbox:
     async def flush(self, event_ids: Sequence[str] | None = None, limit: int = 500) -> int:
         """Publish the given staged events (or the oldest unpublished ones); returns how many."""
         async with self._sessions() as session:
-            query = select(OutboxEvent).where(OutboxEvent.published_at.is_(None))  # type: ignore[union-attr]
+            query = select(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
             if event_ids is not None:
                 if not event_ids:
                     return 0
-                query = query.where(OutboxEvent.event_id.in_(event_ids))  # type: ignore[attr-defined]
-            rows = (await session.execute(query.order_by(OutboxEvent.id).limit(limit))).scalars().all()
+                query = query.where(col(OutboxEvent.event_id).in_(event_ids))
+            rows = (await session.execute(query.order_by(col(OutboxEvent.id)).limit(limit))).scalars().all()
             if not rows:
                 return 0
             await self._publisher.publish_raw(
@@ -74,7 +75,7 @@ class Outbox:
             )
             await session.execute(
                 update(OutboxEvent)
-                .where(OutboxEvent.id.in_([row.id for row in rows]))  # type: ignore[union-attr]
+                .where(col(OutboxEvent.id).in_([row.id for row in rows]))
                 .values(published_at=utcnow())
             )
             await session.commit()

@@ -8,14 +8,20 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from crm.api import create_app
 from crm.models import Activity, Deal, OutboxEvent
+from crm.outbox import Outbox
+from jggl_common.bus import BusUnavailable
 from jggl_common.contracts import DealUpdated, utcnow
 from jggl_common.db import session_scope
 
-from .conftest import Api
+from .conftest import Api, api_settings
 from .factories import create_contact, create_deal, create_message, create_user
 
 SORTS = ["created_at", "-created_at", "last_message_at", "-last_message_at", "amount", "-amount"]
@@ -356,3 +362,48 @@ async def test_deactivating_a_manager_returns_their_open_deals_to_the_pool(api: 
     assert [json.loads(event.model_dump_json())["data"]["changes"] for event in events] == [
         {"assignee_id": [leaving.id, None]}
     ]
+
+
+class RecordingPublisher:
+    """Stands in for JetStream: records what the outbox publishes, or fails like a broker that is down."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.fail = fail
+        self.published: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def publish_raw(self, messages: Any) -> list[None]:
+        if self.fail:
+            raise BusUnavailable("broker down")
+        batch = list(messages)
+        self.published += batch
+        return [None for _ in batch]
+
+
+@pytest.mark.parametrize("broker_up", [True, False])
+async def test_events_are_published_right_after_commit_or_left_to_the_relay(
+    crm_engine: AsyncEngine, redis: Redis, sessions: async_sessionmaker[AsyncSession], pg_schema: str, broker_up: bool
+) -> None:
+    publisher = RecordingPublisher(fail=not broker_up)
+    outbox = Outbox(sessions, publisher)  # type: ignore[arg-type]
+    app = create_app(api_settings(pg_schema), engine=crm_engine, redis=redis, outbox=outbox)
+    async with session_scope(sessions) as session:
+        admin = await create_user(session, role="admin")
+        deal = await create_deal(session)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://crm.test") as client:
+            token = app.state.crm.tokens.issue(admin.id, admin.password_hash)
+            response = await client.patch(
+                f"/api/deals/{deal.id}", json={"amount": 5}, headers={"Authorization": f"Bearer {token}"}
+            )
+    assert response.status_code == 200
+    async with sessions() as session:
+        row = (await session.execute(select(OutboxEvent))).scalar_one()
+    if broker_up:
+        assert row.published_at is not None
+        [(subject, payload, headers)] = publisher.published
+        assert subject == "crm.deal.updated"
+        assert headers["Nats-Msg-Id"] == row.event_id
+        assert DealUpdated.model_validate_json(payload).data.changes == {"amount": (None, "5.00")}
+    else:
+        assert row.published_at is None

@@ -9,12 +9,12 @@ import base64
 import secrets
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 import pytest_asyncio
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,14 +22,12 @@ from crm.config import CrmSettings
 from crm.inbound import InboundService
 from crm.outbox import Outbox
 from ingest.meta import split_webhook
-from jggl_common.bus import EventPublisher, RetryPolicy
+from jggl_common.bus import EventPublisher
 from jggl_common.contracts import MetaItemReceived, stable_event_id
-from jggl_common.streams import INGEST, ensure_streams
-from jggl_common.testing import TEST_DATABASE_URL, TEST_NATS_URL, TEST_REDIS_URL
+from jggl_common.streams import ensure_streams
+from jggl_common.testing import TEST_DATABASE_URL, TEST_NATS_URL, TEST_REDIS_URL, start_nats_server
 from jggl_sandbox.graph_fake import GraphFakeServer
 from jggl_sandbox.meta_webhooks import JSONObject, Platform, webhook
-
-FAST_RETRIES = RetryPolicy(max_deliveries=2, backoff=(0.1,))
 
 
 class RecordingPublisher:
@@ -220,57 +218,34 @@ def graph_fake() -> Iterator[GraphFakeServer]:
 
 @dataclass
 class Nats:
-    """A connection to the shared NATS server plus this test's own names."""
+    """A JetStream server of the test's own, with the system's streams declared.
 
+    A consumer on the machine's shared server would also receive every other test's and
+    benchmark's ingest traffic published meanwhile; a private server keeps the real
+    subjects, the real broker behaviour and a pristine ``INGEST`` stream.
+    """
+
+    url: str
     nc: Any
     js: Any
     publisher: EventPublisher
     tag: str
 
-    async def durable_from_now(self, name: str, policy: RetryPolicy = FAST_RETRIES) -> str:
-        """Create the consumer ``name`` on ``ingest.meta.>`` starting at new messages.
-
-        The stream holds days of other tests' items; a test's consumer must not replay them.
-        The bus binds to this existing durable instead of creating one from the start.
-        """
-        await self.js.add_consumer(
-            INGEST.name,
-            ConsumerConfig(
-                durable_name=name,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.NEW,
-                ack_wait=30,
-                max_deliver=policy.max_deliveries + 3,
-                max_ack_pending=1000,
-                filter_subject="ingest.meta.>",
-            ),
-        )
-        return name
-
     async def publish(self, events: Iterable[MetaItemReceived]) -> None:
+        """Publish like ingest: ``ingest.meta.<object>.<kind>``, Nats-Msg-Id = event id."""
         await self.publisher.publish_many((f"ingest.meta.{e.data.object}.{e.data.kind}", e) for e in events)
 
 
 @pytest_asyncio.fixture
-async def nats_env() -> AsyncIterator[Nats]:
-    nc = await nats.connect(TEST_NATS_URL)
-    js = nc.jetstream()
-    await ensure_streams(js)
-    env = Nats(nc, js, EventPublisher(nc), secrets.token_hex(4))
-    created: list[str] = []
-    original = env.durable_from_now
-
-    async def tracking(name: str, policy: RetryPolicy = FAST_RETRIES) -> str:
-        created.append(name)
-        return await original(name, policy)
-
-    env.durable_from_now = tracking  # type: ignore[method-assign]
+async def nats_env(tmp_path: Path) -> AsyncIterator[Nats]:
+    proc, port = start_nats_server(tmp_path / "jetstream")
+    url = f"nats://127.0.0.1:{port}"
+    nc = await nats.connect(url)
     try:
-        yield env
+        js = nc.jetstream()
+        await ensure_streams(js)
+        yield Nats(url, nc, js, EventPublisher(nc), secrets.token_hex(4))
     finally:
-        for name in created:
-            try:
-                await js.delete_consumer(INGEST.name, name)
-            except Exception:  # noqa: S110 - best effort clean-up
-                pass
         await nc.close()
+        proc.terminate()
+        proc.wait(10)

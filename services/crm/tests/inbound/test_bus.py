@@ -1,5 +1,5 @@
-"""The consumer on the real NATS server: every kind, two replicas racing, the DLQ, and the
-events it publishes. Each test has its own durable consumer, service name and page ids."""
+"""The consumer on a real NATS JetStream server: every kind, two replicas racing, the DLQ,
+and the events it publishes. Each test runs its own nats-server (see ``nats_env``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from crm.worker import register_inbound
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.contracts import DeadLetter, MetaItemData, MetaItemReceived, stable_event_id
 from jggl_common.streams import INGEST
-from jggl_common.testing import TEST_NATS_URL
 from jggl_sandbox.meta_webhooks import Customer, every_kind
 
 FAST_RETRIES = RetryPolicy(max_deliveries=2, backoff=(0.1,))
@@ -33,12 +32,12 @@ async def running_consumers(
     harness, nats_env, graph_fake, settings, *, replicas: int = 1
 ) -> AsyncIterator[tuple[str, str]]:
     """``replicas`` crm processes sharing one durable consumer; yields (durable, service name)."""
-    durable = await nats_env.durable_from_now(f"crm-inbound-test-{nats_env.tag}", FAST_RETRIES)
+    durable = f"crm-inbound-test-{nats_env.tag}"
     service_name = f"crmtest{nats_env.tag}"
     graph = GraphClient(graph_fake.url, settings.meta_graph_version, timeout=5.0)
     buses, enrichers = [], []
     for _ in range(replicas):
-        bus = ServiceBus(TEST_NATS_URL, service_name)
+        bus = ServiceBus(nats_env.url, service_name)
         enricher = ProfileEnricher(harness.sessions, settings, graph)
         register_inbound(
             bus,
@@ -147,12 +146,12 @@ async def test_two_replicas_given_the_same_messages_twice_store_and_announce_eac
     assert len(dump["messages"]) == 10
 
     announced: dict[str, list[str]] = {"crm.deal.created": [], "crm.message.received": []}
-    for subject in announced:
+    for subject, seen in announced.items():
         for msg in await read_stream(nats_env, subject, since):
             data = json.loads(msg.data)["data"]
             contact = data["contact"]
             if contact["external_id"] in psids:
-                announced[subject].append(data.get("mid") or contact["external_id"])
+                seen.append(data.get("mid") or contact["external_id"])
     assert sorted(announced["crm.deal.created"]) == sorted(psids)
     assert sorted(announced["crm.message.received"]) == sorted(e.data.mid for e in firsts + seconds)
 

@@ -118,7 +118,7 @@ async def test_response_tracking_measures_each_reply_from_the_earliest_unanswere
     (deal,) = await harness.deals()
     assert deal["first_response_seconds"] == 300
     assert deal["first_response_at"] == replies[0]["sent_at"]
-    last_question = [m for m in await harness.messages() if m["text"] == "ok, thanks"][0]
+    last_question = next(m for m in await harness.messages() if m["text"] == "ok, thanks")
     assert deal["awaiting_reply_since"] == last_question["sent_at"]
     assert deal["last_message_text"] == "ok, thanks"
     (conversation,) = await harness.rows("SELECT * FROM conversations")

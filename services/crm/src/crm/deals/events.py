@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from crm.models import Contact, Deal, Stage
 from jggl_common.contracts import ContactRef, DealSnapshot
@@ -55,10 +56,10 @@ async def load_snapshot(session: AsyncSession, deal_id: int) -> DealSnapshot:
     """Read a deal with its contact and stage and build its snapshot."""
     row = (
         await session.execute(
-            select(Deal, Contact, Stage.key)
-            .join(Contact, Contact.id == Deal.contact_id)  # type: ignore[arg-type]
-            .join(Stage, Stage.id == Deal.stage_id)  # type: ignore[arg-type]
-            .where(Deal.id == deal_id)
+            select(Deal, Contact, col(Stage.key))
+            .join(Contact, col(Contact.id) == col(Deal.contact_id))
+            .join(Stage, col(Stage.id) == col(Deal.stage_id))
+            .where(col(Deal.id) == deal_id)
         )
     ).one()
     return snapshot(row[0], row[1], row[2])

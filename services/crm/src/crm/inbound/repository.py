@@ -41,6 +41,7 @@ __all__ = [
     "open_deal",
     "receipt_times",
     "recompute_deal",
+    "rehome_follow_ups",
     "take_pending",
     "touch_conversation",
     "upsert_contact",
@@ -201,24 +202,64 @@ async def message_by_mid(session: AsyncSession, mid: str) -> MessageRef | None:
     return MessageRef(int(row.id), int(row.conversation_id), int(row.deal_id), str(row.direction), row.sent_at)
 
 
-async def deal_for(session: AsyncSession, conversation_id: int, at: datetime) -> int | None:
-    """The deal a message written at ``at`` belongs to, if it exists yet.
+async def deal_for(session: AsyncSession, conversation_id: int, at: datetime, *, outgoing: bool) -> int | None:
+    """The deal a message written at ``at`` belongs to, if it exists yet (``None``: open one).
 
-    A closed deal that already holds a later message owns it (it was written before
-    the deal was closed, only delivered late: Meta's clock against Meta's clock);
-    otherwise the open deal does. ``None`` means a new deal must be opened.
+    Deals of a conversation follow each other in time, so membership is decided by
+    Meta's timestamps, not by arrival order:
+
+    * a closed deal whose customer wrote at or after ``at`` owns the message (it was
+      written before the deal closed and only delivered late);
+    * otherwise the open deal owns a customer's message;
+    * a page's message (echo) goes to the open deal once that deal's customer has
+      written, else it is a follow-up on the latest closed deal; only a conversation
+      with no deal at all gets a deal opened by the page.
     """
+    inbound = sa.and_(_messages.c.deal_id == _deals.c.id, _messages.c.direction == "in")
+    first_in = select(func.min(_messages.c.sent_at)).where(inbound).scalar_subquery()
+    last_in = select(func.max(_messages.c.sent_at)).where(inbound).scalar_subquery()
     rows = (
         await session.execute(
-            select(_deals.c.id, _deals.c.status, _deals.c.last_message_at)
+            select(_deals.c.id, _deals.c.status, first_in.label("first_in"), last_in.label("last_in"))
             .where(_deals.c.conversation_id == conversation_id)
             .order_by(_deals.c.id)
         )
     ).all()
-    for row in rows:
-        if row.status != "open" and row.last_message_at is not None and row.last_message_at >= at:
+    closed = [row for row in rows if row.status != "open"]
+    open_ = next((row for row in rows if row.status == "open"), None)
+    for row in closed:
+        if row.last_in is not None and row.last_in >= at:
             return int(row.id)
-    return next((int(row.id) for row in rows if row.status == "open"), None)
+    if not outgoing:
+        return int(open_.id) if open_ is not None else None
+    if open_ is not None and (open_.first_in is None or open_.first_in <= at):
+        return int(open_.id)
+    if closed:
+        return int(closed[-1].id)
+    return int(open_.id) if open_ is not None else None
+
+
+async def rehome_follow_ups(session: AsyncSession, conversation_id: int, deal_id: int, since: datetime) -> list[int]:
+    """Move the page's follow-ups written from ``since`` on into the deal just opened then.
+
+    An echo that arrived before the customer's message that opened a new deal was
+    parked on the closed deal; it belongs to the new one. Messages written in the CRM
+    (with an author) stay where the manager wrote them. Returns the deals they left.
+    """
+    follow_ups = sa.and_(
+        _messages.c.conversation_id == conversation_id,
+        _messages.c.direction == "out",
+        _messages.c.author_user_id.is_(None),
+        _messages.c.sent_at >= since,
+        _messages.c.deal_id != deal_id,
+        _messages.c.deal_id.in_(
+            select(_deals.c.id).where(_deals.c.conversation_id == conversation_id, _deals.c.status != "open")
+        ),
+    )
+    left = [int(d) for d in (await session.execute(select(_messages.c.deal_id).where(follow_ups).distinct())).scalars()]
+    if left:
+        await session.execute(update(_messages).where(follow_ups).values(deal_id=deal_id))
+    return left
 
 
 async def open_deal(

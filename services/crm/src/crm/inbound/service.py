@@ -100,10 +100,12 @@ class _Unit:
     created_deals: list[int] = field(default_factory=list)
     updated_deals: dict[int, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
     received: list[tuple[int, int]] = field(default_factory=list)
+    recompute: set[int] = field(default_factory=set)
 
-    async def deal_for(self, at_ms: int, opened_by: str) -> int:
+    async def deal_for(self, at_ms: int, opened_by: str, *, outgoing: bool = False) -> int:
         """The deal a message or referral written at ``at_ms`` belongs to (opened if needed)."""
-        existing = await repo.deal_for(self.session, self.conversation_id, from_ms(at_ms))
+        at = from_ms(at_ms)
+        existing = await repo.deal_for(self.session, self.conversation_id, at, outgoing=outgoing)
         if existing is not None:
             return existing
         deal_id, created = await repo.open_deal(
@@ -114,6 +116,9 @@ class _Unit:
             await repo.add_activity(
                 self.session, deal_id, "created", {"opened_by": opened_by, "platform": self.ctx.platform}, "system"
             )
+            left = await repo.rehome_follow_ups(self.session, self.conversation_id, deal_id, at)
+            if left:
+                self.recompute.update([*left, deal_id])
         return deal_id
 
     async def referral(self, deal_id: int, referral: Referral) -> None:
@@ -311,6 +316,8 @@ class InboundService:
                 await self._update(unit, mid, "delivery", {}, key_suffix=f"#{mid}")
             if change.watermark_ms is not None:
                 await repo.add_receipt(session, conversation_id, "delivery", from_ms(change.watermark_ms), ctx.at)
+        for deal_id in sorted(unit.recompute):
+            await repo.recompute_deal(session, deal_id)
         return unit, contact_created
 
     async def _new_message(self, unit: _Unit, message: NewMessage) -> None:
@@ -318,7 +325,7 @@ class InboundService:
         if await repo.message_by_mid(session, message.mid) is not None:
             return  # a repeat, or the echo of a message we sent ourselves
         opened_by = "echo" if message.direction == "out" else message.kind
-        deal_id = await unit.deal_for(ctx.at_ms, opened_by)
+        deal_id = await unit.deal_for(ctx.at_ms, opened_by, outgoing=message.direction == "out")
         read_at = delivered_at = None
         if message.direction == "out":
             read_at, delivered_at = await repo.receipt_times(session, unit.conversation_id, ctx.at)
@@ -350,7 +357,7 @@ class InboundService:
             await self._apply_update(unit, ref, kind, payload, occurred_at)
         if message.referral is not None:
             await unit.referral(deal_id, message.referral)
-        await repo.recompute_deal(session, deal_id)
+        unit.recompute.add(deal_id)
         if message.direction == "in":
             unit.received.append((message_id, deal_id))
 
@@ -362,7 +369,7 @@ class InboundService:
             return
         await self._apply_update(unit, ref, kind, payload, unit.ctx.at)
         if kind in ("edit", "delete"):
-            await repo.recompute_deal(unit.session, ref.deal_id)
+            unit.recompute.add(ref.deal_id)
 
     async def _apply_update(
         self, unit: _Unit, ref: repo.MessageRef, kind: str, payload: dict[str, Any], occurred_at: Any

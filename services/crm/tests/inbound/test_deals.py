@@ -123,3 +123,35 @@ async def test_response_tracking_measures_each_reply_from_the_earliest_unanswere
     assert deal["last_message_text"] == "ok, thanks"
     (conversation,) = await harness.rows("SELECT * FROM conversations")
     assert conversation["last_inbound_at"] == last_question["sent_at"]
+
+
+async def test_after_a_close_the_page_follow_up_and_the_next_lead_split_the_same_in_any_order(
+    harness, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    customer = Customer.new("messenger", random.Random(35), page_id=page)
+    start = 1_767_225_600_000
+    bought = customer.text("I'll take it", timestamp_ms=start)
+    thanks = customer.echo(text="Thank you for your purchase!", timestamp_ms=start + 60_000)
+    again = customer.text("Hi again, do you have gloves?", timestamp_ms=start + 3_600_000)
+    answer = customer.echo(text="Yes, 300 UAH", timestamp_ms=start + 3_660_000)
+    first, *after_close = to_events("messenger", page, [bought, thanks, again, answer])
+
+    dumps = []
+    for order in ((0, 1, 2), (1, 0, 2), (2, 1, 0), (1, 2, 0), (2, 0, 1), (0, 2, 1)):
+        await harness.reset()
+        await harness.service.handle(first)
+        async with harness.sessions() as session:
+            await session.execute(text("UPDATE deals SET status = 'won', closed_at = now()"))
+            await session.commit()
+        for index in order:
+            await harness.service.handle(after_close[index])
+        dumps.append(await harness.dump())
+
+    assert all(d == dumps[0] for d in dumps[1:])
+    won, new = dumps[0]["deals"]
+    assert won["status"] == "won"
+    assert sorted(won["mids"]) == sorted([bought["message"]["mid"], thanks["message"]["mid"]])
+    assert sorted(new["mids"]) == sorted([again["message"]["mid"], answer["message"]["mid"]])
+    assert (new["status"], new["first_response_seconds"], new["awaiting_reply_since"]) == ("open", 60, None)
+    assert won["first_response_seconds"] == 60

@@ -1,0 +1,184 @@
+"""End to end: signed webhooks at a sustained rate through ingest and crm, to the deal
+and message being visible through the managers' API.
+
+Starts ingest and crm (API + consumer) on free ports against a scratch database, sends
+new-customer text messages open-loop at each rate of ``E2E_RATES`` for ``E2E_SECONDS``,
+then reports for each rate: sent, accepted (200), stored (messages in crm), lost, and the
+latency from the webhook's send to the message being committed in crm (p50, p99), which
+is when the API shows it. A sample of deals is fetched through the API to confirm.
+
+Environment: E2E_RATES ("100,300,500"), E2E_SECONDS (20), E2E_CONNECTIONS (64).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import asyncpg
+import httpx
+
+from jggl_sandbox.meta_webhooks import Customer, signed, webhook
+
+SECRET = "e2e-app-secret"  # noqa: S105 - a throwaway secret of the benchmark
+RATES = [int(r) for r in os.environ.get("E2E_RATES", "100,300,500").split(",")]
+SECONDS = float(os.environ.get("E2E_SECONDS", "20"))
+CONNECTIONS = int(os.environ.get("E2E_CONNECTIONS", "64"))
+PG = os.environ.get("E2E_PG", "postgresql://postgres@127.0.0.1:5432")
+DB = "jggl_e2e_bench"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"{url} exited with {proc.returncode}")
+            try:
+                if (await client.get(url + "/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.3)
+    raise SystemExit(f"{url} not ready after {timeout}s")
+
+
+async def _send_at_rate(url: str, rate: int, seconds: float, page: str) -> tuple[dict[str, float], int]:
+    """Open-loop: one new customer's first message every 1/rate s; returns mid -> send time."""
+    rng = random.Random(time.time_ns())
+    total = int(rate * seconds)
+    sent: dict[str, float] = {}
+    accepted = 0
+    queue: asyncio.Queue[tuple[str, bytes, dict[str, str]] | None] = asyncio.Queue()
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal accepted
+        while (job := await queue.get()) is not None:
+            mid, body, headers = job
+            sent[mid] = time.time()
+            response = await client.post(url, content=body, headers=headers)
+            accepted += response.status_code == 200
+
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        workers = [asyncio.create_task(worker(client)) for _ in range(CONNECTIONS)]
+        start = time.perf_counter()
+        for i in range(total):
+            now_ms = int(time.time() * 1000)
+            customer = Customer.new("messenger", rng, page_id=page)
+            item = customer.text(timestamp_ms=now_ms)
+            hook = signed(webhook("messenger", page, [item], now_ms), SECRET)
+            await queue.put((item["message"]["mid"], hook.body, hook.headers))
+            delay = start + (i + 1) / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+    return sent, accepted
+
+
+async def _stored(conn: asyncpg.Connection, mids: list[str], wait: float = 60) -> dict[str, float]:
+    deadline = time.monotonic() + wait
+    found: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        rows = await conn.fetch(
+            "SELECT mid, extract(epoch FROM created_at) AS at FROM crm.messages WHERE mid = ANY($1)", mids
+        )
+        found = {row["mid"]: float(row["at"]) for row in rows}
+        if len(found) == len(mids):
+            break
+        await asyncio.sleep(1)
+    return found
+
+
+async def main() -> None:
+    admin = await asyncpg.connect(PG + "/postgres")
+    await admin.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{DB}"')
+    await admin.close()
+    env = dict(os.environ)
+    env.update(
+        APP_KEY=base64.b64encode(os.urandom(32)).decode(),
+        DATABASE_URL=f"{PG}/{DB}",
+        NATS_URL=os.environ.get("E2E_NATS_URL", "nats://127.0.0.1:4222"),
+        REDIS_URL="redis://127.0.0.1:6379/12",
+        APP_URL="http://localhost",
+        META_APP_SECRET=SECRET,
+        RATE_LIMIT_PER_MINUTE="100000000",
+        META_GRAPH_URL="http://127.0.0.1:9",  # no profiles: enrichment fails fast and never blocks
+        ADMIN_EMAIL="bench@jggl.local",
+        ADMIN_PASSWORD="bench-password-1",  # noqa: S106 - a scratch database of the benchmark
+        LOG_LEVEL="WARNING",
+        HOST="127.0.0.1",
+    )
+    subprocess.run([sys.executable, "-m", "crm", "migrate"], env=env, check=True)
+    ingest_port, crm_port = _free_port(), _free_port()
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "ingest"], env={**env, "PORT": str(ingest_port)}),
+        subprocess.Popen([sys.executable, "-m", "crm"], env={**env, "PORT": str(crm_port)}),
+    ]
+    results = []
+    try:
+        await _wait_ready(f"http://127.0.0.1:{ingest_port}", procs[0])
+        await _wait_ready(f"http://127.0.0.1:{crm_port}", procs[1])
+        conn = await asyncpg.connect(f"{PG}/{DB}")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{crm_port}") as api:
+            token = ""
+            for _ in range(30):
+                login = await api.post(
+                    "/api/auth/login", json={"email": "bench@jggl.local", "password": "bench-password-1"}
+                )
+                if login.status_code == 200:
+                    token = login.json()["access_token"]
+                    break
+                await asyncio.sleep(0.5)
+            for rate in RATES:
+                page = "77" + str(random.randrange(10**12))
+                sent, accepted = await _send_at_rate(
+                    f"http://127.0.0.1:{ingest_port}/webhooks/meta", rate, SECONDS, page
+                )
+                stored = await _stored(conn, list(sent))
+                latencies = sorted((stored[mid] - sent[mid]) * 1000 for mid in stored)
+                deals = await api.get("/api/deals", params={"limit": 5}, headers={"Authorization": f"Bearer {token}"})
+                row = {
+                    "rate": rate,
+                    "sent": len(sent),
+                    "accepted": accepted,
+                    "stored": len(stored),
+                    "lost": len(sent) - len(stored),
+                    "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+                    "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else None,
+                    "api_deals_ok": deals.status_code == 200 and len(deals.json()["items"]) > 0,
+                }
+                results.append(row)
+                print(row, file=sys.stderr, flush=True)
+        await conn.close()
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(20)
+    print(f"\nend to end (webhook sent -> message committed in crm), {SECONDS:.0f} s per rate")
+    print(f"{'rate/s':>7} {'sent':>7} {'200':>7} {'stored':>7} {'lost':>5} {'p50 ms':>8} {'p99 ms':>8}")
+    for r in results:
+        print(
+            f"{r['rate']:>7} {r['sent']:>7} {r['accepted']:>7} {r['stored']:>7} {r['lost']:>5} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8}"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

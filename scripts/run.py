@@ -82,7 +82,8 @@ def main() -> int:
             subprocess.run([python, "-m", "crm", "create-admin"], env=env, check=True)
     children: dict[str, subprocess.Popen[bytes]] = {}
     for name in runnable:
-        children[name] = subprocess.Popen([python, "-m", name], env=env)
+        # Own session: a Ctrl-C reaches only this supervisor, which stops each child once.
+        children[name] = subprocess.Popen([python, "-m", name], env=env, start_new_session=True)
         _say(f"started {name} (pid {children[name].pid})")
 
     stopping = False

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -196,6 +197,9 @@ class ServiceBus:
         self.broker = NatsBroker(
             nats_url,
             name=service,
+            # One line per message belongs at DEBUG; failures are logged by this module.
+            logger=logging.getLogger(f"{service}.consumer"),
+            log_level=logging.DEBUG,
             middlewares=[self._middleware()],
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,

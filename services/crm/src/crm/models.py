@@ -324,3 +324,132 @@ class OutboxEvent(SQLModel, table=True):
     correlation_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = _ts(default_factory=utcnow)
     published_at: datetime | None = _ts(default=None)
+
+
+# ------------------------------------------------------------------ administration
+# Runtime settings, the audit log of their changes, the system log of integration
+# failures, deal tasks and Telegram link codes.
+
+
+class Setting(SQLModel, table=True):
+    """A runtime setting an admin overrode; without a row the environment's default applies.
+
+    Secret values are sealed (``SecretBox`` with the ``settings`` purpose), so a database
+    dump never shows a plaintext token.
+    """
+
+    __tablename__ = "settings"
+
+    key: str = Field(primary_key=True, max_length=100)
+    value: str = Field(description="the value, or for secrets its sealed form")
+    is_secret: bool
+    updated_at: datetime = _ts(default_factory=utcnow)
+    updated_by_id: int | None = Field(default=None, foreign_key="users.id")
+    updated_by_email: str | None = Field(default=None, max_length=320)
+
+
+class AuditLogEntry(SQLModel, table=True):
+    """Who changed which setting, from what to what (secrets masked), when and from where."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        sa.Index("ix_audit_log_occurred", "occurred_at", "id"),
+        sa.Index("ix_audit_log_key_occurred", "key", "occurred_at", "id"),
+        sa.Index("ix_audit_log_actor_occurred", "actor_user_id", "occurred_at", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    occurred_at: datetime = _ts(default_factory=utcnow)
+    actor_user_id: int | None = Field(default=None, foreign_key="users.id")
+    actor_email: str | None = Field(default=None, max_length=320)
+    action: str = Field(max_length=50, description="setting.set | setting.reset")
+    key: str = Field(max_length=100)
+    old_value: str | None = Field(default=None, description="masked for secrets")
+    new_value: str | None = Field(default=None, description="masked for secrets")
+    client_address: str | None = Field(default=None, max_length=100)
+    details: dict[str, Any] = _json(dict)
+
+
+class SystemLogEntry(SQLModel, table=True):
+    """An integration failure or a dead letter, for admins to read.
+
+    ``dedupe_key`` makes recording idempotent (a dead letter's id, for instance).
+    """
+
+    __tablename__ = "system_log"
+    __table_args__ = (
+        sa.Index("ix_system_log_occurred", "occurred_at", "id"),
+        sa.Index("ix_system_log_kind_occurred", "kind", "occurred_at", "id"),
+        sa.Index(
+            "uq_system_log_dedupe_key", "dedupe_key", unique=True, postgresql_where=sa.text("dedupe_key IS NOT NULL")
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    occurred_at: datetime = _ts(default_factory=utcnow)
+    recorded_at: datetime = _ts(default_factory=utcnow)
+    kind: str = Field(max_length=30, description="dead_letter | integration_failure")
+    source: str = Field(max_length=100, description="the failing service or integration, e.g. 'ingest', 'meta.send'")
+    subject: str | None = Field(default=None, max_length=300, description="the NATS subject, for dead letters")
+    message: str
+    deliveries: int | None = None
+    dedupe_key: str | None = Field(default=None, max_length=300)
+    details: dict[str, Any] = _json(dict)
+
+
+class Task(SQLModel, table=True):
+    """A to-do on a deal, with a due time and the user who should do it."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        sa.Index("ix_tasks_deal", "deal_id", "id"),
+        # The due-task sweep reads only what is still open and not yet announced.
+        sa.Index("ix_tasks_due_pending", "due_at", postgresql_where=sa.text("NOT done AND due_notified_at IS NULL")),
+        sa.Index("ix_tasks_assignee_open", "assignee_id", "due_at", postgresql_where=sa.text("NOT done")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    deal_id: int = Field(foreign_key="deals.id")
+    title: str = Field(max_length=500)
+    due_at: datetime | None = _ts(default=None)
+    assignee_id: int | None = Field(default=None, foreign_key="users.id")
+    created_by_id: int | None = Field(default=None, foreign_key="users.id")
+    done: bool = False
+    done_at: datetime | None = _ts(default=None)
+    done_by_id: int | None = Field(default=None, foreign_key="users.id")
+    due_notified_at: datetime | None = _ts(default=None, description="when crm.task.due went out for this due time")
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class TelegramLinkCode(SQLModel, table=True):
+    """A one-time code a user sends the bot (``/start <code>``) to link their Telegram.
+
+    Only the code's hash is kept; the notifier matches the hash it received in the event.
+    """
+
+    __tablename__ = "telegram_link_codes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    code_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    created_at: datetime = _ts(default_factory=utcnow)
+    expires_at: datetime = _ts()
+
+
+# Statistics read replies, first responses and closings by time range.
+sa.Index(
+    "ix_messages_out_sent",
+    Message.__table__.c.sent_at,  # type: ignore[attr-defined]
+    postgresql_where=sa.text("direction = 'out'"),
+)
+sa.Index(
+    "ix_deals_closed_at",
+    Deal.__table__.c.closed_at,  # type: ignore[attr-defined]
+    postgresql_where=sa.text("closed_at IS NOT NULL"),
+)
+sa.Index(
+    "ix_deals_first_response_at",
+    Deal.__table__.c.first_response_at,  # type: ignore[attr-defined]
+    postgresql_where=sa.text("first_response_at IS NOT NULL"),
+)

@@ -47,12 +47,14 @@ async def run_profile_sweeper(
     graph: GraphClient,
     *,
     interval: float = 30.0,
+    enricher: ProfileEnricher | None = None,
 ) -> None:
     """Forever: fetch the profiles still pending (missed, throttled, or from before a restart).
 
-    Run it as a background task next to the bus; cancelling it stops it.
+    Run it as a background task next to the bus (pass the consumer's ``enricher`` to
+    share its concurrency limit); cancelling it lets in-flight fetches finish briefly.
     """
-    enricher = ProfileEnricher(sessions, settings, graph)
+    enricher = enricher or ProfileEnricher(sessions, settings, graph)
     try:
         await enricher.run(interval)
     finally:

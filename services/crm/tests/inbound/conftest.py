@@ -8,7 +8,7 @@ import asyncio
 import base64
 import secrets
 from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +64,8 @@ class Harness:
     sessions: async_sessionmaker[AsyncSession]
     settings: CrmSettings
     publisher: RecordingPublisher
+    outbox: Outbox
     service: InboundService
-    handled: list[MetaItemReceived] = field(default_factory=list)
 
     async def feed(self, events: Iterable[MetaItemReceived], concurrency: int = 1) -> None:
         """Hand events to the service, ``concurrency`` at a time, in the given order."""
@@ -207,7 +207,7 @@ def settings() -> CrmSettings:
 async def harness(sessions: async_sessionmaker[AsyncSession], settings: CrmSettings) -> Harness:
     publisher = RecordingPublisher()
     outbox = Outbox(sessions, publisher)  # type: ignore[arg-type]
-    return Harness(sessions, settings, publisher, InboundService(sessions, outbox))
+    return Harness(sessions, settings, publisher, outbox, InboundService(sessions, outbox))
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ def _mid(item: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("platform", ["messenger", "instagram"])
-async def test_every_variant_lands_as_the_manager_sees_it(harness, to_events, platform) -> None:
-    page = "1" + str(random.randrange(10**13, 10**14))
+async def test_every_variant_lands_as_the_manager_sees_it(harness, to_events, unique_page_id, platform) -> None:
+    page = unique_page_id()
     variants = _variants(platform, page)
     events = to_events(platform, page, [item for _, _, item in variants])
     assert [e.data.kind for e in events] == [kind for _, kind, _ in variants]
@@ -155,8 +155,10 @@ async def test_every_variant_lands_as_the_manager_sees_it(harness, to_events, pl
     assert display_name(Contact(**contact._mapping)) == contact.external_id
 
 
-async def test_get_started_alone_opens_the_deal_and_the_customer_waits_for_a_reply(harness, to_events) -> None:
-    page = "2" + str(random.randrange(10**13, 10**14))
+async def test_get_started_alone_opens_the_deal_and_the_customer_waits_for_a_reply(
+    harness, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
     customer = Customer.new("messenger", random.Random(3), page_id=page)
     (event,) = to_events("messenger", page, [customer.get_started()])
 
@@ -172,8 +174,8 @@ async def test_get_started_alone_opens_the_deal_and_the_customer_waits_for_a_rep
     assert subjects == ["crm.deal.created", "crm.message.received"]
 
 
-async def test_a_referral_alone_opens_a_deal_with_its_lead_source(harness, to_events) -> None:
-    page = "3" + str(random.randrange(10**13, 10**14))
+async def test_a_referral_alone_opens_a_deal_with_its_lead_source(harness, to_events, unique_page_id) -> None:
+    page = unique_page_id()
     customer = Customer.new("instagram", random.Random(4), page_id=page)
     (event,) = to_events("instagram", page, [customer.referral("ADS")])
 
@@ -189,8 +191,8 @@ async def test_a_referral_alone_opens_a_deal_with_its_lead_source(harness, to_ev
     assert created[0]["data"]["lead_source"] == "ads"
 
 
-async def test_other_items_are_acknowledged_and_change_nothing(harness, to_events) -> None:
-    page = "4" + str(random.randrange(10**13, 10**14))
+async def test_other_items_are_acknowledged_and_change_nothing(harness, to_events, unique_page_id) -> None:
+    page = unique_page_id()
     customer = Customer.new("messenger", random.Random(5), page_id=page)
     events = to_events("messenger", page, [customer.optin(), customer.pass_thread_control()])
 
@@ -199,3 +201,21 @@ async def test_other_items_are_acknowledged_and_change_nothing(harness, to_event
     assert [r.applied for r in results] == [False, False]
     assert await harness.count("contacts") == 0
     assert await harness.count("outbox") == 0
+
+
+async def test_a_message_from_an_ad_click_sets_the_lead_source(harness, to_events, unique_page_id) -> None:
+    page = unique_page_id()
+    customer = Customer.new("messenger", random.Random(6), page_id=page)
+    greeting = customer.text("Hi! I saw your ad")
+    greeting["message"]["referral"] = {"source": "ADS", "type": "OPEN_THREAD", "ad_id": "6045246247433"}
+    later_link = customer.referral("SHORTLINK")
+    events = to_events("messenger", page, [greeting, later_link])
+
+    for event in reversed(events):  # the later link click arrives first
+        await harness.service.handle(event)
+
+    (deal,) = await harness.deals()
+    assert deal["lead_source"] == "ads"
+    assert deal["referral"]["ad_id"] == "6045246247433"
+    updated = [json.loads(e["payload"]) for e in await harness.outbox_events() if e["subject"] == "crm.deal.updated"]
+    assert [u["data"]["changes"]["lead_source"] for u in updated] == [["shortlink", "ads"]]

@@ -34,7 +34,7 @@ def enricher(harness, settings, graph):
 
 @pytest.fixture
 def service(harness, enricher):
-    return InboundService(harness.sessions, harness.service._outbox, on_new_contact=enricher.schedule)
+    return InboundService(harness.sessions, harness.outbox, on_new_contact=enricher.schedule)
 
 
 async def _contact(harness, external_id: str) -> Contact:

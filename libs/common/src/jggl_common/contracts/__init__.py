@@ -5,6 +5,13 @@ version is a new class with a new ``version``, never an edit; the snapshot tests
 ``tests/contracts`` enforce that.
 """
 
+from .admin import (
+    ChannelNeedsReauth,
+    ChannelNeedsReauthData,
+    TelegramLinkRequested,
+    TelegramLinkRequestedData,
+    link_code_hash,
+)
 from .base import EVENT_ID_NAMESPACE, Envelope, stable_event_id, utcnow
 from .crm import (
     ContactRef,
@@ -34,6 +41,8 @@ CONTRACTS: tuple[type[Envelope], ...] = (
     DealCreated,
     DealUpdated,
     MessageReceived,
+    TelegramLinkRequested,
+    ChannelNeedsReauth,
 )
 """Every published contract; the snapshot test covers each of them."""
 
@@ -41,6 +50,8 @@ __all__ = [
     "CONTRACTS",
     "EVENT_ID_NAMESPACE",
     "META_KINDS",
+    "ChannelNeedsReauth",
+    "ChannelNeedsReauthData",
     "ContactRef",
     "DeadLetter",
     "DeadLetterData",
@@ -55,8 +66,11 @@ __all__ = [
     "MetaItemReceived",
     "MetaKind",
     "MetaObject",
+    "TelegramLinkRequested",
+    "TelegramLinkRequestedData",
     "TelegramUpdateData",
     "TelegramUpdateReceived",
+    "link_code_hash",
     "meta_subject",
     "stable_event_id",
     "utcnow",

@@ -183,6 +183,20 @@ def _str(value: Any) -> str | None:
     return None
 
 
+def _storable(value: Any) -> Any:
+    """``value`` without NUL characters, which PostgreSQL refuses in text and JSONB.
+
+    A customer's message must never become a poison message over one character.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
 def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -277,7 +291,7 @@ def parse_item(data: MetaItemData, fallback_ms: int) -> ParsedItem | Ignored:
     """
     if data.kind == "other":
         return Ignored("not a messaging change the CRM tracks")
-    item = data.item
+    item = _storable(data.item)
     echo = data.kind == "echo"
     page_id = _meta_id(data.entry_id, "entry.id")
     customer = _meta_id(data.recipient_id if echo else data.sender_id, "recipient.id" if echo else "sender.id")

@@ -24,7 +24,6 @@ from jggl_common.contracts import utcnow
 
 __all__ = [
     "MessageRef",
-    "TrackedMessage",
     "add_activity",
     "add_pending",
     "add_receipt",
@@ -36,12 +35,15 @@ __all__ = [
     "ensure_channel",
     "insert_message",
     "load_deal",
+    "load_message",
     "lock_conversation",
     "message_by_mid",
     "open_deal",
     "receipt_times",
     "recompute_deal",
     "rehome_follow_ups",
+    "set_referral",
+    "table",
     "take_pending",
     "touch_conversation",
     "upsert_contact",
@@ -493,16 +495,6 @@ async def add_receipt(
 
 
 # ------------------------------------------------------------ deal recomputation
-
-
-@dataclass(frozen=True, slots=True)
-class TrackedMessage:
-    """A message as response tracking sees it."""
-
-    id: int
-    direction: str
-    sent_at: datetime
-    response_seconds: int | None
 
 
 async def recompute_deal(session: AsyncSession, deal_id: int) -> None:

@@ -44,6 +44,7 @@ from crm.inbound.items import (
     from_ms,
     parse_item,
 )
+from crm.models import Contact, Deal
 from crm.outbox import Outbox
 from crm.outbox import stage as stage_event
 from jggl_common.contracts import (
@@ -101,6 +102,13 @@ class _Unit:
     updated_deals: dict[int, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
     received: list[tuple[int, int]] = field(default_factory=list)
     recompute: set[int] = field(default_factory=set)
+    _loaded: dict[int, tuple[Deal, Contact, str]] = field(default_factory=dict)
+
+    async def _deal(self, deal_id: int) -> tuple[Deal, Contact, str]:
+        """The deal as committed by this unit (loaded once, after every change was made)."""
+        if deal_id not in self._loaded:
+            self._loaded[deal_id] = await repo.load_deal(self.session, deal_id)
+        return self._loaded[deal_id]
 
     async def deal_for(self, at_ms: int, opened_by: str, *, outgoing: bool = False) -> int:
         """The deal a message or referral written at ``at_ms`` belongs to (opened if needed)."""
@@ -130,7 +138,7 @@ class _Unit:
         """Stage the events of this unit with ids derived from what they announce."""
         ids: list[str] = []
         for deal_id in self.created_deals:
-            deal, contact, stage_key = await repo.load_deal(self.session, deal_id)
+            deal, contact, stage_key = await self._deal(deal_id)
             ids.append(
                 await stage_event(
                     self.session,
@@ -145,7 +153,7 @@ class _Unit:
         for deal_id, changes in self.updated_deals.items():
             if deal_id in self.created_deals:
                 continue  # the creation event already carries the final state
-            deal, contact, stage_key = await repo.load_deal(self.session, deal_id)
+            deal, contact, stage_key = await self._deal(deal_id)
             ids.append(
                 await stage_event(
                     self.session,
@@ -165,7 +173,7 @@ class _Unit:
             message = await repo.load_message(self.session, message_id)
             if message.is_deleted:
                 continue  # unsent before we even stored it: nothing to notify about
-            deal, contact, stage_key = await repo.load_deal(self.session, deal_id)
+            deal, contact, stage_key = await self._deal(deal_id)
             assert message.mid is not None
             ids.append(
                 await stage_event(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 22:13:56.910307
+Create Date: 2026-11-25 22:45:25.011272
 """
 
 from collections.abc import Sequence
@@ -80,6 +80,31 @@ def upgrade() -> None:
         sa.UniqueConstraint("key"),
     )
     op.create_table(
+        "system_log",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=30), nullable=False),
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
+        sa.Column("message", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("deliveries", sa.Integer(), nullable=True),
+        sa.Column("dedupe_key", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
+        sa.Column(
+            "details", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_system_log_kind_occurred", "system_log", ["kind", "occurred_at", "id"], unique=False)
+    op.create_index("ix_system_log_occurred", "system_log", ["occurred_at", "id"], unique=False)
+    op.create_index(
+        "uq_system_log_dedupe_key",
+        "system_log",
+        ["dedupe_key"],
+        unique=True,
+        postgresql_where=sa.text("dedupe_key IS NOT NULL"),
+    )
+    op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("email", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
@@ -92,6 +117,29 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("email"),
     )
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor_user_id", sa.Integer(), nullable=True),
+        sa.Column("actor_email", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True),
+        sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("old_value", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("new_value", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("client_address", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
+        sa.Column(
+            "details", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["actor_user_id"],
+            ["users.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_audit_log_actor_occurred", "audit_log", ["actor_user_id", "occurred_at", "id"], unique=False)
+    op.create_index("ix_audit_log_key_occurred", "audit_log", ["key", "occurred_at", "id"], unique=False)
+    op.create_index("ix_audit_log_occurred", "audit_log", ["occurred_at", "id"], unique=False)
     op.create_table(
         "contacts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -126,6 +174,35 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("profile_status = 'pending'"),
     )
+    op.create_table(
+        "settings",
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("value", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("is_secret", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_by_id", sa.Integer(), nullable=True),
+        sa.Column("updated_by_email", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["updated_by_id"],
+            ["users.id"],
+        ),
+        sa.PrimaryKeyConstraint("key"),
+    )
+    op.create_table(
+        "telegram_link_codes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("code_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("code_hash"),
+    )
+    op.create_index(op.f("ix_telegram_link_codes_user_id"), "telegram_link_codes", ["user_id"], unique=False)
     op.create_table(
         "conversations",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -209,9 +286,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_deals_assignee_created", "deals", ["assignee_id", "created_at", "id"], unique=False)
     op.create_index(op.f("ix_deals_awaiting_reply_since"), "deals", ["awaiting_reply_since"], unique=False)
+    op.create_index(
+        "ix_deals_closed_at", "deals", ["closed_at"], unique=False, postgresql_where=sa.text("closed_at IS NOT NULL")
+    )
     op.create_index(op.f("ix_deals_contact_id"), "deals", ["contact_id"], unique=False)
     op.create_index(op.f("ix_deals_conversation_id"), "deals", ["conversation_id"], unique=False)
     op.create_index("ix_deals_created_id", "deals", ["created_at", "id"], unique=False)
+    op.create_index(
+        "ix_deals_first_response_at",
+        "deals",
+        ["first_response_at"],
+        unique=False,
+        postgresql_where=sa.text("first_response_at IS NOT NULL"),
+    )
     op.create_index(
         "ix_deals_last_message_sort",
         "deals",
@@ -324,6 +411,9 @@ def upgrade() -> None:
     op.create_index("ix_messages_conversation_sent", "messages", ["conversation_id", "sent_at", "id"], unique=False)
     op.create_index("ix_messages_deal_sent", "messages", ["deal_id", "sent_at", "id"], unique=False)
     op.create_index(
+        "ix_messages_out_sent", "messages", ["sent_at"], unique=False, postgresql_where=sa.text("direction = 'out'")
+    )
+    op.create_index(
         "uq_messages_idempotency",
         "messages",
         ["deal_id", "idempotency_key"],
@@ -331,15 +421,65 @@ def upgrade() -> None:
         postgresql_where=sa.text("idempotency_key IS NOT NULL"),
     )
     op.create_index("uq_messages_mid", "messages", ["mid"], unique=True, postgresql_where=sa.text("mid IS NOT NULL"))
+    op.create_table(
+        "tasks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("deal_id", sa.Integer(), nullable=False),
+        sa.Column("title", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("assignee_id", sa.Integer(), nullable=True),
+        sa.Column("created_by_id", sa.Integer(), nullable=True),
+        sa.Column("done", sa.Boolean(), nullable=False),
+        sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("done_by_id", sa.Integer(), nullable=True),
+        sa.Column("due_notified_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["assignee_id"],
+            ["users.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by_id"],
+            ["users.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["deal_id"],
+            ["deals.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["done_by_id"],
+            ["users.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        "ix_tasks_assignee_open", "tasks", ["assignee_id", "due_at"], unique=False, postgresql_where=sa.text("NOT done")
+    )
+    op.create_index("ix_tasks_deal", "tasks", ["deal_id", "id"], unique=False)
+    op.create_index(
+        "ix_tasks_due_pending",
+        "tasks",
+        ["due_at"],
+        unique=False,
+        postgresql_where=sa.text("NOT done AND due_notified_at IS NULL"),
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_index(
+        "ix_tasks_due_pending", table_name="tasks", postgresql_where=sa.text("NOT done AND due_notified_at IS NULL")
+    )
+    op.drop_index("ix_tasks_deal", table_name="tasks")
+    op.drop_index("ix_tasks_assignee_open", table_name="tasks", postgresql_where=sa.text("NOT done"))
+    op.drop_table("tasks")
     op.drop_index("uq_messages_mid", table_name="messages", postgresql_where=sa.text("mid IS NOT NULL"))
     op.drop_index(
         "uq_messages_idempotency", table_name="messages", postgresql_where=sa.text("idempotency_key IS NOT NULL")
     )
+    op.drop_index("ix_messages_out_sent", table_name="messages", postgresql_where=sa.text("direction = 'out'"))
     op.drop_index("ix_messages_deal_sent", table_name="messages")
     op.drop_index("ix_messages_conversation_sent", table_name="messages")
     op.drop_table("messages")
@@ -350,22 +490,39 @@ def downgrade() -> None:
     op.drop_index("ix_deals_stage_created", table_name="deals")
     op.drop_index("ix_deals_search_vector", table_name="deals", postgresql_using="gin")
     op.drop_index("ix_deals_last_message_sort", table_name="deals")
+    op.drop_index(
+        "ix_deals_first_response_at", table_name="deals", postgresql_where=sa.text("first_response_at IS NOT NULL")
+    )
     op.drop_index("ix_deals_created_id", table_name="deals")
     op.drop_index(op.f("ix_deals_conversation_id"), table_name="deals")
     op.drop_index(op.f("ix_deals_contact_id"), table_name="deals")
+    op.drop_index("ix_deals_closed_at", table_name="deals", postgresql_where=sa.text("closed_at IS NOT NULL"))
     op.drop_index(op.f("ix_deals_awaiting_reply_since"), table_name="deals")
     op.drop_index("ix_deals_assignee_created", table_name="deals")
     op.drop_index("ix_deals_amount_sort", table_name="deals")
     op.drop_table("deals")
     op.drop_index(op.f("ix_conversations_contact_id"), table_name="conversations")
     op.drop_table("conversations")
+    op.drop_index(op.f("ix_telegram_link_codes_user_id"), table_name="telegram_link_codes")
+    op.drop_table("telegram_link_codes")
+    op.drop_table("settings")
     op.drop_index(
         "ix_contacts_profile_pending", table_name="contacts", postgresql_where=sa.text("profile_status = 'pending'")
     )
     op.drop_index("ix_contacts_lower_name", table_name="contacts")
     op.drop_index(op.f("ix_contacts_channel_id"), table_name="contacts")
     op.drop_table("contacts")
+    op.drop_index("ix_audit_log_occurred", table_name="audit_log")
+    op.drop_index("ix_audit_log_key_occurred", table_name="audit_log")
+    op.drop_index("ix_audit_log_actor_occurred", table_name="audit_log")
+    op.drop_table("audit_log")
     op.drop_table("users")
+    op.drop_index(
+        "uq_system_log_dedupe_key", table_name="system_log", postgresql_where=sa.text("dedupe_key IS NOT NULL")
+    )
+    op.drop_index("ix_system_log_occurred", table_name="system_log")
+    op.drop_index("ix_system_log_kind_occurred", table_name="system_log")
+    op.drop_table("system_log")
     op.drop_table("stages")
     op.drop_table("processed_events")
     op.drop_index(op.f("ix_pending_updates_mid"), table_name="pending_updates")

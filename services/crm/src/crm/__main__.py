@@ -1,0 +1,60 @@
+"""``python -m crm [serve|migrate|create-admin]``.
+
+``serve`` (the default) runs the API and the consumers; ``migrate`` brings the schema to
+the latest revision; ``create-admin`` creates the admin named by ADMIN_EMAIL and
+ADMIN_PASSWORD unless it exists (``crm-admin`` has the full command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from crm.cli import CliSettings, create_admin
+from crm.config import CrmSettings
+from crm.migrate import upgrade_sync
+from jggl_common.logs import configure_logging
+from jggl_common.settings import load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch the subcommand."""
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else "serve"
+    if command == "migrate":
+        cli = load_settings(CliSettings)
+        upgrade_sync(cli.database_url, cli.db_schema)
+        print(f"crm schema {cli.db_schema!r} is at the latest revision")
+        return 0
+    if command == "create-admin":
+        settings = load_settings(CrmSettings)
+        if not settings.admin_email or not settings.admin_password:
+            print("ADMIN_EMAIL and ADMIN_PASSWORD are not both set: no admin created", file=sys.stderr)
+            return 0
+        try:
+            outcome = asyncio.run(
+                create_admin(
+                    settings.database_url,
+                    settings.db_schema,
+                    email=settings.admin_email.strip().lower(),
+                    password=settings.admin_password,
+                    name="Admin",
+                )
+            )
+        except SystemExit:
+            outcome = f"admin {settings.admin_email} already exists"
+        print(outcome)
+        return 0
+    if command != "serve":
+        print(f"unknown command {command!r}: use serve, migrate or create-admin", file=sys.stderr)
+        return 2
+    settings = load_settings(CrmSettings)
+    configure_logging("crm", settings.log_level)
+    from crm.process import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

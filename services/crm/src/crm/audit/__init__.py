@@ -1,0 +1,7 @@
+"""What admins read about the system: the audit log of settings changes and the system log
+of integration failures and dead letters."""
+
+from .service import record_change, record_dead_letter, record_integration_failure
+from .subscribers import register_system_log
+
+__all__ = ["record_change", "record_dead_letter", "record_integration_failure", "register_system_log"]

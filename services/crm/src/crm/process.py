@@ -1,0 +1,86 @@
+"""The crm process: the managers' API, the inbound consumer and the background work,
+in one event loop, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from crm.api import create_app
+from crm.config import CrmSettings
+from crm.graph import GraphClient
+from crm.outbox import Outbox
+from crm.profiles import ProfileEnricher
+from crm.worker import register_inbound, run_profile_sweeper
+from jggl_common.bus import ServiceBus
+from jggl_common.db import create_engine, session_factory
+from jggl_common.logs import get_logger
+from jggl_common.streams import ensure_streams
+
+log = get_logger(__name__)
+
+
+async def _connect(bus: ServiceBus) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await bus.broker.connect()
+            await ensure_streams(bus.broker.connection.jetstream())
+            return
+        except Exception as exc:
+            log.warning("NATS not reachable yet, retrying", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def serve(settings: CrmSettings) -> None:
+    """Run crm until SIGINT/SIGTERM; in-flight requests and messages finish first."""
+    engine = create_engine(settings.database_url, settings.db_schema)
+    sessions = session_factory(engine)
+    bus = ServiceBus(settings.nats_url, "crm")
+    await _connect(bus)
+    outbox = Outbox(sessions, bus.publisher)
+    graph = GraphClient.from_settings(settings)
+    enricher = ProfileEnricher(sessions, settings, graph)
+    register_inbound(bus, sessions, outbox, settings, graph, enricher=enricher)
+
+    @asynccontextmanager
+    async def workers(app: FastAPI) -> AsyncIterator[None]:
+        await bus.broker.start()
+        background: list[asyncio.Task[Any]] = [
+            asyncio.create_task(outbox.relay(), name="outbox-relay"),
+            asyncio.create_task(run_profile_sweeper(sessions, settings, graph, enricher=enricher), name="profiles"),
+        ]
+        log.info("crm consumers started")
+        try:
+            yield
+        finally:
+            # Stop taking messages first; those in flight finish and are acknowledged.
+            await bus.broker.stop()
+            for task in background:
+                task.cancel()
+            for task in background:
+                with suppress(asyncio.CancelledError):
+                    await task
+            await graph.aclose()
+
+    app = create_app(settings, engine=engine, outbox=outbox, lifespan_extras=[workers])
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    )
+    try:
+        await server.serve()
+    finally:
+        await engine.dispose()

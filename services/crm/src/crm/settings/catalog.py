@@ -1,0 +1,124 @@
+"""What each runtime setting accepts, and where its default comes from.
+
+The keys and their secrecy come from ``KNOWN_SETTINGS`` (shared by every service). Here
+each key gets a check that turns a bad value into one sentence an admin can act on, and
+a normal form, so services reading the bucket never have to guess ("TRUE", " 15 "...).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+
+from crm.config import CrmSettings
+from jggl_common.live_settings import KNOWN_SETTINGS, SettingSpec
+
+__all__ = ["InvalidSetting", "environment_default", "normalize", "spec_of"]
+
+MAX_LENGTH = 4096
+MAX_SLA_MINUTES = 7 * 24 * 60
+_HOURS = re.compile(r"^(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})$")
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+
+
+class InvalidSetting(ValueError):
+    """The value cannot be used for this key; the message says why, as a sentence."""
+
+
+def spec_of(key: str) -> SettingSpec | None:
+    """The setting named ``key``, or None when there is no such runtime setting."""
+    return KNOWN_SETTINGS.get(key)
+
+
+def _minutes(key: str, value: str) -> str:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_SLA_MINUTES:
+        raise InvalidSetting(f"{key} must be a whole number of minutes from 1 to {MAX_SLA_MINUTES}.")
+    return str(int(value))
+
+
+def _timezone(key: str, value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidSetting(f"{key} must be an IANA time zone such as Europe/Berlin; '{value}' is not one.") from None
+    return value
+
+
+def _clock(text: str) -> int | None:
+    hours, minutes = int(text[:2]), int(text[3:])
+    return hours * 60 + minutes if hours < 24 and minutes < 60 else None
+
+
+def _hours(key: str, value: str) -> str:
+    match = _HOURS.match(value)
+    start = _clock(match["start"]) if match else None
+    end = _clock(match["end"]) if match else None
+    if match is None or start is None or end is None:
+        raise InvalidSetting(f"{key} must be opening and closing time as HH:MM-HH:MM, e.g. 09:00-18:00.")
+    if start == end:
+        raise InvalidSetting(f"{key} must open and close at different times (an end before the start spans midnight).")
+    return value
+
+
+def _flag(key: str, value: str) -> str:
+    lowered = value.lower()
+    if lowered not in ("true", "false"):
+        raise InvalidSetting(f"{key} must be true or false.")
+    return lowered
+
+
+def _model(key: str, value: str) -> str:
+    if not _MODEL.match(value):
+        raise InvalidSetting(f"{key} must be a model name such as gemini-2.5-flash (letters, digits, . _ / -).")
+    return value
+
+
+def _token(key: str, value: str) -> str:
+    if any(character.isspace() for character in value):
+        raise InvalidSetting(f"{key} must not contain spaces or line breaks.")
+    return value
+
+
+_CHECKS: dict[str, Callable[[str, str], str]] = {
+    "sla.minutes": _minutes,
+    "business.timezone": _timezone,
+    "business.hours": _hours,
+    "meta.human_agent": _flag,
+    "gemini.model": _model,
+}
+
+
+def normalize(key: str, raw: str) -> str:
+    """The value as stored and propagated; :class:`InvalidSetting` when it is unusable."""
+    spec = KNOWN_SETTINGS[key]
+    value = raw.strip()
+    if not value:
+        raise InvalidSetting(f"{key} must not be empty; delete the setting to go back to the environment's default.")
+    if len(value) > MAX_LENGTH:
+        raise InvalidSetting(f"{key} must be at most {MAX_LENGTH} characters long.")
+    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise InvalidSetting(f"{key} must not contain control characters.")
+    check = _CHECKS.get(key, _token if spec.secret else None)
+    return check(key, value) if check else value
+
+
+def environment_default(
+    key: str, settings: CrmSettings, environ: Mapping[str, str] | None = None, env_file: str | None = ".env"
+) -> str | None:
+    """The value services fall back to without an override: the process environment, then
+    ``.env``, then crm's own configuration; None when none of them sets it."""
+    name = KNOWN_SETTINGS[key].env
+    environment = os.environ if environ is None else environ
+    value = environment.get(name)
+    if value is None and env_file:
+        value = dotenv_values(env_file).get(name) if os.path.exists(env_file) else None
+    if value is None:
+        configured = getattr(settings, name.lower(), None)
+        value = configured if isinstance(configured, str) else None
+    if value is None or not value.strip():
+        return None
+    return value.strip()

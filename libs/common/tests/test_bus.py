@@ -11,7 +11,7 @@ import nats
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from jggl_common.bus import EventPublisher, RetryPolicy, ServiceBus
+from jggl_common.bus import EventPublisher, PermanentFailure, RetryPolicy, ServiceBus
 from jggl_common.contracts import DeadLetter, Envelope
 from jggl_common.streams import DLQ, ensure_streams
 from jggl_common.streams import SCHEDULER as STREAM
@@ -64,14 +64,16 @@ async def test_poison_message_ends_in_dlq_after_bounded_retries_and_others_still
         attempts[key] = attempts.get(key, 0) + 1
         if key == "poison":
             raise ValueError("cannot digest this")
+        if key == "malformed":
+            raise PermanentFailure("no customer id in this item")
         handled.append(key)
 
     await bus.broker.start()
     try:
         publisher = EventPublisher(nc)
-        for key in ("before", "poison", "after"):
+        for key in ("before", "poison", "malformed", "after"):
             await publisher.publish(Ping(producer="test", data={"key": key}), subject)
-        letters = await _dead_letters(js, f"dlq.{service}.>", expected=1)
+        letters = await _dead_letters(js, f"dlq.{service}.>", expected=2)
         for _ in range(50):
             if "after" in handled:
                 break
@@ -83,8 +85,12 @@ async def test_poison_message_ends_in_dlq_after_bounded_retries_and_others_still
 
     assert handled == ["before", "after"]
     assert attempts["poison"] == 3
-    assert len(letters) == 1
-    letter = letters[0].data
+    assert attempts["malformed"] == 1
+    assert len(letters) == 2
+    by_key = {json.loads(letter.data.payload)["data"]["key"]: letter.data for letter in letters}
+    assert by_key["malformed"].deliveries == 1
+    assert by_key["malformed"].error == "PermanentFailure: no customer id in this item"
+    letter = by_key["poison"]
     assert letter.original_subject == subject
     assert letter.deliveries == 3
     assert letter.error == "ValueError: cannot digest this"

@@ -39,6 +39,7 @@ from .streams import StreamSpec
 __all__ = [
     "BusUnavailable",
     "EventPublisher",
+    "PermanentFailure",
     "RetryPolicy",
     "ServiceBus",
     "dead_letter_subject",
@@ -61,6 +62,13 @@ HANDLE_SECONDS = Histogram(
 
 class BusUnavailable(RuntimeError):
     """The broker did not acknowledge in time, or there is no connection to it."""
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler for a message that can never succeed (it is malformed, say).
+
+    The message goes to the DLQ at once instead of being retried.
+    """
 
 
 class EventPublisher:
@@ -286,7 +294,7 @@ class ServiceBus:
     async def _failed(self, consumer: str, raw: Any, exc: Exception) -> None:
         policy = self._policies.get(consumer, RetryPolicy())
         deliveries = int(raw.metadata.num_delivered)
-        if deliveries < policy.max_deliveries:
+        if deliveries < policy.max_deliveries and not isinstance(exc, PermanentFailure):
             delay = policy.delay(deliveries)
             CONSUMED.labels(consumer, "retried").inc()
             log.warning(

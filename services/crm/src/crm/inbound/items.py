@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from jggl_common.bus import PermanentFailure
 from jggl_common.contracts import MetaItemData
 
 __all__ = [
@@ -45,8 +46,11 @@ _KIND_MAX = 30
 _KIND_ALIASES = {"fallback": "share", "reel": "ig_reel"}
 
 
-class InvalidMetaItem(ValueError):
-    """The item cannot be a real Meta messaging item (e.g. a sender id that is not an id)."""
+class InvalidMetaItem(PermanentFailure, ValueError):
+    """The item cannot be a real Meta messaging item (e.g. a sender id that is not an id).
+
+    Retrying cannot help, so it goes to the DLQ at once.
+    """
 
 
 def from_ms(ms: int) -> datetime:

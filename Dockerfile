@@ -10,5 +10,5 @@ COPY sandbox ./sandbox
 RUN uv sync --frozen --no-dev --all-packages
 ENV PATH="/app/.venv/bin:$PATH"
 RUN useradd --system --uid 10001 jggl
-USER jggl
+USER 10001
 CMD ["python", "-m", "ingest"]

@@ -47,6 +47,17 @@ def test_invalid_app_key_says_why(clean_env: pytest.MonkeyPatch, value: str, rea
         load_settings(ServiceSettings)
 
 
+def test_stream_replicas_must_form_a_majority(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("APP_KEY", KEY)
+    clean_env.setenv("APP_URL", "http://x")
+    clean_env.setenv("NATS_URL", "nats://127.0.0.1:4222")
+    clean_env.setenv("NATS_STREAM_REPLICAS", "2")
+    with pytest.raises(ConfigurationError, match="NATS_STREAM_REPLICAS is invalid: must be 1, 3 or 5"):
+        load_settings(ServiceSettings)
+    clean_env.setenv("NATS_STREAM_REPLICAS", "3")
+    assert load_settings(ServiceSettings).nats_stream_replicas == 3
+
+
 def test_valid_environment_loads(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("APP_KEY", KEY)
     clean_env.setenv("APP_URL", "http://x")

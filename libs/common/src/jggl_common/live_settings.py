@@ -56,8 +56,11 @@ KNOWN_SETTINGS: dict[str, SettingSpec] = {
 class LiveSettings:
     """A watched view of the settings bucket: ``get`` answers from memory."""
 
-    def __init__(self, nc: NatsClient, app_key: str, bucket: str = DEFAULT_BUCKET) -> None:
+    def __init__(
+        self, nc: NatsClient, app_key: str, bucket: str = DEFAULT_BUCKET, *, replicas: int | None = None
+    ) -> None:
         self._nc = nc
+        self._replicas = replicas or 1
         self._box = SecretBox(app_key, purpose="live-settings")
         self._bucket = bucket
         self._values: dict[str, str] = {}
@@ -72,7 +75,9 @@ class LiveSettings:
             try:
                 self._kv = await js.key_value(self._bucket)
             except BucketNotFoundError:
-                self._kv = await js.create_key_value(bucket=self._bucket, history=5, description="JGGL live settings")
+                self._kv = await js.create_key_value(
+                    bucket=self._bucket, history=5, description="JGGL live settings", replicas=self._replicas
+                )
         return self._kv
 
     def on_change(self, listener: Listener) -> None:

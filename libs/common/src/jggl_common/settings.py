@@ -12,7 +12,7 @@ import binascii
 import sys
 from typing import Annotated, TypeVar
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["AppKey", "ConfigurationError", "ServiceSettings", "load_settings"]
@@ -41,9 +41,19 @@ class ServiceSettings(BaseSettings):
     app_key: AppKey = Field(description="base64 32-byte root key (APP_KEY)")
     nats_url: str = Field(description="NATS server URL, e.g. nats://127.0.0.1:4222")
     app_url: str = Field(description="public base URL of the CRM, used in links")
+    nats_stream_replicas: int | None = Field(
+        default=None, description="servers storing each stream (1, 3 or 5); unset keeps what exists"
+    )
     settings_bucket: str = Field(default="SETTINGS", description="JetStream key-value bucket of live settings")
     log_level: str = "INFO"
     host: str = "0.0.0.0"
+
+    @field_validator("nats_stream_replicas")
+    @classmethod
+    def _odd_replicas(cls, value: int | None) -> int | None:
+        if value is not None and value not in (1, 3, 5):
+            raise ValueError("must be 1, 3 or 5 (a JetStream replica group needs a majority)")
+        return value
 
 
 class ConfigurationError(SystemExit):

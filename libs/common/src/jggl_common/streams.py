@@ -38,8 +38,8 @@ class StreamSpec:
     description: str
     max_bytes: int = -1
 
-    def config(self) -> StreamConfig:
-        """The nats-py configuration of this stream."""
+    def config(self, replicas: int = 1) -> StreamConfig:
+        """The nats-py configuration of this stream, stored on ``replicas`` servers."""
         return StreamConfig(
             name=self.name,
             description=self.description,
@@ -50,7 +50,7 @@ class StreamSpec:
             max_age=self.max_age_seconds,
             max_bytes=self.max_bytes,
             duplicate_window=self.duplicate_window_seconds,
-            num_replicas=1,
+            num_replicas=replicas,
         )
 
 
@@ -93,13 +93,19 @@ DLQ = StreamSpec(
 ALL_STREAMS: tuple[StreamSpec, ...] = (INGEST, CRM, AI, SCHEDULER, DLQ)
 
 
-async def ensure_streams(js: JetStreamContext, specs: tuple[StreamSpec, ...] = ALL_STREAMS) -> None:
-    """Create each stream, or bring an existing one to the declared configuration."""
+async def ensure_streams(
+    js: JetStreamContext, specs: tuple[StreamSpec, ...] = ALL_STREAMS, *, replicas: int | None = None
+) -> None:
+    """Create each stream, or bring an existing one to the declared configuration.
+
+    ``replicas`` (``NATS_STREAM_REPLICAS``) sets how many servers store each stream; when
+    it is not given, an existing stream keeps its count, so a process started without the
+    setting never shrinks a clustered stream back to one copy.
+    """
     for spec in specs:
-        config = spec.config()
         try:
-            await js.stream_info(spec.name)
+            info = await js.stream_info(spec.name)
         except NotFoundError:
-            await js.add_stream(config)
+            await js.add_stream(spec.config(replicas or 1))
         else:
-            await js.update_stream(config)
+            await js.update_stream(spec.config(replicas or info.config.num_replicas or 1))

@@ -135,7 +135,7 @@ class Ingest:
                     disconnected_cb=_nats_disconnected,
                     reconnected_cb=self._reconnected,
                 )
-                await ensure_streams(nc.jetstream())
+                await ensure_streams(nc.jetstream(), replicas=self.settings.nats_stream_replicas)
             except Exception as exc:
                 log.warning("NATS not reachable yet, retrying", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
                 await asyncio.sleep(delay)
@@ -153,7 +153,7 @@ class Ingest:
         # webhook would get 503 until a restart.
         if self.nc is not None:
             try:
-                await ensure_streams(self.nc.jetstream())
+                await ensure_streams(self.nc.jetstream(), replicas=self.settings.nats_stream_replicas)
             except Exception as exc:
                 log.warning("could not declare streams after reconnecting", error=f"{type(exc).__name__}: {exc}")
 
@@ -162,7 +162,9 @@ class Ingest:
 
         Until the bucket answers, the environment's values stay in force.
         """
-        live = LiveSettings(nc, self.settings.app_key, self.settings.settings_bucket)
+        live = LiveSettings(
+            nc, self.settings.app_key, self.settings.settings_bucket, replicas=self.settings.nats_stream_replicas
+        )
         defaults = {
             LIVE_APP_SECRET: self.settings.meta_app_secret,
             LIVE_VERIFY_TOKEN: self.settings.meta_verify_token,
@@ -206,8 +208,9 @@ class Ingest:
                 if was_seen
             }
             if seen:
-                DUPLICATES_REDIS.inc(len(seen))
-                items = [item for item in items if item.key not in seen]
+                kept = [item for item in items if item.key not in seen]
+                DUPLICATES_REDIS.inc(len(items) - len(kept))
+                items = kept
         if not items:
             return
         started = time.perf_counter()

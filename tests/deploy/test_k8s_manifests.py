@@ -1,0 +1,938 @@
+"""The Kubernetes manifests in ``deploy/k8s``, checked the way an operator relies on them.
+
+Every check reads the YAML files themselves: what ``kubectl apply -k deploy/k8s`` would
+send to the cluster, plus the Secret template and the evaluation add-on in ``eval/``.
+When ``kubectl`` (or ``kustomize``) is installed, the kustomizations are also rendered.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+README = ROOT / "README.md"
+
+NAMESPACE = "jggl"
+IMAGE = "jggl-crm:latest"
+CONFIGMAP = "jggl-config"
+SECRET = "jggl-secrets"
+SECRET_EXAMPLE = K8S / "secrets.example.yaml"
+PLACEHOLDER = "REPLACE_ME"
+
+# DESIGN §4: the five services and their ports.
+SERVICES: dict[str, int] = {"crm": 8000, "ingest": 8001, "notifier": 8002, "ai": 8003, "scheduler": 8004}
+
+# DESIGN §2 and §4: the required variables and who needs them at the very least (every
+# service owns a PostgreSQL schema except ingest, whose durable record is the INGEST
+# stream). The README's table of required variables adds to this, never removes.
+REQUIRED_AT_LEAST: dict[str, set[str]] = {
+    "APP_KEY": set(SERVICES),
+    "NATS_URL": set(SERVICES),
+    "APP_URL": set(SERVICES),
+    "REDIS_URL": {"ingest", "crm"},
+    "DATABASE_URL": {"crm", "notifier", "ai", "scheduler"},
+}
+
+POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
+
+# Names whose values are secrets: they come from the Secret, never from a literal or the ConfigMap.
+SECRET_NAME = re.compile(r"(^|_)(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)($|_)|^DATABASE_URL$")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One YAML document and the file it came from."""
+
+    path: Path
+    body: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind", ""))
+
+    @property
+    def name(self) -> str:
+        return str((self.body.get("metadata") or {}).get("name", ""))
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(K8S)}: {self.kind}/{self.name}"
+
+
+def manifest_files() -> list[Path]:
+    return sorted(p for p in K8S.rglob("*") if p.is_file() and p.suffix in {".yaml", ".yml"})
+
+
+def kustomization_dirs() -> list[Path]:
+    return sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(K8S))
+
+
+@pytest.fixture(scope="module")
+def all_docs() -> list[Doc]:
+    """Every document of every manifest file, the Secret template included."""
+    docs = []
+    for path in manifest_files():
+        if path.name == "kustomization.yaml":
+            continue
+        for body in yaml.safe_load_all(path.read_text()):
+            if body is not None:
+                docs.append(Doc(path, body))
+    assert docs, f"no manifests under {K8S}"
+    return docs
+
+
+@pytest.fixture(scope="module")
+def docs(all_docs: list[Doc]) -> list[Doc]:
+    """What the kustomizations apply: everything but the Secret template."""
+    return [d for d in all_docs if d.path != SECRET_EXAMPLE]
+
+
+@pytest.fixture(scope="module")
+def base_docs(docs: list[Doc]) -> list[Doc]:
+    """What ``kubectl apply -k deploy/k8s`` applies (the evaluation add-on excluded)."""
+    listed = {K8S / r for r in kustomization(K8S).get("resources", [])}
+    return [d for d in docs if d.path in listed]
+
+
+def kustomization(directory: Path) -> dict[str, Any]:
+    loaded = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def find(docs: list[Doc], kind: str, name: str) -> Doc:
+    matches = [d for d in docs if d.kind == kind and d.name == name]
+    assert len(matches) == 1, f"expected exactly one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def of_kind(docs: list[Doc], kind: str) -> list[Doc]:
+    return [d for d in docs if d.kind == kind]
+
+
+def pod_template(doc: Doc) -> dict[str, Any]:
+    template = doc.body["spec"]["template"]
+    assert isinstance(template, dict), f"{doc.where}: no pod template"
+    return template
+
+
+def pod_labels(doc: Doc) -> dict[str, str]:
+    return dict((pod_template(doc).get("metadata") or {}).get("labels") or {})
+
+
+def containers(doc: Doc, *, init: bool = True) -> list[dict[str, Any]]:
+    spec = pod_template(doc)["spec"]
+    found = list(spec.get("initContainers") or []) if init else []
+    return found + list(spec.get("containers") or [])
+
+
+def main_container(doc: Doc) -> dict[str, Any]:
+    found = pod_template(doc)["spec"].get("containers") or []
+    assert len(found) == 1, f"{doc.where}: expected one container, found {len(found)}"
+    return found[0]
+
+
+def matches(selector: dict[str, Any] | None, labels: dict[str, str], *, empty_selects_all: bool = False) -> bool:
+    """Whether a label selector (``matchLabels`` form or a Service's plain map) selects ``labels``.
+
+    An empty selector selects nothing for Services and workloads, everything in a
+    NetworkPolicy peer (``empty_selects_all``).
+    """
+    if selector is None:
+        return False
+    assert not selector.get("matchExpressions"), "matchExpressions are not used in these manifests"
+    wanted = selector.get("matchLabels", selector)
+    if not wanted:
+        return empty_selects_all
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def port_number(container: dict[str, Any], port: int | str) -> int | None:
+    """A container port given by number or by name."""
+    if isinstance(port, int):
+        return port
+    for declared in container.get("ports") or []:
+        if declared.get("name") == port:
+            return int(declared["containerPort"])
+    return None
+
+
+def configmaps(docs: list[Doc]) -> dict[str, dict[str, str]]:
+    return {d.name: dict(d.body.get("data") or {}) for d in of_kind(docs, "ConfigMap")}
+
+
+def config(docs: list[Doc]) -> dict[str, str]:
+    return configmaps(docs)[CONFIGMAP]
+
+
+def secret_example() -> dict[str, Any]:
+    bodies = [b for b in yaml.safe_load_all(SECRET_EXAMPLE.read_text()) if b]
+    assert len(bodies) == 1, "secrets.example.yaml holds exactly one Secret"
+    return bodies[0]
+
+
+def secret_values(body: dict[str, Any]) -> dict[str, str]:
+    values = {k: str(v) for k, v in (body.get("stringData") or {}).items()}
+    for key, encoded in (body.get("data") or {}).items():
+        values[key] = base64.b64decode(str(encoded)).decode("utf-8", "replace")
+    return values
+
+
+def secret_keys() -> set[str]:
+    return set(secret_values(secret_example()))
+
+
+@dataclass(frozen=True)
+class EnvSource:
+    origin: str  # "literal", "configmap", "secret", "field"
+    optional: bool = False
+    value: str | None = None
+
+
+def effective_env(container: dict[str, Any], docs: list[Doc]) -> dict[str, EnvSource]:
+    """The environment a container starts with, by where each variable comes from."""
+    maps = configmaps(docs)
+    env: dict[str, EnvSource] = {}
+    for source in container.get("envFrom") or []:
+        prefix = source.get("prefix", "")
+        if "configMapRef" in source:
+            ref = source["configMapRef"]
+            for key, value in maps.get(ref["name"], {}).items():
+                env[prefix + key] = EnvSource("configmap", bool(ref.get("optional")), str(value))
+        if "secretRef" in source:
+            ref = source["secretRef"]
+            for key in secret_keys() if ref["name"] == SECRET else set():
+                env[prefix + key] = EnvSource("secret", bool(ref.get("optional")))
+    for var in container.get("env") or []:
+        name = var["name"]
+        if "value" in var:
+            env[name] = EnvSource("literal", value=str(var["value"]))
+            continue
+        value_from = var.get("valueFrom") or {}
+        if "secretKeyRef" in value_from:
+            env[name] = EnvSource("secret", bool(value_from["secretKeyRef"].get("optional")))
+        elif "configMapKeyRef" in value_from:
+            ref = value_from["configMapKeyRef"]
+            value = maps.get(ref["name"], {}).get(ref["key"])
+            env[name] = EnvSource("configmap", bool(ref.get("optional")), value)
+        else:
+            env[name] = EnvSource("field")
+    return env
+
+
+def readme_required() -> dict[str, set[str]]:
+    """The README's table of required variables: variable -> the services that use it."""
+    text = README.read_text()
+    section = re.search(r"^## Configuration$(.*?)^(?:## |Optional)", text, re.MULTILINE | re.DOTALL)
+    assert section, "README.md has no '## Configuration' section with the required variables"
+    required: dict[str, set[str]] = {}
+    for name, used_by in re.findall(r"^\|\s*`([A-Z0-9_]+)`\s*\|([^|]+)\|", section.group(1), re.MULTILINE):
+        words = {w.strip() for w in used_by.split(",")}
+        required[name] = set(SERVICES) if "all" in words else words & set(SERVICES)
+    assert required, "README.md's required-variables table could not be read"
+    return required
+
+
+def required_variables() -> dict[str, set[str]]:
+    required = {name: set(users) for name, users in REQUIRED_AT_LEAST.items()}
+    for name, users in readme_required().items():
+        required.setdefault(name, set()).update(users)
+    return required
+
+
+# --------------------------------------------------------------------------- secrets scanner
+
+SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
+    "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    "AWS access key": re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    "Meta access token": re.compile(r"\bEAA[A-Za-z0-9]{30,}"),
+    "Telegram bot token": re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}"),
+    "Google API key": re.compile(r"\bAIza[0-9A-Za-z_-]{30,}"),
+    "JSON web token": re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\."),
+    "32-byte base64 key": re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}=(?![A-Za-z0-9+/=])"),
+    "hex secret": re.compile(r"(?<!sha256:)\b[0-9a-fA-F]{32,}\b"),
+}
+URL_CREDENTIALS = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/:@'\"]+:([^\s/@'\"]+)@")
+PLACEHOLDER_VALUE = re.compile(r"REPLACE_ME|<[^<>]*>|\$\(?[A-Za-z_][A-Za-z0-9_]*\)?|\.\.\.")
+
+
+def secret_findings(text: str) -> list[str]:
+    """What in ``text`` looks like a real credential rather than a placeholder."""
+    findings = [f"{label}: {m.group(0)[:12]}…" for label, rx in SECRET_PATTERNS.items() for m in rx.finditer(text)]
+    for m in URL_CREDENTIALS.finditer(text):
+        if not PLACEHOLDER_VALUE.fullmatch(m.group(1)):
+            findings.append(f"password in a URL: {m.group(0)[:24]}…")
+    return findings
+
+
+# --------------------------------------------------------------------------- files and kustomize
+
+
+def test_the_deployment_directory_is_complete() -> None:
+    assert (K8S / "kustomization.yaml").is_file()
+    assert SECRET_EXAMPLE.is_file()
+    assert (K8S / "README.md").is_file()
+
+
+@pytest.mark.parametrize("path", manifest_files(), ids=rel)
+def test_every_file_parses_as_yaml_mappings(path: Path) -> None:
+    bodies = [b for b in yaml.safe_load_all(path.read_text()) if b is not None]
+    assert bodies, f"{rel(path)} holds no document"
+    for body in bodies:
+        assert isinstance(body, dict), f"{rel(path)}: a document is not a mapping"
+
+
+def test_every_resource_is_named_and_in_the_namespace(all_docs: list[Doc]) -> None:
+    problems = []
+    for doc in all_docs:
+        metadata = doc.body.get("metadata") or {}
+        if not doc.body.get("apiVersion") or not doc.kind or not metadata.get("name"):
+            problems.append(f"{rel(doc.path)}: missing apiVersion, kind or metadata.name: {doc.body!r:.80}")
+        elif doc.kind == "Namespace":
+            if doc.name != NAMESPACE:
+                problems.append(f"{doc.where}: unexpected namespace")
+        elif metadata.get("namespace") != NAMESPACE:
+            problems.append(f"{doc.where}: namespace is {metadata.get('namespace')!r}, not {NAMESPACE!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_namespace_enforces_the_restricted_pod_security_standard(base_docs: list[Doc]) -> None:
+    labels = find(base_docs, "Namespace", NAMESPACE).body["metadata"].get("labels") or {}
+    assert labels.get("pod-security.kubernetes.io/enforce") == "restricted"
+
+
+def test_resource_names_are_unique(docs: list[Doc]) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for doc in docs:
+        key = (doc.kind, doc.name)
+        assert key not in seen, f"{doc.kind}/{doc.name} is defined in {seen[key]} and {rel(doc.path)}"
+        seen[key] = rel(doc.path)
+
+
+@pytest.mark.parametrize("directory", kustomization_dirs(), ids=lambda p: rel(p) if p != K8S else ".")
+def test_kustomization_lists_every_manifest_but_the_secret_template(directory: Path) -> None:
+    k = kustomization(directory)
+    assert k.get("namespace") == NAMESPACE
+    listed = k.get("resources") or []
+    assert len(listed) == len(set(listed)), "a resource is listed twice"
+    for entry in listed:
+        assert (directory / entry).exists(), f"listed resource {entry} does not exist"
+    files = {p.name for p in directory.iterdir() if p.suffix in {".yaml", ".yml"}} - {"kustomization.yaml"}
+    expected = files - {SECRET_EXAMPLE.name}
+    assert {e for e in listed if (directory / e).is_file()} == expected
+    assert SECRET_EXAMPLE.name not in listed, "the Secret template must never be applied"
+    assert "secretGenerator" not in k, "secrets are created with kubectl, never generated from the repository"
+
+
+def test_every_manifest_directory_has_a_kustomization() -> None:
+    directories = {p.parent for p in manifest_files()}
+    assert directories <= set(kustomization_dirs())
+
+
+def _kustomize() -> list[str] | None:
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    return None
+
+
+@pytest.mark.skipif(_kustomize() is None, reason="neither kubectl nor kustomize is installed")
+@pytest.mark.parametrize("directory", kustomization_dirs(), ids=lambda p: rel(p) if p != K8S else ".")
+def test_kustomize_renders_exactly_the_listed_resources(directory: Path, docs: list[Doc]) -> None:
+    command = _kustomize()
+    assert command is not None
+    rendered = subprocess.run([*command, str(directory)], capture_output=True, text=True, check=False, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    built = {(b["kind"], b["metadata"]["name"]) for b in yaml.safe_load_all(rendered.stdout) if b}
+    listed = {directory / r for r in kustomization(directory)["resources"]}
+    expected = {(d.kind, d.name) for d in docs if d.path in listed}
+    assert built == expected
+
+
+# --------------------------------------------------------------------------- the five services
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_has_deployment_service_autoscaler_and_disruption_budget(base_docs: list[Doc], service: str) -> None:
+    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        find(base_docs, kind, service)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_selectors_match_the_pods_of_that_service_only(base_docs: list[Doc], service: str) -> None:
+    deployment = find(base_docs, "Deployment", service)
+    labels = pod_labels(deployment)
+    assert matches(deployment.body["spec"]["selector"], labels), "the Deployment does not select its own pods"
+    others = [
+        pod_labels(d) for d in of_kind(base_docs, "Deployment") + of_kind(base_docs, "StatefulSet") if d.name != service
+    ]
+
+    svc_selector = find(base_docs, "Service", service).body["spec"]["selector"]
+    assert matches(svc_selector, labels), "the Service does not select the Deployment's pods"
+    assert not any(matches(svc_selector, o) for o in others), "the Service also selects other pods"
+
+    pdb_selector = find(base_docs, "PodDisruptionBudget", service).body["spec"]["selector"]
+    assert matches(pdb_selector, labels), "the PodDisruptionBudget does not select the Deployment's pods"
+    assert not any(matches(pdb_selector, o) for o in others), "the PodDisruptionBudget also selects other pods"
+
+    target = find(base_docs, "HorizontalPodAutoscaler", service).body["spec"]["scaleTargetRef"]
+    assert target == {"apiVersion": "apps/v1", "kind": "Deployment", "name": service}
+
+
+@pytest.mark.parametrize(("service", "port"), SERVICES.items())
+def test_ports_are_the_design_ports(base_docs: list[Doc], service: str, port: int) -> None:
+    container = main_container(find(base_docs, "Deployment", service))
+    assert [p["containerPort"] for p in container.get("ports") or []] == [port]
+    env = effective_env(container, base_docs)
+    if "PORT" in env:
+        assert env["PORT"].value == str(port), "PORT disagrees with the container port"
+    service_ports = find(base_docs, "Service", service).body["spec"]["ports"]
+    assert len(service_ports) == 1
+    assert service_ports[0]["port"] == port
+    assert port_number(container, service_ports[0].get("targetPort", port)) == port
+
+
+@pytest.mark.parametrize(("service", "port"), SERVICES.items())
+def test_liveness_and_readiness_probes(base_docs: list[Doc], service: str, port: int) -> None:
+    container = main_container(find(base_docs, "Deployment", service))
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = (container.get(probe) or {}).get("httpGet")
+        assert get, f"{service}: no HTTP {probe}"
+        assert get.get("path") == path, f"{service}: {probe} asks {get.get('path')!r}, not {path}"
+        assert port_number(container, get.get("port")) == port, f"{service}: {probe} is not on port {port}"
+    startup = container.get("startupProbe")
+    if startup:
+        assert startup["httpGet"]["path"] == "/healthz"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_runs_the_service_from_the_shared_image(base_docs: list[Doc], service: str) -> None:
+    container = main_container(find(base_docs, "Deployment", service))
+    assert container["image"] == IMAGE
+    assert container["command"] == ["python", "-m", service]
+    assert container.get("imagePullPolicy") != "Always", "a locally loaded image must not be pulled"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_shutdown_drains_in_flight_work(base_docs: list[Doc], service: str) -> None:
+    deployment = find(base_docs, "Deployment", service)
+    grace = pod_template(deployment)["spec"].get("terminationGracePeriodSeconds", 30)
+    assert grace >= 30
+    command = main_container(deployment).get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+    assert command, f"{service}: no preStop pause before SIGTERM"
+    assert command[0] == "sleep"
+    assert 0 < int(command[1]) <= grace - 20, "the pause must leave the service time to drain"
+    strategy = deployment.body["spec"].get("strategy", {})
+    assert strategy.get("rollingUpdate", {}).get("maxUnavailable", 1) == 0, "rollouts must not reduce capacity"
+
+
+@pytest.mark.parametrize(("service", "port"), SERVICES.items())
+def test_prometheus_scrapes_the_metrics_endpoint(base_docs: list[Doc], service: str, port: int) -> None:
+    annotations = pod_template(find(base_docs, "Deployment", service)).get("metadata", {}).get("annotations") or {}
+    assert annotations.get("prometheus.io/scrape") == "true"
+    assert annotations.get("prometheus.io/port") == str(port)
+    assert annotations.get("prometheus.io/path") == "/metrics"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_autoscaler_scales_on_cpu(base_docs: list[Doc], service: str) -> None:
+    hpa = find(base_docs, "HorizontalPodAutoscaler", service).body
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    spec = hpa["spec"]
+    assert 2 <= spec["minReplicas"] <= spec["maxReplicas"], "every service runs at least two replicas"
+    cpu = [m for m in spec["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+    assert cpu, "no CPU metric"
+    assert 0 < cpu[0]["resource"]["target"]["averageUtilization"] <= 100
+    assert "replicas" not in find(base_docs, "Deployment", service).body["spec"], (
+        "the autoscaler owns the replica count; a fixed one is reset on every apply"
+    )
+    container = main_container(find(base_docs, "Deployment", service))
+    assert container.get("resources", {}).get("requests", {}).get("cpu"), "CPU utilisation needs a CPU request"
+
+
+def test_scheduler_runs_two_or_more_replicas(base_docs: list[Doc]) -> None:
+    assert find(base_docs, "HorizontalPodAutoscaler", "scheduler").body["spec"]["minReplicas"] >= 2
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_disruption_budget_lets_nodes_drain(base_docs: list[Doc], service: str) -> None:
+    spec = find(base_docs, "PodDisruptionBudget", service).body["spec"]
+    minimum = find(base_docs, "HorizontalPodAutoscaler", service).body["spec"]["minReplicas"]
+    assert ("minAvailable" in spec) != ("maxUnavailable" in spec)
+    if "minAvailable" in spec:
+        assert isinstance(spec["minAvailable"], int), "use a count, not a percentage"
+        assert 1 <= spec["minAvailable"] < minimum, "a drain could never evict a pod"
+    else:
+        assert spec["maxUnavailable"] >= 1
+
+
+# --------------------------------------------------------------------------- every workload
+
+
+def _workloads(docs: list[Doc]) -> list[Doc]:
+    found = [d for d in docs if d.kind in POD_KINDS]
+    assert found
+    return found
+
+
+def test_every_container_declares_resources(docs: list[Doc]) -> None:
+    problems = []
+    for doc in _workloads(docs):
+        for c in containers(doc):
+            resources = c.get("resources") or {}
+            for part in ("requests", "limits"):
+                for resource in ("cpu", "memory"):
+                    if not (resources.get(part) or {}).get(resource):
+                        problems.append(f"{doc.where} container {c['name']}: no {part}.{resource}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_container_runs_restricted(docs: list[Doc]) -> None:
+    problems = []
+    for doc in _workloads(docs):
+        spec = pod_template(doc)["spec"]
+        pod = spec.get("securityContext") or {}
+        for flag in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(flag):
+                problems.append(f"{doc.where}: {flag}")
+        if spec.get("automountServiceAccountToken") is not False:
+            problems.append(f"{doc.where}: mounts a service account token it does not need")
+        for c in containers(doc):
+            sc = c.get("securityContext") or {}
+            where = f"{doc.where} container {c['name']}"
+
+            def setting(key: str, sc: dict[str, Any] = sc, pod: dict[str, Any] = pod) -> Any:
+                return sc.get(key, pod.get(key))
+
+            if setting("runAsNonRoot") is not True:
+                problems.append(f"{where}: runAsNonRoot is not true")
+            user = setting("runAsUser")
+            if not isinstance(user, int) or user == 0:
+                problems.append(f"{where}: no numeric non-root runAsUser (the kubelet cannot verify a user name)")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where}: allowPrivilegeEscalation is not false")
+            if sc.get("privileged"):
+                problems.append(f"{where}: privileged")
+            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+                problems.append(f"{where}: capabilities are not all dropped")
+            if (sc.get("capabilities") or {}).get("add"):
+                problems.append(f"{where}: adds capabilities")
+            if (setting("seccompProfile") or {}).get("type") not in {"RuntimeDefault", "Localhost"}:
+                problems.append(f"{where}: no RuntimeDefault seccomp profile")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{where}: the root filesystem is writable")
+    assert not problems, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_env_references_only_defined_keys(docs: list[Doc]) -> None:
+    maps = configmaps(docs)
+    keys = secret_keys()
+    problems = []
+    for doc in _workloads(docs):
+        for c in containers(doc):
+            where = f"{doc.where} container {c['name']}"
+            for source in c.get("envFrom") or []:
+                if "configMapRef" in source and source["configMapRef"]["name"] not in maps:
+                    problems.append(f"{where}: envFrom an unknown ConfigMap {source['configMapRef']['name']}")
+                if "secretRef" in source and source["secretRef"]["name"] != SECRET:
+                    problems.append(f"{where}: envFrom an unknown Secret {source['secretRef']['name']}")
+            for var in c.get("env") or []:
+                value_from = var.get("valueFrom") or {}
+                if "configMapKeyRef" in value_from:
+                    ref = value_from["configMapKeyRef"]
+                    if ref["key"] not in maps.get(ref["name"], {}):
+                        problems.append(
+                            f"{where}: {var['name']} reads {ref['name']}/{ref['key']}, which is not defined"
+                        )
+                if "secretKeyRef" in value_from:
+                    ref = value_from["secretKeyRef"]
+                    if ref["name"] != SECRET or ref["key"] not in keys:
+                        problems.append(
+                            f"{where}: {var['name']} reads {ref['name']}/{ref['key']}, not a key of {SECRET}"
+                        )
+            names = [v["name"] for v in c.get("env") or []]
+            if len(names) != len(set(names)):
+                problems.append(f"{where}: a variable is set twice")
+    assert not problems, "\n".join(problems)
+
+
+def test_required_variables_are_read_from_the_readme() -> None:
+    required = readme_required()
+    assert set(REQUIRED_AT_LEAST) <= set(required), "the README's required table lost a variable"
+
+
+@pytest.mark.parametrize("variable", sorted(REQUIRED_AT_LEAST))
+def test_required_variable_reaches_every_service_that_needs_it(base_docs: list[Doc], variable: str) -> None:
+    users = required_variables()[variable]
+    assert users
+    for service in sorted(users):
+        env = effective_env(main_container(find(base_docs, "Deployment", service)), base_docs)
+        assert variable in env, f"{service} does not get {variable}"
+        source = env[variable]
+        assert not source.optional, f"{service}: {variable} is required, yet its reference is optional"
+        if source.origin in {"literal", "configmap"}:
+            assert source.value, f"{service}: {variable} is empty"
+
+
+def test_secrets_come_from_the_secret_and_nothing_else(docs: list[Doc]) -> None:
+    problems = []
+    for key in config(docs):
+        if SECRET_NAME.search(key):
+            problems.append(f"ConfigMap {CONFIGMAP} holds {key}, which belongs in the Secret")
+    for doc in _workloads(docs):
+        for c in containers(doc):
+            for var in c.get("env") or []:
+                if SECRET_NAME.search(var["name"]) and "value" in var:
+                    problems.append(f"{doc.where} container {c['name']}: {var['name']} is a literal")
+    assert not problems, "\n".join(problems)
+
+
+def test_required_secrets_are_in_the_template() -> None:
+    assert {"APP_KEY", "DATABASE_URL"} <= secret_keys()
+
+
+def test_nats_url_points_at_the_in_cluster_nats(base_docs: list[Doc]) -> None:
+    url = urlsplit(config(base_docs)["NATS_URL"])
+    assert url.scheme == "nats"
+    host = url.hostname or ""
+    service_name = host.split(".")[0]
+    assert host in {service_name, f"{service_name}.{NAMESPACE}", f"{service_name}.{NAMESPACE}.svc"} or host.endswith(
+        f".{NAMESPACE}.svc.cluster.local"
+    )
+    service = find(base_docs, "Service", service_name).body["spec"]
+    assert service.get("clusterIP") != "None", "clients go through the load-balanced Service"
+    assert matches(service["selector"], pod_labels(find(base_docs, "StatefulSet", "nats")))
+    assert (url.port or 4222) in {p["port"] for p in service["ports"]}
+
+
+def test_app_url_is_the_public_ingress_host(base_docs: list[Doc]) -> None:
+    url = urlsplit(config(base_docs)["APP_URL"])
+    assert url.scheme == "https"
+    hosts = {r.get("host") for i in of_kind(base_docs, "Ingress") for r in i.body["spec"]["rules"]}
+    assert hosts == {url.hostname}
+
+
+def test_several_notifiers_receive_telegram_updates_by_webhook(base_docs: list[Doc]) -> None:
+    if find(base_docs, "HorizontalPodAutoscaler", "notifier").body["spec"]["minReplicas"] > 1:
+        assert config(base_docs).get("TELEGRAM_MODE") == "webhook", "only one long-polling client per bot works"
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_only_the_template_defines_a_secret(all_docs: list[Doc]) -> None:
+    defined = [d.where for d in all_docs if d.kind == "Secret" and d.path != SECRET_EXAMPLE]
+    assert not defined, f"Secrets outside the template: {defined}"
+    for directory in kustomization_dirs():
+        assert "secretGenerator" not in kustomization(directory)
+
+
+def test_the_secret_template_holds_only_placeholders() -> None:
+    body = secret_example()
+    assert body["kind"] == "Secret"
+    assert body["metadata"]["name"] == SECRET
+    values = secret_values(body)
+    assert values
+    for key, value in values.items():
+        assert PLACEHOLDER in value, f"{key} is not a {PLACEHOLDER} placeholder"
+        assert not secret_findings(value), f"{key} looks like a real secret"
+
+
+@pytest.mark.parametrize("path", [*manifest_files(), *sorted(K8S.rglob("*.md"))], ids=rel)
+def test_no_file_contains_a_plausible_secret(path: Path) -> None:
+    assert not secret_findings(path.read_text())
+
+
+def _samples() -> list[str]:
+    key = base64.b64encode(hashlib.sha256(b"sample").digest()).decode()
+    return [
+        f"APP_KEY: {key}",
+        "token: EAA" + "Bx9kQ" * 8,
+        "bot: 7012345678:" + "AAH" + "x" * 32,
+        "gemini: AIza" + "Sy" + "q" * 33,
+        "aws: AKIA" + "Q" * 16,
+        "META_APP_SECRET: " + hashlib.md5(b"sample", usedforsecurity=False).hexdigest(),
+        "DATABASE_URL: postgresql://jggl:" + "Tr0ub4dor" + "@db.internal:5432/jggl",
+        "-----BEGIN " + "RSA PRIVATE KEY-----",
+    ]
+
+
+@pytest.mark.parametrize("text", _samples())
+def test_the_scanner_recognises_real_looking_secrets(text: str) -> None:
+    assert secret_findings(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "DATABASE_URL: postgresql://jggl:REPLACE_ME@REPLACE_ME:5432/jggl",
+        "postgresql://jggl:<password>@<postgres-host>:5432/jggl",
+        '--from-literal=APP_KEY="$(openssl rand -base64 32)"',
+        "nats://nats-0.nats-headless:6222",
+    ],
+)
+def test_the_scanner_lets_placeholders_pass(text: str) -> None:
+    assert not secret_findings(text)
+
+
+# --------------------------------------------------------------------------- NATS JetStream
+
+
+def _nats(docs: list[Doc]) -> tuple[Doc, dict[str, Any], str]:
+    sts = find(docs, "StatefulSet", "nats")
+    container = main_container(sts)
+    conf = ""
+    mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts") or []}
+    args = container.get("args") or []
+    for flag in ("-c", "--config"):
+        if flag in args:
+            path = Path(args[args.index(flag) + 1])
+            for volume in pod_template(sts)["spec"].get("volumes") or []:
+                if "configMap" in volume and path.parent == Path(mounts.get(volume["name"], "/-")):
+                    conf = configmaps(docs)[volume["configMap"]["name"]][path.name]
+            assert conf, f"the configuration file {path} is not mounted from a ConfigMap"
+    return sts, container, conf
+
+
+def _conf_value(conf: str, key: str) -> str | None:
+    found = re.search(rf"^\s*{re.escape(key)}\s*[:=]\s*(\S+)", conf, re.MULTILINE)
+    return found.group(1).strip("\"'") if found else None
+
+
+def _size(text: str) -> float:
+    """Bytes in a Kubernetes quantity or a NATS size (binary multiples: the larger reading)."""
+    parsed = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)", text.strip())
+    assert parsed, f"not a size: {text!r}"
+    number, unit = parsed.groups()
+    scale = {"": 1, "k": 2**10, "ki": 2**10, "kb": 2**10, "m": 2**20, "mi": 2**20, "mb": 2**20}
+    scale |= {"g": 2**30, "gi": 2**30, "gb": 2**30, "t": 2**40, "ti": 2**40, "tb": 2**40}
+    return float(number) * scale[unit.lower()]
+
+
+def test_nats_is_a_three_server_jetstream_cluster(base_docs: list[Doc]) -> None:
+    sts, container, conf = _nats(base_docs)
+    assert sts.body["spec"]["replicas"] == 3
+    assert container["image"].startswith("nats:2.11")
+    args = container.get("args") or []
+    assert "-js" in args or "--jetstream" in args or re.search(r"^\s*jetstream\s*[{:]", conf, re.MULTILINE)
+    assert re.search(r"^\s*cluster\s*[{:]", conf, re.MULTILINE) or "--routes" in args
+
+
+def test_nats_routes_reach_every_peer_through_the_headless_service(base_docs: list[Doc]) -> None:
+    sts, container, conf = _nats(base_docs)
+    spec = sts.body["spec"]
+    headless = find(base_docs, "Service", spec["serviceName"]).body["spec"]
+    assert headless.get("clusterIP") == "None"
+    assert headless.get("publishNotReadyAddresses") is True, "peers must find each other before they are ready"
+    assert matches(headless["selector"], pod_labels(sts))
+    cluster_port = port_number(container, "cluster")
+    assert cluster_port in {p["port"] for p in headless["ports"]}
+
+    routes_block = re.search(r"routes\s*[:=]?\s*\[(.*?)\]", conf, re.DOTALL)
+    args = container.get("args") or []
+    routes_text = routes_block.group(1) if routes_block else " ".join(args[args.index("--routes") + 1 :][:1])
+    routes = {(urlsplit(u).hostname, urlsplit(u).port) for u in re.findall(r"nats://[^\s,\]]+", routes_text)}
+    expected = {(f"{sts.name}-{i}.{spec['serviceName']}", cluster_port) for i in range(spec["replicas"])}
+    qualified = {(h.split(f".{NAMESPACE}.svc")[0] if h else h, p) for h, p in routes}
+    assert qualified == expected
+
+
+def test_nats_servers_have_unique_names(base_docs: list[Doc]) -> None:
+    _, container, conf = _nats(base_docs)
+    name = _conf_value(conf, "server_name") or ""
+    variable = name.lstrip("$").strip("()")
+    env = {v["name"]: v for v in container.get("env") or []}
+    assert name.startswith("$"), "every server needs its own name"
+    assert env[variable]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def test_nats_keeps_jetstream_on_a_volume_per_pod(base_docs: list[Doc]) -> None:
+    sts, container, conf = _nats(base_docs)
+    templates = sts.body["spec"].get("volumeClaimTemplates") or []
+    assert templates, "no PersistentVolumeClaim template"
+    claim = templates[0]
+    storage = claim["spec"]["resources"]["requests"]["storage"]
+    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"])
+    store_dir = _conf_value(conf, "store_dir")
+    args = container.get("args") or []
+    if store_dir is None and "-sd" in args:
+        store_dir = args[args.index("-sd") + 1]
+    assert store_dir
+    assert Path(store_dir).is_relative_to(mount), f"JetStream stores in {store_dir}, outside the volume at {mount}"
+    max_file = _conf_value(conf, "max_file_store")
+    if max_file:
+        assert _size(max_file) < _size(storage), "JetStream may grow beyond its volume"
+
+
+def test_nats_probes_use_the_monitoring_port(base_docs: list[Doc]) -> None:
+    _, container, conf = _nats(base_docs)
+    assert (_conf_value(conf, "http") or "").endswith(":8222") or "8222" in (container.get("args") or [])
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"].startswith("/healthz")
+        assert port_number(container, get["port"]) == 8222
+
+
+def test_nats_loses_at_most_one_server_to_disruptions(base_docs: list[Doc]) -> None:
+    sts = find(base_docs, "StatefulSet", "nats")
+    pdbs = [
+        p for p in of_kind(base_docs, "PodDisruptionBudget") if matches(p.body["spec"]["selector"], pod_labels(sts))
+    ]
+    assert len(pdbs) == 1
+    assert pdbs[0].body["spec"].get("maxUnavailable") == 1
+
+
+def test_streams_are_replicated_across_the_cluster(base_docs: list[Doc]) -> None:
+    replicas = int(config(base_docs)["NATS_STREAM_REPLICAS"])
+    servers = find(base_docs, "StatefulSet", "nats").body["spec"]["replicas"]
+    assert 3 <= replicas <= servers, "streams need 3 replicas to survive the loss of one server"
+    assert replicas in {3, 5}, "JetStream replicates a stream on 1, 3 or 5 servers"
+
+
+def test_network_policy_admits_every_nats_client(base_docs: list[Doc]) -> None:
+    sts = find(base_docs, "StatefulSet", "nats")
+    policies = [
+        p for p in of_kind(base_docs, "NetworkPolicy") if matches(p.body["spec"]["podSelector"], pod_labels(sts))
+    ]
+    if not policies:
+        pytest.skip("NATS is not restricted by a NetworkPolicy")
+
+    def admitted(labels: dict[str, str], port: int) -> bool:
+        for policy in policies:
+            for rule in policy.body["spec"].get("ingress") or []:
+                ports = {p.get("port") for p in rule.get("ports") or []}
+                if ports and port not in ports:
+                    continue
+                peers = rule.get("from")
+                if not peers or any(matches(peer.get("podSelector"), labels, empty_selects_all=True) for peer in peers):
+                    return True
+        return False
+
+    clients = [d for d in _workloads(base_docs) if d.name in SERVICES]
+    assert len(clients) == len(SERVICES)
+    for client in clients:
+        assert admitted(pod_labels(client), 4222), f"{client.name} cannot reach NATS"
+    assert admitted(pod_labels(sts), 6222), "the NATS servers cannot reach each other"
+    assert admitted({}, 8222), "the monitoring port must stay reachable"
+
+
+# --------------------------------------------------------------------------- ingress
+
+
+def _route(docs: list[Doc], path: str) -> tuple[str, int] | None:
+    """The backend Service and port a request for ``path`` reaches (longest matching prefix)."""
+    best: tuple[int, tuple[str, int]] | None = None
+    for ingress in of_kind(docs, "Ingress"):
+        for rule in ingress.body["spec"]["rules"]:
+            for p in rule["http"]["paths"]:
+                prefix, kind = p["path"], p["pathType"]
+                hit = path == prefix or (kind != "Exact" and path.startswith(prefix.rstrip("/") + "/"))
+                if hit and (best is None or len(prefix) > best[0]):
+                    backend = p["backend"]["service"]
+                    best = (len(prefix), (backend["name"], backend["port"]["number"]))
+    return best[1] if best else None
+
+
+@pytest.mark.parametrize(
+    ("path", "service"),
+    [
+        ("/webhooks", "ingest"),
+        ("/webhooks/meta", "ingest"),
+        ("/webhooks/telegram", "ingest"),
+        ("/api", "crm"),
+        ("/api/deals", "crm"),
+        ("/docs", "crm"),
+        ("/openapi.json", "crm"),
+    ],
+)
+def test_ingress_routes_public_paths(base_docs: list[Doc], path: str, service: str) -> None:
+    assert _route(base_docs, path) == (service, SERVICES[service])
+    assert SERVICES[service] in {p["port"] for p in find(base_docs, "Service", service).body["spec"]["ports"]}
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/healthz", "/readyz"])
+def test_ingress_keeps_operational_endpoints_private(base_docs: list[Doc], path: str) -> None:
+    assert _route(base_docs, path) is None
+
+
+def test_ingress_terminates_tls(base_docs: list[Doc]) -> None:
+    for ingress in of_kind(base_docs, "Ingress"):
+        hosts = {r["host"] for r in ingress.body["spec"]["rules"]}
+        covered = {h for t in ingress.body["spec"].get("tls") or [] for h in t.get("hosts") or []}
+        assert hosts <= covered, f"{ingress.where}: served without TLS"
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def test_migration_job_migrates_then_creates_the_admin(base_docs: list[Doc]) -> None:
+    job = find(base_docs, "Job", "crm-migrate")
+    commands = [c.get("command", []) + c.get("args", []) for c in containers(job)]
+    migrate = ["python", "-m", "crm", "migrate"]
+    create = ["python", "-m", "crm", "create-admin"]
+    assert migrate in commands
+    assert create in commands
+    assert commands.index(migrate) < commands.index(create)
+    assert migrate in [c.get("command") for c in pod_template(job)["spec"].get("initContainers") or []], (
+        "the admin is created only after the migrations succeeded"
+    )
+    assert all(c["image"] == IMAGE for c in containers(job))
+    assert pod_template(job)["spec"]["restartPolicy"] in {"Never", "OnFailure"}
+    assert job.body["spec"].get("backoffLimit", 6) >= 1
+
+
+def test_migration_job_gets_what_crm_needs(base_docs: list[Doc]) -> None:
+    job = find(base_docs, "Job", "crm-migrate")
+    crm_needs = {v for v, users in required_variables().items() if "crm" in users}
+    for container in containers(job):
+        env = effective_env(container, base_docs)
+        assert "DATABASE_URL" in env
+        assert not env["DATABASE_URL"].optional
+        if "create-admin" in container.get("command", []):
+            assert crm_needs <= set(env), f"create-admin lacks {crm_needs - set(env)}"
+            assert {"ADMIN_EMAIL", "ADMIN_PASSWORD"} <= set(env)
+
+
+# --------------------------------------------------------------------------- evaluation add-on
+
+
+def test_in_cluster_datastores_are_evaluation_only(base_docs: list[Doc], docs: list[Doc]) -> None:
+    base_names = {d.name for d in base_docs}
+    assert not {"postgres", "redis"} & base_names, "production uses managed PostgreSQL and Redis"
+    evaluation = [d for d in of_kind(docs, "StatefulSet") if d.name in {"postgres", "redis"}]
+    for sts in evaluation:
+        assert sts.path.parent.name == "eval"
+        assert sts.body["spec"]["replicas"] == 1
+        assert (sts.body["metadata"].get("annotations") or {}).get("jggl/evaluation-only") == "true"
+
+
+def test_evaluation_redis_is_where_redis_url_points(docs: list[Doc]) -> None:
+    url = urlsplit(config(docs)["REDIS_URL"])
+    redis = [d for d in of_kind(docs, "Service") if d.name == url.hostname]
+    if not redis:
+        pytest.skip("REDIS_URL points at a Redis outside the cluster")
+    assert (url.port or 6379) in {p["port"] for p in redis[0].body["spec"]["ports"]}
+    assert matches(redis[0].body["spec"]["selector"], pod_labels(find(docs, "StatefulSet", "redis")))

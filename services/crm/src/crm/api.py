@@ -23,6 +23,7 @@ from jggl_common.db import create_engine, session_factory, session_scope
 from jggl_common.health import health_router
 from jggl_common.logs import CORRELATION_HEADER, correlation_from_headers, get_logger, set_correlation_id
 
+from .audit import endpoints as audit_endpoints
 from .auth import endpoints as auth_endpoints
 from .auth.keys import derive_key
 from .auth.passwords import Passwords
@@ -32,9 +33,14 @@ from .auth.tokens import Tokens
 from .config import CrmSettings
 from .contacts import endpoints as contacts_endpoints
 from .deals import endpoints as deals_endpoints
+from .outbound import endpoints as outbound_endpoints
 from .outbox import Outbox
 from .pipeline import endpoints as pipeline_endpoints
 from .search import endpoints as search_endpoints
+from .settings import endpoints as settings_endpoints
+from .stats import endpoints as stats_endpoints
+from .tasks import endpoints as tasks_endpoints
+from .telegram_link import endpoints as telegram_link_endpoints
 from .users import endpoints as users_endpoints
 from .web.errors import install_error_handlers
 from .web.pagination import CursorCodec
@@ -126,9 +132,15 @@ def create_app(
         auth_endpoints.router,
         users_endpoints.router,
         deals_endpoints.router,
+        outbound_endpoints.router,
         contacts_endpoints.router,
         pipeline_endpoints.router,
         search_endpoints.router,
+        tasks_endpoints.router,
+        stats_endpoints.router,
+        telegram_link_endpoints.router,
+        settings_endpoints.router,
+        audit_endpoints.router,
     ):
         app.include_router(router)
     return app

@@ -25,3 +25,16 @@ class CrmSettings(ServiceSettings):
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
     login_attempts_per_15_min: int = Field(default=10, ge=1)
     consumer_workers: int = Field(default=8, ge=1, description="messages handled concurrently per replica")
+    meta_human_agent: bool = Field(
+        default=False, description="default of the meta.human_agent setting: HUMAN_AGENT replies 24 h - 7 days"
+    )
+    send_workers: int = Field(default=4, ge=1, description="replies sent concurrently per replica")
+    send_rate_messenger: float = Field(default=250.0, gt=0, description="Send API calls per second per Facebook Page")
+    send_rate_instagram: float = Field(
+        default=90.0, gt=0, description="Send API calls per second per Instagram account"
+    )
+    send_max_attempts: int = Field(default=6, ge=1, description="Send API calls per reply before it fails")
+    send_retry_base_seconds: float = Field(default=2.0, gt=0, description="first retry delay; doubles each time")
+    send_retry_max_seconds: float = Field(
+        default=900.0, gt=0, description="longest wait before a retry, even when Meta asks for more"
+    )

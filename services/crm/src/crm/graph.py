@@ -9,6 +9,8 @@ backoff), an invalid token (alert the admin) or something retrying will not fix.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,7 +18,7 @@ import httpx
 
 from crm.config import CrmSettings
 
-__all__ = ["AUTH_CODES", "THROTTLING_CODES", "GraphClient", "GraphError", "Profile"]
+__all__ = ["AUTH_CODES", "THROTTLING_CODES", "GraphClient", "GraphError", "Profile", "SendResult", "regain_seconds"]
 
 THROTTLING_CODES = frozenset({4, 17, 32, 613, 80006})
 """Rate-limit codes: the same call succeeds later."""
@@ -47,6 +49,7 @@ class GraphError(Exception):
         type_: str | None = None,
         fbtrace_id: str | None = None,
         http_status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -55,6 +58,8 @@ class GraphError(Exception):
         self.type = type_
         self.fbtrace_id = fbtrace_id
         self.http_status = http_status
+        self.retry_after = retry_after
+        """Seconds Meta says to wait before calling again (usage headers), when it said so."""
 
     def __str__(self) -> str:
         parts = [self.message]
@@ -91,8 +96,13 @@ class GraphError(Exception):
         except ValueError:
             body = None
         error = body.get("error") if isinstance(body, dict) else None
+        retry_after = regain_seconds(response.headers)
         if not isinstance(error, dict):
-            return cls(f"HTTP {response.status_code} without a Graph error object", http_status=response.status_code)
+            return cls(
+                f"HTTP {response.status_code} without a Graph error object",
+                http_status=response.status_code,
+                retry_after=retry_after,
+            )
         return cls(
             str(error.get("message") or "Graph API error"),
             code=_as_int(error.get("code")),
@@ -100,7 +110,51 @@ class GraphError(Exception):
             type_=str(error["type"]) if error.get("type") is not None else None,
             fbtrace_id=str(error["fbtrace_id"]) if error.get("fbtrace_id") is not None else None,
             http_status=response.status_code,
+            retry_after=retry_after,
         )
+
+
+_USAGE_HEADERS = ("x-business-use-case-usage", "x-app-usage", "x-page-usage", "x-ad-account-usage")
+
+
+def regain_seconds(headers: Mapping[str, str]) -> float | None:
+    """How long Meta says to wait, from its usage headers (``estimated_time_to_regain_access``, in
+    minutes, anywhere in ``X-Business-Use-Case-Usage`` / ``X-App-Usage``...) or ``Retry-After``.
+
+    The longest wait any header names wins; ``None`` when no header names one. Unreadable
+    headers are ignored: they only refine a backoff that happens anyway.
+    """
+    minutes: list[float] = []
+    for name in _USAGE_HEADERS:
+        raw = headers.get(name)
+        if not raw:
+            continue
+        try:
+            _collect_regain(json.loads(raw), minutes)
+        except ValueError:
+            continue
+    waits = [m * 60.0 for m in minutes]
+    retry_after = headers.get("retry-after")
+    if retry_after and retry_after.strip().isdigit():
+        waits.append(float(retry_after.strip()))
+    return max(waits) if waits else None
+
+
+def _collect_regain(value: Any, found: list[float], depth: int = 0) -> None:
+    # X-Business-Use-Case-Usage is {"<id>": [{"type": ..., "estimated_time_to_regain_access": N}, ...]};
+    # X-App-Usage is a flat object. Walk both shapes without trusting either.
+    if depth > 4:
+        return
+    if isinstance(value, dict):
+        regain = value.get("estimated_time_to_regain_access")
+        if isinstance(regain, (int, float)) and not isinstance(regain, bool) and regain >= 0:
+            found.append(float(regain))
+        for child in value.values():
+            if isinstance(child, (dict, list)):
+                _collect_regain(child, found, depth + 1)
+    elif isinstance(value, list):
+        for child in value:
+            _collect_regain(child, found, depth + 1)
 
 
 def _as_int(value: Any) -> int | None:
@@ -111,6 +165,14 @@ def _as_int(value: Any) -> int | None:
     if isinstance(value, str) and value.isdigit():
         return int(value)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the Send API answered: the customer's id and Meta's id of the new message."""
+
+    recipient_id: str
+    message_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +244,34 @@ class GraphClient:
         if isinstance(body.get("error"), dict):
             raise GraphError.from_response(response)
         return body
+
+    async def send_message(
+        self,
+        page_id: str,
+        recipient_id: str,
+        message: dict[str, Any],
+        *,
+        token: str,
+        messaging_type: str = "RESPONSE",
+        tag: str | None = None,
+    ) -> SendResult:
+        """Send ``message`` (``{"text": ...}`` or ``{"attachment": ...}``) to a PSID or IGSID.
+
+        ``messaging_type`` is ``RESPONSE`` inside the 24 h window, ``MESSAGE_TAG`` with
+        ``tag="HUMAN_AGENT"`` up to 7 days. Raises :class:`GraphError` when Meta refuses.
+        """
+        body: dict[str, Any] = {
+            "recipient": {"id": recipient_id},
+            "messaging_type": messaging_type,
+            "message": message,
+        }
+        if tag is not None:
+            body["tag"] = tag
+        answer = await self.request("POST", f"{page_id}/messages", token=token, json=body)
+        message_id = answer.get("message_id")
+        if not isinstance(message_id, str) or not message_id:
+            raise GraphError("Send API answered without a message_id", http_status=200)
+        return SendResult(recipient_id=str(answer.get("recipient_id") or recipient_id), message_id=message_id)
 
     async def get_profile(self, platform: Literal["messenger", "instagram"] | str, user_id: str, token: str) -> Profile:
         """The customer's name, username and picture (PSID for Messenger, IGSID for Instagram)."""

@@ -72,8 +72,9 @@ class Contact(SQLModel, table=True):
     __tablename__ = "contacts"
     __table_args__ = (
         sa.UniqueConstraint("channel_id", "external_id", name="uq_contacts_channel_external_id"),
-        # Prefix search on names ("ив" finds "Иван") without scanning the table.
-        sa.Index("ix_contacts_lower_name", sa.text("lower(name) text_pattern_ops")),
+        # Prefix search on names ("ив" finds "Иван") without scanning the table; with the id
+        # and name in the index, the contacts a prefix matches are read from it alone.
+        sa.Index("ix_contacts_lower_name", sa.text("lower(name) text_pattern_ops"), postgresql_include=["id", "name"]),
         # The enrichment sweep looks only at contacts whose profile is still to fetch.
         sa.Index(
             "ix_contacts_profile_pending",
@@ -145,6 +146,18 @@ class Deal(SQLModel, table=True):
         sa.Index("ix_deals_search_vector", "search_vector", postgresql_using="gin"),
         sa.Index("ix_deals_created_id", "created_at", "id"),
         sa.Index("ix_deals_assignee_created", "assignee_id", "created_at", "id"),
+        # The unassigned deals newest first, which every manager sees besides their own.
+        sa.Index("ix_deals_unassigned_created", "created_at", "id", postgresql_where=sa.text("assignee_id IS NULL")),
+        # Who sees what, covering the pipeline figures and the contacts behind the deals: a
+        # manager's board and contact visibility read two ranges of it (their own deals and
+        # the unassigned ones), the admin's board the whole of it, never the table.
+        sa.Index(
+            "ix_deals_visibility",
+            "assignee_id",
+            "status",
+            "stage_id",
+            postgresql_include=["amount", "contact_id"],
+        ),
         sa.Index("ix_deals_stage_created", "stage_id", "created_at", "id"),
         # The deal list sorts by last message or amount with missing values as the smallest;
         # these are the very expressions it orders and pages by, so one index serves both
@@ -235,6 +248,13 @@ class Message(SQLModel, table=True):
     error_code: int | None = None
     error_message: str | None = None
     response_seconds: int | None = Field(default=None, description="for replies: time since the customer waited")
+    # Replies written in the CRM: how the Send API was (or is being) asked to deliver them.
+    tag: str | None = Field(default=None, max_length=30, description="message tag, e.g. HUMAN_AGENT")
+    error_subcode: int | None = Field(default=None, description="Meta's error_subcode of a failed reply")
+    send_attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"}, description="Send API calls made")
+    send_started_at: datetime | None = _ts(
+        default=None, description="when the latest Send API call began (matches an echo that beats its answer)"
+    )
 
 
 class PendingUpdate(SQLModel, table=True):
@@ -442,6 +462,13 @@ sa.Index(
     "ix_messages_out_sent",
     Message.__table__.c.sent_at,  # type: ignore[attr-defined]
     postgresql_where=sa.text("direction = 'out'"),
+)
+# Replies still waiting for the Send API, per conversation: the echo matcher and the
+# sender look only at these.
+sa.Index(
+    "ix_messages_queued",
+    Message.__table__.c.conversation_id,  # type: ignore[attr-defined]
+    postgresql_where=sa.text("status = 'queued'"),
 )
 sa.Index(
     "ix_deals_closed_at",

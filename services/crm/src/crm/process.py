@@ -10,13 +10,14 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from crm.api import create_app
 from crm.config import CrmSettings
 from crm.graph import GraphClient
 from crm.outbox import Outbox
 from crm.profiles import ProfileEnricher
-from crm.worker import register_inbound, run_profile_sweeper
+from crm.worker import register_inbound, register_outbound, run_profile_sweeper
 from jggl_common.bus import ServiceBus
 from jggl_common.db import create_engine, session_factory
 from jggl_common.logs import get_logger
@@ -25,12 +26,12 @@ from jggl_common.streams import ensure_streams
 log = get_logger(__name__)
 
 
-async def _connect(bus: ServiceBus) -> None:
+async def _connect(bus: ServiceBus, replicas: int | None) -> None:
     delay = 0.5
     while True:
         try:
             await bus.broker.connect()
-            await ensure_streams(bus.broker.connection.jetstream())
+            await ensure_streams(bus.broker.connection.jetstream(), replicas=replicas)
             return
         except Exception as exc:
             log.warning("NATS not reachable yet, retrying", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
@@ -43,11 +44,14 @@ async def serve(settings: CrmSettings) -> None:
     engine = create_engine(settings.database_url, settings.db_schema)
     sessions = session_factory(engine)
     bus = ServiceBus(settings.nats_url, "crm")
-    await _connect(bus)
+    await _connect(bus, settings.nats_stream_replicas)
     outbox = Outbox(sessions, bus.publisher)
     graph = GraphClient.from_settings(settings)
     enricher = ProfileEnricher(sessions, settings, graph)
     register_inbound(bus, sessions, outbox, settings, graph, enricher=enricher)
+    # Per-page send rate limits are shared by the replicas through Redis.
+    redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    register_outbound(bus, sessions, outbox, settings, graph, redis=redis)
 
     @asynccontextmanager
     async def workers(app: FastAPI) -> AsyncIterator[None]:
@@ -68,6 +72,7 @@ async def serve(settings: CrmSettings) -> None:
                 with suppress(asyncio.CancelledError):
                     await task
             await graph.aclose()
+            await redis.aclose()
 
     app = create_app(settings, engine=engine, outbox=outbox, lifespan_extras=[workers])
     server = uvicorn.Server(

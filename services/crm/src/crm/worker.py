@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.config import CrmSettings
 from crm.graph import GraphClient
 from crm.inbound import subscribers
 from crm.inbound.service import InboundService
+from crm.outbound import subscribers as outbound_subscribers
+from crm.outbound.commands import Commands
+from crm.outbound.ratelimit import SendRateLimiter
+from crm.outbound.sender import Sender
 from crm.outbox import Outbox
 from crm.profiles import ProfileEnricher
 from jggl_common.bus import RetryPolicy, ServiceBus
 
-__all__ = ["register_inbound", "run_profile_sweeper"]
+__all__ = ["Outbound", "register_inbound", "register_outbound", "run_profile_sweeper"]
 
 
 def register_inbound(
@@ -34,11 +41,65 @@ def register_inbound(
     the service, for callers that want to call it directly.
     """
     enricher = enricher or ProfileEnricher(sessions, settings, graph)
-    service = InboundService(sessions, outbox, on_new_contact=enricher.schedule)
+    service = InboundService(sessions, outbox, on_new_contact=enricher.schedule, app_id=settings.meta_app_id)
     subscribers.register(
         bus, service, durable=durable, policy=policy, max_workers=max_workers or settings.consumer_workers
     )
     return service
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """The reply side registered on a bus: the sender and the command handlers."""
+
+    sender: Sender
+    commands: Commands
+
+
+def register_outbound(
+    bus: ServiceBus,
+    sessions: async_sessionmaker[AsyncSession],
+    outbox: Outbox,
+    settings: CrmSettings,
+    graph: GraphClient,
+    *,
+    redis: Redis | None = None,
+    durable_prefix: str = "",
+    policy: RetryPolicy | None = None,
+    max_workers: int | None = None,
+) -> Outbound:
+    """Register the sender (``crm.outbound.send_requested``) and the consumers of
+    ``crm.cmd.send_message`` and ``crm.cmd.assign_deal`` on ``bus`` (start the bus afterwards).
+
+    ``redis`` shares each page's Send API rate limit across replicas (without it, or while
+    it is down, each replica keeps its own). ``durable_prefix`` is prepended to the durable
+    names (tests give each run its own). ``max_workers`` defaults to ``SEND_WORKERS`` for
+    the sender. ``policy`` covers failures other than Meta's throttling (the database
+    down...); the sender's retries of throttling are bounded by ``SEND_MAX_ATTEMPTS``.
+    """
+    sender = Sender(sessions, outbox, settings, graph, SendRateLimiter(redis))
+    commands = Commands(sessions, outbox, settings)
+    base = policy or RetryPolicy()
+    # Throttled sends come back as delayed redeliveries of the same message: leave room
+    # for all of them under JetStream's max_deliver, on top of the ordinary retries.
+    sender_policy = RetryPolicy(
+        max_deliveries=max(base.max_deliveries, settings.send_max_attempts + 2), backoff=base.backoff
+    )
+    outbound_subscribers.register_sender(
+        bus,
+        sender,
+        durable=durable_prefix + outbound_subscribers.SENDER_DURABLE,
+        policy=sender_policy,
+        max_workers=max_workers or settings.send_workers,
+    )
+    outbound_subscribers.register_commands(
+        bus,
+        commands,
+        send_message_durable=durable_prefix + outbound_subscribers.SEND_MESSAGE_DURABLE,
+        assign_deal_durable=durable_prefix + outbound_subscribers.ASSIGN_DEAL_DURABLE,
+        policy=policy,
+    )
+    return Outbound(sender, commands)
 
 
 async def run_profile_sweeper(

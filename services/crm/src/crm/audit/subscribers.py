@@ -7,7 +7,7 @@ record each one once. Something on ``dlq.>`` that is not a dead letter is record
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from faststream import Context
 from pydantic import ValidationError
@@ -37,7 +37,7 @@ def register_system_log(
     """Register the consumer of dead letters on ``bus`` (start the bus afterwards)."""
 
     @bus.consumer(durable=durable, stream=DLQ, subject=subject, policy=policy, max_workers=4)  # type: ignore[untyped-decorator]
-    async def on_dead_letter(body: Any, message: Any = Context("message")) -> None:
+    async def on_dead_letter(body: Any, message: Annotated[Any, Context("message")]) -> None:
         try:
             letter = DeadLetter.model_validate(body)
         except ValidationError as exc:

@@ -1,15 +1,39 @@
-"""Queries over contacts, limited to what a user may see."""
+"""Queries over contacts, limited to what a user may see.
+
+A page of contacts is the newest ones that pass the filters, so how it is found depends
+on how many contacts a name prefix matches (counted up to ``FEW_NAMES`` from the name
+index) and, for a manager, how many of those they may see (the contacts of their own
+deals and of unassigned ones):
+
+- A few names: they are read from the name index and, for a manager, each one's deals
+  are looked up.
+- Many names, or none asked for: the contacts are walked newest first until the page is
+  full, which is quick whenever the matches are not rare. A manager's walk stops after
+  the newest ``RECENT_CONTACTS``; if the page is still not full (they see few of the
+  matches), the older contacts with the prefix are intersected with the contacts of the
+  manager's visible deals, both sets read from indexes alone (the name index and the
+  deals' visibility index). That costs time in proportion to the two sets, never a
+  probe of the deals for each of tens of thousands of names.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
 from crm.deals.access import is_admin, visible_deals
 from crm.models import Contact, Deal, Stage, User
+
+FEW_NAMES = 5_000
+"""Up to this many contacts with a name prefix are read from the name index and checked one by one."""
+RECENT_CONTACTS = 10_000
+"""How many of the newest contacts a manager's listing walks before intersecting sets instead."""
 
 
 def visible_contacts(user: User) -> ColumnElement[bool]:
@@ -19,16 +43,24 @@ def visible_contacts(user: User) -> ColumnElement[bool]:
     return sa.exists().where(col(Deal.contact_id) == col(Contact.id), visible_deals(user))
 
 
-def _name_prefix(prefix: str) -> ColumnElement[bool]:
+def _name_prefix(name_column: Any, prefix: str) -> ColumnElement[bool]:
     # A range over lower(name) with text_pattern_ops operators: the same index as
     # LIKE 'prefix%', but also under generic (prepared) plans, and no LIKE escaping.
-    name = sa.func.lower(col(Contact.name))
+    name = sa.func.lower(name_column)
     lower = prefix.lower()
     condition: ColumnElement[bool] = name.op("~>=~")(lower)
     last = ord(lower[-1])
     if last < 0x10FFFF:
         condition = sa.and_(condition, name.op("~<~")(lower[:-1] + chr(last + 1)))
     return condition
+
+
+def _before(before_id: int | None) -> list[ColumnElement[bool]]:
+    return [col(Contact.id) < before_id] if before_id is not None else []
+
+
+def _platform(platform: str | None) -> list[ColumnElement[bool]]:
+    return [col(Contact.platform) == platform] if platform is not None else []
 
 
 class ContactRepository:
@@ -41,15 +73,77 @@ class ContactRepository:
         self, user: User, *, q: str | None, platform: str | None, after_id: int | None, limit: int
     ) -> list[Contact]:
         """Up to ``limit`` visible contacts, newest first, after ``after_id``."""
-        query = select(Contact).where(visible_contacts(user))
+        if q and await self._few_names(q, after_id):
+            return await self._named(user, q, platform, after_id, limit, few=True)
+        filters = [*_before(after_id), *_platform(platform), *([_name_prefix(col(Contact.name), q)] if q else [])]
+        if is_admin(user):
+            return await self._contacts(select(Contact).where(*filters), limit)
+        found = await self._recent(user, q, platform, after_id, limit)
+        if len(found) >= limit:
+            return found
+        # The walk did not fill the page: is there anything older than what it looked at?
+        window = _newest(select(col(Contact.id)), after_id).subquery("window")
+        seen, oldest_seen = (await self.session.execute(select(sa.func.count(), sa.func.min(window.c.id)))).one()
+        if seen < RECENT_CONTACTS:
+            return found
         if q:
-            query = query.where(_name_prefix(q))
+            return found + await self._named(user, q, platform, oldest_seen, limit - len(found), few=False)
+        # No prefix: most contacts are candidates, so probing each for a visible deal stays cheap.
+        older = select(Contact).where(*_before(oldest_seen), *_platform(platform), visible_contacts(user))
+        return found + await self._contacts(older, limit - len(found))
+
+    async def _contacts(self, query: Select[Any], limit: int) -> list[Contact]:
+        result = await self.session.execute(query.order_by(col(Contact.id).desc()).limit(limit))
+        return list(result.scalars().all())
+
+    async def _few_names(self, q: str, before_id: int | None) -> bool:
+        """Whether fewer than ``FEW_NAMES`` contacts (before ``before_id``) have a name starting with ``q``."""
+        sample = select(sa.literal(1)).where(_name_prefix(col(Contact.name), q), *_before(before_id))
+        count = await self.session.scalar(select(sa.func.count()).select_from(sample.limit(FEW_NAMES).subquery()))
+        return int(count or 0) < FEW_NAMES
+
+    async def _recent(
+        self, user: User, q: str | None, platform: str | None, after_id: int | None, limit: int
+    ) -> list[Contact]:
+        """The visible matches among the newest ``RECENT_CONTACTS`` contacts (after ``after_id``)."""
+        recent = aliased(Contact, _newest(select(Contact), after_id).subquery("recent"))
+        conditions: list[ColumnElement[bool]] = [
+            sa.exists().where(col(Deal.contact_id) == col(recent.id), visible_deals(user))
+        ]
+        if q:
+            conditions.append(_name_prefix(col(recent.name), q))
         if platform is not None:
-            query = query.where(col(Contact.platform) == platform)
-        if after_id is not None:
-            query = query.where(col(Contact.id) < after_id)
-        query = query.order_by(col(Contact.id).desc()).limit(limit)
+            conditions.append(col(recent.platform) == platform)
+        query: Select[Any] = select(recent).where(*conditions).order_by(col(recent.id).desc()).limit(limit)
         return list((await self.session.execute(query)).scalars().all())
+
+    async def _named(
+        self, user: User, q: str, platform: str | None, before_id: int | None, limit: int, *, few: bool
+    ) -> list[Contact]:
+        """Visible contacts (before ``before_id``) whose name starts with ``q``, from the name index."""
+        # OFFSET 0 keeps the contacts with the prefix a subquery of its own (read from the
+        # name index alone when no platform is asked for), so the planner cannot turn the
+        # visibility test around into a walk over every contact or deal.
+        named = (
+            select(col(Contact.id).label("id"))
+            .where(_name_prefix(col(Contact.name), q), *_before(before_id), *_platform(platform))
+            .offset(0)
+            .subquery("named")
+        )
+        ids = select(named.c.id).order_by(named.c.id.desc()).limit(limit)
+        if not is_admin(user) and few:
+            # A few names: each one's deals are looked up in the index.
+            ids = ids.where(sa.exists().where(col(Deal.contact_id) == named.c.id, visible_deals(user)))
+        elif not is_admin(user):
+            # Many: they are looked up in two hashed sets, the contacts of the user's own
+            # deals and of the unassigned ones, each read from the visibility index alone.
+            own = select(col(Deal.contact_id)).where(col(Deal.assignee_id) == user.id)
+            unassigned = select(col(Deal.contact_id)).where(col(Deal.assignee_id).is_(None))
+            ids = ids.where(sa.or_(named.c.id.in_(own), named.c.id.in_(unassigned)))
+        found = [int(contact_id) for contact_id in (await self.session.execute(ids)).scalars().all()]
+        if not found:
+            return []
+        return await self._contacts(select(Contact).where(col(Contact.id).in_(found)), len(found))
 
     async def get_visible(self, user: User, contact_id: int) -> Contact | None:
         """The contact if ``user`` may see it."""
@@ -66,3 +160,8 @@ class ContactRepository:
             .limit(500)
         )
         return [(row[0], row[1]) for row in (await self.session.execute(query)).all()]
+
+
+def _newest(query: Select[Any], after_id: int | None) -> Select[Any]:
+    """``query`` over the newest ``RECENT_CONTACTS`` contacts after ``after_id``, newest first."""
+    return query.where(*_before(after_id)).order_by(col(Contact.id).desc()).limit(RECENT_CONTACTS)

@@ -45,6 +45,7 @@ from crm.inbound.items import (
     parse_item,
 )
 from crm.models import Contact, Deal
+from crm.outbound import echoes as own_echoes
 from crm.outbox import Outbox
 from crm.outbox import stage as stage_event
 from jggl_common.contracts import (
@@ -101,6 +102,7 @@ class _Unit:
     created_deals: list[int] = field(default_factory=list)
     updated_deals: dict[int, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
     received: list[tuple[int, int]] = field(default_factory=list)
+    sent: list[int] = field(default_factory=list)
     recompute: set[int] = field(default_factory=set)
     _loaded: dict[int, tuple[Deal, Contact, str]] = field(default_factory=dict)
 
@@ -199,6 +201,11 @@ class _Unit:
                     ),
                 )
             )
+        for message_id in self.sent:
+            # Replies typed in Meta's apps, and ours whose echo beat the Send API's answer.
+            event_id = await own_echoes.stage_sent(self.session, message_id, self.correlation)
+            if event_id is not None:
+                ids.append(event_id)
         return ids
 
 
@@ -206,7 +213,8 @@ class InboundService:
     """Applies ingest's Meta items to crm's data. One instance per process.
 
     ``on_new_contact`` is called after commit with the id of each contact the item
-    created (profile enrichment hooks in there); it must not block.
+    created (profile enrichment hooks in there); it must not block. ``app_id`` is our
+    Meta app's id (``META_APP_ID``): echoes carrying it may be our own replies.
     """
 
     def __init__(
@@ -216,8 +224,10 @@ class InboundService:
         *,
         on_new_contact: Callable[[int], None] | None = None,
         max_attempts: int = 4,
+        app_id: str | None = None,
     ) -> None:
         self._sessions = sessions
+        self._app_id = app_id or None
         self._outbox = outbox
         self._on_new_contact = on_new_contact
         self._max_attempts = max_attempts
@@ -332,6 +342,21 @@ class InboundService:
         session, ctx = unit.session, unit.ctx
         if await repo.message_by_mid(session, message.mid) is not None:
             return  # a repeat, or the echo of a message we sent ourselves
+        if message.direction == "out":
+            own = await own_echoes.claim_own_echo(
+                session,
+                unit.conversation_id,
+                mid=message.mid,
+                text=message.text,
+                attachments=message.attachments,
+                app_id=message.app_id,
+                our_app_id=self._app_id,
+                at=ctx.at,
+            )
+            if own is not None:
+                # Our reply, echoed before the Send API answered: it is sent, not a second message.
+                await self._landed(unit, message, own[0], own[1])
+                return
         opened_by = "echo" if message.direction == "out" else message.kind
         deal_id = await unit.deal_for(ctx.at_ms, opened_by, outgoing=message.direction == "out")
         read_at = delivered_at = None
@@ -359,15 +384,22 @@ class InboundService:
         )
         if message_id is None:
             return
+        await self._landed(unit, message, message_id, deal_id)
+        if message.referral is not None:
+            await unit.referral(deal_id, message.referral)
+        if message.direction == "in":
+            unit.received.append((message_id, deal_id))
+
+    async def _landed(self, unit: _Unit, message: NewMessage, message_id: int, deal_id: int) -> None:
+        """A message is stored under its ``mid``: apply what waited for it, recompute, announce."""
+        session, ctx = unit.session, unit.ctx
         await repo.touch_conversation(session, unit.conversation_id, ctx.at, inbound=message.direction == "in")
         ref = repo.MessageRef(message_id, unit.conversation_id, deal_id, message.direction, ctx.at)
         for kind, payload, occurred_at in await repo.take_pending(session, message.mid):
             await self._apply_update(unit, ref, kind, payload, occurred_at)
-        if message.referral is not None:
-            await unit.referral(deal_id, message.referral)
         unit.recompute.add(deal_id)
-        if message.direction == "in":
-            unit.received.append((message_id, deal_id))
+        if message.direction == "out":
+            unit.sent.append(message_id)
 
     async def _update(self, unit: _Unit, mid: str, kind: str, payload: dict[str, Any], key_suffix: str = "") -> None:
         """Apply an update about message ``mid`` now, or keep it until the message arrives."""

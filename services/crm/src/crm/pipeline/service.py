@@ -20,21 +20,25 @@ ENTRY_STAGE = "new"
 async def pipeline(session: AsyncSession, user: User) -> Pipeline:
     """Active stages (and inactive ones still holding open deals) with their totals."""
     repository = StageRepository(session)
-    by_stage = await repository.open_totals_by_stage(user)
-    closed = await repository.closed_totals(user)
+    totals = await repository.totals(user)
+    by_stage: dict[int, tuple[int, Decimal]] = {}
+    by_status: dict[str, tuple[int, Decimal]] = {}
+    for (status, stage_id), (count, amount) in totals.items():
+        if status == "open":
+            by_stage[stage_id] = (count, amount)
+        status_count, status_amount = by_status.get(status, (0, Decimal(0)))
+        by_status[status] = (status_count + count, status_amount + amount)
     stages = []
     for stage in await repository.list_all():
         count, amount = by_stage.get(stage.id or 0, (0, Decimal(0)))
         if stage.is_active or count:
             stages.append(PipelineStage(**StageRead.model_validate(stage).model_dump(), count=count, amount=amount))
-    open_count = sum(count for count, _ in by_stage.values())
-    open_amount = sum((amount for _, amount in by_stage.values()), Decimal(0))
-    return Pipeline(
-        stages=stages,
-        open=Totals(count=open_count, amount=open_amount),
-        won=Totals(count=closed.get("won", (0, Decimal(0)))[0], amount=closed.get("won", (0, Decimal(0)))[1]),
-        lost=Totals(count=closed.get("lost", (0, Decimal(0)))[0], amount=closed.get("lost", (0, Decimal(0)))[1]),
-    )
+
+    def summed(status: str) -> Totals:
+        count, amount = by_status.get(status, (0, Decimal(0)))
+        return Totals(count=count, amount=amount)
+
+    return Pipeline(stages=stages, open=summed("open"), won=summed("won"), lost=summed("lost"))
 
 
 async def list_stages(session: AsyncSession) -> Sequence[Stage]:

@@ -17,7 +17,7 @@ from dotenv import dotenv_values
 from crm.config import CrmSettings
 from jggl_common.live_settings import KNOWN_SETTINGS, SettingSpec
 
-__all__ = ["InvalidSetting", "environment_default", "normalize", "spec_of"]
+__all__ = ["InvalidSetting", "environment", "environment_default", "normalize", "spec_of"]
 
 MAX_LENGTH = 4096
 MAX_SLA_MINUTES = 7 * 24 * 60
@@ -106,16 +106,20 @@ def normalize(key: str, raw: str) -> str:
     return check(key, value) if check else value
 
 
-def environment_default(
-    key: str, settings: CrmSettings, environ: Mapping[str, str] | None = None, env_file: str | None = ".env"
-) -> str | None:
-    """The value services fall back to without an override: the process environment, then
-    ``.env``, then crm's own configuration; None when none of them sets it."""
+def environment(env_file: str | None = ".env") -> dict[str, str]:
+    """The variables defaults come from: ``env_file`` overlaid by the process environment."""
+    values: dict[str, str] = {}
+    if env_file and os.path.exists(env_file):
+        values.update({name: value for name, value in dotenv_values(env_file).items() if value is not None})
+    values.update(os.environ)
+    return values
+
+
+def environment_default(key: str, settings: CrmSettings, environ: Mapping[str, str]) -> str | None:
+    """The value services fall back to without an override: the variable in ``environ``
+    (see :func:`environment`), else crm's own configuration; None when neither sets it."""
     name = KNOWN_SETTINGS[key].env
-    environment = os.environ if environ is None else environ
-    value = environment.get(name)
-    if value is None and env_file:
-        value = dotenv_values(env_file).get(name) if os.path.exists(env_file) else None
+    value = environ.get(name)
     if value is None:
         configured = getattr(settings, name.lower(), None)
         value = configured if isinstance(configured, str) else None

@@ -52,7 +52,5 @@ class SettingRepository:
 
     async def delete(self, key: str) -> bool:
         """Remove the override of ``key``; whether there was one."""
-        result = await self.session.execute(
-            delete(Setting).where(col(Setting.key) == key).returning(col(Setting.key))
-        )
+        result = await self.session.execute(delete(Setting).where(col(Setting.key) == key).returning(col(Setting.key)))
         return result.first() is not None

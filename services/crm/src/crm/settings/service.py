@@ -8,6 +8,7 @@ and leave this module only masked (or, for the live-settings bucket, in clear to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -22,7 +23,7 @@ from crm.web.errors import NotFound, Unprocessable
 from jggl_common.crypto import DecryptionError, SecretBox
 from jggl_common.live_settings import KNOWN_SETTINGS, SettingSpec
 
-from .catalog import InvalidSetting, environment_default, normalize
+from .catalog import InvalidSetting, environment, environment_default, normalize
 from .repository import SettingRepository
 
 Source = Literal["database", "environment", "unset"]
@@ -61,10 +62,10 @@ def _open(app_key: str, row: Setting) -> str:
     return settings_box(app_key).open(row.value) if row.is_secret else row.value
 
 
-def _state(key: str, row: Setting | None, settings: CrmSettings) -> SettingState:
+def _state(key: str, row: Setting | None, settings: CrmSettings, environ: Mapping[str, str]) -> SettingState:
     spec = KNOWN_SETTINGS[key]
     if row is None:
-        default = environment_default(key, settings)
+        default = environment_default(key, settings, environ)
         return SettingState(key, spec, default, "environment" if default is not None else "unset")
     try:
         value, problem = _open(settings.app_key, row), None
@@ -85,13 +86,14 @@ def _state(key: str, row: Setting | None, settings: CrmSettings) -> SettingState
 async def list_settings(session: AsyncSession, settings: CrmSettings) -> list[SettingState]:
     """Every runtime setting, in the order of ``KNOWN_SETTINGS``."""
     rows = {row.key: row for row in await SettingRepository(session).all()}
-    return [_state(key, rows.get(key), settings) for key in KNOWN_SETTINGS]
+    environ = environment()
+    return [_state(key, rows.get(key), settings, environ) for key in KNOWN_SETTINGS]
 
 
 async def get_setting(session: AsyncSession, settings: CrmSettings, key: str) -> SettingState:
     """One runtime setting; :class:`NotFound` for a key that is not one."""
     _spec(key)
-    return _state(key, await SettingRepository(session).get(key), settings)
+    return _state(key, await SettingRepository(session).get(key), settings, environment())
 
 
 async def set_setting(
@@ -109,12 +111,13 @@ async def set_setting(
         raise Unprocessable(str(exc)) from None
     repository = SettingRepository(session)
     await repository.lock(key)
-    before = _state(key, await repository.get(key), settings)
+    environ = environment()
+    before = _state(key, await repository.get(key), settings, environ)
     if before.source == "database" and before.value == value:
         return before, False
     stored = settings_box(settings.app_key).seal(value) if spec.secret else value
     await repository.upsert(key, stored, secret=spec.secret, actor=actor)
-    after = _state(key, await repository.get(key), settings)
+    after = _state(key, await repository.get(key), settings, environ)
     await record_change(
         session,
         actor,
@@ -136,10 +139,11 @@ async def reset_setting(
     spec = _spec(key)
     repository = SettingRepository(session)
     await repository.lock(key)
-    before = _state(key, await repository.get(key), settings)
+    environ = environment()
+    before = _state(key, await repository.get(key), settings, environ)
     if not await repository.delete(key):
         return before, False
-    after = _state(key, None, settings)
+    after = _state(key, None, settings, environ)
     await record_change(
         session,
         actor,

@@ -92,8 +92,7 @@ class SettingsSync:
         if self._live is not None:
             await self._live.stop()
         if self._nats_url is not None and self._nc is not None:
-            with suppress(Exception):
-                await self._nc.close()
+            await _close(self._nc)
 
     def request_reconcile(self) -> None:
         """Reconcile as soon as possible instead of at the next interval."""
@@ -214,9 +213,7 @@ class SettingsSync:
                 await self._connect()
                 republished = await self.reconcile()
             except Exception as exc:
-                log.warning(
-                    "live settings not reconciled yet", error=f"{type(exc).__name__}: {exc}", retry_in=delay
-                )
+                log.warning("live settings not reconciled yet", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
                 await self._sleep(delay)
                 delay = min(delay * 2, self._interval)
                 continue
@@ -225,6 +222,19 @@ class SettingsSync:
             self.reconciled.set()
             delay = 0.5
             await self._sleep(self._interval)
+
+
+async def _close(nc: NatsClient) -> None:
+    try:
+        await nc.close()
+    except asyncio.CancelledError:
+        # nats-py raises CancelledError when closing a connection whose server is gone;
+        # only a cancellation of this task itself must go on.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception as exc:
+        log.warning("closing the settings connection failed", error=f"{type(exc).__name__}: {exc}")
 
 
 async def _nats_error(exc: Exception) -> None:

@@ -34,7 +34,7 @@ async def user_names(session: AsyncSession, ids: Iterable[int | None]) -> dict[i
     if not wanted:
         return {}
     rows = await session.execute(select(col(User.id), col(User.name)).where(col(User.id).in_(wanted)))
-    return {int(user_id): str(name) for user_id, name in rows.all()}
+    return {int(user_id or 0): str(name) for user_id, name in rows.all()}
 
 
 async def _check_assignee(session: AsyncSession, actor: User, deal_id: int, assignee_id: int | None) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 22:45:25.011272
+Create Date: 2026-11-25 23:20:49.971394
 """
 
 from collections.abc import Sequence
@@ -165,7 +165,11 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_contacts_channel_id"), "contacts", ["channel_id"], unique=False)
     op.create_index(
-        "ix_contacts_lower_name", "contacts", [sa.literal_column("lower(name) text_pattern_ops")], unique=False
+        "ix_contacts_lower_name",
+        "contacts",
+        [sa.literal_column("lower(name) text_pattern_ops")],
+        unique=False,
+        postgresql_include=["id", "name"],
     )
     op.create_index(
         "ix_contacts_profile_pending",
@@ -308,6 +312,20 @@ def upgrade() -> None:
     op.create_index("ix_deals_search_vector", "deals", ["search_vector"], unique=False, postgresql_using="gin")
     op.create_index("ix_deals_stage_created", "deals", ["stage_id", "created_at", "id"], unique=False)
     op.create_index(
+        "ix_deals_unassigned_created",
+        "deals",
+        ["created_at", "id"],
+        unique=False,
+        postgresql_where=sa.text("assignee_id IS NULL"),
+    )
+    op.create_index(
+        "ix_deals_visibility",
+        "deals",
+        ["assignee_id", "status", "stage_id"],
+        unique=False,
+        postgresql_include=["amount", "contact_id"],
+    )
+    op.create_index(
         "uq_deals_one_open_per_conversation",
         "deals",
         ["conversation_id"],
@@ -394,6 +412,10 @@ def upgrade() -> None:
         sa.Column("error_code", sa.Integer(), nullable=True),
         sa.Column("error_message", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("response_seconds", sa.Integer(), nullable=True),
+        sa.Column("tag", sqlmodel.sql.sqltypes.AutoString(length=30), nullable=True),
+        sa.Column("error_subcode", sa.Integer(), nullable=True),
+        sa.Column("send_attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("send_started_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["author_user_id"],
             ["users.id"],
@@ -412,6 +434,13 @@ def upgrade() -> None:
     op.create_index("ix_messages_deal_sent", "messages", ["deal_id", "sent_at", "id"], unique=False)
     op.create_index(
         "ix_messages_out_sent", "messages", ["sent_at"], unique=False, postgresql_where=sa.text("direction = 'out'")
+    )
+    op.create_index(
+        "ix_messages_queued",
+        "messages",
+        ["conversation_id"],
+        unique=False,
+        postgresql_where=sa.text("status = 'queued'"),
     )
     op.create_index(
         "uq_messages_idempotency",
@@ -479,6 +508,7 @@ def downgrade() -> None:
     op.drop_index(
         "uq_messages_idempotency", table_name="messages", postgresql_where=sa.text("idempotency_key IS NOT NULL")
     )
+    op.drop_index("ix_messages_queued", table_name="messages", postgresql_where=sa.text("status = 'queued'"))
     op.drop_index("ix_messages_out_sent", table_name="messages", postgresql_where=sa.text("direction = 'out'"))
     op.drop_index("ix_messages_deal_sent", table_name="messages")
     op.drop_index("ix_messages_conversation_sent", table_name="messages")
@@ -487,6 +517,8 @@ def downgrade() -> None:
     op.drop_table("activities")
     op.drop_table("receipts")
     op.drop_index("uq_deals_one_open_per_conversation", table_name="deals", postgresql_where=sa.text("status = 'open'"))
+    op.drop_index("ix_deals_visibility", table_name="deals", postgresql_include=["amount", "contact_id"])
+    op.drop_index("ix_deals_unassigned_created", table_name="deals", postgresql_where=sa.text("assignee_id IS NULL"))
     op.drop_index("ix_deals_stage_created", table_name="deals")
     op.drop_index("ix_deals_search_vector", table_name="deals", postgresql_using="gin")
     op.drop_index("ix_deals_last_message_sort", table_name="deals")
@@ -509,7 +541,7 @@ def downgrade() -> None:
     op.drop_index(
         "ix_contacts_profile_pending", table_name="contacts", postgresql_where=sa.text("profile_status = 'pending'")
     )
-    op.drop_index("ix_contacts_lower_name", table_name="contacts")
+    op.drop_index("ix_contacts_lower_name", table_name="contacts", postgresql_include=["id", "name"])
     op.drop_index(op.f("ix_contacts_channel_id"), table_name="contacts")
     op.drop_table("contacts")
     op.drop_index("ix_audit_log_occurred", table_name="audit_log")

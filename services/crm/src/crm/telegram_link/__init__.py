@@ -1,0 +1,1 @@
+"""Linking a user's Telegram to their CRM account with a one-time code."""

@@ -1,0 +1,87 @@
+"""``POST /api/me/telegram-link``: a one-time code, announced by hash, never stored in clear."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from crm.telegram_link.service import ALPHABET, CODE_LENGTH
+from jggl_common.contracts import TelegramLinkRequested, link_code_hash, utcnow
+from jggl_common.db import session_scope
+
+from .conftest import Api
+from .factories import create_user
+
+
+async def test_a_user_gets_a_code_the_notifier_can_match_and_nobody_can_read_back(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        manager = await create_user(session, name="Olena")
+    before = utcnow()
+    response = await api.client.post("/api/me/telegram-link", headers=api.headers(manager))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    code = body["code"]
+    assert len(code) == CODE_LENGTH
+    assert set(code) <= set(ALPHABET)
+    assert body["deep_link"] == f"https://t.me/jggl_bot?start={code}"
+    expires_at = datetime.fromisoformat(body["expires_at"])
+    assert before + timedelta(minutes=15) <= expires_at <= utcnow() + timedelta(minutes=15)
+
+    (stored,) = await api.rows("SELECT user_id, code_hash, expires_at FROM telegram_link_codes")
+    assert (stored["user_id"], stored["code_hash"], stored["expires_at"]) == (
+        manager.id,
+        link_code_hash(code),
+        expires_at,
+    )
+    (event_row,) = await api.rows("SELECT subject, payload FROM outbox")
+    assert event_row["subject"] == "crm.telegram.link_requested"
+    event = TelegramLinkRequested.model_validate_json(event_row["payload"])
+    assert event.data.model_dump() == {
+        "user_id": manager.id,
+        "name": "Olena",
+        "email": manager.email,
+        "role": "manager",
+        "code_hash": link_code_hash(code),
+        "expires_at": expires_at,
+    }
+    # What the manager types matches whatever the letter case.
+    assert link_code_hash(f" {code.lower()} ") == event.data.code_hash
+    # The code itself is nowhere in the database.
+    dump = await api.rows(
+        "SELECT (SELECT json_agg(t) FROM telegram_link_codes t)::text || (SELECT json_agg(o) FROM outbox o)::text AS d"
+    )
+    assert code not in dump[0]["d"]
+    assert code.lower() not in dump[0]["d"].lower()
+    assert json.loads(event_row["payload"])["type"] == "crm.telegram.link_requested"
+
+    second = (await api.client.post("/api/me/telegram-link", headers=api.headers(manager))).json()
+    assert second["code"] != code
+
+
+async def test_the_deep_link_names_the_configured_bot_and_codes_are_limited(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "@acme_sales_bot")
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+    headers = api.headers(admin)
+    codes = []
+    for _ in range(5):
+        response = await api.client.post("/api/me/telegram-link", headers=headers)
+        assert response.status_code == 201
+        assert response.json()["deep_link"].startswith("https://t.me/acme_sales_bot?start=")
+        codes.append(response.json()["code"])
+    assert len(set(codes)) == 5
+    refused = await api.client.post("/api/me/telegram-link", headers=headers)
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["Retry-After"]) <= 15 * 60
+    # Expired codes no longer count.
+    async with api.sessions() as session:
+        await session.execute(text("UPDATE telegram_link_codes SET expires_at = now() - interval '1 second'"))
+        await session.commit()
+    assert (await api.client.post("/api/me/telegram-link", headers=headers)).status_code == 201
+    assert len(await api.rows("SELECT id FROM telegram_link_codes")) == 1
+    assert (await api.client.post("/api/me/telegram-link")).status_code == 401

@@ -26,7 +26,8 @@ and p99 are printed per query and persona, next to the floor of an authenticated
 Environment: BENCH_DEALS (1000000), BENCH_QUERIES (40), BENCH_SECONDS_PER_QUERY (15),
 BENCH_PG (postgresql://postgres@127.0.0.1:5432), BENCH_DB (jggl_crm_bench), BENCH_REDIS_URL,
 BENCH_REUSE (1: keep an existing generated database, only creating indexes the models
-have and it lacks), BENCH_ONLY (comma-separated substrings of query names to run).
+have and it lacks), BENCH_ONLY (comma-separated substrings of query names to run),
+BENCH_JSON (a file to append this run's figures to, one JSON object per line).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import statistics
 import time
@@ -46,6 +48,7 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.schema import CreateIndex
 
 from crm.api import create_app
 from crm.config import CrmSettings
@@ -60,6 +63,7 @@ PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432").rstrip("
 DB = os.environ.get("BENCH_DB", "jggl_crm_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 REUSE = os.environ.get("BENCH_REUSE", "") not in ("", "0")
+JSON_OUT = os.environ.get("BENCH_JSON", "")
 ONLY = [part.strip() for part in os.environ.get("BENCH_ONLY", "").split(",") if part.strip()]
 SCHEMA = "crm"
 APP_KEY = base64.b64encode(hashlib.sha256(b"crm bench").digest()).decode()
@@ -75,7 +79,12 @@ def progress(message: str) -> None:
 
 # ------------------------------------------------------------------ vocabulary
 
-_TRANSLIT = {"а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z", "и": "i", "й": "y", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu", "я": "ya", "і": "i", "ї": "yi", "є": "ye", "ґ": "g", "ә": "a", "ғ": "g", "қ": "k", "ң": "n", "ө": "o", "ұ": "u", "ү": "u", "һ": "h"}  # fmt: skip
+_TRANSLIT = {
+    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z", "и": "i", "й": "y", "к": "k",
+    "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts",
+    "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu", "я": "ya", "і": "i", "ї": "yi", "є": "ye",
+    "ґ": "g", "ә": "a", "ғ": "g", "қ": "k", "ң": "n", "ө": "o", "ұ": "u", "ү": "u", "һ": "h",
+}  # fmt: skip
 
 
 def translit(word: str) -> str:
@@ -232,12 +241,11 @@ async def _create_missing_indexes(engine: AsyncEngine) -> None:
             )
         }
         await conn.execute(text("SET maintenance_work_mem = '1GB'"))
-        for table in metadata.sorted_tables:
-            for index in table.indexes:
-                if index.name not in existing:
-                    progress(f"creating index {index.name} (model changed since generation)")
-                    await conn.run_sync(lambda sync, index=index: index.create(sync))
-        if any(index.name not in existing for table in metadata.sorted_tables for index in table.indexes):
+        missing = [index for table in metadata.sorted_tables for index in table.indexes if index.name not in existing]
+        for index in missing:
+            progress(f"creating index {index.name} (the models gained it since the data was generated)")
+            await conn.execute(CreateIndex(index))
+        if missing:
             await conn.execute(text("ANALYZE"))
 
 
@@ -639,7 +647,9 @@ async def measure() -> None:
                         cases = [
                             case
                             for case in cases
-                            if case.name.startswith(("floor", "contacts", "pipeline", "search: 'иван'", "search: 'айгерим'"))
+                            if case.name.startswith(
+                                ("floor", "contacts", "pipeline", "search: 'иван'", "search: 'айгерим'")
+                            )
                         ]
                     for case in cases:
                         if ONLY and not case.name.startswith("floor") and not any(o in case.name for o in ONLY):
@@ -669,6 +679,12 @@ async def measure() -> None:
                             f"  p99 {p99:7.1f} ms  (n={len(timings)}){flag}",
                             flush=True,
                         )
+        if JSON_OUT:
+            with open(JSON_OUT, "a", encoding="utf-8") as out:
+                keys = ("persona", "query", "cold", "p50", "p95", "p99", "n")
+                out.write(
+                    json.dumps({"deals": DEALS, "rows": [dict(zip(keys, row, strict=True)) for row in rows]}) + "\n"
+                )
         over = [row for row in rows if row[4] > 50 and not row[1].startswith("floor")]
         print()
         print(f"{len(rows)} figures, {len(over)} above p95 50 ms" + ("" if not over else ":"))

@@ -20,11 +20,14 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import asyncpg
 import httpx
 
+from jggl_common.testing import start_nats_server
 from jggl_sandbox.meta_webhooks import Customer, signed, webhook
 
 SECRET = "e2e-app-secret"  # noqa: S105 - a throwaway secret of the benchmark
@@ -114,7 +117,6 @@ async def main() -> None:
     env.update(
         APP_KEY=base64.b64encode(os.urandom(32)).decode(),
         DATABASE_URL=f"{PG}/{DB}",
-        NATS_URL=os.environ.get("E2E_NATS_URL", "nats://127.0.0.1:4222"),
         REDIS_URL="redis://127.0.0.1:6379/12",
         APP_URL="http://localhost",
         META_APP_SECRET=SECRET,
@@ -125,6 +127,9 @@ async def main() -> None:
         LOG_LEVEL="WARNING",
         HOST="127.0.0.1",
     )
+    # A NATS server of the benchmark's own: a fresh stream, no backlog from other work.
+    nats_proc, nats_port = start_nats_server(Path(tempfile.mkdtemp(prefix="e2e-nats-")))
+    env["NATS_URL"] = f"nats://127.0.0.1:{nats_port}"
     subprocess.run([sys.executable, "-m", "crm", "migrate"], env=env, check=True)
     ingest_port, crm_port = _free_port(), _free_port()
     procs = [
@@ -172,6 +177,8 @@ async def main() -> None:
             proc.terminate()
         for proc in procs:
             proc.wait(20)
+        nats_proc.terminate()
+        nats_proc.wait(10)
     print(f"\nend to end (webhook sent -> message committed in crm), {SECONDS:.0f} s per rate")
     print(f"{'rate/s':>7} {'sent':>7} {'200':>7} {'stored':>7} {'lost':>5} {'p50 ms':>8} {'p99 ms':>8}")
     for r in results:

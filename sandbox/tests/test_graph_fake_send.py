@@ -148,6 +148,11 @@ async def test_each_send_is_echoed_back_signed_like_meta(
         "app_id": DEFAULT_APP_ID,
         "text": "Привет 👋",
     }
+    # The fake records the echo once the receiver has answered it.
+    for _ in range(100):
+        if server.fake.echoes:
+            break
+        await asyncio.sleep(0.02)
     assert server.fake.echoes[0]["status"] == 200
 
 

@@ -13,10 +13,12 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from crm.api import create_app
+from crm.audit import register_system_log
 from crm.config import CrmSettings
 from crm.graph import GraphClient
 from crm.outbox import Outbox
 from crm.profiles import ProfileEnricher
+from crm.settings import settings_sync_lifespan
 from crm.worker import register_inbound, register_outbound, run_profile_sweeper
 from jggl_common.bus import ServiceBus
 from jggl_common.db import create_engine, session_factory
@@ -52,6 +54,8 @@ async def serve(settings: CrmSettings) -> None:
     # Per-page send rate limits are shared by the replicas through Redis.
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     register_outbound(bus, sessions, outbox, settings, graph, redis=redis)
+    # Dead letters of every service land in the admin's system log.
+    register_system_log(bus, sessions)
 
     @asynccontextmanager
     async def workers(app: FastAPI) -> AsyncIterator[None]:
@@ -74,7 +78,7 @@ async def serve(settings: CrmSettings) -> None:
             await graph.aclose()
             await redis.aclose()
 
-    app = create_app(settings, engine=engine, outbox=outbox, lifespan_extras=[workers])
+    app = create_app(settings, engine=engine, outbox=outbox, lifespan_extras=[workers, settings_sync_lifespan()])
     server = uvicorn.Server(
         uvicorn.Config(
             app,

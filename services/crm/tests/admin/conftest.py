@@ -185,4 +185,6 @@ async def reader(settings: CrmSettings) -> AsyncIterator[Callable[[str], Awaitab
     for live in followers:
         await live.stop()
     for nc in connections:
-        await nc.close()
+        # A test may have stopped the server under this connection.
+        with suppress(Exception):
+            await asyncio.wait_for(nc.close(), 5)

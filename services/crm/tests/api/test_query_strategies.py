@@ -61,6 +61,15 @@ def test_word_shares_come_from_the_lexemes_with_that_prefix() -> None:
     assert LexemeStatistics.of([], []) is None
 
 
+def test_a_broad_search_walks_twice_the_deals_expected_to_hold_its_candidates() -> None:
+    assert search_service.recent_window(0.2, 50) == 500
+    assert search_service.recent_window(0.005, 50) == 20_000
+    assert search_service.recent_window(0.001, 50) is None
+    assert search_service.recent_window(0.0, 50) is None
+    assert search_service.candidate_count(20) == 50
+    assert search_service.candidate_count(50) == 125
+
+
 async def test_statistics_are_absent_before_analyze_and_read_after(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(search_statistics, "REFRESH_SECONDS", 0.0)
     async with session_scope(api.sessions) as session:

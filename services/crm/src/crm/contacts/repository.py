@@ -2,15 +2,17 @@
 
 A page of contacts is the newest ones that pass the filters, so how it is found depends
 on how many contacts a name prefix matches (counted up to ``FEW_NAMES`` from the name
-index) and, for a manager, how many of those they may see (the contacts of their own
-deals and of unassigned ones):
+index) and how many of those the user may see (a manager: the contacts of their own
+deals and of unassigned ones).
 
-- A few names: they are read from the name index and, for a manager, each one's deals
-  are looked up.
+An admin sees every contact: the planner chooses between the name index and a
+newest-first walk from the prefix's statistics. For a manager:
+
+- A few names: they are read from the name index and each one's deals are looked up.
 - Many names, or none asked for: the contacts are walked newest first until the page is
-  full, which is quick whenever the matches are not rare. A manager's walk stops after
-  the newest ``RECENT_CONTACTS``; if the page is still not full (they see few of the
-  matches), the older contacts with the prefix are intersected with the contacts of the
+  full, which is quick whenever the matches are not rare. The walk stops after
+  the newest ``RECENT_CONTACTS``; if the page is still not full (the manager sees few of
+  the matches), the older contacts with the prefix are intersected with the contacts of the
   manager's visible deals, both sets read from indexes alone (the name index and the
   deals' visibility index). That costs time in proportion to the two sets, never a
   probe of the deals for each of tens of thousands of names.
@@ -27,7 +29,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
-from crm.deals.access import is_admin, visible_deals
+from crm.deals.access import is_admin, visible_deal_scopes, visible_deals
 from crm.models import Contact, Deal, Stage, User
 
 FEW_NAMES = 5_000
@@ -73,11 +75,15 @@ class ContactRepository:
         self, user: User, *, q: str | None, platform: str | None, after_id: int | None, limit: int
     ) -> list[Contact]:
         """Up to ``limit`` visible contacts, newest first, after ``after_id``."""
+        if is_admin(user):
+            # Every contact is visible: the planner picks between the name index and a
+            # newest-first walk from the prefix's statistics, and either stops early.
+            filters = [*_before(after_id), *_platform(platform)]
+            if q:
+                filters.append(_name_prefix(col(Contact.name), q))
+            return await self._contacts(select(Contact).where(*filters), limit)
         if q and await self._few_names(q, after_id):
             return await self._named(user, q, platform, after_id, limit, few=True)
-        filters = [*_before(after_id), *_platform(platform), *([_name_prefix(col(Contact.name), q)] if q else [])]
-        if is_admin(user):
-            return await self._contacts(select(Contact).where(*filters), limit)
         found = await self._recent(user, q, platform, after_id, limit)
         if len(found) >= limit:
             return found
@@ -120,7 +126,7 @@ class ContactRepository:
     async def _named(
         self, user: User, q: str, platform: str | None, before_id: int | None, limit: int, *, few: bool
     ) -> list[Contact]:
-        """Visible contacts (before ``before_id``) whose name starts with ``q``, from the name index."""
+        """A manager's visible contacts (before ``before_id``) whose name starts with ``q``, from the name index."""
         # OFFSET 0 keeps the contacts with the prefix a subquery of its own (read from the
         # name index alone when no platform is asked for), so the planner cannot turn the
         # visibility test around into a walk over every contact or deal.
@@ -131,15 +137,14 @@ class ContactRepository:
             .subquery("named")
         )
         ids = select(named.c.id).order_by(named.c.id.desc()).limit(limit)
-        if not is_admin(user) and few:
+        scopes = visible_deal_scopes(user)
+        if few or scopes is None:
             # A few names: each one's deals are looked up in the index.
             ids = ids.where(sa.exists().where(col(Deal.contact_id) == named.c.id, visible_deals(user)))
-        elif not is_admin(user):
-            # Many: they are looked up in two hashed sets, the contacts of the user's own
-            # deals and of the unassigned ones, each read from the visibility index alone.
-            own = select(col(Deal.contact_id)).where(col(Deal.assignee_id) == user.id)
-            unassigned = select(col(Deal.contact_id)).where(col(Deal.assignee_id).is_(None))
-            ids = ids.where(sa.or_(named.c.id.in_(own), named.c.id.in_(unassigned)))
+        else:
+            # Many: they are looked up in hashed sets, the contacts of the user's own deals
+            # and of the unassigned ones, each read from the visibility index alone.
+            ids = ids.where(sa.or_(*(named.c.id.in_(select(col(Deal.contact_id)).where(scope)) for scope in scopes)))
         found = [int(contact_id) for contact_id in (await self.session.execute(ids)).scalars().all()]
         if not found:
             return []

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from crm.deals.access import is_admin
+from crm.deals.access import visible_deal_scopes
 from crm.models import Deal, Stage, User
 
 
@@ -45,20 +45,20 @@ class StageRepository:
         """Count and summed amount of the visible deals, per status and stage id, in one pass.
 
         Read from the covering index ``ix_deals_visibility`` alone (no table rows). A
-        manager's deals are two ranges of it, their own and the unassigned ones, rather
-        than a filter over everyone's.
+        manager's deals are ranges of it (their own, the unassigned ones), each totalled
+        on its own in index order, rather than a filter over everyone's.
         """
-        columns = (col(Deal.status), col(Deal.stage_id), col(Deal.amount))
-        if is_admin(user):
-            source = select(*columns).subquery("visible")
+        scopes = visible_deal_scopes(user)
+        columns = (col(Deal.status), col(Deal.stage_id))
+        totals = (sa.func.count().label("deals"), sa.func.coalesce(sa.func.sum(col(Deal.amount)), 0).label("amount"))
+        if scopes is None:
+            query = select(*columns, *totals).group_by(*columns)
         else:
-            source = sa.union_all(
-                select(*columns).where(col(Deal.assignee_id) == user.id),
-                select(*columns).where(col(Deal.assignee_id).is_(None)),
-            ).subquery("visible")
-        query = select(
-            source.c.status, source.c.stage_id, sa.func.count(), sa.func.coalesce(sa.func.sum(source.c.amount), 0)
-        ).group_by(source.c.status, source.c.stage_id)
+            parts = sa.union_all(*(select(*columns, *totals).where(scope).group_by(*columns) for scope in scopes))
+            part = parts.subquery("scoped")
+            query = select(
+                part.c.status, part.c.stage_id, sa.func.sum(part.c.deals), sa.func.sum(part.c.amount)
+            ).group_by(part.c.status, part.c.stage_id)
         return {
             (row[0], row[1]): (int(row[2]), Decimal(row[3] or 0)) for row in (await self.session.execute(query)).all()
         }

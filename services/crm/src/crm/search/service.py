@@ -18,10 +18,11 @@ column statistics (:mod:`crm.search.statistics`):
   expanding a common prefix in the index ("иван:*" is in a fifth of all deals) costs more
   than the whole rest of the search.
 - A broad search ranks a bounded set of candidates: the newest matching deals the user
-  may see (at least two and a half times the page, and at most the newest
-  ``RECENT_WINDOW`` visible deals are looked at). They are found by walking the deals
-  newest first and testing each one, which stops as soon as enough have matched; ranking
-  a fifth of a million deals to show twenty cannot be done in interactive time. So for
+  may see (at least two and a half times the page). They are found by walking the deals
+  newest first and testing each one, which stops as soon as enough have matched, and
+  gives up after twice the deals expected to hold them (never more than
+  ``RECENT_WINDOW``); ranking a fifth of a million deals to show twenty cannot be done in
+  interactive time. So for
   very broad words the best-ranked of the newest matches come first: a name match still
   outranks a message match among them, but an old deal can lose its place to a newer,
   equally relevant one. If the walk finds fewer candidates than it needs (the estimate
@@ -31,6 +32,7 @@ column statistics (:mod:`crm.search.statistics`):
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -41,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
-from crm.deals.access import is_admin, visible_deals
+from crm.deals.access import visible_deal_scopes, visible_deals
 from crm.deals.repository import DealRow
 from crm.models import Contact, Deal, Stage, User
 
@@ -52,6 +54,8 @@ MAX_WORD_LENGTH = 64
 
 RECENT_WINDOW = 25_000
 """A broad search looks at most at this many of the newest deals (of each visibility kind)."""
+WINDOW_MARGIN = 2.0
+"""A broad search looks at this many times the newest deals expected to hold its candidates."""
 CANDIDATES_PER_HIT = 2.5
 MIN_CANDIDATES = 50
 MAX_CANDIDATES = 125
@@ -98,6 +102,19 @@ def candidate_count(limit: int) -> int:
     return max(MIN_CANDIDATES, min(MAX_CANDIDATES, round(limit * CANDIDATES_PER_HIT)), limit)
 
 
+def recent_window(share: float, candidates: int) -> int | None:
+    """How many of the newest deals to look through for ``candidates`` matches of a search
+    in ``share`` of all deals; None when that is more than ``RECENT_WINDOW`` (a narrow search).
+
+    Sized to the estimate rather than always the largest, so that a search broad overall
+    but rare among the deals a manager sees gives up after a short walk.
+    """
+    if share <= 0:
+        return None
+    needed = math.ceil(WINDOW_MARGIN * candidates / share)
+    return needed if needed <= RECENT_WINDOW else None
+
+
 def _tsquery(words: Sequence[str]) -> ColumnElement[Any]:
     return sa.func.to_tsquery(_SIMPLE, sa.literal(_expression(words)))
 
@@ -109,35 +126,37 @@ async def search_deals(session: AsyncSession, user: User, text: str, *, limit: i
         return []
     statistics = await lexeme_statistics(session)
     candidates = candidate_count(limit)
-    if statistics is not None and statistics.query_share(words) * RECENT_WINDOW >= candidates:
-        hits = await _search_recent(session, user, words, limit=limit, candidates=candidates)
+    window = recent_window(statistics.query_share(words), candidates) if statistics is not None else None
+    if window is not None:
+        hits = await _search_recent(session, user, words, limit=limit, candidates=candidates, window=window)
         if hits is not None:
             return hits
     selective = [word for word in words if statistics and statistics.word_share(word) <= SELECTIVE_SHARE]
     return await _search_indexed(session, user, words, selective or words, limit=limit)
 
 
-def _recent_visible(user: User) -> sa.Subquery:
-    """The newest deals ``user`` may see, newest first, as an index walk that stops early."""
+def _recent_visible(user: User, window: int) -> sa.Subquery:
+    """The newest ``window`` deals ``user`` may see (of each visibility scope), as index walks that stop early."""
     columns = (col(Deal.id), col(Deal.search_vector), col(Deal.created_at))
     newest = (col(Deal.created_at).desc(), col(Deal.id).desc())
-    if is_admin(user):
-        return select(*columns).order_by(*newest).limit(RECENT_WINDOW).subquery("recent")
-    # Own and unassigned deals as two ordered index walks merged, rather than one walk
-    # over every deal that skips the ones of other managers.
-    own = select(*columns).where(col(Deal.assignee_id) == user.id).order_by(*newest).limit(RECENT_WINDOW)
-    unassigned = select(*columns).where(col(Deal.assignee_id).is_(None)).order_by(*newest).limit(RECENT_WINDOW)
-    return sa.union_all(own, unassigned).subquery("recent")
+    scopes = visible_deal_scopes(user)
+    if scopes is None:
+        return select(*columns).order_by(*newest).limit(window).subquery("recent")
+    # A manager's own and the unassigned deals as ordered index walks merged, rather than
+    # one walk over every deal that skips the ones of other managers.
+    walks = (select(*columns).where(scope).order_by(*newest).limit(window) for scope in scopes)
+    return sa.union_all(*walks).subquery("recent")
 
 
 async def _search_recent(
-    session: AsyncSession, user: User, words: Sequence[str], *, limit: int, candidates: int
+    session: AsyncSession, user: User, words: Sequence[str], *, limit: int, candidates: int, window: int
 ) -> list[Hit] | None:
-    """The best ``limit`` of the newest ``candidates`` matches; None when fewer match in the window."""
+    """The best ``limit`` of the newest ``candidates`` matches among the newest ``window`` visible deals
+    (of each kind: a manager's own and the unassigned ones); None when fewer match there."""
     # Computed once for the whole walk. The match test is the function behind ``@@``:
     # it cannot use the GIN index, so the walk stays a walk.
     tsquery = select(_tsquery(words)).scalar_subquery()
-    recent = _recent_visible(user)
+    recent = _recent_visible(user, window)
     matches = (
         select(recent.c.id, recent.c.search_vector)
         .where(sa.func.ts_match_vq(recent.c.search_vector, tsquery))

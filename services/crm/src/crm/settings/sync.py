@@ -87,8 +87,8 @@ class SettingsSync:
         """Stop reconciling; close the connection if this object made it."""
         if self._task is not None:
             self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+            with suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, 10)
         if self._live is not None:
             await self._live.stop()
         if self._nats_url is not None and self._nc is not None:
@@ -213,6 +213,7 @@ class SettingsSync:
                 await self._connect()
                 republished = await self.reconcile()
             except Exception as exc:
+                _still_cancelled()
                 log.warning("live settings not reconciled yet", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
                 await self._sleep(delay)
                 delay = min(delay * 2, self._interval)
@@ -222,6 +223,17 @@ class SettingsSync:
             self.reconciled.set()
             delay = 0.5
             await self._sleep(self._interval)
+
+
+def _still_cancelled() -> None:
+    """Re-raise a cancellation that a library turned into another error.
+
+    nats-py answers a cancellation landing during a request with its own TimeoutError;
+    taken for an ordinary failure, it would keep this loop (and whoever stops it) running.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _close(nc: NatsClient) -> None:

@@ -26,7 +26,9 @@ from .factories import create_contact, create_deal, create_user
 
 def statistics(**shares: float) -> LexemeStatistics:
     """Statistics in which each given lexeme is in that share of deals."""
-    made = LexemeStatistics.of(list(shares), [*shares.values(), min(shares.values()), max(shares.values())])
+    made = LexemeStatistics.of(
+        list(shares), [*shares.values(), min(shares.values()), max(shares.values())], deals=1_000_000
+    )
     assert made is not None
     return made
 
@@ -58,7 +60,8 @@ def test_word_shares_come_from_the_lexemes_with_that_prefix() -> None:
     assert stats.word_share("петрова") == pytest.approx(0.0005)
     assert stats.word_share("zz") == pytest.approx(0.0005)
     assert stats.query_share(["иван", "петров"]) == pytest.approx(0.1405 * 0.0205)
-    assert LexemeStatistics.of([], []) is None
+    assert stats.index_entries(["иван", "петров"]) == pytest.approx((0.1405 + 0.0205) * 1_000_000)
+    assert LexemeStatistics.of([], [], 0) is None
 
 
 def test_a_broad_search_walks_twice_the_deals_expected_to_hold_its_candidates() -> None:
@@ -184,3 +187,26 @@ async def test_a_manager_contact_list_beyond_the_newest_contacts(
     everyone, _ = await listing(limit=50)
     assert set(expected) <= set(everyone)
     assert len(everyone) == len(set(everyone)) == 10
+
+
+async def test_a_managers_search_on_a_word_in_few_deals_ranks_every_match(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def shares(_: AsyncSession) -> LexemeStatistics:
+        # Broad enough for the newest-first walk, yet in only ten thousand deals.
+        return statistics(zelda=0.01, other=0.5)
+
+    monkeypatch.setattr(search_service, "lexeme_statistics", shares)
+    monkeypatch.setattr(search_service, "MIN_CANDIDATES", 2)
+    monkeypatch.setattr(search_service, "MAX_CANDIDATES", 2)
+    start = utcnow() - timedelta(days=30)
+    async with session_scope(api.sessions) as session:
+        me, other = await create_user(session), await create_user(session)
+        old_name = await create_deal(session, contact_name="Zelda Old", assignee=me, created_at=start)
+        mentions = [
+            await create_deal(session, contact_name=f"Client {i}", comment="zelda", created_at=start + timedelta(i))
+            for i in range(1, 4)
+        ]
+        await create_deal(session, contact_name="Zelda Theirs", assignee=other)
+    found = await ids(api, api.headers(me), "zelda")
+    assert found == [old_name.id, *(deal.id for deal in reversed(mentions))]

@@ -5,12 +5,11 @@ on how many contacts a name prefix matches (counted up to ``FEW_NAMES`` from the
 index) and how many of those the user may see (a manager: the contacts of their own
 deals and of unassigned ones).
 
-An admin sees every contact: the planner chooses between the name index and a
-newest-first walk from the prefix's statistics. For a manager:
-
-- A few names: they are read from the name index and each one's deals are looked up.
+- A few names: they are read from the name index (the planner's estimate for a prefix
+  can be off several times over, so they are counted) and, for a manager, each one's
+  deals are looked up.
 - Many names, or none asked for: the contacts are walked newest first until the page is
-  full, which is quick whenever the matches are not rare. The walk stops after
+  full, which is quick whenever the matches are not rare. A manager's walk stops after
   the newest ``RECENT_CONTACTS``; if the page is still not full (the manager sees few of
   the matches), the older contacts with the prefix are intersected with the contacts of the
   manager's visible deals, both sets read from indexes alone (the name index and the
@@ -75,15 +74,14 @@ class ContactRepository:
         self, user: User, *, q: str | None, platform: str | None, after_id: int | None, limit: int
     ) -> list[Contact]:
         """Up to ``limit`` visible contacts, newest first, after ``after_id``."""
+        if q and await self._few_names(q, after_id):
+            return await self._named(user, q, platform, after_id, limit, few=True)
         if is_admin(user):
-            # Every contact is visible: the planner picks between the name index and a
-            # newest-first walk from the prefix's statistics, and either stops early.
+            # Every contact is visible and matches are not rare: a newest-first walk fills the page.
             filters = [*_before(after_id), *_platform(platform)]
             if q:
                 filters.append(_name_prefix(col(Contact.name), q))
             return await self._contacts(select(Contact).where(*filters), limit)
-        if q and await self._few_names(q, after_id):
-            return await self._named(user, q, platform, after_id, limit, few=True)
         found = await self._recent(user, q, platform, after_id, limit)
         if len(found) >= limit:
             return found
@@ -126,7 +124,7 @@ class ContactRepository:
     async def _named(
         self, user: User, q: str, platform: str | None, before_id: int | None, limit: int, *, few: bool
     ) -> list[Contact]:
-        """A manager's visible contacts (before ``before_id``) whose name starts with ``q``, from the name index."""
+        """Visible contacts (before ``before_id``) whose name starts with ``q``, from the name index."""
         # OFFSET 0 keeps the contacts with the prefix a subquery of its own (read from the
         # name index alone when no platform is asked for), so the planner cannot turn the
         # visibility test around into a walk over every contact or deal.
@@ -138,17 +136,15 @@ class ContactRepository:
         )
         ids = select(named.c.id).order_by(named.c.id.desc()).limit(limit)
         scopes = visible_deal_scopes(user)
-        if few or scopes is None:
+        if scopes is not None and few:
             # A few names: each one's deals are looked up in the index.
             ids = ids.where(sa.exists().where(col(Deal.contact_id) == named.c.id, visible_deals(user)))
-        else:
+        elif scopes is not None:
             # Many: they are looked up in hashed sets, the contacts of the user's own deals
             # and of the unassigned ones, each read from the visibility index alone.
             ids = ids.where(sa.or_(*(named.c.id.in_(select(col(Deal.contact_id)).where(scope)) for scope in scopes)))
-        found = [int(contact_id) for contact_id in (await self.session.execute(ids)).scalars().all()]
-        if not found:
-            return []
-        return await self._contacts(select(Contact).where(col(Contact.id).in_(found)), len(found))
+        # The page of ids is a subquery of its own too: its few rows are then looked up by key.
+        return await self._contacts(select(Contact).where(col(Contact.id).in_(ids.subquery("page").select())), limit)
 
     async def get_visible(self, user: User, contact_id: int) -> Contact | None:
         """The contact if ``user`` may see it."""

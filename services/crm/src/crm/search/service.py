@@ -15,18 +15,20 @@ column statistics (:mod:`crm.search.statistics`):
 - A narrow search (up to a few thousand matches) goes through the GIN index and ranks
   every match. When one word is rare (an order number, an unusual surname) only the rare
   words go to the index and the others are checked on the few rows it returns, because
-  expanding a common prefix in the index ("иван:*" is in a fifth of all deals) costs more
-  than the whole rest of the search.
+  expanding a common prefix in the index ("иван:*" is in a fifth of all deals) costs
+  more than the whole rest of the search. A manager's search also takes this path when
+  the index part is small (``MANAGER_INDEX_ENTRIES``), since only the matches they may
+  see are then read from the table.
 - A broad search ranks a bounded set of candidates: the newest matching deals the user
   may see (at least two and a half times the page). They are found by walking the deals
   newest first and testing each one, which stops as soon as enough have matched, and
   gives up after twice the deals expected to hold them (never more than
-  ``RECENT_WINDOW``); ranking a fifth of a million deals to show twenty cannot be done in
-  interactive time. So for
-  very broad words the best-ranked of the newest matches come first: a name match still
-  outranks a message match among them, but an old deal can lose its place to a newer,
-  equally relevant one. If the walk finds fewer candidates than it needs (the estimate
-  was wrong), the narrow path answers instead, exactly.
+  ``RECENT_WINDOW``); ranking a fifth of a million deals to show twenty cannot be done
+  in interactive time. So for very broad words the best-ranked of the newest matches
+  come first: a name match still outranks a message match among them, but an old deal
+  can lose its place to a newer, equally relevant one. If the walk finds fewer
+  candidates than it needs (the estimate was wrong), the narrow path answers instead,
+  exactly.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ MIN_CANDIDATES = 50
 MAX_CANDIDATES = 125
 SELECTIVE_SHARE = 0.01
 """Words in at most this share of deals are selective enough to drive the index alone."""
+MANAGER_INDEX_ENTRIES = 20_000
+"""Up to this many GIN entries to read, a manager's search goes through the index even when broad."""
 
 _WORD = re.compile(r"\w+")
 _SIMPLE: ColumnElement[Any] = sa.literal_column("'simple'::regconfig")
@@ -125,14 +129,23 @@ async def search_deals(session: AsyncSession, user: User, text: str, *, limit: i
     if not words:
         return []
     statistics = await lexeme_statistics(session)
+    if statistics is None:
+        return await _search_indexed(session, user, words, words, limit=limit)
+    selective = [word for word in words if statistics.word_share(word) <= SELECTIVE_SHARE]
+    index_words = selective or words
     candidates = candidate_count(limit)
-    window = recent_window(statistics.query_share(words), candidates) if statistics is not None else None
-    if window is not None:
+    window = recent_window(statistics.query_share(words), candidates)
+    # A manager reads only the matches they may see from the index, usually a small part
+    # of them: when the index part is small too, that beats walking deals that may hold
+    # none of theirs (another team's customers).
+    manager_index_is_cheap = (
+        visible_deal_scopes(user) is not None and statistics.index_entries(index_words) <= MANAGER_INDEX_ENTRIES
+    )
+    if window is not None and not manager_index_is_cheap:
         hits = await _search_recent(session, user, words, limit=limit, candidates=candidates, window=window)
         if hits is not None:
             return hits
-    selective = [word for word in words if statistics and statistics.word_share(word) <= SELECTIVE_SHARE]
-    return await _search_indexed(session, user, words, selective or words, limit=limit)
+    return await _search_indexed(session, user, words, index_words, limit=limit)
 
 
 def _recent_visible(user: User, window: int) -> sa.Subquery:

@@ -25,7 +25,8 @@ REFRESH_SECONDS = 300.0
 
 _STATISTICS = sa.text(
     """
-    SELECT most_common_elems::text::text[] AS lexemes, most_common_elem_freqs AS shares
+    SELECT most_common_elems::text::text[] AS lexemes, most_common_elem_freqs AS shares,
+           (SELECT reltuples FROM pg_class WHERE oid = to_regclass('deals')) AS deals
     FROM pg_stats
     WHERE schemaname = current_schema() AND tablename = 'deals' AND attname = 'search_vector'
     """
@@ -42,9 +43,11 @@ class LexemeStatistics:
     """``cumulative[i]`` is the summed share of ``lexemes[:i]``."""
     rare_share: float
     """An upper bound for the share of any lexeme not listed (the smallest listed share)."""
+    deals: float
+    """How many deals there are (as of the last ``ANALYZE``)."""
 
     @classmethod
-    def of(cls, lexemes: Sequence[str], shares: Sequence[float]) -> LexemeStatistics | None:
+    def of(cls, lexemes: Sequence[str], shares: Sequence[float], deals: float) -> LexemeStatistics | None:
         """From ``pg_stats``: the element shares are followed by their minimum and maximum."""
         if not lexemes or len(shares) < len(lexemes):
             return None
@@ -53,6 +56,7 @@ class LexemeStatistics:
             lexemes=tuple(lexeme for lexeme, _ in pairs),
             cumulative=(0.0, *itertools.accumulate(share for _, share in pairs)),
             rare_share=min(shares[: len(lexemes)]),
+            deals=max(0.0, deals),
         )
 
     def word_share(self, word: str) -> float:
@@ -67,6 +71,10 @@ class LexemeStatistics:
         """Estimated share of deals matching every word (taken as independent)."""
         return math.prod(self.word_share(word) for word in words)
 
+    def index_entries(self, words: Sequence[str]) -> float:
+        """Estimated GIN entries a search on ``words`` reads: every deal with a lexeme of each prefix."""
+        return sum(self.word_share(word) for word in words) * self.deals
+
 
 _cache: weakref.WeakKeyDictionary[Engine, tuple[float, LexemeStatistics | None]] = weakref.WeakKeyDictionary()
 
@@ -79,7 +87,9 @@ async def lexeme_statistics(session: AsyncSession) -> LexemeStatistics | None:
     if isinstance(engine, Engine) and (cached := _cache.get(engine)) is not None and cached[0] > now:
         return cached[1]
     row = (await session.execute(_STATISTICS)).first()
-    statistics = LexemeStatistics.of(row.lexemes, row.shares) if row is not None and row.lexemes else None
+    statistics = (
+        LexemeStatistics.of(row.lexemes, row.shares, float(row.deals or 0)) if row is not None and row.lexemes else None
+    )
     if isinstance(engine, Engine):
         _cache[engine] = (now + REFRESH_SECONDS, statistics)
     return statistics

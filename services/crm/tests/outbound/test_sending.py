@@ -36,9 +36,9 @@ async def test_throttling_is_retried_with_growing_delays_until_it_goes_through(c
     assert len(attempts) == 3
     assert len(crm.fake.sent_to(page)) == 1
     gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(attempts)]
-    # Base 0.25 s, doubling: about 0.25 s then 0.5 s (plus delivery latency).
-    assert gaps[0] >= 0.2
-    assert gaps[1] > gaps[0]
+    # Base 0.25 s, doubling: at least 0.25 s then 0.5 s (jitter and delivery only add).
+    assert gaps[0] >= 0.24
+    assert gaps[1] >= 0.49
     assert sent["error_code"] is None
     assert len(await crm.events("crm.message.sent", at_least=1)) == 1
     assert await crm.events("crm.message.failed") == []

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jggl_common.contracts import CONTRACTS, Envelope
 
@@ -62,3 +65,12 @@ def test_an_envelope_round_trips_through_json() -> None:
     assert again.id == stable_event_id("page:message:m1")
     with pytest.raises(ValueError, match="kind"):
         MetaItemData(object="page", kind="nonsense", entry_id="1", dedupe_key="k", item={})  # type: ignore[arg-type]
+
+
+@given(st.text(st.characters(exclude_categories=("Cs",))))
+def test_stable_event_ids_are_uuid5_of_the_key(key: str) -> None:
+    """Ids published by earlier versions must stay equal, or JetStream would store repeats."""
+    from jggl_common.contracts import stable_event_id
+    from jggl_common.contracts.base import EVENT_ID_NAMESPACE
+
+    assert stable_event_id(key) == str(uuid.uuid5(EVENT_ID_NAMESPACE, key))

@@ -46,3 +46,18 @@ async def test_without_a_configured_token_no_handshake_succeeds(start_ingest) ->
         )
 
     assert response.status_code == 403
+
+
+async def test_the_openapi_schema_documents_both_methods_of_the_meta_webhook(ingest) -> None:
+    schema = (await ingest.client.get("/openapi.json")).json()
+
+    operations = schema["paths"]["/webhooks/meta"]
+    assert set(operations) == {"get", "post"}
+    assert "X-Hub-Signature-256" in {p["name"] for p in operations["post"]["parameters"]}
+    assert {"200", "401", "403", "503"} <= set(operations["post"]["responses"])
+
+
+async def test_other_methods_on_the_meta_webhook_are_not_allowed(ingest) -> None:
+    response = await ingest.client.put("/webhooks/meta", content=b"{}")
+
+    assert response.status_code == 405

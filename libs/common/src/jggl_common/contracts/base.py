@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -12,14 +13,21 @@ __all__ = ["EVENT_ID_NAMESPACE", "Envelope", "stable_event_id", "utcnow"]
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d4c1e-9a59-4c43-9b7e-3a3f0d1c2b5a")
 """Namespace of :func:`stable_event_id`; changing it would break deduplication."""
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
 
 
 def stable_event_id(key: str) -> str:
     """A deterministic event id for a natural key, so a repeat gets the same id.
 
     The id doubles as ``Nats-Msg-Id``: the same webhook item published twice is stored once.
+    It is ``uuid5(EVENT_ID_NAMESPACE, key)``, computed without building ``UUID`` objects
+    (it runs for every webhook item).
     """
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, key))
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + key.encode(), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def utcnow() -> datetime:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-__all__ = ["async_url", "create_engine", "ensure_schema", "session_factory", "session_scope"]
+__all__ = ["async_url", "create_engine", "driver_connection", "ensure_schema", "session_factory", "session_scope"]
 
 
 def async_url(url: str) -> str:
@@ -26,11 +27,16 @@ def async_url(url: str) -> str:
 
 
 def create_engine(url: str, schema: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
-    """An asyncpg engine whose connections use ``schema`` (then ``public``)."""
+    """An asyncpg engine whose connections use ``schema`` (then ``public``).
+
+    ``pool_size`` connections stay open; a burst may open a quarter more, which are closed
+    again when returned (a new PostgreSQL connection costs milliseconds: size the pool
+    for the steady load).
+    """
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=max(2, pool_size // 4),
         pool_pre_ping=True,
         connect_args={"server_settings": {"search_path": f"{schema},public", "application_name": schema}},
         **kwargs,
@@ -61,3 +67,28 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
         except BaseException:
             await session.rollback()
             raise
+
+
+_DRIVER = "jggl.driver_connection"
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under ``session``'s transaction, for hot-path statements.
+
+    A statement run on the driver costs a fraction of the CPU of one built and executed
+    through SQLAlchemy (about 70 vs 200-650 µs here), which matters for code that runs
+    dozens per message. SQLAlchemy begins its transaction lazily, at its first statement:
+    this makes sure it has begun, so the session's commit or rollback covers what runs
+    on the driver. JSON parameters go as text (SQLAlchemy's codec); JSON results come
+    back decoded.
+    """
+    transaction = session.sync_session.get_transaction()
+    cached = session.info.get(_DRIVER)
+    if transaction is not None and cached is not None and cached[0] is transaction:
+        return cast(asyncpg.Connection, cached[1])
+    conn = await session.connection()
+    raw = cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
+    if not raw.is_in_transaction():
+        await conn.exec_driver_sql("SELECT 1")
+    session.info[_DRIVER] = (session.sync_session.get_transaction(), raw)
+    return raw

@@ -50,9 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = load_settings(CrmSettings)
     configure_logging("crm", settings.log_level)
+    import uvloop
+
     from crm.process import serve
 
-    asyncio.run(serve(settings))
+    uvloop.run(serve(settings))
     return 0
 
 

@@ -25,6 +25,9 @@ class CrmSettings(ServiceSettings):
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
     login_attempts_per_15_min: int = Field(default=10, ge=1)
     consumer_workers: int = Field(default=8, ge=1, description="messages handled concurrently per replica")
+    db_pool_size: int = Field(
+        default=24, ge=2, description="PostgreSQL connections kept open per replica (consumers, sender, API)"
+    )
     meta_human_agent: bool = Field(
         default=False, description="default of the meta.human_agent setting: HUMAN_AGENT replies 24 h - 7 days"
     )

@@ -10,38 +10,63 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlmodel import col
 
 from jggl_common.bus import BusUnavailable, EventPublisher
 from jggl_common.contracts import Envelope, utcnow
-from jggl_common.logs import get_logger
-
-from .models import OutboxEvent
+from jggl_common.db import driver_connection, session_scope
+from jggl_common.logs import CORRELATION_HEADER, get_logger
 
 log = get_logger(__name__)
+
+_UNPUBLISHED = "SELECT id, event_id, subject, payload, correlation_id FROM outbox WHERE published_at IS NULL"
+_STAGED = "jggl.outbox.staged"
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """An event staged in a transaction, kept in memory to publish once it commits."""
+
+    event_id: str
+    subject: str
+    payload: str
+    correlation_id: str | None
+
+    def message(self) -> tuple[str, bytes, dict[str, str]]:
+        """Subject, payload and headers as JetStream gets them."""
+        headers = {"Nats-Msg-Id": self.event_id}
+        if self.correlation_id:
+            headers[CORRELATION_HEADER] = self.correlation_id
+        return self.subject, self.payload.encode(), headers
 
 
 async def stage(session: AsyncSession, envelope: Envelope, subject: str | None = None) -> str:
     """Record ``envelope`` for publication when the transaction commits; returns its id.
 
     Staging the same event id twice is a no-op, so a redelivered message can stage again.
+    The event is also kept on the session for :func:`take_staged`.
     """
-    await session.execute(
-        insert(OutboxEvent)
-        .values(
-            event_id=envelope.id,
-            subject=subject or envelope.subject,
-            payload=envelope.model_dump_json(),
-            correlation_id=envelope.correlation_id,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["event_id"])
+    staged = Staged(envelope.id, subject or envelope.subject, envelope.model_dump_json(), envelope.correlation_id)
+    await (await driver_connection(session)).execute(
+        "INSERT INTO outbox (event_id, subject, payload, correlation_id, created_at) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        staged.event_id,
+        staged.subject,
+        staged.payload,
+        staged.correlation_id,
+        utcnow(),
     )
+    session.info.setdefault(_STAGED, []).append(staged)
     return envelope.id
+
+
+def take_staged(session: AsyncSession) -> list[Staged]:
+    """The events staged on ``session`` since the last call, for :meth:`Outbox.publish`
+    once the transaction committed."""
+    return list(session.info.pop(_STAGED, []))
 
 
 class Outbox:
@@ -50,45 +75,77 @@ class Outbox:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], publisher: EventPublisher) -> None:
         self._sessions = sessions
         self._publisher = publisher
+        self._unmarked: list[str] = []
+
+    async def publish(self, events: Sequence[Staged]) -> None:
+        """Publish events whose transaction committed, straight from memory.
+
+        Their rows are marked published later, in batches, by the relay; a row left
+        unmarked (the process stopped first) is published again, and JetStream's
+        duplicate window drops the repeat.
+        """
+        if events:
+            await self._publisher.publish_raw(event.message() for event in events)
+            self._unmarked.extend(event.event_id for event in events)
+
+    async def mark_published(self) -> int:
+        """Record as published what :meth:`publish` sent; returns how many rows."""
+        ids, self._unmarked = self._unmarked, []
+        if not ids:
+            return 0
+        try:
+            async with session_scope(self._sessions) as session:
+                await (await driver_connection(session)).execute(
+                    "UPDATE outbox SET published_at = $2 WHERE event_id = ANY($1::text[]) AND published_at IS NULL",
+                    ids,
+                    utcnow(),
+                )
+        except BaseException:
+            self._unmarked[:0] = ids
+            raise
+        return len(ids)
 
     async def flush(self, event_ids: Sequence[str] | None = None, limit: int = 500) -> int:
         """Publish the given staged events (or the oldest unpublished ones); returns how many."""
+        if event_ids is not None and not event_ids:
+            return 0
         async with self._sessions() as session:
-            query = select(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
-            if event_ids is not None:
-                if not event_ids:
-                    return 0
-                query = query.where(col(OutboxEvent.event_id).in_(event_ids))
-            rows = (await session.execute(query.order_by(col(OutboxEvent.id)).limit(limit))).scalars().all()
+            db = await driver_connection(session)
+            if event_ids is None:
+                rows = await db.fetch(_UNPUBLISHED + " ORDER BY id LIMIT $1", limit)
+            else:
+                rows = await db.fetch(
+                    _UNPUBLISHED + " AND event_id = ANY($1::text[]) ORDER BY id LIMIT $2", event_ids, limit
+                )
             if not rows:
                 return 0
             await self._publisher.publish_raw(
-                (
-                    row.subject,
-                    row.payload.encode(),
-                    {
-                        "Nats-Msg-Id": row.event_id,
-                        **({"X-Correlation-ID": row.correlation_id} if row.correlation_id else {}),
-                    },
-                )
-                for row in rows
+                Staged(row["event_id"], row["subject"], row["payload"], row["correlation_id"]).message() for row in rows
             )
-            await session.execute(
-                update(OutboxEvent)
-                .where(col(OutboxEvent.id).in_([row.id for row in rows]))
-                .values(published_at=utcnow())
+            await db.execute(
+                "UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])",
+                [row["id"] for row in rows],
+                utcnow(),
             )
             await session.commit()
             return len(rows)
 
     async def relay(self, interval: float = 2.0) -> None:
-        """Forever: publish what was committed but not yet published."""
-        while True:
-            try:
-                while await self.flush() > 0:
-                    pass
-            except BusUnavailable as exc:
-                log.warning("outbox relay waiting for NATS", error=str(exc))
-            except Exception as exc:
-                log.error("outbox relay failed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(interval)
+        """Forever: publish what was committed but not yet published, and mark what was."""
+        try:
+            while True:
+                await self._relay_once()
+                await asyncio.sleep(interval)
+        finally:
+            with suppress(Exception):
+                await asyncio.shield(self.mark_published())
+
+    async def _relay_once(self) -> None:
+        try:
+            await self.mark_published()
+            while await self.flush() > 0:
+                pass
+        except BusUnavailable as exc:
+            log.warning("outbox relay waiting for NATS", error=str(exc))
+        except Exception as exc:
+            log.error("outbox relay failed", error=f"{type(exc).__name__}: {exc}")

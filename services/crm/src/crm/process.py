@@ -43,7 +43,7 @@ async def _connect(bus: ServiceBus, replicas: int | None) -> None:
 
 async def serve(settings: CrmSettings) -> None:
     """Run crm until SIGINT/SIGTERM; in-flight requests and messages finish first."""
-    engine = create_engine(settings.database_url, settings.db_schema)
+    engine = create_engine(settings.database_url, settings.db_schema, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
     bus = ServiceBus(settings.nats_url, "crm")
     await _connect(bus, settings.nats_stream_replicas)

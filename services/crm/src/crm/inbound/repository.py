@@ -7,20 +7,22 @@ whatever the timing. Functions take the caller's session and never commit.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
 from crm.inbound.items import preview
 from crm.models import Activity, Channel, Contact, Conversation, Deal, Message, PendingUpdate, Receipt, Stage
 from jggl_common.contracts import utcnow
+from jggl_common.db import driver_connection
 
 __all__ = [
     "MessageRef",
@@ -120,57 +122,37 @@ async def upsert_contact(
     The upsert always takes the contact's row lock first, so every transaction that
     touches a contact's deals locks in the same order as profile enrichment does.
     """
-    excluded = insert(_contacts).excluded
-    stmt = (
-        insert(_contacts)
-        .values(
-            channel_id=channel_id,
-            platform=platform,
-            external_id=external_id,
-            profile_status="pending",
-            profile_attempts=0,
-            first_seen_at=seen_at,
-            last_seen_at=seen_at,
-        )
-        .on_conflict_do_update(
-            constraint="uq_contacts_channel_external_id",
-            set_={
-                "first_seen_at": func.least(_contacts.c.first_seen_at, excluded.first_seen_at),
-                "last_seen_at": func.greatest(_contacts.c.last_seen_at, excluded.last_seen_at),
-            },
-        )
-        .returning(_contacts.c.id, sa.literal_column("(xmax = 0)").label("created"))
+    row = await (await driver_connection(session)).fetchrow(
+        "INSERT INTO contacts (channel_id, platform, external_id, profile_status, profile_attempts,"
+        " first_seen_at, last_seen_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4)"
+        " ON CONFLICT ON CONSTRAINT uq_contacts_channel_external_id DO UPDATE SET"
+        " first_seen_at = least(contacts.first_seen_at, excluded.first_seen_at),"
+        " last_seen_at = greatest(contacts.last_seen_at, excluded.last_seen_at)"
+        " RETURNING id, (xmax = 0) AS created",
+        channel_id,
+        platform,
+        external_id,
+        seen_at,
     )
-    row = (await session.execute(stmt)).one()
-    return int(row.id), bool(row.created)
+    assert row is not None  # an upsert with RETURNING always returns its row
+    return int(row["id"]), bool(row["created"])
 
 
 async def upsert_conversation(session: AsyncSession, channel_id: int, contact_id: int) -> int:
     """The conversation of this contact on this channel, created once."""
-    existing = (
-        await session.execute(
-            select(_conversations.c.id).where(
-                _conversations.c.channel_id == channel_id, _conversations.c.contact_id == contact_id
-            )
-        )
-    ).scalar()
+    db = await driver_connection(session)
+    find = "SELECT id FROM conversations WHERE channel_id = $1 AND contact_id = $2"
+    existing = await db.fetchval(find, channel_id, contact_id)
     if existing is not None:
         return int(existing)
-    stmt = (
-        insert(_conversations)
-        .values(channel_id=channel_id, contact_id=contact_id, created_at=utcnow())
-        .on_conflict_do_nothing(constraint="uq_conversations_channel_contact")
-        .returning(_conversations.c.id)
+    conversation_id = await db.fetchval(
+        "INSERT INTO conversations (channel_id, contact_id, created_at) VALUES ($1, $2, now())"
+        " ON CONFLICT ON CONSTRAINT uq_conversations_channel_contact DO NOTHING RETURNING id",
+        channel_id,
+        contact_id,
     )
-    conversation_id = (await session.execute(stmt)).scalar()
     if conversation_id is None:
-        conversation_id = (
-            await session.execute(
-                select(_conversations.c.id).where(
-                    _conversations.c.channel_id == channel_id, _conversations.c.contact_id == contact_id
-                )
-            )
-        ).scalar_one()
+        conversation_id = await db.fetchval(find, channel_id, contact_id)
     return int(conversation_id)
 
 
@@ -181,27 +163,19 @@ async def lock_conversation(session: AsyncSession, conversation_id: int) -> None
     read-then-write steps (pending updates, response tracking) see each other. The
     schema's name is part of the key, so schemas sharing a database do not collide.
     """
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext(current_schema()), :id)"), {"id": conversation_id}
+    await (await driver_connection(session)).execute(
+        "SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", conversation_id
     )
 
 
 async def message_by_mid(session: AsyncSession, mid: str) -> MessageRef | None:
     """The stored message with Meta id ``mid``, if any."""
-    row = (
-        await session.execute(
-            select(
-                _messages.c.id,
-                _messages.c.conversation_id,
-                _messages.c.deal_id,
-                _messages.c.direction,
-                _messages.c.sent_at,
-            ).where(_messages.c.mid == mid)
-        )
-    ).one_or_none()
+    row = await (await driver_connection(session)).fetchrow(
+        "SELECT id, conversation_id, deal_id, direction, sent_at FROM messages WHERE mid = $1", mid
+    )
     if row is None:
         return None
-    return MessageRef(int(row.id), int(row.conversation_id), int(row.deal_id), str(row.direction), row.sent_at)
+    return MessageRef(int(row[0]), int(row[1]), int(row[2]), str(row[3]), row[4])
 
 
 async def deal_for(session: AsyncSession, conversation_id: int, at: datetime, *, outgoing: bool) -> int | None:
@@ -217,28 +191,25 @@ async def deal_for(session: AsyncSession, conversation_id: int, at: datetime, *,
       written, else it is a follow-up on the latest closed deal; only a conversation
       with no deal at all gets a deal opened by the page.
     """
-    inbound = sa.and_(_messages.c.deal_id == _deals.c.id, _messages.c.direction == "in")
-    first_in = select(func.min(_messages.c.sent_at)).where(inbound).scalar_subquery()
-    last_in = select(func.max(_messages.c.sent_at)).where(inbound).scalar_subquery()
-    rows = (
-        await session.execute(
-            select(_deals.c.id, _deals.c.status, first_in.label("first_in"), last_in.label("last_in"))
-            .where(_deals.c.conversation_id == conversation_id)
-            .order_by(_deals.c.id)
-        )
-    ).all()
-    closed = [row for row in rows if row.status != "open"]
-    open_ = next((row for row in rows if row.status == "open"), None)
+    rows = await (await driver_connection(session)).fetch(
+        "SELECT d.id, d.status,"
+        " (SELECT min(m.sent_at) FROM messages m WHERE m.deal_id = d.id AND m.direction = 'in') AS first_in,"
+        " (SELECT max(m.sent_at) FROM messages m WHERE m.deal_id = d.id AND m.direction = 'in') AS last_in"
+        " FROM deals d WHERE d.conversation_id = $1 ORDER BY d.id",
+        conversation_id,
+    )
+    closed = [row for row in rows if row["status"] != "open"]
+    open_ = next((row for row in rows if row["status"] == "open"), None)
     for row in closed:
-        if row.last_in is not None and row.last_in >= at:
-            return int(row.id)
+        if row["last_in"] is not None and row["last_in"] >= at:
+            return int(row["id"])
     if not outgoing:
-        return int(open_.id) if open_ is not None else None
-    if open_ is not None and (open_.first_in is None or open_.first_in <= at):
-        return int(open_.id)
+        return int(open_["id"]) if open_ is not None else None
+    if open_ is not None and (open_["first_in"] is None or open_["first_in"] <= at):
+        return int(open_["id"])
     if closed:
-        return int(closed[-1].id)
-    return int(open_.id) if open_ is not None else None
+        return int(closed[-1]["id"])
+    return int(open_["id"]) if open_ is not None else None
 
 
 async def rehome_follow_ups(session: AsyncSession, conversation_id: int, deal_id: int, since: datetime) -> list[int]:
@@ -248,20 +219,20 @@ async def rehome_follow_ups(session: AsyncSession, conversation_id: int, deal_id
     parked on the closed deal; it belongs to the new one. Messages written in the CRM
     (with an author) stay where the manager wrote them. Returns the deals they left.
     """
-    follow_ups = sa.and_(
-        _messages.c.conversation_id == conversation_id,
-        _messages.c.direction == "out",
-        _messages.c.author_user_id.is_(None),
-        _messages.c.sent_at >= since,
-        _messages.c.deal_id != deal_id,
-        _messages.c.deal_id.in_(
-            select(_deals.c.id).where(_deals.c.conversation_id == conversation_id, _deals.c.status != "open")
-        ),
+    # Follow-ups: the page's messages (not written in the CRM) on the conversation's closed deals.
+    left = await (await driver_connection(session)).fetch(
+        # Joined to itself, the UPDATE can return each row's deal before the move.
+        "WITH moved AS (UPDATE messages m SET deal_id = $2 FROM messages old WHERE old.id = m.id"
+        " AND m.conversation_id = $1 AND m.direction = 'out' AND m.author_user_id IS NULL"
+        " AND m.sent_at >= $3 AND m.deal_id <> $2"
+        " AND m.deal_id IN (SELECT id FROM deals WHERE conversation_id = $1 AND status <> 'open')"
+        " RETURNING old.deal_id AS left_deal)"
+        " SELECT DISTINCT left_deal FROM moved",
+        conversation_id,
+        deal_id,
+        since,
     )
-    left = [int(d) for d in (await session.execute(select(_messages.c.deal_id).where(follow_ups).distinct())).scalars()]
-    if left:
-        await session.execute(update(_messages).where(follow_ups).values(deal_id=deal_id))
-    return left
+    return [int(row[0]) for row in left]
 
 
 async def open_deal(
@@ -271,38 +242,25 @@ async def open_deal(
 
     The partial unique index "one open deal per conversation" decides between racers.
     """
-    stage_id = (
-        await session.execute(
-            select(_stages.c.id)
-            .order_by(sa.case((_stages.c.key == "new", 0), else_=1), _stages.c.is_active.desc(), _stages.c.position)
-            .limit(1)
-        )
-    ).scalar_one()
+    db = await driver_connection(session)
     now = utcnow()
-    stmt = (
-        insert(_deals)
-        .values(
-            conversation_id=conversation_id,
-            contact_id=contact_id,
-            channel_id=channel_id,
-            platform=platform,
-            stage_id=stage_id,
-            status="open",
-            lead_source="organic",
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["conversation_id"], index_where=text("status = 'open'"))
-        .returning(_deals.c.id)
+    deal_id = await db.fetchval(
+        # The first stage: "new" if it exists, else the first active one by position.
+        "WITH stage AS (SELECT id FROM stages ORDER BY (key = 'new') DESC, is_active DESC, position LIMIT 1)"
+        " INSERT INTO deals (conversation_id, contact_id, channel_id, platform, stage_id, status, lead_source,"
+        " created_at, updated_at) SELECT $1, $2, $3, $4, stage.id, 'open', 'organic', $5, $5 FROM stage"
+        " ON CONFLICT (conversation_id) WHERE status = 'open' DO NOTHING RETURNING id",
+        conversation_id,
+        contact_id,
+        channel_id,
+        platform,
+        now,
     )
-    deal_id = (await session.execute(stmt)).scalar()
     if deal_id is not None:
         return int(deal_id), True
-    existing = (
-        await session.execute(
-            select(_deals.c.id).where(_deals.c.conversation_id == conversation_id, _deals.c.status == "open")
-        )
-    ).scalar_one()
+    existing = await db.fetchval("SELECT id FROM deals WHERE conversation_id = $1 AND status = 'open'", conversation_id)
+    if existing is None:
+        raise LookupError("no pipeline stage to open a deal in")
     return int(existing), False
 
 
@@ -321,35 +279,47 @@ async def receipt_times(
     return found.get("read"), found.get("delivery")
 
 
+_MESSAGE_DEFAULTS: dict[str, Any] = {
+    "reactions": {},
+    "reaction_clock": {},
+    "attachments": [],
+    "is_edited": False,
+    "edit_count": 0,
+    "is_deleted": False,
+}
+_JSON_COLUMNS = frozenset(column.name for column in _messages.columns if isinstance(column.type, JSONB))
+
+
+@functools.cache
+def _insert_message_sql(columns: tuple[str, ...]) -> str:
+    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    return (
+        f"INSERT INTO messages ({', '.join(columns)}) VALUES ({placeholders})"
+        " ON CONFLICT (mid) WHERE mid IS NOT NULL DO NOTHING RETURNING id"
+    )
+
+
 async def insert_message(session: AsyncSession, **values: Any) -> int | None:
     """Store a message; ``None`` when its ``mid`` is already stored (a repeat, or our own send echoed)."""
-    now = utcnow()
-    row = {
-        "reactions": {},
-        "reaction_clock": {},
-        "attachments": [],
-        "is_edited": False,
-        "edit_count": 0,
-        "is_deleted": False,
-        "created_at": now,
-        **values,
-    }
-    stmt = (
-        insert(_messages)
-        .values(**row)
-        .on_conflict_do_nothing(index_elements=["mid"], index_where=text("mid IS NOT NULL"))
-        .returning(_messages.c.id)
-    )
-    message_id = (await session.execute(stmt)).scalar()
+    row = {**_MESSAGE_DEFAULTS, "created_at": utcnow(), **values}
+    for name in _JSON_COLUMNS.intersection(row):
+        if row[name] is not None:
+            row[name] = json.dumps(row[name])
+    columns = tuple(row)
+    message_id = await (await driver_connection(session)).fetchval(_insert_message_sql(columns), *row.values())
     return int(message_id) if message_id is not None else None
 
 
 async def touch_conversation(session: AsyncSession, conversation_id: int, at: datetime, *, inbound: bool) -> None:
     """Move the conversation's last message (and last customer message) times forward to ``at``."""
-    values: dict[str, Any] = {"last_message_at": func.greatest(_conversations.c.last_message_at, at)}
-    if inbound:
-        values["last_inbound_at"] = func.greatest(_conversations.c.last_inbound_at, at)
-    await session.execute(update(_conversations).where(_conversations.c.id == conversation_id).values(**values))
+    await (await driver_connection(session)).execute(
+        "UPDATE conversations SET last_message_at = greatest(last_message_at, $2),"
+        " last_inbound_at = CASE WHEN $3 THEN greatest(last_inbound_at, $2) ELSE last_inbound_at END"
+        " WHERE id = $1",
+        conversation_id,
+        at,
+        inbound,
+    )
 
 
 # ---------------------------------------------------------------- pending updates
@@ -368,15 +338,11 @@ async def add_pending(
 
 async def take_pending(session: AsyncSession, mid: str) -> list[tuple[str, dict[str, Any], datetime]]:
     """Remove and return the updates waiting for message ``mid``, oldest first."""
-    rows = (
-        await session.execute(
-            sa.delete(_pending)
-            .where(_pending.c.mid == mid)
-            .returning(_pending.c.kind, _pending.c.payload, _pending.c.occurred_at, _pending.c.dedupe_key)
-        )
-    ).all()
-    ordered = sorted(rows, key=lambda r: (r.occurred_at, r.dedupe_key))
-    return [(str(r.kind), dict(r.payload), r.occurred_at) for r in ordered]
+    rows = await (await driver_connection(session)).fetch(
+        "DELETE FROM pending_updates WHERE mid = $1 RETURNING kind, payload, occurred_at, dedupe_key", mid
+    )
+    ordered = sorted(rows, key=lambda r: (r["occurred_at"], r["dedupe_key"]))
+    return [(str(r["kind"]), dict(r["payload"]), r["occurred_at"]) for r in ordered]
 
 
 # --------------------------------------------------------------- message updates
@@ -507,59 +473,48 @@ async def recompute_deal(session: AsyncSession, deal_id: int) -> None:
     customer messages after the last reply make the deal await a reply since the
     earliest of them.
     """
+    db = await driver_connection(session)
     # Ties at the same millisecond: the customer's message first, then by Meta id.
-    order = (_messages.c.sent_at, _messages.c.direction, func.coalesce(_messages.c.mid, ""), _messages.c.id)
-    rows = (
-        await session.execute(
-            select(
-                _messages.c.id,
-                _messages.c.direction,
-                _messages.c.sent_at,
-                _messages.c.response_seconds,
-                _messages.c.status,
-            )
-            .where(_messages.c.deal_id == deal_id)
-            .order_by(*order)
-        )
-    ).all()
+    rows = await db.fetch(
+        "SELECT id, direction, sent_at, response_seconds, status, kind, text, is_deleted FROM messages"
+        " WHERE deal_id = $1 ORDER BY sent_at, direction, coalesce(mid, ''), id",
+        deal_id,
+    )
     waiting_since: datetime | None = None
     first_response: tuple[int, datetime] | None = None
     changed: list[tuple[int, int | None]] = []
     for row in rows:
-        if row.direction == "in":
+        if row["direction"] == "in":
             if waiting_since is None:
-                waiting_since = row.sent_at
+                waiting_since = row["sent_at"]
             continue
-        if row.status == "failed":
+        if row["status"] == "failed":
             response = None
         else:
-            response = int((row.sent_at - waiting_since).total_seconds()) if waiting_since is not None else None
+            response = int((row["sent_at"] - waiting_since).total_seconds()) if waiting_since is not None else None
             if response is not None and first_response is None:
-                first_response = (response, row.sent_at)
+                first_response = (response, row["sent_at"])
             waiting_since = None
-        if response != row.response_seconds:
-            changed.append((int(row.id), response))
-    for message_id, response in changed:
-        await session.execute(update(_messages).where(_messages.c.id == message_id).values(response_seconds=response))
-
-    last = (
-        await session.execute(
-            select(_messages.c.kind, _messages.c.text, _messages.c.is_deleted, _messages.c.sent_at)
-            .where(_messages.c.deal_id == deal_id)
-            .order_by(*(c.desc() for c in order))
-            .limit(1)
-        )
-    ).one_or_none()
-    values: dict[str, Any] = {
-        "awaiting_reply_since": waiting_since,
-        "first_response_seconds": first_response[0] if first_response else None,
-        "first_response_at": first_response[1] if first_response else None,
-        "last_message_at": last.sent_at if last is not None else None,
-        "last_message_text": preview(last.kind, last.text, last.is_deleted) if last is not None else None,
-    }
+        if response != row["response_seconds"]:
+            changed.append((int(row["id"]), response))
+    if changed:
+        await db.executemany("UPDATE messages SET response_seconds = $2 WHERE id = $1", changed)
+    last = rows[-1] if rows else None
     # Only real changes are written, so the search trigger and updated_at move only then.
-    distinct = sa.or_(*(_deals.c[name].is_distinct_from(value) for name, value in values.items()))
-    await session.execute(update(_deals).where(_deals.c.id == deal_id, distinct).values(**values, updated_at=utcnow()))
+    await db.execute(
+        "UPDATE deals SET awaiting_reply_since = $2, first_response_seconds = $3, first_response_at = $4,"
+        " last_message_at = $5, last_message_text = $6, updated_at = $7 WHERE id = $1 AND ("
+        "awaiting_reply_since IS DISTINCT FROM $2 OR first_response_seconds IS DISTINCT FROM $3"
+        " OR first_response_at IS DISTINCT FROM $4 OR last_message_at IS DISTINCT FROM $5"
+        " OR last_message_text IS DISTINCT FROM $6)",
+        deal_id,
+        waiting_since,
+        first_response[0] if first_response else None,
+        first_response[1] if first_response else None,
+        last["sent_at"] if last is not None else None,
+        preview(last["kind"], last["text"], last["is_deleted"]) if last is not None else None,
+        utcnow(),
+    )
 
 
 async def set_referral(
@@ -591,29 +546,35 @@ def _canonical(value: dict[str, Any]) -> str:
 
 async def add_activity(session: AsyncSession, deal_id: int, kind: str, data: dict[str, Any], actor_label: str) -> None:
     """Add an entry to the deal's timeline."""
-    await session.execute(
-        insert(_activities).values(deal_id=deal_id, kind=kind, actor_label=actor_label, data=data, created_at=utcnow())
+    await (await driver_connection(session)).execute(
+        "INSERT INTO activities (deal_id, kind, actor_label, data, created_at) VALUES ($1, $2, $3, $4, $5)",
+        deal_id,
+        kind,
+        actor_label,
+        json.dumps(data),
+        utcnow(),
     )
+
+
+# Built once: constructing an ORM select costs more than running it.
+_LOAD_DEAL = (
+    select(Deal, Contact, col(Stage.key))
+    .join(Contact, col(Contact.id) == col(Deal.contact_id))
+    .join(Stage, col(Stage.id) == col(Deal.stage_id))
+    .where(col(Deal.id) == sa.bindparam("deal_id"))
+    .execution_options(populate_existing=True)
+)
+_LOAD_MESSAGE = (
+    select(Message).where(col(Message.id) == sa.bindparam("message_id")).execution_options(populate_existing=True)
+)
 
 
 async def load_deal(session: AsyncSession, deal_id: int) -> tuple[Deal, Contact, str]:
     """The deal, its contact and its stage key, fresh from the database."""
-    row = (
-        await session.execute(
-            select(Deal, Contact, col(Stage.key))
-            .join(Contact, col(Contact.id) == col(Deal.contact_id))
-            .join(Stage, col(Stage.id) == col(Deal.stage_id))
-            .where(col(Deal.id) == deal_id)
-            .execution_options(populate_existing=True)
-        )
-    ).one()
+    row = (await session.execute(_LOAD_DEAL, {"deal_id": deal_id})).one()
     return row[0], row[1], str(row[2])
 
 
 async def load_message(session: AsyncSession, message_id: int) -> Message:
     """A message, fresh from the database."""
-    return (
-        await session.execute(
-            select(Message).where(col(Message.id) == message_id).execution_options(populate_existing=True)
-        )
-    ).scalar_one()
+    return (await session.execute(_LOAD_MESSAGE, {"message_id": message_id})).scalar_one()

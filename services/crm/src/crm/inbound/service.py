@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -46,7 +47,7 @@ from crm.inbound.items import (
 )
 from crm.models import Contact, Deal
 from crm.outbound import echoes as own_echoes
-from crm.outbox import Outbox
+from crm.outbox import Outbox, take_staged
 from crm.outbox import stage as stage_event
 from jggl_common.contracts import (
     DealCreated,
@@ -252,9 +253,11 @@ class InboundService:
                 async with session_scope(self._sessions) as session:
                     unit, created_contact = await self._apply(session, parsed, channel_id, cid)
                     event_ids = await unit.stage_events()
+                    staged = take_staged(session)
                 break
-            except DBAPIError as exc:
-                sqlstate = getattr(exc.orig, "sqlstate", None)
+            except (DBAPIError, asyncpg.PostgresError) as exc:
+                # Statements run through SQLAlchemy wrap the driver's error; those run on the driver do not.
+                sqlstate = getattr(getattr(exc, "orig", exc), "sqlstate", None)
                 if attempt >= self._max_attempts or sqlstate not in (*_RETRYABLE_SQLSTATES, _FOREIGN_KEY_VIOLATION):
                     raise
                 if sqlstate == _FOREIGN_KEY_VIOLATION:
@@ -264,9 +267,9 @@ class InboundService:
                     continue
                 log.info("meta item lost a race, retrying", sqlstate=sqlstate, attempt=attempt)
                 await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
-        if event_ids:
+        if staged:
             try:
-                await self._outbox.flush(event_ids)
+                await self._outbox.publish(staged)
             except Exception as exc:
                 # Committed events are safe in the outbox; its relay publishes them later.
                 log.warning("outbox flush failed, relay will publish", error=f"{type(exc).__name__}: {exc}")

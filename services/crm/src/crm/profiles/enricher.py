@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Literal
 
 import sqlalchemy as sa
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.config import CrmSettings
@@ -28,7 +28,7 @@ from crm.inbound.repository import table
 from crm.models import Channel, Contact
 from jggl_common.contracts import utcnow
 from jggl_common.crypto import DecryptionError, SecretBox
-from jggl_common.db import session_scope
+from jggl_common.db import driver_connection, session_scope
 from jggl_common.logs import get_logger
 
 __all__ = ["Outcome", "ProfileEnricher"]
@@ -170,31 +170,24 @@ class ProfileEnricher:
     async def _claim(self, contact_id: int) -> _Claim | None:
         now = utcnow()
         async with session_scope(self._sessions) as session:
-            row = (
-                await session.execute(
-                    update(_contacts)
-                    .where(
-                        _contacts.c.id == contact_id,
-                        _contacts.c.profile_status == "pending",
-                        sa.or_(_contacts.c.profile_retry_at.is_(None), _contacts.c.profile_retry_at <= now),
-                    )
-                    .values(profile_retry_at=now + self._lease, profile_attempts=_contacts.c.profile_attempts + 1)
-                    .returning(
-                        _contacts.c.id,
-                        _contacts.c.platform,
-                        _contacts.c.external_id,
-                        _contacts.c.profile_attempts,
-                        _contacts.c.channel_id,
-                    )
-                )
-            ).one_or_none()
-            if row is None:
-                return None
-            sealed = (
-                await session.execute(select(_channels.c.access_token_sealed).where(_channels.c.id == row.channel_id))
-            ).scalar()
+            row = await (await driver_connection(session)).fetchrow(
+                "WITH claimed AS (UPDATE contacts SET profile_retry_at = $2, profile_attempts = profile_attempts + 1"
+                " WHERE id = $1 AND profile_status = 'pending' AND (profile_retry_at IS NULL OR profile_retry_at <= $3)"
+                " RETURNING id, platform, external_id, profile_attempts, channel_id)"
+                " SELECT claimed.*, channels.access_token_sealed FROM claimed"
+                " LEFT JOIN channels ON channels.id = claimed.channel_id",
+                contact_id,
+                now + self._lease,
+                now,
+            )
+        if row is None:
+            return None
         return _Claim(
-            int(row.id), str(row.platform), str(row.external_id), int(row.profile_attempts), self._token(sealed)
+            int(row["id"]),
+            str(row["platform"]),
+            str(row["external_id"]),
+            int(row["profile_attempts"]),
+            self._token(row["access_token_sealed"]),
         )
 
     def _token(self, sealed: str | None) -> str | None:
@@ -208,28 +201,30 @@ class ProfileEnricher:
 
     async def _store_profile(self, claim: _Claim, profile: Profile) -> None:
         async with session_scope(self._sessions) as session:
-            await session.execute(
-                update(_contacts)
-                .where(_contacts.c.id == claim.contact_id)
-                .values(
-                    name=profile.name[:300] if profile.name else None,
-                    username=profile.username[:300] if profile.username else None,
-                    avatar_url=profile.avatar_url,
-                    profile_status="fetched",
-                    profile_fetched_at=utcnow(),
-                    profile_retry_at=None,
-                    profile_error=None,
-                )
+            await (await driver_connection(session)).execute(
+                "UPDATE contacts SET name = $2, username = $3, avatar_url = $4, profile_status = 'fetched',"
+                " profile_fetched_at = $5, profile_retry_at = NULL, profile_error = NULL WHERE id = $1",
+                claim.contact_id,
+                profile.name[:300] if profile.name else None,
+                profile.username[:300] if profile.username else None,
+                profile.avatar_url,
+                utcnow(),
             )
 
     async def _store_failure(self, claim: _Claim, error: str, *, retry: bool) -> Outcome:
         give_up = not retry or claim.attempts >= self._max_attempts
-        values: dict[str, object] = {"profile_error": error[:500]}
-        if give_up:
-            values.update(profile_status="failed", profile_retry_at=None)
-        else:
-            delay = min(self._base_backoff * 2 ** (claim.attempts - 1), self._max_backoff)
-            values["profile_retry_at"] = utcnow() + timedelta(seconds=delay)
+        retry_at = (
+            None
+            if give_up
+            else utcnow() + timedelta(seconds=min(self._base_backoff * 2 ** (claim.attempts - 1), self._max_backoff))
+        )
         async with session_scope(self._sessions) as session:
-            await session.execute(update(_contacts).where(_contacts.c.id == claim.contact_id).values(**values))
+            await (await driver_connection(session)).execute(
+                "UPDATE contacts SET profile_error = $2, profile_retry_at = $3,"
+                " profile_status = CASE WHEN $4 THEN 'failed' ELSE profile_status END WHERE id = $1",
+                claim.contact_id,
+                error[:500],
+                retry_at,
+                give_up,
+            )
         return "failed" if give_up else "retry"

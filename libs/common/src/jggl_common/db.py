@@ -87,8 +87,15 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     if transaction is not None and cached is not None and cached[0] is transaction:
         return cast(asyncpg.Connection, cached[1])
     conn = await session.connection()
-    raw = cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
+    pooled = await conn.get_raw_connection()
+    raw = cast(asyncpg.Connection, pooled.driver_connection)
     if not raw.is_in_transaction():
-        await conn.exec_driver_sql("SELECT 1")
+        # SQLAlchemy's asyncpg adapter begins on its next statement; ask it to begin now
+        # (one BEGIN), or, should the adapter not offer that, run a statement through it.
+        begin = getattr(pooled.dbapi_connection, "_start_transaction", None)
+        if begin is not None:
+            await begin()
+        else:
+            await conn.exec_driver_sql("SELECT 1")
     session.info[_DRIVER] = (session.sync_session.get_transaction(), raw)
     return raw

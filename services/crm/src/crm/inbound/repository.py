@@ -138,22 +138,29 @@ async def upsert_contact(
     return int(row["id"]), bool(row["created"])
 
 
-async def upsert_conversation(session: AsyncSession, channel_id: int, contact_id: int) -> int:
-    """The conversation of this contact on this channel, created once."""
+async def upsert_conversation(
+    session: AsyncSession, channel_id: int, contact_id: int, *, new_contact: bool = False
+) -> tuple[int, bool]:
+    """``(conversation id, created)``: the conversation of this contact on this channel, created once.
+
+    ``new_contact``: the contact was created by this transaction, so its conversation
+    cannot exist yet and the lookup is skipped.
+    """
     db = await driver_connection(session)
     find = "SELECT id FROM conversations WHERE channel_id = $1 AND contact_id = $2"
-    existing = await db.fetchval(find, channel_id, contact_id)
-    if existing is not None:
-        return int(existing)
+    if not new_contact:
+        existing = await db.fetchval(find, channel_id, contact_id)
+        if existing is not None:
+            return int(existing), False
     conversation_id = await db.fetchval(
         "INSERT INTO conversations (channel_id, contact_id, created_at) VALUES ($1, $2, now())"
         " ON CONFLICT ON CONSTRAINT uq_conversations_channel_contact DO NOTHING RETURNING id",
         channel_id,
         contact_id,
     )
-    if conversation_id is None:
-        conversation_id = await db.fetchval(find, channel_id, contact_id)
-    return int(conversation_id)
+    if conversation_id is not None:
+        return int(conversation_id), True
+    return int(await db.fetchval(find, channel_id, contact_id)), False
 
 
 async def lock_conversation(session: AsyncSession, conversation_id: int) -> None:

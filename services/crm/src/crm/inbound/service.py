@@ -100,6 +100,7 @@ class _Unit:
     contact_id: int
     conversation_id: int
     correlation: str | None
+    fresh: bool = False  # the conversation was created by this transaction: it has no deals or messages yet
     created_deals: list[int] = field(default_factory=list)
     updated_deals: dict[int, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
     received: list[tuple[int, int]] = field(default_factory=list)
@@ -116,9 +117,10 @@ class _Unit:
     async def deal_for(self, at_ms: int, opened_by: str, *, outgoing: bool = False) -> int:
         """The deal a message or referral written at ``at_ms`` belongs to (opened if needed)."""
         at = from_ms(at_ms)
-        existing = await repo.deal_for(self.session, self.conversation_id, at, outgoing=outgoing)
-        if existing is not None:
-            return existing
+        if not self.fresh or self.created_deals:
+            existing = await repo.deal_for(self.session, self.conversation_id, at, outgoing=outgoing)
+            if existing is not None:
+                return existing
         deal_id, created = await repo.open_deal(
             self.session, self.conversation_id, self.contact_id, self.channel_id, self.ctx.platform
         )
@@ -127,9 +129,10 @@ class _Unit:
             await repo.add_activity(
                 self.session, deal_id, "created", {"opened_by": opened_by, "platform": self.ctx.platform}, "system"
             )
-            left = await repo.rehome_follow_ups(self.session, self.conversation_id, deal_id, at)
-            if left:
-                self.recompute.update([*left, deal_id])
+            if not self.fresh:
+                left = await repo.rehome_follow_ups(self.session, self.conversation_id, deal_id, at)
+                if left:
+                    self.recompute.update([*left, deal_id])
         return deal_id
 
     async def referral(self, deal_id: int, referral: Referral) -> None:
@@ -301,9 +304,14 @@ class InboundService:
         contact_id, contact_created = await repo.upsert_contact(
             session, channel_id, ctx.platform, ctx.customer_id, ctx.at
         )
-        conversation_id = await repo.upsert_conversation(session, channel_id, contact_id)
-        await repo.lock_conversation(session, conversation_id)
-        unit = _Unit(session, ctx, channel_id, contact_id, conversation_id, cid)
+        conversation_id, fresh = await repo.upsert_conversation(
+            session, channel_id, contact_id, new_contact=contact_created
+        )
+        if not fresh:
+            # A conversation created by this transaction is invisible to every other one
+            # until commit: only an existing one needs the lock.
+            await repo.lock_conversation(session, conversation_id)
+        unit = _Unit(session, ctx, channel_id, contact_id, conversation_id, cid, fresh=fresh)
         change = parsed.change
         if isinstance(change, NewMessage):
             await self._new_message(unit, change)

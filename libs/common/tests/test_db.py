@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jggl_common.db import driver_connection, session_factory, session_scope
+from jggl_common.db import create_engine, driver_connection, session_factory, session_scope
+from jggl_common.testing import TEST_DATABASE_URL
 
 
 async def _names(engine: AsyncEngine) -> list[str]:
@@ -27,10 +30,13 @@ async def test_driver_statements_commit_and_roll_back_with_the_session(schema_en
         assert await driver_connection(session) is db
         assert await db.fetchval("SELECT data FROM items WHERE name = 'kept'") == {"a": 1}
 
-    with pytest.raises(RuntimeError):
+    async def failing_unit() -> None:
         async with session_scope(sessions) as session:
             await (await driver_connection(session)).execute("INSERT INTO items VALUES ('rolled back', NULL)")
             raise RuntimeError("the unit of work fails")
+
+    with pytest.raises(RuntimeError):
+        await failing_unit()
 
     async with sessions() as session:
         await (await driver_connection(session)).execute("INSERT INTO items VALUES ('first', NULL)")
@@ -40,3 +46,40 @@ async def test_driver_statements_commit_and_roll_back_with_the_session(schema_en
         await session.rollback()
 
     assert await _names(schema_engine) == ["first", "kept", "kept too"]
+
+
+async def test_connections_the_server_closed_are_replaced_at_checkout(
+    schema_engine: AsyncEngine, pg_schema: str
+) -> None:
+    sessions = session_factory(schema_engine)
+    # Fill the pool with a few idle connections.
+    held = [sessions() for _ in range(3)]
+    for session in held:
+        await session.execute(text("SELECT 1"))
+    for session in held:
+        await session.close()
+
+    async with schema_engine.connect() as conn:
+        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
+    # An admin (or a restart) ends every connection of this engine's pool.
+    other = create_engine(TEST_DATABASE_URL, pg_schema, pool_size=1)
+    try:
+        async with other.connect() as admin:
+            ended = (
+                await admin.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE application_name = :schema AND pid <> pg_backend_pid()"
+                    ),
+                    {"schema": pg_schema},
+                )
+            ).scalar()
+    finally:
+        await other.dispose()
+    assert ended is not None
+    assert ended >= 1
+    await asyncio.sleep(0.2)  # the driver sees the sockets close
+
+    for _ in range(5):
+        async with session_scope(sessions) as session:
+            assert (await session.execute(text("SELECT pg_backend_pid()"))).scalar() != pid

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -10,7 +14,51 @@ from crm.models import Contact, Deal, Stage
 from jggl_common.contracts import ContactRef, DealSnapshot
 
 
-def display_name(contact: Contact) -> str:
+class ContactLike(Protocol):
+    """What events need of a contact: the model, or a row read for a hot path."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def platform(self) -> str: ...
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def avatar_url(self) -> str | None: ...
+
+
+class DealLike(Protocol):
+    """What events need of a deal: the model, or a row read for a hot path."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def conversation_id(self) -> int: ...
+    @property
+    def channel_id(self) -> int: ...
+    @property
+    def platform(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def assignee_id(self) -> int | None: ...
+    @property
+    def amount(self) -> Decimal | None: ...
+    @property
+    def lead_source(self) -> str | None: ...
+    @property
+    def lost_reason(self) -> str | None: ...
+    @property
+    def awaiting_reply_since(self) -> datetime | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def display_name(contact: ContactLike) -> str:
     """The name managers see: name, else @username, else the platform id."""
     if contact.name and contact.name.strip():
         return contact.name.strip()
@@ -19,7 +67,7 @@ def display_name(contact: Contact) -> str:
     return contact.external_id
 
 
-def contact_ref(contact: Contact) -> ContactRef:
+def contact_ref(contact: ContactLike) -> ContactRef:
     """The contact as events carry it."""
     assert contact.id is not None
     return ContactRef(
@@ -32,7 +80,7 @@ def contact_ref(contact: Contact) -> ContactRef:
     )
 
 
-def snapshot(deal: Deal, contact: Contact, stage_key: str) -> DealSnapshot:
+def snapshot(deal: DealLike, contact: ContactLike, stage_key: str) -> DealSnapshot:
     """A deal as events carry it."""
     assert deal.id is not None
     return DealSnapshot(

@@ -7,10 +7,12 @@ whatever the timing. Functions take the caller's session and never commit.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -561,6 +563,82 @@ async def add_activity(session: AsyncSession, deal_id: int, kind: str, data: dic
         json.dumps(data),
         utcnow(),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DealRow:
+    """A deal as events announce it, read without the ORM."""
+
+    id: int
+    conversation_id: int
+    channel_id: int
+    platform: str
+    status: str
+    assignee_id: int | None
+    amount: Decimal | None
+    lead_source: str | None
+    lost_reason: str | None
+    awaiting_reply_since: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRow:
+    """A contact as events announce it, read without the ORM."""
+
+    id: int
+    platform: str
+    external_id: str
+    name: str | None
+    username: str | None
+    avatar_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """A message as ``crm.message.received`` announces it, read without the ORM."""
+
+    id: int
+    mid: str | None
+    conversation_id: int
+    kind: str
+    text: str | None
+    attachments: list[Any]
+    sent_at: datetime
+    created_at: datetime
+    is_deleted: bool
+
+
+_DEAL_FIELDS = [f.name for f in dataclasses.fields(DealRow)]
+_CONTACT_FIELDS = [f.name for f in dataclasses.fields(ContactRow)]
+_MESSAGE_FIELDS = [f.name for f in dataclasses.fields(MessageRow)]
+
+
+async def read_deal(session: AsyncSession, deal_id: int) -> tuple[DealRow, ContactRow, str]:
+    """The deal, its contact and its stage key as this transaction sees them."""
+    row = await (await driver_connection(session)).fetchrow(
+        f"SELECT {', '.join('d.' + f for f in _DEAL_FIELDS)}, {', '.join('c.' + f for f in _CONTACT_FIELDS)},"
+        " s.key FROM deals d JOIN contacts c ON c.id = d.contact_id JOIN stages s ON s.id = d.stage_id"
+        " WHERE d.id = $1",
+        deal_id,
+    )
+    if row is None:
+        raise LookupError(f"deal {deal_id} not found")
+    values = list(row.values())
+    deal_end = len(_DEAL_FIELDS)
+    contact_end = deal_end + len(_CONTACT_FIELDS)
+    return DealRow(*values[:deal_end]), ContactRow(*values[deal_end:contact_end]), str(values[contact_end])
+
+
+async def read_message(session: AsyncSession, message_id: int) -> MessageRow:
+    """A message as this transaction sees it."""
+    row = await (await driver_connection(session)).fetchrow(
+        f"SELECT {', '.join(_MESSAGE_FIELDS)} FROM messages WHERE id = $1",
+        message_id,
+    )
+    if row is None:
+        raise LookupError(f"message {message_id} not found")
+    return MessageRow(*row.values())
 
 
 # Built once: constructing an ORM select costs more than running it.

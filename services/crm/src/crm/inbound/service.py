@@ -45,7 +45,6 @@ from crm.inbound.items import (
     from_ms,
     parse_item,
 )
-from crm.models import Contact, Deal
 from crm.outbound import echoes as own_echoes
 from crm.outbox import Outbox, take_staged
 from crm.outbox import stage as stage_event
@@ -106,12 +105,12 @@ class _Unit:
     received: list[tuple[int, int]] = field(default_factory=list)
     sent: list[int] = field(default_factory=list)
     recompute: set[int] = field(default_factory=set)
-    _loaded: dict[int, tuple[Deal, Contact, str]] = field(default_factory=dict)
+    _loaded: dict[int, tuple[repo.DealRow, repo.ContactRow, str]] = field(default_factory=dict)
 
-    async def _deal(self, deal_id: int) -> tuple[Deal, Contact, str]:
+    async def _deal(self, deal_id: int) -> tuple[repo.DealRow, repo.ContactRow, str]:
         """The deal as committed by this unit (loaded once, after every change was made)."""
         if deal_id not in self._loaded:
-            self._loaded[deal_id] = await repo.load_deal(self.session, deal_id)
+            self._loaded[deal_id] = await repo.read_deal(self.session, deal_id)
         return self._loaded[deal_id]
 
     async def deal_for(self, at_ms: int, opened_by: str, *, outgoing: bool = False) -> int:
@@ -176,7 +175,7 @@ class _Unit:
                 )
             )
         for message_id, deal_id in self.received:
-            message = await repo.load_message(self.session, message_id)
+            message = await repo.read_message(self.session, message_id)
             if message.is_deleted:
                 continue  # unsent before we even stored it: nothing to notify about
             deal, contact, stage_key = await self._deal(deal_id)

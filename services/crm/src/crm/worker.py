@@ -41,7 +41,13 @@ def register_inbound(
     the service, for callers that want to call it directly.
     """
     enricher = enricher or ProfileEnricher(sessions, settings, graph)
-    service = InboundService(sessions, outbox, on_new_contact=enricher.schedule, app_id=settings.meta_app_id)
+    service = InboundService(
+        sessions,
+        outbox,
+        on_new_contact=enricher.schedule_new,
+        profile_lease=enricher.lease,
+        app_id=settings.meta_app_id,
+    )
     subscribers.register(
         bus, service, durable=durable, policy=policy, max_workers=max_workers or settings.consumer_workers
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -34,7 +35,9 @@ def enricher(harness, settings, graph):
 
 @pytest.fixture
 def service(harness, enricher):
-    return InboundService(harness.sessions, harness.outbox, on_new_contact=enricher.schedule)
+    return InboundService(
+        harness.sessions, harness.outbox, on_new_contact=enricher.schedule_new, profile_lease=enricher.lease
+    )
 
 
 async def _contact(harness, external_id: str) -> Contact:
@@ -161,6 +164,30 @@ async def test_the_sweep_fetches_contacts_nobody_scheduled(
     await enricher.wait_idle(timeout=10)
 
     assert (await _contact(harness, customer.user_id)).profile_status == "fetched"
+
+
+async def test_a_claimed_first_fetch_that_never_ran_goes_to_the_sweep_when_its_lease_ends(
+    harness, enricher, graph_fake, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    customer = Customer.new("messenger", random.Random(46), page_id=page)
+    lost = []  # a hook that never fetches: the process stopped, or its queue was full
+    service = InboundService(
+        harness.sessions, harness.outbox, on_new_contact=lost.append, profile_lease=timedelta(seconds=1)
+    )
+    await service.handle(to_events("messenger", page, [customer.text()])[0])
+    assert [c.external_id for c in lost] == [customer.user_id]
+
+    # Claimed for the hook: the sweep leaves it alone while the lease lasts...
+    assert await enricher.sweep_once() == 0
+    await asyncio.sleep(1.1)
+    # ...and takes it afterwards.
+    assert await enricher.sweep_once() == 1
+    await enricher.wait_idle(timeout=10)
+
+    contact = await _contact(harness, customer.user_id)
+    assert contact.profile_status == "fetched"
+    assert contact.profile_attempts == 2
 
 
 @pytest.mark.parametrize(

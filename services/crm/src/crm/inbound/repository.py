@@ -28,6 +28,7 @@ from jggl_common.db import driver_connection
 
 __all__ = [
     "MessageRef",
+    "NewContact",
     "add_activity",
     "add_pending",
     "add_receipt",
@@ -82,8 +83,21 @@ class MessageRef:
     sent_at: datetime
 
 
-async def ensure_channel(session: AsyncSession, platform: str, external_id: str, webhook_at: datetime) -> int:
-    """The channel's id, creating it on its first webhook; moves ``last_webhook_at`` forward."""
+@dataclass(frozen=True, slots=True)
+class NewContact:
+    """A contact an item created, with its first profile fetch claimed for the hook."""
+
+    id: int
+    platform: str
+    external_id: str
+    sealed_token: str | None  # the channel's page token, sealed, if it has its own
+
+
+async def ensure_channel(
+    session: AsyncSession, platform: str, external_id: str, webhook_at: datetime
+) -> tuple[int, str | None]:
+    """The channel's id and sealed page token, creating it on its first webhook; moves
+    ``last_webhook_at`` forward."""
     excluded = insert(_channels).excluded
     stmt = (
         insert(_channels)
@@ -104,29 +118,40 @@ async def ensure_channel(session: AsyncSession, platform: str, external_id: str,
                 _channels.c.last_webhook_at < excluded.last_webhook_at - sa.text("interval '1 second'"),
             ),
         )
-        .returning(_channels.c.id)
+        .returning(_channels.c.id, _channels.c.access_token_sealed)
     )
-    channel_id = (await session.execute(stmt)).scalar()
-    if channel_id is None:
-        channel_id = (
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        row = (
             await session.execute(
-                select(_channels.c.id).where(_channels.c.platform == platform, _channels.c.external_id == external_id)
+                select(_channels.c.id, _channels.c.access_token_sealed).where(
+                    _channels.c.platform == platform, _channels.c.external_id == external_id
+                )
             )
-        ).scalar_one()
-    return int(channel_id)
+        ).one()
+    return int(row.id), row.access_token_sealed
 
 
 async def upsert_contact(
-    session: AsyncSession, channel_id: int, platform: str, external_id: str, seen_at: datetime
+    session: AsyncSession,
+    channel_id: int,
+    platform: str,
+    external_id: str,
+    seen_at: datetime,
+    *,
+    profile_claimed_until: datetime | None = None,
 ) -> tuple[int, bool]:
     """``(contact id, created)``; keeps first/last seen as the min/max of Meta's timestamps.
 
+    A new contact's profile is still to fetch; with ``profile_claimed_until`` its first
+    fetch is claimed for the caller until then, as ``ProfileEnricher`` claims a retry.
     The upsert always takes the contact's row lock first, so every transaction that
     touches a contact's deals locks in the same order as profile enrichment does.
     """
     row = await (await driver_connection(session)).fetchrow(
         "INSERT INTO contacts (channel_id, platform, external_id, profile_status, profile_attempts,"
-        " first_seen_at, last_seen_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4)"
+        " profile_retry_at, first_seen_at, last_seen_at)"
+        " VALUES ($1, $2, $3, 'pending', CASE WHEN $5::timestamptz IS NULL THEN 0 ELSE 1 END, $5, $4, $4)"
         " ON CONFLICT ON CONSTRAINT uq_contacts_channel_external_id DO UPDATE SET"
         " first_seen_at = least(contacts.first_seen_at, excluded.first_seen_at),"
         " last_seen_at = greatest(contacts.last_seen_at, excluded.last_seen_at)"
@@ -135,6 +160,7 @@ async def upsert_contact(
         platform,
         external_id,
         seen_at,
+        profile_claimed_until,
     )
     assert row is not None  # an upsert with RETURNING always returns its row
     return int(row["id"]), bool(row["created"])

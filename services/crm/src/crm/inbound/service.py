@@ -21,7 +21,7 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -215,9 +215,12 @@ class _Unit:
 class InboundService:
     """Applies ingest's Meta items to crm's data. One instance per process.
 
-    ``on_new_contact`` is called after commit with the id of each contact the item
-    created (profile enrichment hooks in there); it must not block. ``app_id`` is our
-    Meta app's id (``META_APP_ID``): echoes carrying it may be our own replies.
+    ``on_new_contact`` is called after commit with each contact the item created
+    (profile enrichment hooks in there); it must not block. With ``profile_lease`` the
+    contact is created with its first profile fetch claimed for that long, so the hook
+    fetches without claiming it again; an unfetched claim expires and the periodic sweep
+    takes the contact. ``app_id`` is our Meta app's id (``META_APP_ID``): echoes carrying
+    it may be our own replies.
     """
 
     def __init__(
@@ -225,16 +228,18 @@ class InboundService:
         sessions: async_sessionmaker[AsyncSession],
         outbox: Outbox,
         *,
-        on_new_contact: Callable[[int], None] | None = None,
+        on_new_contact: Callable[[repo.NewContact], None] | None = None,
+        profile_lease: timedelta | None = None,
         max_attempts: int = 4,
         app_id: str | None = None,
     ) -> None:
+        self._profile_lease = profile_lease if on_new_contact is not None else None
         self._sessions = sessions
         self._app_id = app_id or None
         self._outbox = outbox
         self._on_new_contact = on_new_contact
         self._max_attempts = max_attempts
-        self._channels: dict[tuple[str, str], tuple[int, float]] = {}
+        self._channels: dict[tuple[str, str], tuple[int, str | None, float]] = {}
 
     async def handle(self, event: MetaItemReceived) -> HandleResult:
         """Apply one item exactly once; raises on failure so the bus retries it.
@@ -246,7 +251,7 @@ class InboundService:
         if isinstance(parsed, Ignored):
             log.debug("meta item ignored", kind=event.data.kind, reason=parsed.reason)
             return HandleResult(applied=False, reason=parsed.reason)
-        channel_id = await self._channel(parsed.context)
+        channel_id, sealed_token = await self._channel(parsed.context)
         cid = event.correlation_id or correlation_id()
         attempt = 0
         while True:
@@ -265,7 +270,7 @@ class InboundService:
                 if sqlstate == _FOREIGN_KEY_VIOLATION:
                     # The cached channel is gone (removed by an admin): look it up again.
                     self._channels.pop((parsed.context.platform, parsed.context.page_id), None)
-                    channel_id = await self._channel(parsed.context)
+                    channel_id, sealed_token = await self._channel(parsed.context)
                     continue
                 log.info("meta item lost a race, retrying", sqlstate=sqlstate, attempt=attempt)
                 await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
@@ -277,10 +282,11 @@ class InboundService:
                 log.warning("outbox flush failed, relay will publish", error=f"{type(exc).__name__}: {exc}")
         new_contact = unit.contact_id if created_contact else None
         if new_contact is not None and self._on_new_contact is not None:
-            self._on_new_contact(new_contact)
+            ctx = parsed.context
+            self._on_new_contact(repo.NewContact(new_contact, ctx.platform, ctx.customer_id, sealed_token))
         return HandleResult(applied=True, event_ids=event_ids, new_contact_id=new_contact)
 
-    async def _channel(self, ctx: ItemContext) -> int:
+    async def _channel(self, ctx: ItemContext) -> tuple[int, str | None]:
         """The channel's id; ``last_webhook_at`` is written in its own short transaction.
 
         Kept out of the item's transaction so items of different conversations of one
@@ -289,19 +295,24 @@ class InboundService:
         key = (ctx.platform, ctx.page_id)
         loop_time = asyncio.get_running_loop().time()
         cached = self._channels.get(key)
-        if cached is not None and loop_time - cached[1] < 1.0:
-            return cached[0]
+        if cached is not None and loop_time - cached[2] < 1.0:
+            return cached[0], cached[1]
         async with session_scope(self._sessions) as session:
-            channel_id = await repo.ensure_channel(session, ctx.platform, ctx.page_id, utcnow())
-        self._channels[key] = (channel_id, loop_time)
-        return channel_id
+            channel_id, sealed_token = await repo.ensure_channel(session, ctx.platform, ctx.page_id, utcnow())
+        self._channels[key] = (channel_id, sealed_token, loop_time)
+        return channel_id, sealed_token
 
     async def _apply(
         self, session: AsyncSession, parsed: ParsedItem, channel_id: int, cid: str | None
     ) -> tuple[_Unit, bool]:
         ctx = parsed.context
         contact_id, contact_created = await repo.upsert_contact(
-            session, channel_id, ctx.platform, ctx.customer_id, ctx.at
+            session,
+            channel_id,
+            ctx.platform,
+            ctx.customer_id,
+            ctx.at,
+            profile_claimed_until=utcnow() + self._profile_lease if self._profile_lease else None,
         )
         conversation_id, fresh = await repo.upsert_conversation(
             session, channel_id, contact_id, new_contact=contact_created

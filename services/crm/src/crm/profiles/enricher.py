@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.config import CrmSettings
 from crm.graph import GraphClient, GraphError, Profile
-from crm.inbound.repository import table
+from crm.inbound.repository import NewContact, table
 from crm.models import Channel, Contact
 from jggl_common.contracts import utcnow
 from jggl_common.crypto import DecryptionError, SecretBox
@@ -79,12 +79,26 @@ class ProfileEnricher:
         self._tasks: set[asyncio.Task[Outcome]] = set()
         self._queued: set[int] = set()
 
+    @property
+    def lease(self) -> timedelta:
+        """How long a claimed fetch is reserved for the claimer before the sweep may take it."""
+        return self._lease
+
     def schedule(self, contact_id: int) -> None:
         """Fetch this contact's profile soon, without waiting. A full queue is left to the sweep."""
+        self._start(contact_id, None)
+
+    def schedule_new(self, contact: NewContact) -> None:
+        """Fetch the profile of a contact created with its first fetch claimed for us
+        (``InboundService`` with ``profile_lease=enricher.lease``), without claiming it again."""
+        claim = _Claim(contact.id, contact.platform, contact.external_id, 1, self._token(contact.sealed_token))
+        self._start(contact.id, claim)
+
+    def _start(self, contact_id: int, claim: _Claim | None) -> None:
         if contact_id in self._queued or len(self._tasks) >= self._max_queued:
             return
         self._queued.add(contact_id)
-        task = asyncio.get_running_loop().create_task(self._guarded(contact_id), name=f"profile-{contact_id}")
+        task = asyncio.get_running_loop().create_task(self._guarded(contact_id, claim), name=f"profile-{contact_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -134,19 +148,20 @@ class ProfileEnricher:
                 log.error("profile sweep failed", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(interval)
 
-    async def _guarded(self, contact_id: int) -> Outcome:
+    async def _guarded(self, contact_id: int, claim: _Claim | None) -> Outcome:
         try:
             async with self._limit:
-                return await self.enrich(contact_id)
+                return await self.enrich(contact_id, claim)
         except Exception as exc:
             log.error("profile enrichment crashed", contact_id=contact_id, error=f"{type(exc).__name__}: {exc}")
             return "retry"
         finally:
             self._queued.discard(contact_id)
 
-    async def enrich(self, contact_id: int) -> Outcome:
-        """Fetch and store one contact's profile if it is due; returns what happened."""
-        claim = await self._claim(contact_id)
+    async def enrich(self, contact_id: int, claim: _Claim | None = None) -> Outcome:
+        """Fetch and store one contact's profile if it is due (or already ``claim``-ed);
+        returns what happened."""
+        claim = claim or await self._claim(contact_id)
         if claim is None:
             return "skipped"
         if not claim.token:

@@ -49,18 +49,29 @@ async def stage(session: AsyncSession, envelope: Envelope, subject: str | None =
     Staging the same event id twice is a no-op, so a redelivered message can stage again.
     The event is also kept on the session for :func:`take_staged`.
     """
-    staged = Staged(envelope.id, subject or envelope.subject, envelope.model_dump_json(), envelope.correlation_id)
-    await (await driver_connection(session)).execute(
-        "INSERT INTO outbox (event_id, subject, payload, correlation_id, created_at) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (event_id) DO NOTHING",
-        staged.event_id,
-        staged.subject,
-        staged.payload,
-        staged.correlation_id,
-        utcnow(),
-    )
-    session.info.setdefault(_STAGED, []).append(staged)
-    return envelope.id
+    (event_id,) = await stage_all(session, [(envelope, subject)])
+    return event_id
+
+
+async def stage_all(session: AsyncSession, envelopes: Sequence[tuple[Envelope, str | None]]) -> list[str]:
+    """:func:`stage` for several ``(envelope, subject or None)`` at once, in one statement."""
+    staged = [
+        Staged(envelope.id, subject or envelope.subject, envelope.model_dump_json(), envelope.correlation_id)
+        for envelope, subject in envelopes
+    ]
+    if staged:
+        await (await driver_connection(session)).execute(
+            "INSERT INTO outbox (event_id, subject, payload, correlation_id, created_at)"
+            " SELECT *, $5::timestamptz FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+            " ON CONFLICT (event_id) DO NOTHING",
+            [event.event_id for event in staged],
+            [event.subject for event in staged],
+            [event.payload for event in staged],
+            [event.correlation_id for event in staged],
+            utcnow(),
+        )
+        session.info.setdefault(_STAGED, []).extend(staged)
+    return [event.event_id for event in staged]
 
 
 def take_staged(session: AsyncSession) -> list[Staged]:

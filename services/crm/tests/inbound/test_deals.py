@@ -6,8 +6,10 @@ import asyncio
 import json
 import random
 
+import pytest
 from sqlalchemy import text
 
+from crm.inbound.items import InvalidMetaItem
 from jggl_sandbox.meta_webhooks import Customer
 
 
@@ -155,3 +157,22 @@ async def test_after_a_close_the_page_follow_up_and_the_next_lead_split_the_same
     assert sorted(new["mids"]) == sorted([again["message"]["mid"], answer["message"]["mid"]])
     assert (new["status"], new["first_response_seconds"], new["awaiting_reply_since"]) == ("open", 60, None)
     assert won["first_response_seconds"] == 60
+
+
+async def test_a_new_customers_message_under_a_stored_message_id_is_refused_and_changes_nothing(
+    harness, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    rng = random.Random(77)
+    first, second = Customer.new("messenger", rng, page_id=page), Customer.new("messenger", rng, page_id=page)
+    original = first.text("Привіт")
+    copy = second.text("Hello")
+    copy["message"]["mid"] = original["message"]["mid"]  # Meta never reuses a mid: this is bad input
+    await harness.service.handle(to_events("messenger", page, [original])[0])
+
+    with pytest.raises(InvalidMetaItem, match="already stored in another conversation"):
+        await harness.service.handle(to_events("messenger", page, [copy])[0])
+
+    assert await harness.count("contacts") == 1
+    assert await harness.count("deals") == 1
+    assert [row["text"] for row in await harness.rows("SELECT text FROM messages")] == ["Привіт"]

@@ -35,6 +35,7 @@ from crm.inbound.items import (
     Delivery,
     Edit,
     Ignored,
+    InvalidMetaItem,
     ItemContext,
     NewMessage,
     ParsedItem,
@@ -46,12 +47,12 @@ from crm.inbound.items import (
     parse_item,
 )
 from crm.outbound import echoes as own_echoes
-from crm.outbox import Outbox, take_staged
-from crm.outbox import stage as stage_event
+from crm.outbox import Outbox, stage_all, take_staged
 from jggl_common.contracts import (
     DealCreated,
     DealUpdated,
     DealUpdatedData,
+    Envelope,
     MessageReceived,
     MessageReceivedData,
     MetaItemReceived,
@@ -141,36 +142,28 @@ class _Unit:
 
     async def stage_events(self) -> list[str]:
         """Stage the events of this unit with ids derived from what they announce."""
-        ids: list[str] = []
+        events: list[Envelope] = []
         for deal_id in self.created_deals:
             deal, contact, stage_key = await self._deal(deal_id)
-            ids.append(
-                await stage_event(
-                    self.session,
-                    DealCreated(
-                        id=stable_event_id(f"crm.deal.created:{_row_key(deal_id, deal.created_at)}"),
-                        producer=PRODUCER,
-                        correlation_id=self.correlation,
-                        data=snapshot(deal, contact, stage_key),
-                    ),
+            events.append(
+                DealCreated(
+                    id=stable_event_id(f"crm.deal.created:{_row_key(deal_id, deal.created_at)}"),
+                    producer=PRODUCER,
+                    correlation_id=self.correlation,
+                    data=snapshot(deal, contact, stage_key),
                 )
             )
         for deal_id, changes in self.updated_deals.items():
             if deal_id in self.created_deals:
                 continue  # the creation event already carries the final state
             deal, contact, stage_key = await self._deal(deal_id)
-            ids.append(
-                await stage_event(
-                    self.session,
-                    DealUpdated(
-                        id=stable_event_id(
-                            f"crm.deal.updated:{_row_key(deal_id, deal.created_at)}:{self.ctx.dedupe_key}"
-                        ),
-                        producer=PRODUCER,
-                        correlation_id=self.correlation,
-                        data=DealUpdatedData(
-                            deal=snapshot(deal, contact, stage_key), changes=changes, actor_label="system"
-                        ),
+            events.append(
+                DealUpdated(
+                    id=stable_event_id(f"crm.deal.updated:{_row_key(deal_id, deal.created_at)}:{self.ctx.dedupe_key}"),
+                    producer=PRODUCER,
+                    correlation_id=self.correlation,
+                    data=DealUpdatedData(
+                        deal=snapshot(deal, contact, stage_key), changes=changes, actor_label="system"
                     ),
                 )
             )
@@ -180,30 +173,28 @@ class _Unit:
                 continue  # unsent before we even stored it: nothing to notify about
             deal, contact, stage_key = await self._deal(deal_id)
             assert message.mid is not None
-            ids.append(
-                await stage_event(
-                    self.session,
-                    MessageReceived(
-                        id=stable_event_id(f"crm.message.received:{_row_key(message_id, message.created_at)}"),
-                        producer=PRODUCER,
-                        correlation_id=self.correlation,
-                        data=MessageReceivedData(
-                            message_id=message_id,
-                            mid=message.mid,
-                            deal_id=deal_id,
-                            conversation_id=message.conversation_id,
-                            kind=message.kind,
-                            text=message.text,
-                            attachments=list(message.attachments),
-                            sent_at=message.sent_at,
-                            is_first_message=deal_id in self.created_deals,
-                            deal_stage=stage_key,
-                            assignee_id=deal.assignee_id,
-                            contact=contact_ref(contact),
-                        ),
+            events.append(
+                MessageReceived(
+                    id=stable_event_id(f"crm.message.received:{_row_key(message_id, message.created_at)}"),
+                    producer=PRODUCER,
+                    correlation_id=self.correlation,
+                    data=MessageReceivedData(
+                        message_id=message_id,
+                        mid=message.mid,
+                        deal_id=deal_id,
+                        conversation_id=message.conversation_id,
+                        kind=message.kind,
+                        text=message.text,
+                        attachments=list(message.attachments),
+                        sent_at=message.sent_at,
+                        is_first_message=deal_id in self.created_deals,
+                        deal_stage=stage_key,
+                        assignee_id=deal.assignee_id,
+                        contact=contact_ref(contact),
                     ),
                 )
             )
+        ids = await stage_all(self.session, [(event, None) for event in events])
         for message_id in self.sent:
             # Replies typed in Meta's apps, and ours whose echo beat the Send API's answer.
             event_id = await own_echoes.stage_sent(self.session, message_id, self.correlation)
@@ -361,7 +352,8 @@ class InboundService:
 
     async def _new_message(self, unit: _Unit, message: NewMessage) -> None:
         session, ctx = unit.session, unit.ctx
-        if await repo.message_by_mid(session, message.mid) is not None:
+        # A fresh conversation has no messages: a repeat would have found it.
+        if not unit.fresh and await repo.message_by_mid(session, message.mid) is not None:
             return  # a repeat, or the echo of a message we sent ourselves
         if message.direction == "out":
             own = await own_echoes.claim_own_echo(
@@ -404,6 +396,9 @@ class InboundService:
             delivered_at=delivered_at,
         )
         if message_id is None:
+            if unit.fresh:
+                # Meta message ids are unique: one stored under another customer is bad input.
+                raise InvalidMetaItem(f"message id {message.mid!r} is already stored in another conversation")
             return
         await self._landed(unit, message, message_id, deal_id)
         if message.referral is not None:
@@ -416,7 +411,9 @@ class InboundService:
         session, ctx = unit.session, unit.ctx
         await repo.touch_conversation(session, unit.conversation_id, ctx.at, inbound=message.direction == "in")
         ref = repo.MessageRef(message_id, unit.conversation_id, deal_id, message.direction, ctx.at)
-        for kind, payload, occurred_at in await repo.take_pending(session, message.mid):
+        # Updates about a message come from its conversation's items, so a fresh one has none.
+        pending = [] if unit.fresh else await repo.take_pending(session, message.mid)
+        for kind, payload, occurred_at in pending:
             await self._apply_update(unit, ref, kind, payload, occurred_at)
         unit.recompute.add(deal_id)
         if message.direction == "out":

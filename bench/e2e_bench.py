@@ -7,7 +7,10 @@ then reports for each rate: sent, accepted (200), stored (messages in crm), lost
 latency from the webhook's send to the message being committed in crm (p50, p99), which
 is when the API shows it. A sample of deals is fetched through the API to confirm.
 
-Environment: E2E_RATES ("100,300,500"), E2E_SECONDS (20), E2E_CONNECTIONS (64).
+A warm-up (100 messages/s for ``E2E_WARMUP_SECONDS``) comes first and is not reported.
+
+Environment: E2E_RATES ("100,300,500"), E2E_SECONDS (20), E2E_CONNECTIONS (64),
+E2E_WARMUP_SECONDS (10).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ SECRET = "e2e-app-secret"  # noqa: S105 - a throwaway secret of the benchmark
 RATES = [int(r) for r in os.environ.get("E2E_RATES", "100,300,500").split(",")]
 SECONDS = float(os.environ.get("E2E_SECONDS", "20"))
 CONNECTIONS = int(os.environ.get("E2E_CONNECTIONS", "64"))
+WARMUP_RATE, WARMUP_SECONDS = 100, float(os.environ.get("E2E_WARMUP_SECONDS", "10"))
 PG = os.environ.get("E2E_PG", "postgresql://postgres@127.0.0.1:5432")
 DB = "jggl_e2e_bench"
 
@@ -171,11 +175,21 @@ async def main() -> None:
                     token = login.json()["access_token"]
                     break
                 await asyncio.sleep(0.5)
+            # Warm up (connections opened, statements prepared) and let the backlog drain,
+            # so each rate measures the steady state.
+            warm, _ = await _send_at_rate(
+                ingest_port, WARMUP_RATE, WARMUP_SECONDS, "76" + str(random.randrange(10**12))
+            )
+            await _stored(conn, list(warm))
+            print(f"warm-up: {len(warm)} messages at {WARMUP_RATE}/s", file=sys.stderr, flush=True)
             for rate in RATES:
                 page = "77" + str(random.randrange(10**12))
                 sent, accepted = await _send_at_rate(ingest_port, rate, SECONDS, page)
                 stored = await _stored(conn, list(sent))
                 latencies = sorted((stored[mid] - sent[mid]) * 1000 for mid in stored)
+                # By send time: a growing backlog shows as the last tenth waiting longer than the first.
+                in_order = [(stored[mid] - sent[mid]) * 1000 for mid in sorted(stored, key=sent.__getitem__)]
+                tenth = max(1, len(in_order) // 10)
                 deals = await api.get("/api/deals", params={"limit": 5}, headers={"Authorization": f"Bearer {token}"})
                 row = {
                     "rate": rate,
@@ -185,6 +199,8 @@ async def main() -> None:
                     "lost": len(sent) - len(stored),
                     "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
                     "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else None,
+                    "p50_first_tenth_ms": round(statistics.median(in_order[:tenth]), 1) if in_order else None,
+                    "p50_last_tenth_ms": round(statistics.median(in_order[-tenth:]), 1) if in_order else None,
                     "api_deals_ok": deals.status_code == 200 and len(deals.json()["items"]) > 0,
                 }
                 results.append(row)

@@ -176,3 +176,73 @@ async def test_a_new_customers_message_under_a_stored_message_id_is_refused_and_
     assert await harness.count("contacts") == 1
     assert await harness.count("deals") == 1
     assert [row["text"] for row in await harness.rows("SELECT text FROM messages")] == ["Привіт"]
+
+
+@pytest.mark.parametrize("kind", ["text", "image", "quick_reply"])
+async def test_a_first_message_ends_the_same_whether_its_conversation_is_new_or_not(
+    harness, to_events, unique_page_id, kind
+) -> None:
+    """A new customer's first message takes a one-statement path; a conversation that began
+    with something else (here a read receipt) takes the general one. The result is the same."""
+    page = unique_page_id()
+    rng = random.Random(88)
+    fresh, known = Customer.new("messenger", rng, page_id=page), Customer.new("messenger", rng, page_id=page)
+
+    def first(customer: Customer) -> dict:
+        if kind == "image":
+            return customer.attachment("image", timestamp_ms=1_767_225_600_000)
+        if kind == "quick_reply":
+            return customer.quick_reply(timestamp_ms=1_767_225_600_000)
+        return customer.text("Скільки коштує доставка?", timestamp_ms=1_767_225_600_000)
+
+    fresh_item, known_item = first(fresh), first(known)
+    known_item["message"] = {**fresh_item["message"], "mid": known_item["message"]["mid"]}
+    await harness.service.handle(to_events("messenger", page, [known.read(timestamp_ms=1_767_225_500_000)])[0])
+    for item in (fresh_item, known_item):
+        await harness.service.handle(to_events("messenger", page, [item])[0])
+
+    def per_contact(rows: list[dict], drop: tuple[str, ...]) -> dict[str, dict]:
+        return {row.pop("contact"): {k: v for k, v in row.items() if k not in drop} for row in rows}
+
+    deals = per_contact(
+        await harness.rows(
+            "SELECT c.external_id AS contact, d.*, d.search_vector::text AS search FROM deals d"
+            " JOIN contacts c ON c.id = d.contact_id"
+        ),
+        ("id", "conversation_id", "contact_id", "created_at", "updated_at", "search_vector"),
+    )
+    messages = per_contact(
+        await harness.rows(
+            "SELECT c.external_id AS contact, m.* FROM messages m JOIN conversations v ON v.id = m.conversation_id"
+            " JOIN contacts c ON c.id = v.contact_id"
+        ),
+        ("id", "conversation_id", "deal_id", "mid", "created_at"),
+    )
+    activities = per_contact(
+        await harness.rows(
+            "SELECT c.external_id AS contact, a.kind, a.actor_label, a.data FROM activities a"
+            " JOIN deals d ON d.id = a.deal_id JOIN contacts c ON c.id = d.contact_id"
+        ),
+        (),
+    )
+    conversations = per_contact(
+        await harness.rows(
+            "SELECT c.external_id AS contact, v.last_message_at, v.last_inbound_at FROM conversations v"
+            " JOIN contacts c ON c.id = v.contact_id"
+        ),
+        (),
+    )
+    events = {}
+    for event in await harness.outbox_events():
+        data = json.loads(event["payload"])["data"]
+        contact = (data.get("contact") or data["deal"]["contact"])["external_id"] if "deal" in data else None
+        contact = contact or data["contact"]["external_id"]
+        for key in ("id", "conversation_id", "created_at", "message_id", "deal_id", "mid"):
+            data.pop(key, None)
+        data["contact"] = {k: v for k, v in data["contact"].items() if k not in ("id", "external_id", "display_name")}
+        events.setdefault(contact, []).append((event["subject"], data))
+
+    for table in (deals, messages, activities, conversations, events):
+        assert table[fresh.user_id] == table[known.user_id], table
+    assert deals[fresh.user_id]["awaiting_reply_since"] is not None
+    assert deals[fresh.user_id]["last_message_text"]

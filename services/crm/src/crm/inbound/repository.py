@@ -334,15 +334,93 @@ def _insert_message_sql(columns: tuple[str, ...]) -> str:
     )
 
 
-async def insert_message(session: AsyncSession, **values: Any) -> int | None:
-    """Store a message; ``None`` when its ``mid`` is already stored (a repeat, or our own send echoed)."""
+def _message_row(values: dict[str, Any]) -> dict[str, Any]:
+    """A messages row: defaults, then ``values``, JSON columns as text for the driver."""
     row = {**_MESSAGE_DEFAULTS, "created_at": utcnow(), **values}
     for name in _JSON_COLUMNS.intersection(row):
         if row[name] is not None:
             row[name] = json.dumps(row[name])
-    columns = tuple(row)
-    message_id = await (await driver_connection(session)).fetchval(_insert_message_sql(columns), *row.values())
+    return row
+
+
+async def insert_message(session: AsyncSession, **values: Any) -> int | None:
+    """Store a message; ``None`` when its ``mid`` is already stored (a repeat, or our own send echoed)."""
+    row = _message_row(values)
+    message_id = await (await driver_connection(session)).fetchval(_insert_message_sql(tuple(row)), *row.values())
     return int(message_id) if message_id is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class FirstMessage:
+    """What :func:`open_with_first_message` stored."""
+
+    deal: DealRow
+    stage_key: str
+    message: MessageRow
+
+
+@functools.cache
+def _first_message_sql(columns: tuple[str, ...]) -> str:
+    first = 9  # $1..$8 are the deal's and the conversation's
+    placeholders = ", ".join(f"${i}" for i in range(first, first + len(columns)))
+    return (
+        "WITH stage AS (SELECT id, key FROM stages ORDER BY (key = 'new') DESC, is_active DESC, position LIMIT 1),"
+        " deal AS (INSERT INTO deals (conversation_id, contact_id, channel_id, platform, stage_id, status,"
+        " lead_source, created_at, updated_at, awaiting_reply_since, last_message_at, last_message_text)"
+        " SELECT $1, $2, $3, $4, stage.id, 'open', 'organic', $5, $5, $6, $6, $7 FROM stage"
+        f" RETURNING {', '.join(_DEAL_FIELDS)}),"
+        " activity AS (INSERT INTO activities (deal_id, kind, actor_label, data, created_at)"
+        " SELECT deal.id, 'created', 'system', $8, $5 FROM deal),"
+        f" message AS (INSERT INTO messages (conversation_id, deal_id, {', '.join(columns)})"
+        f" SELECT $1, deal.id, {placeholders} FROM deal"
+        " ON CONFLICT (mid) WHERE mid IS NOT NULL DO NOTHING"
+        f" RETURNING {', '.join(_MESSAGE_FIELDS)}),"
+        " touched AS (UPDATE conversations SET last_message_at = greatest(last_message_at, $6),"
+        " last_inbound_at = greatest(last_inbound_at, $6) WHERE id = $1)"
+        f" SELECT {', '.join('deal.' + f for f in _DEAL_FIELDS)}, stage.key,"
+        f" {', '.join('message.' + f for f in _MESSAGE_FIELDS)} FROM deal, stage, message"
+    )
+
+
+async def open_with_first_message(
+    session: AsyncSession,
+    *,
+    conversation_id: int,
+    contact_id: int,
+    channel_id: int,
+    platform: str,
+    opened_by: str,
+    **values: Any,
+) -> FirstMessage | None:
+    """A conversation's first message, written by the customer, in one statement: the deal
+    it opens (with its timeline entry), the message, and what they derive from it.
+
+    Only for a conversation created by this transaction (no deals, messages or pending
+    updates can exist yet): it ends exactly as :func:`open_deal`, :func:`add_activity`,
+    :func:`insert_message`, :func:`touch_conversation` and :func:`recompute_deal` would,
+    in one round trip instead of six. ``None`` when the ``mid`` is stored already.
+    """
+    row = _message_row(values)
+    if row.get("direction") != "in":
+        raise ValueError("only the customer's message opens a conversation this way")
+    now = utcnow()
+    result = await (await driver_connection(session)).fetchrow(
+        _first_message_sql(tuple(row)),
+        conversation_id,
+        contact_id,
+        channel_id,
+        platform,
+        now,
+        row["sent_at"],
+        preview(str(row["kind"]), row.get("text"), False),
+        json.dumps({"opened_by": opened_by, "platform": platform}),
+        *row.values(),
+    )
+    if result is None:
+        return None
+    values_ = list(result.values())
+    deal_end = len(_DEAL_FIELDS)
+    return FirstMessage(DealRow(*values_[:deal_end]), str(values_[deal_end]), MessageRow(*values_[deal_end + 1 :]))
 
 
 async def touch_conversation(session: AsyncSession, conversation_id: int, at: datetime, *, inbound: bool) -> None:

@@ -106,12 +106,22 @@ class _Unit:
     received: list[tuple[int, int]] = field(default_factory=list)
     sent: list[int] = field(default_factory=list)
     recompute: set[int] = field(default_factory=set)
+    contact_created: bool = False
+    # Rows this unit already knows in their final state (no need to read them back).
+    known_deals: dict[int, tuple[repo.DealRow, str]] = field(default_factory=dict)
+    known_messages: dict[int, repo.MessageRow] = field(default_factory=dict)
     _loaded: dict[int, tuple[repo.DealRow, repo.ContactRow, str]] = field(default_factory=dict)
 
     async def _deal(self, deal_id: int) -> tuple[repo.DealRow, repo.ContactRow, str]:
         """The deal as committed by this unit (loaded once, after every change was made)."""
         if deal_id not in self._loaded:
-            self._loaded[deal_id] = await repo.read_deal(self.session, deal_id)
+            known = self.known_deals.get(deal_id)
+            if known is not None and self.contact_created:
+                # A contact created by this unit has no profile yet: nothing to read back.
+                contact = repo.ContactRow(self.contact_id, self.ctx.platform, self.ctx.customer_id, None, None, None)
+                self._loaded[deal_id] = (known[0], contact, known[1])
+            else:
+                self._loaded[deal_id] = await repo.read_deal(self.session, deal_id)
         return self._loaded[deal_id]
 
     async def deal_for(self, at_ms: int, opened_by: str, *, outgoing: bool = False) -> int:
@@ -168,7 +178,7 @@ class _Unit:
                 )
             )
         for message_id, deal_id in self.received:
-            message = await repo.read_message(self.session, message_id)
+            message = self.known_messages.get(message_id) or await repo.read_message(self.session, message_id)
             if message.is_deleted:
                 continue  # unsent before we even stored it: nothing to notify about
             deal, contact, stage_key = await self._deal(deal_id)
@@ -201,6 +211,26 @@ class _Unit:
             if event_id is not None:
                 ids.append(event_id)
         return ids
+
+
+def _message_values(message: NewMessage, at: datetime, **extra: Any) -> dict[str, Any]:
+    """The stored columns of a new message (besides its conversation and deal)."""
+    return {
+        "mid": message.mid,
+        "direction": message.direction,
+        "kind": message.kind,
+        "text": message.text,
+        "attachments": message.attachments,
+        "quick_reply_payload": message.quick_reply_payload,
+        "postback_payload": message.postback_payload,
+        "reply_to_mid": message.reply_to_mid,
+        "reply_to_story": message.reply_to_story,
+        "status": "received" if message.direction == "in" else "sent",
+        "sent_at": at,
+        "author_label": message.author_label,
+        "app_id": message.app_id,
+        **extra,
+    }
 
 
 class InboundService:
@@ -312,7 +342,9 @@ class InboundService:
             # A conversation created by this transaction is invisible to every other one
             # until commit: only an existing one needs the lock.
             await repo.lock_conversation(session, conversation_id)
-        unit = _Unit(session, ctx, channel_id, contact_id, conversation_id, cid, fresh=fresh)
+        unit = _Unit(
+            session, ctx, channel_id, contact_id, conversation_id, cid, fresh=fresh, contact_created=contact_created
+        )
         change = parsed.change
         if isinstance(change, NewMessage):
             await self._new_message(unit, change)
@@ -352,6 +384,9 @@ class InboundService:
 
     async def _new_message(self, unit: _Unit, message: NewMessage) -> None:
         session, ctx = unit.session, unit.ctx
+        if unit.fresh and message.direction == "in" and message.referral is None:
+            await self._first_message(unit, message)
+            return
         # A fresh conversation has no messages: a repeat would have found it.
         if not unit.fresh and await repo.message_by_mid(session, message.mid) is not None:
             return  # a repeat, or the echo of a message we sent ourselves
@@ -379,21 +414,7 @@ class InboundService:
             session,
             conversation_id=unit.conversation_id,
             deal_id=deal_id,
-            mid=message.mid,
-            direction=message.direction,
-            kind=message.kind,
-            text=message.text,
-            attachments=message.attachments,
-            quick_reply_payload=message.quick_reply_payload,
-            postback_payload=message.postback_payload,
-            reply_to_mid=message.reply_to_mid,
-            reply_to_story=message.reply_to_story,
-            status="received" if message.direction == "in" else "sent",
-            sent_at=ctx.at,
-            author_label=message.author_label,
-            app_id=message.app_id,
-            read_at=read_at,
-            delivered_at=delivered_at,
+            **_message_values(message, ctx.at, read_at=read_at, delivered_at=delivered_at),
         )
         if message_id is None:
             if unit.fresh:
@@ -405,6 +426,26 @@ class InboundService:
             await unit.referral(deal_id, message.referral)
         if message.direction == "in":
             unit.received.append((message_id, deal_id))
+
+    async def _first_message(self, unit: _Unit, message: NewMessage) -> None:
+        """The customer's first message in a conversation this unit created: one statement."""
+        stored = await repo.open_with_first_message(
+            unit.session,
+            conversation_id=unit.conversation_id,
+            contact_id=unit.contact_id,
+            channel_id=unit.channel_id,
+            platform=unit.ctx.platform,
+            opened_by=message.kind,
+            **_message_values(message, unit.ctx.at),
+        )
+        if stored is None:
+            # Meta message ids are unique: one stored under another customer is bad input.
+            raise InvalidMetaItem(f"message id {message.mid!r} is already stored in another conversation")
+        deal_id, message_id = stored.deal.id, stored.message.id
+        unit.created_deals.append(deal_id)
+        unit.received.append((message_id, deal_id))
+        unit.known_messages[message_id] = stored.message
+        unit.known_deals[deal_id] = (stored.deal, stored.stage_key)
 
     async def _landed(self, unit: _Unit, message: NewMessage, message_id: int, deal_id: int) -> None:
         """A message is stored under its ``mid``: apply what waited for it, recompute, announce."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jggl_common.db import create_engine, driver_connection, session_factory, session_scope
+from jggl_common.db import autocommit, create_engine, driver_connection, session_factory, session_scope
 from jggl_common.testing import TEST_DATABASE_URL
 
 
@@ -83,3 +84,18 @@ async def test_connections_the_server_closed_are_replaced_at_checkout(
     for _ in range(5):
         async with session_scope(sessions) as session:
             assert (await session.execute(text("SELECT pg_backend_pid()"))).scalar() != pid
+
+
+async def test_autocommit_statements_are_committed_one_by_one(schema_engine: AsyncEngine) -> None:
+    async with schema_engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE items (name text PRIMARY KEY, data jsonb)"))
+    sessions = session_factory(schema_engine)
+
+    async with autocommit(sessions) as db:
+        await db.execute("INSERT INTO items VALUES ('one', NULL)")
+        assert await _names(schema_engine) == ["one"]  # seen by another connection already
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await db.execute("INSERT INTO items VALUES ('one', NULL)")
+        await db.execute("INSERT INTO items VALUES ('two', NULL)")  # the failure rolled back nothing else
+
+    assert await _names(schema_engine) == ["one", "two"]

@@ -16,7 +16,15 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-__all__ = ["async_url", "create_engine", "driver_connection", "ensure_schema", "session_factory", "session_scope"]
+__all__ = [
+    "async_url",
+    "autocommit",
+    "create_engine",
+    "driver_connection",
+    "ensure_schema",
+    "session_factory",
+    "session_scope",
+]
 
 
 def async_url(url: str) -> str:
@@ -109,3 +117,16 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
             await conn.exec_driver_sql("SELECT 1")
     session.info[_DRIVER] = (session.sync_session.get_transaction(), raw)
     return raw
+
+
+@asynccontextmanager
+async def autocommit(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled asyncpg connection outside any transaction: each statement commits alone.
+
+    For work that is one statement (a status update, say): one round trip instead of
+    BEGIN, the statement and COMMIT. Use :func:`session_scope` for anything more.
+    """
+    async with factory() as session:
+        conn = await session.connection()
+        raw = cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
+        yield raw

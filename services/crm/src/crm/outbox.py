@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jggl_common.bus import BusUnavailable, EventPublisher
 from jggl_common.contracts import Envelope, utcnow
-from jggl_common.db import driver_connection, session_scope
+from jggl_common.db import autocommit, driver_connection
 from jggl_common.logs import CORRELATION_HEADER, get_logger
 
 log = get_logger(__name__)
@@ -105,8 +105,8 @@ class Outbox:
         if not ids:
             return 0
         try:
-            async with session_scope(self._sessions) as session:
-                await (await driver_connection(session)).execute(
+            async with autocommit(self._sessions) as db:
+                await db.execute(
                     "UPDATE outbox SET published_at = $2 WHERE event_id = ANY($1::text[]) AND published_at IS NULL",
                     ids,
                     utcnow(),

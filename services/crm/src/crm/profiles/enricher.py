@@ -28,7 +28,7 @@ from crm.inbound.repository import NewContact, table
 from crm.models import Channel, Contact
 from jggl_common.contracts import utcnow
 from jggl_common.crypto import DecryptionError, SecretBox
-from jggl_common.db import driver_connection, session_scope
+from jggl_common.db import autocommit
 from jggl_common.logs import get_logger
 
 __all__ = ["Outcome", "ProfileEnricher"]
@@ -184,8 +184,8 @@ class ProfileEnricher:
 
     async def _claim(self, contact_id: int) -> _Claim | None:
         now = utcnow()
-        async with session_scope(self._sessions) as session:
-            row = await (await driver_connection(session)).fetchrow(
+        async with autocommit(self._sessions) as db:
+            row = await db.fetchrow(
                 "WITH claimed AS (UPDATE contacts SET profile_retry_at = $2, profile_attempts = profile_attempts + 1"
                 " WHERE id = $1 AND profile_status = 'pending' AND (profile_retry_at IS NULL OR profile_retry_at <= $3)"
                 " RETURNING id, platform, external_id, profile_attempts, channel_id)"
@@ -215,8 +215,8 @@ class ProfileEnricher:
         return self._settings.meta_access_token or None
 
     async def _store_profile(self, claim: _Claim, profile: Profile) -> None:
-        async with session_scope(self._sessions) as session:
-            await (await driver_connection(session)).execute(
+        async with autocommit(self._sessions) as db:
+            await db.execute(
                 "UPDATE contacts SET name = $2, username = $3, avatar_url = $4, profile_status = 'fetched',"
                 " profile_fetched_at = $5, profile_retry_at = NULL, profile_error = NULL WHERE id = $1",
                 claim.contact_id,
@@ -233,8 +233,8 @@ class ProfileEnricher:
             if give_up
             else utcnow() + timedelta(seconds=min(self._base_backoff * 2 ** (claim.attempts - 1), self._max_backoff))
         )
-        async with session_scope(self._sessions) as session:
-            await (await driver_connection(session)).execute(
+        async with autocommit(self._sessions) as db:
+            await db.execute(
                 "UPDATE contacts SET profile_error = $2, profile_retry_at = $3,"
                 " profile_status = CASE WHEN $4 THEN 'failed' ELSE profile_status END WHERE id = $1",
                 claim.contact_id,

@@ -27,6 +27,7 @@ from jggl_common.contracts import utcnow
 from jggl_common.db import driver_connection
 
 __all__ = [
+    "Customer",
     "MessageRef",
     "NewContact",
     "add_activity",
@@ -51,8 +52,7 @@ __all__ = [
     "table",
     "take_pending",
     "touch_conversation",
-    "upsert_contact",
-    "upsert_conversation",
+    "upsert_customer",
 ]
 
 
@@ -132,7 +132,17 @@ async def ensure_channel(
     return int(row.id), row.access_token_sealed
 
 
-async def upsert_contact(
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """The contact and the conversation an item belongs to, and whether the item created them."""
+
+    contact_id: int
+    contact_created: bool
+    conversation_id: int
+    conversation_created: bool
+
+
+async def upsert_customer(
     session: AsyncSession,
     channel_id: int,
     platform: str,
@@ -140,22 +150,29 @@ async def upsert_contact(
     seen_at: datetime,
     *,
     profile_claimed_until: datetime | None = None,
-) -> tuple[int, bool]:
-    """``(contact id, created)``; keeps first/last seen as the min/max of Meta's timestamps.
+) -> Customer:
+    """The customer's contact and conversation on this channel, each created once.
 
-    A new contact's profile is still to fetch; with ``profile_claimed_until`` its first
-    fetch is claimed for the caller until then, as ``ProfileEnricher`` claims a retry.
-    The upsert always takes the contact's row lock first, so every transaction that
-    touches a contact's deals locks in the same order as profile enrichment does.
+    First/last seen are kept as the min/max of Meta's timestamps. A new contact's profile
+    is still to fetch; with ``profile_claimed_until`` its first fetch is claimed for the
+    caller until then, as ``ProfileEnricher`` claims a retry. The upsert always takes the
+    contact's row lock first, so every transaction that touches a contact's deals locks
+    in the same order as profile enrichment does. A new contact gets its conversation in
+    the same statement.
     """
-    row = await (await driver_connection(session)).fetchrow(
-        "INSERT INTO contacts (channel_id, platform, external_id, profile_status, profile_attempts,"
-        " profile_retry_at, first_seen_at, last_seen_at)"
+    db = await driver_connection(session)
+    row = await db.fetchrow(
+        "WITH contact AS (INSERT INTO contacts (channel_id, platform, external_id, profile_status,"
+        " profile_attempts, profile_retry_at, first_seen_at, last_seen_at)"
         " VALUES ($1, $2, $3, 'pending', CASE WHEN $5::timestamptz IS NULL THEN 0 ELSE 1 END, $5, $4, $4)"
         " ON CONFLICT ON CONSTRAINT uq_contacts_channel_external_id DO UPDATE SET"
         " first_seen_at = least(contacts.first_seen_at, excluded.first_seen_at),"
         " last_seen_at = greatest(contacts.last_seen_at, excluded.last_seen_at)"
-        " RETURNING id, (xmax = 0) AS created",
+        " RETURNING id, (xmax = 0) AS created),"
+        " conversation AS (INSERT INTO conversations (channel_id, contact_id, created_at)"
+        " SELECT $1, contact.id, now() FROM contact WHERE contact.created RETURNING id)"
+        " SELECT contact.id, contact.created, conversation.id AS conversation_id"
+        " FROM contact LEFT JOIN conversation ON true",
         channel_id,
         platform,
         external_id,
@@ -163,23 +180,13 @@ async def upsert_contact(
         profile_claimed_until,
     )
     assert row is not None  # an upsert with RETURNING always returns its row
-    return int(row["id"]), bool(row["created"])
-
-
-async def upsert_conversation(
-    session: AsyncSession, channel_id: int, contact_id: int, *, new_contact: bool = False
-) -> tuple[int, bool]:
-    """``(conversation id, created)``: the conversation of this contact on this channel, created once.
-
-    ``new_contact``: the contact was created by this transaction, so its conversation
-    cannot exist yet and the lookup is skipped.
-    """
-    db = await driver_connection(session)
+    contact_id = int(row["id"])
+    if row["conversation_id"] is not None:
+        return Customer(contact_id, True, int(row["conversation_id"]), True)
     find = "SELECT id FROM conversations WHERE channel_id = $1 AND contact_id = $2"
-    if not new_contact:
-        existing = await db.fetchval(find, channel_id, contact_id)
-        if existing is not None:
-            return int(existing), False
+    existing = await db.fetchval(find, channel_id, contact_id)
+    if existing is not None:
+        return Customer(contact_id, bool(row["created"]), int(existing), False)
     conversation_id = await db.fetchval(
         "INSERT INTO conversations (channel_id, contact_id, created_at) VALUES ($1, $2, now())"
         " ON CONFLICT ON CONSTRAINT uq_conversations_channel_contact DO NOTHING RETURNING id",
@@ -187,8 +194,8 @@ async def upsert_conversation(
         contact_id,
     )
     if conversation_id is not None:
-        return int(conversation_id), True
-    return int(await db.fetchval(find, channel_id, contact_id)), False
+        return Customer(contact_id, bool(row["created"]), int(conversation_id), True)
+    return Customer(contact_id, bool(row["created"]), int(await db.fetchval(find, channel_id, contact_id)), False)
 
 
 async def lock_conversation(session: AsyncSession, conversation_id: int) -> None:

@@ -327,7 +327,7 @@ class InboundService:
         self, session: AsyncSession, parsed: ParsedItem, channel_id: int, cid: str | None
     ) -> tuple[_Unit, bool]:
         ctx = parsed.context
-        contact_id, contact_created = await repo.upsert_contact(
+        customer = await repo.upsert_customer(
             session,
             channel_id,
             ctx.platform,
@@ -335,9 +335,8 @@ class InboundService:
             ctx.at,
             profile_claimed_until=utcnow() + self._profile_lease if self._profile_lease else None,
         )
-        conversation_id, fresh = await repo.upsert_conversation(
-            session, channel_id, contact_id, new_contact=contact_created
-        )
+        contact_id, contact_created = customer.contact_id, customer.contact_created
+        conversation_id, fresh = customer.conversation_id, customer.conversation_created
         if not fresh:
             # A conversation created by this transaction is invisible to every other one
             # until commit: only an existing one needs the lock.

@@ -3,13 +3,15 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint bench fmt
+.PHONY: help install run test lint bench bench-e2e bench-crm fmt
 
 help:
 	@echo "make run    start the whole system (infrastructure, migrations, first admin, services)"
 	@echo "make test   run the test suite against real PostgreSQL, Redis and NATS"
 	@echo "make lint   ruff, mypy --strict, import-linter"
-	@echo "make bench  benchmarks that print figures (ingest throughput and latency)"
+	@echo "make bench  ingest throughput and latency against a bare FastAPI endpoint"
+	@echo "make bench-e2e  webhooks through ingest and crm at fixed rates: latency, lost"
+	@echo "make bench-crm  search and deal lists at a million deals (builds the database once)"
 
 install:
 	@bash scripts/bootstrap.sh
@@ -34,3 +36,11 @@ fmt: install
 bench: install
 	@bash scripts/infra.sh ensure
 	@$(UV) run --frozen python bench/ingest_bench.py
+
+bench-e2e: install
+	@bash scripts/infra.sh ensure
+	@$(UV) run --frozen python bench/e2e_bench.py
+
+bench-crm: install
+	@bash scripts/infra.sh ensure
+	@$(UV) run --frozen python bench/crm_bench.py

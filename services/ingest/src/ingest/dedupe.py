@@ -19,9 +19,8 @@ from prometheus_client import Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from jggl_common.batching import Coalescer
 from jggl_common.logs import get_logger
-
-from .batching import Coalescer
 
 log = get_logger(__name__)
 

@@ -73,6 +73,11 @@ class ItemContext:
         """The item's Meta timestamp."""
         return from_ms(self.at_ms)
 
+    @property
+    def conversation_key(self) -> tuple[str, str, str]:
+        """Equal for the items of one conversation."""
+        return self.platform, self.page_id, self.customer_id
+
 
 @dataclass(frozen=True, slots=True)
 class Referral:

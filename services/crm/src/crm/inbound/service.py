@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import Histogram
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -47,7 +48,8 @@ from crm.inbound.items import (
     parse_item,
 )
 from crm.outbound import echoes as own_echoes
-from crm.outbox import Outbox, stage_all, take_staged
+from crm.outbox import Outbox, Staged, stage_all, take_staged
+from jggl_common.batching import Coalescer
 from jggl_common.contracts import (
     DealCreated,
     DealUpdated,
@@ -65,6 +67,12 @@ from jggl_common.logs import correlation_id, get_logger
 __all__ = ["HandleResult", "InboundService"]
 
 log = get_logger(__name__)
+
+ITEMS_PER_TRANSACTION = Histogram(
+    "crm_inbound_items_per_transaction",
+    "Meta items applied in one transaction (items handled at the same moment share one)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 
 PRODUCER = "crm"
 # Serialization failures, deadlocks and unique violations: another transaction won a
@@ -233,6 +241,20 @@ def _message_values(message: NewMessage, at: datetime, **extra: Any) -> dict[str
     }
 
 
+@dataclass(slots=True)
+class _Work:
+    """An item to apply, with what was looked up before its transaction."""
+
+    parsed: ParsedItem
+    channel_id: int
+    sealed_token: str | None
+    correlation: str | None
+
+
+# The unit, whether it created the contact, and the ids of the events it staged.
+_Applied = tuple[_Unit, bool, list[str]]
+
+
 class InboundService:
     """Applies ingest's Meta items to crm's data. One instance per process.
 
@@ -261,6 +283,7 @@ class InboundService:
         self._on_new_contact = on_new_contact
         self._max_attempts = max_attempts
         self._channels: dict[tuple[str, str], tuple[int, str | None, float]] = {}
+        self._together: Coalescer[_Work, _Applied | BaseException] = Coalescer(self._apply_group)
 
     async def handle(self, event: MetaItemReceived) -> HandleResult:
         """Apply one item exactly once; raises on failure so the bus retries it.
@@ -273,14 +296,45 @@ class InboundService:
             log.debug("meta item ignored", kind=event.data.kind, reason=parsed.reason)
             return HandleResult(applied=False, reason=parsed.reason)
         channel_id, sealed_token = await self._channel(parsed.context)
-        cid = event.correlation_id or correlation_id()
+        work = _Work(parsed, channel_id, sealed_token, event.correlation_id or correlation_id())
+        (outcome,) = await self._together.submit([work])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        unit, created_contact, event_ids = outcome
+        new_contact = unit.contact_id if created_contact else None
+        if new_contact is not None and self._on_new_contact is not None:
+            ctx = parsed.context
+            self._on_new_contact(repo.NewContact(new_contact, ctx.platform, ctx.customer_id, work.sealed_token))
+        return HandleResult(applied=True, event_ids=event_ids, new_contact_id=new_contact)
+
+    async def _apply_group(self, works: list[_Work]) -> list[_Applied | BaseException]:
+        """Items handled at the same moment share one transaction (one BEGIN, one COMMIT);
+        if any of them fails, each is applied alone, with its own retries and outcome."""
+        ITEMS_PER_TRANSACTION.observe(len(works))
+        if len(works) > 1:
+            # One lock order for every group: two groups never wait for each other in a cycle.
+            ordered = sorted(range(len(works)), key=lambda i: works[i].parsed.context.conversation_key)
+            try:
+                async with session_scope(self._sessions) as session:
+                    applied: dict[int, _Applied] = {}
+                    for i in ordered:
+                        applied[i] = await self._apply_unit(session, works[i])
+                    staged = take_staged(session)
+            except Exception as exc:
+                log.info("items applied together failed, applying them one by one", error=f"{type(exc).__name__}")
+            else:
+                await self._publish(staged)
+                return [applied[i] for i in range(len(works))]
+        return list(await asyncio.gather(*(self._apply_alone(work) for work in works), return_exceptions=True))
+
+    async def _apply_alone(self, work: _Work) -> _Applied:
+        """One item in its own transaction, retried in place when it lost a race."""
         attempt = 0
         while True:
             attempt += 1
             try:
                 async with session_scope(self._sessions) as session:
-                    unit, created_contact = await self._apply(session, parsed, channel_id, cid)
-                    event_ids = await unit.stage_events()
+                    applied = await self._apply_unit(session, work)
                     staged = take_staged(session)
                 break
             except (DBAPIError, asyncpg.PostgresError) as exc:
@@ -290,22 +344,25 @@ class InboundService:
                     raise
                 if sqlstate == _FOREIGN_KEY_VIOLATION:
                     # The cached channel is gone (removed by an admin): look it up again.
-                    self._channels.pop((parsed.context.platform, parsed.context.page_id), None)
-                    channel_id, sealed_token = await self._channel(parsed.context)
+                    ctx = work.parsed.context
+                    self._channels.pop((ctx.platform, ctx.page_id), None)
+                    work.channel_id, work.sealed_token = await self._channel(ctx)
                     continue
                 log.info("meta item lost a race, retrying", sqlstate=sqlstate, attempt=attempt)
                 await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
-        if staged:
-            try:
-                await self._outbox.publish(staged)
-            except Exception as exc:
-                # Committed events are safe in the outbox; its relay publishes them later.
-                log.warning("outbox flush failed, relay will publish", error=f"{type(exc).__name__}: {exc}")
-        new_contact = unit.contact_id if created_contact else None
-        if new_contact is not None and self._on_new_contact is not None:
-            ctx = parsed.context
-            self._on_new_contact(repo.NewContact(new_contact, ctx.platform, ctx.customer_id, sealed_token))
-        return HandleResult(applied=True, event_ids=event_ids, new_contact_id=new_contact)
+        await self._publish(staged)
+        return applied
+
+    async def _apply_unit(self, session: AsyncSession, work: _Work) -> _Applied:
+        unit, created_contact = await self._apply(session, work.parsed, work.channel_id, work.correlation)
+        return unit, created_contact, await unit.stage_events()
+
+    async def _publish(self, staged: list[Staged]) -> None:
+        try:
+            await self._outbox.publish(staged)
+        except Exception as exc:
+            # Committed events are safe in the outbox; its relay publishes them later.
+            log.warning("outbox flush failed, relay will publish", error=f"{type(exc).__name__}: {exc}")
 
     async def _channel(self, ctx: ItemContext) -> tuple[int, str | None]:
         """The channel's id; ``last_webhook_at`` is written in its own short transaction.

@@ -1,9 +1,10 @@
-"""Coalescing the work of concurrent requests into one round trip.
+"""Coalescing the work of concurrent callers into one round trip.
 
-Requests that arrive during the same turn of the event loop submit their keys; one
-flush, scheduled with ``call_soon``, sends them all at once (one Redis ``MGET`` for many
-webhooks instead of one each) and hands each request its own slice of the answer. Under
-load this turns N round trips into one without adding a timer's worth of latency.
+Callers that arrive during the same turn of the event loop submit their keys; one
+flush, scheduled with ``call_soon``, handles them all at once (one Redis ``MGET`` for
+many webhooks, one transaction for many consumed messages) and hands each caller its
+own slice of the answer. Under load this turns N round trips into one without adding a
+timer's worth of latency.
 """
 
 from __future__ import annotations

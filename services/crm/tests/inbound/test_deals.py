@@ -246,3 +246,29 @@ async def test_a_first_message_ends_the_same_whether_its_conversation_is_new_or_
         assert table[fresh.user_id] == table[known.user_id], table
     assert deals[fresh.user_id]["awaiting_reply_since"] is not None
     assert deals[fresh.user_id]["last_message_text"]
+
+
+async def test_items_arriving_together_share_a_transaction_and_a_bad_one_spoils_none_of_the_others(
+    harness, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    rng = random.Random(93)
+    stored = Customer.new("messenger", rng, page_id=page)
+    original = stored.text("Перше")
+    await harness.service.handle(to_events("messenger", page, [original])[0])
+    newcomers = [Customer.new("messenger", rng, page_id=page) for _ in range(5)]
+    good = [to_events("messenger", page, [c.text("Привіт")])[0] for c in newcomers]
+    thief = Customer.new("messenger", rng, page_id=page).text("Hello")
+    thief["message"]["mid"] = original["message"]["mid"]  # a stored mid under a new customer
+    bad = to_events("messenger", page, [thief])[0]
+
+    outcomes = await asyncio.gather(
+        *(harness.service.handle(e) for e in [*good[:3], bad, *good[3:]]), return_exceptions=True
+    )
+
+    assert isinstance(outcomes[3], InvalidMetaItem)
+    assert all(not isinstance(o, BaseException) and o.applied for i, o in enumerate(outcomes) if i != 3)
+    assert await harness.count("contacts") == 6
+    assert await harness.count("deals") == 6
+    texts = sorted(row["text"] for row in await harness.rows("SELECT text FROM messages"))
+    assert texts == ["Перше"] + ["Привіт"] * 5

@@ -25,6 +25,9 @@ class CrmSettings(ServiceSettings):
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
     login_attempts_per_15_min: int = Field(default=10, ge=1)
     consumer_workers: int = Field(default=8, ge=1, description="messages handled concurrently per replica")
+    outbox_retention_hours: float = Field(
+        default=24.0, gt=0, description="how long published events stay in the outbox table"
+    )
     db_pool_size: int = Field(
         default=24, ge=2, description="PostgreSQL connections kept open per replica (consumers, sender, API)"
     )

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -83,9 +84,16 @@ def take_staged(session: AsyncSession) -> list[Staged]:
 class Outbox:
     """Publishes staged events; one per process."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], publisher: EventPublisher) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        publisher: EventPublisher,
+        *,
+        retention: timedelta = timedelta(days=1),
+    ) -> None:
         self._sessions = sessions
         self._publisher = publisher
+        self._retention = retention
         self._unmarked: list[str] = []
 
     async def publish(self, events: Sequence[Staged]) -> None:
@@ -141,8 +149,23 @@ class Outbox:
             await session.commit()
             return len(rows)
 
+    async def prune(self, batch: int = 5000) -> int:
+        """Delete rows published longer ago than the retention; returns how many.
+
+        A published row is needed only while JetStream's duplicate window could still
+        matter; keeping them a day leaves room to look at recent events.
+        """
+        async with autocommit(self._sessions) as db:
+            status = await db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < $1 ORDER BY id LIMIT $2)",
+                utcnow() - self._retention,
+                batch,
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
     async def relay(self, interval: float = 2.0) -> None:
-        """Forever: publish what was committed but not yet published, and mark what was."""
+        """Forever: publish what was committed but not yet published, mark what was, and
+        delete what was published longer ago than the retention."""
         try:
             while True:
                 await self._relay_once()
@@ -156,6 +179,7 @@ class Outbox:
             await self.mark_published()
             while await self.flush() > 0:
                 pass
+            await self.prune()
         except BusUnavailable as exc:
             log.warning("outbox relay waiting for NATS", error=str(exc))
         except Exception as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
@@ -47,7 +48,7 @@ async def serve(settings: CrmSettings) -> None:
     sessions = session_factory(engine)
     bus = ServiceBus(settings.nats_url, "crm")
     await _connect(bus, settings.nats_stream_replicas)
-    outbox = Outbox(sessions, bus.publisher)
+    outbox = Outbox(sessions, bus.publisher, retention=timedelta(hours=settings.outbox_retention_hours))
     graph = GraphClient.from_settings(settings)
     enricher = ProfileEnricher(sessions, settings, graph)
     register_inbound(bus, sessions, outbox, settings, graph, enricher=enricher)

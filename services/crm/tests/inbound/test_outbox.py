@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 
+from sqlalchemy import text
+
 from crm.outbox import Outbox
 from jggl_sandbox.meta_webhooks import Customer
 
@@ -44,3 +46,32 @@ async def test_events_left_unmarked_by_a_stopped_process_are_published_again_by_
     again = harness.publisher.published[len(first) :]
     # The same ids: JetStream's duplicate window drops the repeats.
     assert [h["Nats-Msg-Id"] for _, _, h in again] == [h["Nats-Msg-Id"] for _, _, h in first]
+
+
+async def test_published_events_are_deleted_after_the_retention_and_nothing_else(
+    harness, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    rng = random.Random(93)
+    for customer in [Customer.new("messenger", rng, page_id=page) for _ in range(3)]:
+        await harness.service.handle(to_events("messenger", page, [customer.text()])[0])
+    await harness.outbox.mark_published()
+    rows = await harness.outbox_events()
+    assert len(rows) == 6
+    # Two published long ago, two published just now, two not published at all.
+    old, recent, unpublished = rows[:2], rows[2:4], rows[4:]
+    async with harness.sessions() as session:
+        await session.execute(
+            text("UPDATE outbox SET published_at = now() - interval '2 days' WHERE event_id = ANY(:ids)"),
+            {"ids": [r["event_id"] for r in old]},
+        )
+        await session.execute(
+            text("UPDATE outbox SET published_at = NULL WHERE event_id = ANY(:ids)"),
+            {"ids": [r["event_id"] for r in unpublished]},
+        )
+        await session.commit()
+
+    assert await harness.outbox.prune() == 2
+
+    left = {row["event_id"] for row in await harness.outbox_events()}
+    assert left == {r["event_id"] for r in recent + unpublished}

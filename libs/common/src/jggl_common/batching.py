@@ -44,10 +44,16 @@ class Coalescer(Generic[K, R]):
         keys = [key for part, _ in batch for key in part]
         try:
             results = list(await self._flush(keys))
-        except Exception as exc:
+        except BaseException as exc:
+            # Every caller learns the outcome, also when the flush itself is cancelled.
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
             return
         offset = 0
         for part, future in batch:

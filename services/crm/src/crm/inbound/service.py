@@ -158,8 +158,9 @@ class _Unit:
         if change is not None and change[0] != change[1]:
             self.updated_deals.setdefault(deal_id, {})["lead_source"] = change
 
-    async def stage_events(self) -> list[str]:
-        """Stage the events of this unit with ids derived from what they announce."""
+    async def events(self) -> list[Envelope]:
+        """The deal and message events of this unit, with ids derived from what they
+        announce (the caller stages them, with other units' in one statement)."""
         events: list[Envelope] = []
         for deal_id in self.created_deals:
             deal, contact, stage_key = await self._deal(deal_id)
@@ -212,7 +213,11 @@ class _Unit:
                     ),
                 )
             )
-        ids = await stage_all(self.session, [(event, None) for event in events])
+        return events
+
+    async def stage_sent(self) -> list[str]:
+        """Announce the replies this unit recorded as sent; returns the staged event ids."""
+        ids = []
         for message_id in self.sent:
             # Replies typed in Meta's apps, and ours whose echo beat the Send API's answer.
             event_id = await own_echoes.stage_sent(self.session, message_id, self.correlation)
@@ -316,15 +321,14 @@ class InboundService:
             ordered = sorted(range(len(works)), key=lambda i: works[i].parsed.context.conversation_key)
             try:
                 async with session_scope(self._sessions) as session:
-                    applied: dict[int, _Applied] = {}
-                    for i in ordered:
-                        applied[i] = await self._apply_unit(session, works[i])
+                    applied = await self._apply_units(session, [works[i] for i in ordered])
                     staged = take_staged(session)
             except Exception as exc:
                 log.info("items applied together failed, applying them one by one", error=f"{type(exc).__name__}")
             else:
                 await self._publish(staged)
-                return [applied[i] for i in range(len(works))]
+                by_index = dict(zip(ordered, applied, strict=True))
+                return [by_index[i] for i in range(len(works))]
         return list(await asyncio.gather(*(self._apply_alone(work) for work in works), return_exceptions=True))
 
     async def _apply_alone(self, work: _Work) -> _Applied:
@@ -334,7 +338,7 @@ class InboundService:
             attempt += 1
             try:
                 async with session_scope(self._sessions) as session:
-                    applied = await self._apply_unit(session, work)
+                    (applied,) = await self._apply_units(session, [work])
                     staged = take_staged(session)
                 break
             except (DBAPIError, asyncpg.PostgresError) as exc:
@@ -353,9 +357,18 @@ class InboundService:
         await self._publish(staged)
         return applied
 
-    async def _apply_unit(self, session: AsyncSession, work: _Work) -> _Applied:
-        unit, created_contact = await self._apply(session, work.parsed, work.channel_id, work.correlation)
-        return unit, created_contact, await unit.stage_events()
+    async def _apply_units(self, session: AsyncSession, works: list[_Work]) -> list[_Applied]:
+        """Apply ``works`` in order in ``session``'s transaction; their events are staged
+        together in one statement."""
+        units: list[tuple[_Unit, bool, list[Envelope]]] = []
+        for work in works:
+            unit, created_contact = await self._apply(session, work.parsed, work.channel_id, work.correlation)
+            units.append((unit, created_contact, await unit.events()))
+        await stage_all(session, [(event, None) for _, _, events in units for event in events])
+        return [
+            (unit, created_contact, [event.id for event in events] + await unit.stage_sent())
+            for unit, created_contact, events in units
+        ]
 
     async def _publish(self, staged: list[Staged]) -> None:
         try:

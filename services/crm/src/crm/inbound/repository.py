@@ -30,6 +30,7 @@ __all__ = [
     "Customer",
     "MessageRef",
     "NewContact",
+    "Sighting",
     "add_activity",
     "add_pending",
     "add_receipt",
@@ -37,6 +38,7 @@ __all__ = [
     "apply_delivery",
     "apply_edit",
     "apply_reaction",
+    "conversation_of",
     "deal_for",
     "ensure_channel",
     "insert_message",
@@ -52,7 +54,7 @@ __all__ = [
     "table",
     "take_pending",
     "touch_conversation",
-    "upsert_customer",
+    "upsert_contacts",
 ]
 
 
@@ -134,59 +136,84 @@ async def ensure_channel(
 
 @dataclass(frozen=True, slots=True)
 class Customer:
-    """The contact and the conversation an item belongs to, and whether the item created them."""
+    """A customer's contact and conversation, and whether this transaction created them."""
 
     contact_id: int
     contact_created: bool
-    conversation_id: int
+    conversation_id: int | None
     conversation_created: bool
 
 
-async def upsert_customer(
-    session: AsyncSession,
-    channel_id: int,
-    platform: str,
-    external_id: str,
-    seen_at: datetime,
-    *,
-    profile_claimed_until: datetime | None = None,
-) -> Customer:
-    """The customer's contact and conversation on this channel, each created once.
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A customer seen by an item: where, who, and when by Meta's clock."""
+
+    channel_id: int
+    platform: str
+    external_id: str
+    at: datetime
+
+
+async def upsert_contacts(
+    session: AsyncSession, sightings: list[Sighting], *, profile_claimed_until: datetime | None = None
+) -> dict[tuple[int, str], Customer]:
+    """The contacts of these customers, each created once, in one statement, keyed by
+    ``(channel_id, external_id)``; a contact this statement created gets its conversation
+    in it too (``conversation_id`` is None for the others: see :func:`conversation_of`).
 
     First/last seen are kept as the min/max of Meta's timestamps. A new contact's profile
     is still to fetch; with ``profile_claimed_until`` its first fetch is claimed for the
-    caller until then, as ``ProfileEnricher`` claims a retry. The upsert always takes the
-    contact's row lock first, so every transaction that touches a contact's deals locks
-    in the same order as profile enrichment does. A new contact gets its conversation in
-    the same statement.
+    caller until then, as ``ProfileEnricher`` claims a retry. The rows are locked in one
+    order, (channel, customer), so transactions upserting several never wait in a cycle,
+    and every transaction that touches a contact's deals holds the contact's row lock first,
+    as profile enrichment does.
     """
-    db = await driver_connection(session)
-    row = await db.fetchrow(
-        "WITH contact AS (INSERT INTO contacts (channel_id, platform, external_id, profile_status,"
-        " profile_attempts, profile_retry_at, first_seen_at, last_seen_at)"
-        " VALUES ($1, $2, $3, 'pending', CASE WHEN $5::timestamptz IS NULL THEN 0 ELSE 1 END, $5, $4, $4)"
+    seen: dict[tuple[int, str], list[Any]] = {}
+    for s in sightings:
+        row = seen.setdefault((s.channel_id, s.external_id), [s.platform, s.at, s.at])
+        row[1], row[2] = min(row[1], s.at), max(row[2], s.at)
+    keys = sorted(seen)
+    rows = await (await driver_connection(session)).fetch(
+        "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[],"
+        " $5::timestamptz[]) WITH ORDINALITY AS t(channel_id, platform, external_id, first_seen, last_seen, n)),"
+        " contact AS (INSERT INTO contacts (channel_id, platform, external_id, profile_status, profile_attempts,"
+        " profile_retry_at, first_seen_at, last_seen_at)"
+        " SELECT channel_id, platform, external_id, 'pending', CASE WHEN $6::timestamptz IS NULL THEN 0 ELSE 1 END,"
+        " $6, first_seen, last_seen FROM input ORDER BY n"
         " ON CONFLICT ON CONSTRAINT uq_contacts_channel_external_id DO UPDATE SET"
         " first_seen_at = least(contacts.first_seen_at, excluded.first_seen_at),"
         " last_seen_at = greatest(contacts.last_seen_at, excluded.last_seen_at)"
-        " RETURNING id, (xmax = 0) AS created),"
+        " RETURNING id, channel_id, external_id, (xmax = 0) AS created),"
         " conversation AS (INSERT INTO conversations (channel_id, contact_id, created_at)"
-        " SELECT $1, contact.id, now() FROM contact WHERE contact.created RETURNING id)"
-        " SELECT contact.id, contact.created, conversation.id AS conversation_id"
-        " FROM contact LEFT JOIN conversation ON true",
-        channel_id,
-        platform,
-        external_id,
-        seen_at,
+        " SELECT channel_id, id, now() FROM contact WHERE created RETURNING id, contact_id)"
+        " SELECT contact.id, contact.channel_id, contact.external_id, contact.created,"
+        " conversation.id AS conversation_id"
+        " FROM contact LEFT JOIN conversation ON conversation.contact_id = contact.id",
+        [channel_id for channel_id, _ in keys],
+        [seen[key][0] for key in keys],
+        [external_id for _, external_id in keys],
+        [seen[key][1] for key in keys],
+        [seen[key][2] for key in keys],
         profile_claimed_until,
     )
-    assert row is not None  # an upsert with RETURNING always returns its row
-    contact_id = int(row["id"])
-    if row["conversation_id"] is not None:
-        return Customer(contact_id, True, int(row["conversation_id"]), True)
+    return {
+        (int(r["channel_id"]), str(r["external_id"])): Customer(
+            int(r["id"]),
+            bool(r["created"]),
+            int(r["conversation_id"]) if r["conversation_id"] is not None else None,
+            r["conversation_id"] is not None,
+        )
+        for r in rows
+    }
+
+
+async def conversation_of(session: AsyncSession, channel_id: int, contact_id: int) -> tuple[int, bool]:
+    """``(conversation id, created)``: the conversation of an existing contact, created once."""
+    db = await driver_connection(session)
     find = "SELECT id FROM conversations WHERE channel_id = $1 AND contact_id = $2"
     existing = await db.fetchval(find, channel_id, contact_id)
     if existing is not None:
-        return Customer(contact_id, bool(row["created"]), int(existing), False)
+        return int(existing), False
     conversation_id = await db.fetchval(
         "INSERT INTO conversations (channel_id, contact_id, created_at) VALUES ($1, $2, now())"
         " ON CONFLICT ON CONSTRAINT uq_conversations_channel_contact DO NOTHING RETURNING id",
@@ -194,8 +221,8 @@ async def upsert_customer(
         contact_id,
     )
     if conversation_id is not None:
-        return Customer(contact_id, bool(row["created"]), int(conversation_id), True)
-    return Customer(contact_id, bool(row["created"]), int(await db.fetchval(find, channel_id, contact_id)), False)
+        return int(conversation_id), True
+    return int(await db.fetchval(find, channel_id, contact_id)), False
 
 
 async def lock_conversation(session: AsyncSession, conversation_id: int) -> None:

@@ -358,11 +358,30 @@ class InboundService:
         return applied
 
     async def _apply_units(self, session: AsyncSession, works: list[_Work]) -> list[_Applied]:
-        """Apply ``works`` in order in ``session``'s transaction; their events are staged
-        together in one statement."""
+        """Apply ``works`` in order in ``session``'s transaction: their customers are
+        upserted in one statement, their events staged in one more."""
+        customers = await repo.upsert_contacts(
+            session,
+            [
+                repo.Sighting(
+                    work.channel_id,
+                    work.parsed.context.platform,
+                    work.parsed.context.customer_id,
+                    work.parsed.context.at,
+                )
+                for work in works
+            ],
+            profile_claimed_until=utcnow() + self._profile_lease if self._profile_lease else None,
+        )
+        conversations: dict[tuple[int, str], int] = {}
         units: list[tuple[_Unit, bool, list[Envelope]]] = []
         for work in works:
-            unit, created_contact = await self._apply(session, work.parsed, work.channel_id, work.correlation)
+            key = (work.channel_id, work.parsed.context.customer_id)
+            customer = customers[key]
+            if key in conversations:  # a later item of a customer an earlier unit handled
+                customer = repo.Customer(customer.contact_id, False, conversations[key], False)
+            unit, created_contact = await self._apply(session, work.parsed, work.channel_id, work.correlation, customer)
+            conversations[key] = unit.conversation_id
             units.append((unit, created_contact, await unit.events()))
         await stage_all(session, [(event, None) for _, _, events in units for event in events])
         return [
@@ -394,19 +413,14 @@ class InboundService:
         return channel_id, sealed_token
 
     async def _apply(
-        self, session: AsyncSession, parsed: ParsedItem, channel_id: int, cid: str | None
+        self, session: AsyncSession, parsed: ParsedItem, channel_id: int, cid: str | None, customer: repo.Customer
     ) -> tuple[_Unit, bool]:
         ctx = parsed.context
-        customer = await repo.upsert_customer(
-            session,
-            channel_id,
-            ctx.platform,
-            ctx.customer_id,
-            ctx.at,
-            profile_claimed_until=utcnow() + self._profile_lease if self._profile_lease else None,
-        )
         contact_id, contact_created = customer.contact_id, customer.contact_created
-        conversation_id, fresh = customer.conversation_id, customer.conversation_created
+        if customer.conversation_id is not None:
+            conversation_id, fresh = customer.conversation_id, customer.conversation_created
+        else:
+            conversation_id, fresh = await repo.conversation_of(session, channel_id, contact_id)
         if not fresh:
             # A conversation created by this transaction is invisible to every other one
             # until commit: only an existing one needs the lock.

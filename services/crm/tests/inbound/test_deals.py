@@ -272,3 +272,37 @@ async def test_items_arriving_together_share_a_transaction_and_a_bad_one_spoils_
     assert await harness.count("deals") == 6
     texts = sorted(row["text"] for row in await harness.rows("SELECT text FROM messages"))
     assert texts == ["Перше"] + ["Привіт"] * 5
+
+
+async def test_new_customers_arriving_together_end_as_if_they_had_come_one_by_one(
+    harness, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    rng = random.Random(95)
+    customers = [Customer.new("messenger", rng, page_id=page) for _ in range(7)]
+    # The first customer only reads: it makes the page known before the others arrive.
+    opener = to_events("messenger", page, [customers[0].read()])[0]
+    items = [customers[1].text("Привіт"), customers[2].attachment("image"), customers[3].quick_reply()]
+    items += [customers[4].text("Ціна?"), customers[4].text("Є доставка?"), customers[5].read(), customers[6].text()]
+    events = to_events("messenger", page, items)
+
+    async def outcome() -> tuple[dict, list]:
+        activities = await harness.rows(
+            "SELECT c.external_id, a.kind, a.data FROM activities a JOIN deals d ON d.id = a.deal_id"
+            " JOIN contacts c ON c.id = d.contact_id ORDER BY 1, 2"
+        )
+        return await harness.dump(), activities
+
+    await harness.service.handle(opener)
+    for event in events:
+        await harness.service.handle(event)
+    one_by_one = await outcome()
+    await harness.reset()
+    await asyncio.sleep(1.1)  # the service's cached channel id went with the reset
+
+    await harness.service.handle(opener)
+    await asyncio.gather(*(harness.service.handle(event) for event in events))
+    together = await outcome()
+
+    assert together == one_by_one
+    assert len(one_by_one[0]["deals"]) == 5  # the two customers who only read have none

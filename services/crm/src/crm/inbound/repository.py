@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
@@ -385,76 +386,95 @@ async def insert_message(session: AsyncSession, **values: Any) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Opening:
+    """A customer's first message in a conversation this transaction created."""
+
+    conversation_id: int
+    contact_id: int
+    channel_id: int
+    platform: str
+    message: dict[str, Any]  # its columns, as for insert_message
+
+
+@dataclass(frozen=True, slots=True)
 class FirstMessage:
-    """What :func:`open_with_first_message` stored."""
+    """What :func:`open_with_first_messages` stored for one opening."""
 
     deal: DealRow
     stage_key: str
     message: MessageRow
 
 
+_PG: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
 @functools.cache
-def _first_message_sql(columns: tuple[str, ...]) -> str:
-    first = 9  # $1..$8 are the deal's and the conversation's
-    placeholders = ", ".join(f"${i}" for i in range(first, first + len(columns)))
+def _openings_sql(columns: tuple[str, ...]) -> str:
+    # Every column arrives as an array; JSON ones as text, cast per element.
+    arrays = [
+        f"${i}::text[]" if name in _JSON_COLUMNS else f"${i}::{_messages.c[name].type.compile(dialect=_PG)}[]"
+        for i, name in enumerate(columns, start=7)
+    ]
+    values = [f"i.m_{name}::jsonb" if name in _JSON_COLUMNS else f"i.m_{name}" for name in columns]
+    now = f"${7 + len(columns)}"
     return (
-        "WITH stage AS (SELECT id, key FROM stages ORDER BY (key = 'new') DESC, is_active DESC, position LIMIT 1),"
+        "WITH i AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],"
+        f" $6::text[], {', '.join(arrays)}) WITH ORDINALITY AS t(conversation_id, contact_id, channel_id, platform,"
+        f" activity, preview, {', '.join('m_' + c for c in columns)}, n)),"
+        " stage AS (SELECT id, key FROM stages ORDER BY (key = 'new') DESC, is_active DESC, position LIMIT 1),"
         " deal AS (INSERT INTO deals (conversation_id, contact_id, channel_id, platform, stage_id, status,"
         " lead_source, created_at, updated_at, awaiting_reply_since, last_message_at, last_message_text)"
-        " SELECT $1, $2, $3, $4, stage.id, 'open', 'organic', $5, $5, $6, $6, $7 FROM stage"
-        f" RETURNING {', '.join(_DEAL_FIELDS)}),"
+        f" SELECT i.conversation_id, i.contact_id, i.channel_id, i.platform, stage.id, 'open', 'organic', {now}, {now},"
+        f" i.m_sent_at, i.m_sent_at, i.preview FROM i, stage ORDER BY i.n RETURNING {', '.join(_DEAL_FIELDS)}),"
         " activity AS (INSERT INTO activities (deal_id, kind, actor_label, data, created_at)"
-        " SELECT deal.id, 'created', 'system', $8, $5 FROM deal),"
+        f" SELECT deal.id, 'created', 'system', i.activity::jsonb, {now} FROM deal"
+        " JOIN i ON i.conversation_id = deal.conversation_id),"
         f" message AS (INSERT INTO messages (conversation_id, deal_id, {', '.join(columns)})"
-        f" SELECT $1, deal.id, {placeholders} FROM deal"
+        f" SELECT i.conversation_id, deal.id, {', '.join(values)} FROM deal"
+        " JOIN i ON i.conversation_id = deal.conversation_id ORDER BY i.n"
         " ON CONFLICT (mid) WHERE mid IS NOT NULL DO NOTHING"
         f" RETURNING {', '.join(_MESSAGE_FIELDS)}),"
-        " touched AS (UPDATE conversations SET last_message_at = greatest(last_message_at, $6),"
-        " last_inbound_at = greatest(last_inbound_at, $6) WHERE id = $1)"
+        " touched AS (UPDATE conversations c SET last_message_at = greatest(c.last_message_at, i.m_sent_at),"
+        " last_inbound_at = greatest(c.last_inbound_at, i.m_sent_at) FROM i WHERE c.id = i.conversation_id)"
         f" SELECT {', '.join('deal.' + f for f in _DEAL_FIELDS)}, stage.key,"
-        f" {', '.join('message.' + f for f in _MESSAGE_FIELDS)} FROM deal, stage, message"
+        f" {', '.join('message.' + f for f in _MESSAGE_FIELDS)}"
+        " FROM deal JOIN message ON message.conversation_id = deal.conversation_id CROSS JOIN stage"
     )
 
 
-async def open_with_first_message(
-    session: AsyncSession,
-    *,
-    conversation_id: int,
-    contact_id: int,
-    channel_id: int,
-    platform: str,
-    opened_by: str,
-    **values: Any,
-) -> FirstMessage | None:
-    """A conversation's first message, written by the customer, in one statement: the deal
-    it opens (with its timeline entry), the message, and what they derive from it.
+async def open_with_first_messages(session: AsyncSession, openings: list[Opening]) -> list[FirstMessage | None]:
+    """Customers' first messages, in one statement for all of them: for each, the deal it
+    opens (with its timeline entry), the message, and what they derive from it.
 
-    Only for a conversation created by this transaction (no deals, messages or pending
-    updates can exist yet): it ends exactly as :func:`open_deal`, :func:`add_activity`,
-    :func:`insert_message`, :func:`touch_conversation` and :func:`recompute_deal` would,
-    in one round trip instead of six. ``None`` when the ``mid`` is stored already.
+    Only for conversations created by this transaction (no deals, messages or pending
+    updates can exist yet): each ends exactly as :func:`open_deal`, :func:`add_activity`,
+    :func:`insert_message`, :func:`touch_conversation` and :func:`recompute_deal` would.
+    An opening whose ``mid`` is stored already gets ``None`` (and no deal).
     """
-    row = _message_row(values)
-    if row.get("direction") != "in":
+    rows = [_message_row(opening.message) for opening in openings]
+    if any(row.get("direction") != "in" for row in rows):
         raise ValueError("only the customer's message opens a conversation this way")
-    now = utcnow()
-    result = await (await driver_connection(session)).fetchrow(
-        _first_message_sql(tuple(row)),
-        conversation_id,
-        contact_id,
-        channel_id,
-        platform,
-        now,
-        row["sent_at"],
-        preview(str(row["kind"]), row.get("text"), False),
-        json.dumps({"opened_by": opened_by, "platform": platform}),
-        *row.values(),
+    columns = tuple(rows[0])
+    if any(tuple(row) != columns for row in rows):
+        raise ValueError("openings must carry the same message columns")
+    result = await (await driver_connection(session)).fetch(
+        _openings_sql(columns),
+        [o.conversation_id for o in openings],
+        [o.contact_id for o in openings],
+        [o.channel_id for o in openings],
+        [o.platform for o in openings],
+        [json.dumps({"opened_by": o.message["kind"], "platform": o.platform}) for o in openings],
+        [preview(str(row["kind"]), row.get("text"), False) for row in rows],
+        *([row[name] for row in rows] for name in columns),
+        utcnow(),
     )
-    if result is None:
-        return None
-    values_ = list(result.values())
     deal_end = len(_DEAL_FIELDS)
-    return FirstMessage(DealRow(*values_[:deal_end]), str(values_[deal_end]), MessageRow(*values_[deal_end + 1 :]))
+    stored = {}
+    for record in result:
+        values = list(record.values())
+        first = FirstMessage(DealRow(*values[:deal_end]), str(values[deal_end]), MessageRow(*values[deal_end + 1 :]))
+        stored[first.deal.conversation_id] = first
+    return [stored.get(opening.conversation_id) for opening in openings]
 
 
 async def touch_conversation(session: AsyncSession, conversation_id: int, at: datetime, *, inbound: bool) -> None:

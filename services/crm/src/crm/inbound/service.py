@@ -153,6 +153,27 @@ class _Unit:
                     self.recompute.update([*left, deal_id])
         return deal_id
 
+    def opening(self, message: NewMessage) -> repo.Opening:
+        """The customer's first message, to store with the deal it opens (the conversation is fresh)."""
+        return repo.Opening(
+            self.conversation_id,
+            self.contact_id,
+            self.channel_id,
+            self.ctx.platform,
+            _message_values(message, self.ctx.at),
+        )
+
+    def opened(self, message: NewMessage, stored: repo.FirstMessage | None) -> None:
+        """Take what :func:`repo.open_with_first_messages` stored for :meth:`opening`."""
+        if stored is None:
+            # Meta message ids are unique: one stored under another customer is bad input.
+            raise InvalidMetaItem(f"message id {message.mid!r} is already stored in another conversation")
+        deal_id, message_id = stored.deal.id, stored.message.id
+        self.created_deals.append(deal_id)
+        self.received.append((message_id, deal_id))
+        self.known_messages[message_id] = stored.message
+        self.known_deals[deal_id] = (stored.deal, stored.stage_key)
+
     async def referral(self, deal_id: int, referral: Referral) -> None:
         change = await repo.set_referral(self.session, deal_id, referral.source, referral.data)
         if change is not None and change[0] != change[1]:
@@ -359,7 +380,8 @@ class InboundService:
 
     async def _apply_units(self, session: AsyncSession, works: list[_Work]) -> list[_Applied]:
         """Apply ``works`` in order in ``session``'s transaction: their customers are
-        upserted in one statement, their events staged in one more."""
+        upserted in one statement, new customers' first messages stored in one more, and
+        their events staged in one more."""
         customers = await repo.upsert_contacts(
             session,
             [
@@ -373,14 +395,47 @@ class InboundService:
             ],
             profile_claimed_until=utcnow() + self._profile_lease if self._profile_lease else None,
         )
+        # New customers' first messages are stored together, in one more statement.
+        openers: dict[int, tuple[_Unit, NewMessage]] = {}
+        keys = [(work.channel_id, work.parsed.context.customer_id) for work in works]
+        for index, (work, key) in enumerate(zip(works, keys, strict=True)):
+            customer, change = customers[key], work.parsed.change
+            first_of_customer = key not in keys[:index]
+            if (
+                first_of_customer
+                and customer.conversation_created
+                and isinstance(change, NewMessage)
+                and change.direction == "in"
+                and change.referral is None
+            ):
+                assert customer.conversation_id is not None
+                unit = _Unit(
+                    session,
+                    work.parsed.context,
+                    work.channel_id,
+                    customer.contact_id,
+                    customer.conversation_id,
+                    work.correlation,
+                    fresh=True,
+                    contact_created=customer.contact_created,
+                )
+                openers[index] = (unit, change)
+        if openers:
+            stored = await repo.open_with_first_messages(session, [u.opening(m) for u, m in openers.values()])
+            for (unit, message), first in zip(openers.values(), stored, strict=True):
+                unit.opened(message, first)
         conversations: dict[tuple[int, str], int] = {}
         units: list[tuple[_Unit, bool, list[Envelope]]] = []
-        for work in works:
-            key = (work.channel_id, work.parsed.context.customer_id)
+        for index, (work, key) in enumerate(zip(works, keys, strict=True)):
             customer = customers[key]
-            if key in conversations:  # a later item of a customer an earlier unit handled
-                customer = repo.Customer(customer.contact_id, False, conversations[key], False)
-            unit, created_contact = await self._apply(session, work.parsed, work.channel_id, work.correlation, customer)
+            if index in openers:
+                unit, created_contact = openers[index][0], customer.contact_created
+            else:
+                if key in conversations:  # a later item of a customer an earlier unit handled
+                    customer = repo.Customer(customer.contact_id, False, conversations[key], False)
+                unit, created_contact = await self._apply(
+                    session, work.parsed, work.channel_id, work.correlation, customer
+                )
             conversations[key] = unit.conversation_id
             units.append((unit, created_contact, await unit.events()))
         await stage_all(session, [(event, None) for _, _, events in units for event in events])
@@ -512,23 +567,8 @@ class InboundService:
 
     async def _first_message(self, unit: _Unit, message: NewMessage) -> None:
         """The customer's first message in a conversation this unit created: one statement."""
-        stored = await repo.open_with_first_message(
-            unit.session,
-            conversation_id=unit.conversation_id,
-            contact_id=unit.contact_id,
-            channel_id=unit.channel_id,
-            platform=unit.ctx.platform,
-            opened_by=message.kind,
-            **_message_values(message, unit.ctx.at),
-        )
-        if stored is None:
-            # Meta message ids are unique: one stored under another customer is bad input.
-            raise InvalidMetaItem(f"message id {message.mid!r} is already stored in another conversation")
-        deal_id, message_id = stored.deal.id, stored.message.id
-        unit.created_deals.append(deal_id)
-        unit.received.append((message_id, deal_id))
-        unit.known_messages[message_id] = stored.message
-        unit.known_deals[deal_id] = (stored.deal, stored.stage_key)
+        (stored,) = await repo.open_with_first_messages(unit.session, [unit.opening(message)])
+        unit.opened(message, stored)
 
     async def _landed(self, unit: _Unit, message: NewMessage, message_id: int, deal_id: int) -> None:
         """A message is stored under its ``mid``: apply what waited for it, recompute, announce."""

@@ -148,7 +148,7 @@ async def main() -> None:
         META_GRAPH_URL="http://127.0.0.1:9",  # no profiles: enrichment fails fast and never blocks
         ADMIN_EMAIL="bench@jggl.local",
         ADMIN_PASSWORD="bench-password-1",  # noqa: S106 - a scratch database of the benchmark
-        LOG_LEVEL="WARNING",
+        LOG_LEVEL=os.environ.get("E2E_LOG_LEVEL", "WARNING"),
         HOST="127.0.0.1",
     )
     # A NATS server of the benchmark's own: a fresh stream, no backlog from other work.

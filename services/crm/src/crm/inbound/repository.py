@@ -434,8 +434,11 @@ def _openings_sql(columns: tuple[str, ...]) -> str:
         " JOIN i ON i.conversation_id = deal.conversation_id ORDER BY i.n"
         " ON CONFLICT (mid) WHERE mid IS NOT NULL DO NOTHING"
         f" RETURNING {', '.join(_MESSAGE_FIELDS)}),"
-        " touched AS (UPDATE conversations c SET last_message_at = greatest(c.last_message_at, i.m_sent_at),"
-        " last_inbound_at = greatest(c.last_inbound_at, i.m_sent_at) FROM i WHERE c.id = i.conversation_id)"
+        # By primary key (= ANY), never a join the planner could turn into a scan of the table.
+        " touched AS (UPDATE conversations c SET"
+        " last_message_at = greatest(c.last_message_at, (SELECT i.m_sent_at FROM i WHERE i.conversation_id = c.id)),"
+        " last_inbound_at = greatest(c.last_inbound_at, (SELECT i.m_sent_at FROM i WHERE i.conversation_id = c.id))"
+        " WHERE c.id = ANY($1::bigint[]))"
         f" SELECT {', '.join('deal.' + f for f in _DEAL_FIELDS)}, stage.key,"
         f" {', '.join('message.' + f for f in _MESSAGE_FIELDS)}"
         " FROM deal JOIN message ON message.conversation_id = deal.conversation_id CROSS JOIN stage"

@@ -56,6 +56,7 @@ __all__ = [
     "take_pending",
     "touch_conversation",
     "upsert_contacts",
+    "upsert_customer",
 ]
 
 
@@ -143,6 +144,62 @@ class Customer:
     contact_created: bool
     conversation_id: int | None
     conversation_created: bool
+
+
+async def upsert_customer(
+    session: AsyncSession,
+    channel_id: int,
+    platform: str,
+    external_id: str,
+    seen_at: datetime,
+    *,
+    profile_claimed_until: datetime | None = None,
+) -> Customer:
+    """The customer's contact and conversation on this channel, each created once.
+
+    First/last seen are kept as the min/max of Meta's timestamps. A new contact's profile
+    is still to fetch; with ``profile_claimed_until`` its first fetch is claimed for the
+    caller until then, as ``ProfileEnricher`` claims a retry. The upsert always takes the
+    contact's row lock first, so every transaction that touches a contact's deals locks
+    in the same order as profile enrichment does. A new contact gets its conversation in
+    the same statement.
+    """
+    db = await driver_connection(session)
+    row = await db.fetchrow(
+        "WITH contact AS (INSERT INTO contacts (channel_id, platform, external_id, profile_status,"
+        " profile_attempts, profile_retry_at, first_seen_at, last_seen_at)"
+        " VALUES ($1, $2, $3, 'pending', CASE WHEN $5::timestamptz IS NULL THEN 0 ELSE 1 END, $5, $4, $4)"
+        " ON CONFLICT ON CONSTRAINT uq_contacts_channel_external_id DO UPDATE SET"
+        " first_seen_at = least(contacts.first_seen_at, excluded.first_seen_at),"
+        " last_seen_at = greatest(contacts.last_seen_at, excluded.last_seen_at)"
+        " RETURNING id, (xmax = 0) AS created),"
+        " conversation AS (INSERT INTO conversations (channel_id, contact_id, created_at)"
+        " SELECT $1, contact.id, now() FROM contact WHERE contact.created RETURNING id)"
+        " SELECT contact.id, contact.created, conversation.id AS conversation_id"
+        " FROM contact LEFT JOIN conversation ON true",
+        channel_id,
+        platform,
+        external_id,
+        seen_at,
+        profile_claimed_until,
+    )
+    assert row is not None  # an upsert with RETURNING always returns its row
+    contact_id = int(row["id"])
+    if row["conversation_id"] is not None:
+        return Customer(contact_id, True, int(row["conversation_id"]), True)
+    find = "SELECT id FROM conversations WHERE channel_id = $1 AND contact_id = $2"
+    existing = await db.fetchval(find, channel_id, contact_id)
+    if existing is not None:
+        return Customer(contact_id, bool(row["created"]), int(existing), False)
+    conversation_id = await db.fetchval(
+        "INSERT INTO conversations (channel_id, contact_id, created_at) VALUES ($1, $2, now())"
+        " ON CONFLICT ON CONSTRAINT uq_conversations_channel_contact DO NOTHING RETURNING id",
+        channel_id,
+        contact_id,
+    )
+    if conversation_id is not None:
+        return Customer(contact_id, bool(row["created"]), int(conversation_id), True)
+    return Customer(contact_id, bool(row["created"]), int(await db.fetchval(find, channel_id, contact_id)), False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,11 +455,67 @@ class Opening:
 
 @dataclass(frozen=True, slots=True)
 class FirstMessage:
-    """What :func:`open_with_first_messages` stored for one opening."""
+    """What :func:`open_with_first_message` (or ``…_messages``) stored for one opening."""
 
     deal: DealRow
     stage_key: str
     message: MessageRow
+
+
+@functools.cache
+def _first_message_sql(columns: tuple[str, ...]) -> str:
+    first = 9  # $1..$8 are the deal's and the conversation's
+    placeholders = ", ".join(f"${i}" for i in range(first, first + len(columns)))
+    return (
+        "WITH stage AS (SELECT id, key FROM stages ORDER BY (key = 'new') DESC, is_active DESC, position LIMIT 1),"
+        " deal AS (INSERT INTO deals (conversation_id, contact_id, channel_id, platform, stage_id, status,"
+        " lead_source, created_at, updated_at, awaiting_reply_since, last_message_at, last_message_text)"
+        " SELECT $1, $2, $3, $4, stage.id, 'open', 'organic', $5, $5, $6, $6, $7 FROM stage"
+        f" RETURNING {', '.join(_DEAL_FIELDS)}),"
+        " activity AS (INSERT INTO activities (deal_id, kind, actor_label, data, created_at)"
+        " SELECT deal.id, 'created', 'system', $8, $5 FROM deal),"
+        f" message AS (INSERT INTO messages (conversation_id, deal_id, {', '.join(columns)})"
+        f" SELECT $1, deal.id, {placeholders} FROM deal"
+        " ON CONFLICT (mid) WHERE mid IS NOT NULL DO NOTHING"
+        f" RETURNING {', '.join(_MESSAGE_FIELDS)}),"
+        " touched AS (UPDATE conversations SET last_message_at = greatest(last_message_at, $6),"
+        " last_inbound_at = greatest(last_inbound_at, $6) WHERE id = $1)"
+        f" SELECT {', '.join('deal.' + f for f in _DEAL_FIELDS)}, stage.key,"
+        f" {', '.join('message.' + f for f in _MESSAGE_FIELDS)} FROM deal, stage, message"
+    )
+
+
+async def open_with_first_message(session: AsyncSession, opening: Opening) -> FirstMessage | None:
+    """A conversation's first message, written by the customer, in one statement: the deal
+    it opens (with its timeline entry), the message, and what they derive from it.
+
+    Only for a conversation created by this transaction (no deals, messages or pending
+    updates can exist yet): it ends exactly as :func:`open_deal`, :func:`add_activity`,
+    :func:`insert_message`, :func:`touch_conversation` and :func:`recompute_deal` would,
+    in one round trip instead of six. ``None`` when the ``mid`` is stored already.
+    (:func:`open_with_first_messages` does the same for several at once.)
+    """
+    row = _message_row(opening.message)
+    if row.get("direction") != "in":
+        raise ValueError("only the customer's message opens a conversation this way")
+    now = utcnow()
+    result = await (await driver_connection(session)).fetchrow(
+        _first_message_sql(tuple(row)),
+        opening.conversation_id,
+        opening.contact_id,
+        opening.channel_id,
+        opening.platform,
+        now,
+        row["sent_at"],
+        preview(str(row["kind"]), row.get("text"), False),
+        json.dumps({"opened_by": row["kind"], "platform": opening.platform}),
+        *row.values(),
+    )
+    if result is None:
+        return None
+    values_ = list(result.values())
+    deal_end = len(_DEAL_FIELDS)
+    return FirstMessage(DealRow(*values_[:deal_end]), str(values_[deal_end]), MessageRow(*values_[deal_end + 1 :]))
 
 
 _PG: Any = postgresql.dialect()  # type: ignore[no-untyped-call]

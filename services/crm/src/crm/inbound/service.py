@@ -381,7 +381,24 @@ class InboundService:
     async def _apply_units(self, session: AsyncSession, works: list[_Work]) -> list[_Applied]:
         """Apply ``works`` in order in ``session``'s transaction: their customers are
         upserted in one statement, new customers' first messages stored in one more, and
-        their events staged in one more."""
+        their events staged in one more. A lone item takes the single-row statements,
+        which cost less than their multi-row forms for one row."""
+        if len(works) == 1:
+            (work,) = works
+            unit, created_contact = await self._apply(session, work.parsed, work.channel_id, work.correlation)
+            units = [(unit, created_contact, await unit.events())]
+        else:
+            units = await self._apply_several(session, works)
+        await stage_all(session, [(event, None) for _, _, events in units for event in events])
+        return [
+            (unit, created_contact, [event.id for event in events] + await unit.stage_sent())
+            for unit, created_contact, events in units
+        ]
+
+    async def _apply_several(
+        self, session: AsyncSession, works: list[_Work]
+    ) -> list[tuple[_Unit, bool, list[Envelope]]]:
+        """:meth:`_apply_units` for more than one item: the multi-row statements first."""
         customers = await repo.upsert_contacts(
             session,
             [
@@ -393,7 +410,7 @@ class InboundService:
                 )
                 for work in works
             ],
-            profile_claimed_until=utcnow() + self._profile_lease if self._profile_lease else None,
+            profile_claimed_until=self._claim_until(),
         )
         # New customers' first messages are stored together, in one more statement.
         openers: dict[int, tuple[_Unit, NewMessage]] = {}
@@ -438,11 +455,11 @@ class InboundService:
                 )
             conversations[key] = unit.conversation_id
             units.append((unit, created_contact, await unit.events()))
-        await stage_all(session, [(event, None) for _, _, events in units for event in events])
-        return [
-            (unit, created_contact, [event.id for event in events] + await unit.stage_sent())
-            for unit, created_contact, events in units
-        ]
+        return units
+
+    def _claim_until(self) -> datetime | None:
+        """Until when a new contact's first profile fetch is reserved for the hook."""
+        return utcnow() + self._profile_lease if self._profile_lease else None
 
     async def _publish(self, staged: list[Staged]) -> None:
         try:
@@ -468,9 +485,19 @@ class InboundService:
         return channel_id, sealed_token
 
     async def _apply(
-        self, session: AsyncSession, parsed: ParsedItem, channel_id: int, cid: str | None, customer: repo.Customer
+        self,
+        session: AsyncSession,
+        parsed: ParsedItem,
+        channel_id: int,
+        cid: str | None,
+        customer: repo.Customer | None = None,
     ) -> tuple[_Unit, bool]:
+        """Apply one item; ``customer`` when its contact was upserted already (with others)."""
         ctx = parsed.context
+        if customer is None:
+            customer = await repo.upsert_customer(
+                session, channel_id, ctx.platform, ctx.customer_id, ctx.at, profile_claimed_until=self._claim_until()
+            )
         contact_id, contact_created = customer.contact_id, customer.contact_created
         if customer.conversation_id is not None:
             conversation_id, fresh = customer.conversation_id, customer.conversation_created
@@ -567,8 +594,7 @@ class InboundService:
 
     async def _first_message(self, unit: _Unit, message: NewMessage) -> None:
         """The customer's first message in a conversation this unit created: one statement."""
-        (stored,) = await repo.open_with_first_messages(unit.session, [unit.opening(message)])
-        unit.opened(message, stored)
+        unit.opened(message, await repo.open_with_first_message(unit.session, unit.opening(message)))
 
     async def _landed(self, unit: _Unit, message: NewMessage, message_id: int, deal_id: int) -> None:
         """A message is stored under its ``mid``: apply what waited for it, recompute, announce."""

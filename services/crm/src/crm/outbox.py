@@ -97,15 +97,34 @@ class Outbox:
         self._unmarked: list[str] = []
 
     async def publish(self, events: Sequence[Staged]) -> None:
-        """Publish events whose transaction committed, straight from memory.
+        """Publish events whose transaction committed, straight from memory; never raises.
 
         Their rows are marked published later, in batches, by the relay; a row left
         unmarked (the process stopped first) is published again, and JetStream's
-        duplicate window drops the repeat.
+        duplicate window drops the repeat. If publishing fails, the committed rows are
+        the relay's to publish.
         """
-        if events:
+        if not events:
+            return
+        try:
             await self._publisher.publish_raw(event.message() for event in events)
-            self._unmarked.extend(event.event_id for event in events)
+        except Exception as exc:
+            log.warning("events left to the outbox relay", error=f"{type(exc).__name__}: {exc}")
+            return
+        self._unmarked.extend(event.event_id for event in events)
+
+    async def flush_committed(self, event_ids: Sequence[str]) -> None:
+        """:meth:`flush` the events a committed unit of work staged; never raises.
+
+        A failure is not the caller's problem: the change is committed and the relay
+        publishes what is left behind.
+        """
+        if not event_ids:
+            return
+        try:
+            await self.flush(event_ids)
+        except Exception as exc:
+            log.warning("events left to the outbox relay", error=f"{type(exc).__name__}: {exc}")
 
     async def mark_published(self) -> int:
         """Record as published what :meth:`publish` sent; returns how many rows."""

@@ -48,7 +48,7 @@ from crm.inbound.items import (
     parse_item,
 )
 from crm.outbound import echoes as own_echoes
-from crm.outbox import Outbox, Staged, stage_all, take_staged
+from crm.outbox import Outbox, stage_all, take_staged
 from jggl_common.batching import Coalescer
 from jggl_common.contracts import (
     DealCreated,
@@ -347,7 +347,7 @@ class InboundService:
             except Exception as exc:
                 log.info("items applied together failed, applying them one by one", error=f"{type(exc).__name__}")
             else:
-                await self._publish(staged)
+                await self._outbox.publish(staged)
                 by_index = dict(zip(ordered, applied, strict=True))
                 return [by_index[i] for i in range(len(works))]
         return list(await asyncio.gather(*(self._apply_alone(work) for work in works), return_exceptions=True))
@@ -375,7 +375,7 @@ class InboundService:
                     continue
                 log.info("meta item lost a race, retrying", sqlstate=sqlstate, attempt=attempt)
                 await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
-        await self._publish(staged)
+        await self._outbox.publish(staged)
         return applied
 
     async def _apply_units(self, session: AsyncSession, works: list[_Work]) -> list[_Applied]:
@@ -460,13 +460,6 @@ class InboundService:
     def _claim_until(self) -> datetime | None:
         """Until when a new contact's first profile fetch is reserved for the hook."""
         return utcnow() + self._profile_lease if self._profile_lease else None
-
-    async def _publish(self, staged: list[Staged]) -> None:
-        try:
-            await self._outbox.publish(staged)
-        except Exception as exc:
-            # Committed events are safe in the outbox; its relay publishes them later.
-            log.warning("outbox flush failed, relay will publish", error=f"{type(exc).__name__}: {exc}")
 
     async def _channel(self, ctx: ItemContext) -> tuple[int, str | None]:
         """The channel's id; ``last_webhook_at`` is written in its own short transaction.

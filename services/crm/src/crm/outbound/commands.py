@@ -71,7 +71,7 @@ class Commands:
                 submitted = await submit_reply(session, self._settings, actor, data.deal_id, reply)
         except CrmError as exc:
             return await self._reject(command, data.acting_user_id, data.deal_id, exc.status_code, exc.detail)
-        await self._flush(submitted.event_ids)
+        await self._outbox.flush_committed(submitted.event_ids)
         return "applied"
 
     async def assign_deal(self, command: AssignDealCommand) -> CommandOutcome:
@@ -89,7 +89,7 @@ class Commands:
                     _, event_ids = await deals.update_deal(session, actor, data.deal_id, patch)
         except CrmError as exc:
             return await self._reject(command, data.acting_user_id, data.deal_id, exc.status_code, exc.detail)
-        await self._flush(event_ids)
+        await self._outbox.flush_committed(event_ids)
         return "applied"
 
     async def _actor(self, session: AsyncSession, user_id: int) -> User:
@@ -124,13 +124,5 @@ class Commands:
             status=status,
             reason=reason,
         )
-        await self._flush([event_id])
+        await self._outbox.flush_committed([event_id])
         return "rejected"
-
-    async def _flush(self, event_ids: list[str]) -> None:
-        if not event_ids:
-            return
-        try:
-            await self._outbox.flush(event_ids)
-        except Exception as exc:
-            log.warning("outbox flush failed, relay will publish", error=f"{type(exc).__name__}: {exc}")

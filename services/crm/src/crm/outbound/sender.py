@@ -235,7 +235,7 @@ class Sender:
             await recompute_deal(session, message.deal_id)
             event_id = await events.stage_sent(session, message_id, cid)
         log.info("reply sent", message_id=message_id, mid=mid)
-        await self._flush([event_id] if event_id else [])
+        await self._outbox.flush_committed([event_id] if event_id else [])
         return "sent"
 
     async def _refused(self, message_id: int, attempt: int, exc: GraphError, cid: str | None) -> Outcome:
@@ -298,17 +298,8 @@ class Sender:
                         )
                     )
         log.warning("reply failed", message_id=message_id, reason=reason, error_code=code, error=error)
-        await self._flush(event_ids)
+        await self._outbox.flush_committed(event_ids)
         return "failed"
-
-    async def _flush(self, event_ids: list[str]) -> None:
-        if not event_ids:
-            return
-        try:
-            await self._outbox.flush(event_ids)
-        except Exception as exc:
-            # Committed events are safe in the outbox; its relay publishes them later.
-            log.warning("outbox flush failed, relay will publish", error=f"{type(exc).__name__}: {exc}")
 
 
 def _payload(text_: str | None, attachments: list[dict[str, object]]) -> dict[str, object]:

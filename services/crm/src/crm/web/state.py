@@ -15,11 +15,8 @@ from crm.auth.ratelimit import LoginLimiter
 from crm.auth.tokens import Tokens
 from crm.config import CrmSettings
 from crm.outbox import Outbox
-from jggl_common.logs import get_logger
 
 from .pagination import CursorCodec
-
-log = get_logger(__name__)
 
 
 @dataclass
@@ -42,12 +39,8 @@ class CrmState:
         A failure here is not the caller's problem: the change is committed and the
         outbox relay publishes what is left behind.
         """
-        if self.outbox is None or not event_ids:
-            return
-        try:
-            await self.outbox.flush(list(event_ids))
-        except Exception as exc:
-            log.warning("events left to the outbox relay", error=f"{type(exc).__name__}: {exc}")
+        if self.outbox is not None:
+            await self.outbox.flush_committed(list(event_ids))
 
 
 def get_state(request: Request) -> CrmState:

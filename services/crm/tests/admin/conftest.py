@@ -8,8 +8,6 @@ deleted afterwards) and runs in an empty working directory, so neither the share
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -32,32 +30,13 @@ from crm.config import CrmSettings
 from crm.models import User
 from crm.settings import SettingsSync, settings_sync_lifespan
 from jggl_common.live_settings import LiveSettings
-from jggl_common.testing import TEST_DATABASE_URL, TEST_NATS_URL
 
-API_REDIS_URL = "redis://127.0.0.1:6379/14"
-APP_KEY = base64.b64encode(hashlib.sha256(b"crm admin tests").digest()).decode()
+from ..support import API_REDIS_URL, crm_settings, random_address
 
 
 def admin_settings(schema: str, **overrides: Any) -> CrmSettings:
-    """Settings for an app under test on ``schema``; nothing comes from the environment's .env."""
-    values: dict[str, Any] = {
-        "app_key": APP_KEY,
-        "nats_url": TEST_NATS_URL,
-        "app_url": "http://crm.test",
-        "database_url": TEST_DATABASE_URL,
-        "redis_url": API_REDIS_URL,
-        "db_schema": schema,
-        "admin_email": "",
-        "admin_password": "",
-        "settings_bucket": "SETTINGS_T" + secrets.token_hex(6).upper(),
-        **overrides,
-    }
-    return CrmSettings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-def random_address() -> str:
-    """A client address no other test uses."""
-    return f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+    """:func:`crm_settings` as this suite's tests want them."""
+    return crm_settings(schema, **{"settings_bucket": "SETTINGS_T" + secrets.token_hex(6).upper(), **overrides})
 
 
 @dataclass

@@ -22,8 +22,8 @@ from jggl_common.db import session_scope
 from jggl_common.streams import SCHEDULER, ensure_streams
 from jggl_common.testing import start_nats_server
 
+from ..api.factories import create_user
 from .conftest import Api, eventually
-from .factories import create_user
 
 
 async def _walk(api: Api, path: str, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:

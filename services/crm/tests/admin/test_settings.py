@@ -18,8 +18,8 @@ from jggl_common.db import session_scope
 from jggl_common.live_settings import KNOWN_SETTINGS, LiveSettings
 from jggl_common.testing import free_port, start_nats_server
 
+from ..api.factories import create_user
 from .conftest import Api, eventually, running_api
-from .factories import create_user
 
 Reader = Callable[..., Awaitable[LiveSettings]]
 SECRET = "EAAG-plaintext-app-secret-7f3a"

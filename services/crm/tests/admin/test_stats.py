@@ -10,8 +10,8 @@ from crm.models import Deal, User
 from jggl_common.contracts import utcnow
 from jggl_common.db import session_scope
 
+from ..api.factories import create_deal, create_message, create_user
 from .conftest import Api
-from .factories import create_deal, create_message, create_user
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 RANGE = {"from": (T0 - timedelta(hours=1)).isoformat(), "to": (T0 + timedelta(days=1)).isoformat()}

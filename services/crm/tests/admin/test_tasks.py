@@ -9,8 +9,8 @@ from crm.tasks import due_tasks, mark_due_notified
 from jggl_common.contracts import utcnow
 from jggl_common.db import session_scope
 
+from ..api.factories import create_deal, create_user
 from .conftest import Api
-from .factories import create_deal, create_user
 
 
 async def test_a_manager_plans_and_completes_tasks_on_their_deal(api: Api) -> None:

@@ -12,8 +12,8 @@ from crm.telegram_link.service import ALPHABET, CODE_LENGTH
 from jggl_common.contracts import TelegramLinkRequested, link_code_hash, utcnow
 from jggl_common.db import session_scope
 
+from ..api.factories import create_user
 from .conftest import Api
-from .factories import create_user
 
 
 async def test_a_user_gets_a_code_the_notifier_can_match_and_nobody_can_read_back(api: Api) -> None:

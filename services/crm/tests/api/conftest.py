@@ -6,11 +6,9 @@ and a client address of its own, so login counters never collide.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -23,32 +21,13 @@ from crm.api import create_app
 from crm.config import CrmSettings
 from crm.models import User
 from crm.web.state import CrmState
-from jggl_common.testing import TEST_DATABASE_URL, TEST_NATS_URL
 
-API_REDIS_URL = "redis://127.0.0.1:6379/14"
-APP_KEY = base64.b64encode(hashlib.sha256(b"crm api tests").digest()).decode()
+from ..support import API_REDIS_URL, crm_settings, random_address
 
 
-def api_settings(schema: str, **overrides: object) -> CrmSettings:
-    """Settings for an API under test on ``schema`` (nothing read from the environment matters)."""
-    values: dict[str, object] = {
-        "app_key": APP_KEY,
-        "nats_url": TEST_NATS_URL,
-        "app_url": "http://crm.test",
-        "database_url": TEST_DATABASE_URL,
-        "redis_url": API_REDIS_URL,
-        "db_schema": schema,
-        "admin_email": "",
-        "admin_password": "",
-        "login_attempts_per_15_min": 5,
-        **overrides,
-    }
-    return CrmSettings(**values)  # type: ignore[arg-type]
-
-
-def random_address() -> str:
-    """A client address no other test uses (the login limiter counts per address)."""
-    return f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+def api_settings(schema: str, **overrides: Any) -> CrmSettings:
+    """:func:`crm_settings` as this suite's tests want them."""
+    return crm_settings(schema, **{"login_attempts_per_15_min": 5, **overrides})
 
 
 @dataclass

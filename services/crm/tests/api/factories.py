@@ -103,6 +103,7 @@ async def create_deal(
     last_message_at: datetime | None = None,
     awaiting_reply_since: datetime | None = None,
     created_at: datetime | None = None,
+    closed_at: datetime | None = None,
     platform: str = "messenger",
     **fields: Any,
 ) -> Deal:
@@ -131,7 +132,7 @@ async def create_deal(
         last_message_at=last_message_at,
         awaiting_reply_since=awaiting_reply_since,
         created_at=created_at or utcnow(),
-        closed_at=utcnow() if status != "open" else None,
+        closed_at=closed_at if closed_at is not None else (utcnow() if status != "open" else None),
         **fields,
     )
     session.add(deal)
@@ -143,22 +144,24 @@ async def create_message(
     session: AsyncSession,
     deal: Deal,
     *,
-    text: str | None = "hello",
+    text: str | None = None,
     direction: str = "in",
     sent_at: datetime | None = None,
+    author: User | None = None,
     **fields: Any,
 ) -> Message:
-    """A message of ``deal``'s conversation."""
+    """A message of ``deal``'s conversation: the customer's (in) or a reply (out)."""
     assert deal.id is not None
+    fields.setdefault("status", "received" if direction == "in" else "sent")
     message = Message(
         conversation_id=deal.conversation_id,
         deal_id=deal.id,
         mid="m_" + secrets.token_hex(12),
         direction=direction,
         kind="text",
-        text=text,
-        status="received" if direction == "in" else "sent",
+        text=text if text is not None else ("hello" if direction == "in" else "hi, how can I help?"),
         sent_at=sent_at or utcnow(),
+        author_user_id=author.id if author else None,
         **fields,
     )
     session.add(message)

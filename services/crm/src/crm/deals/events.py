@@ -58,6 +58,13 @@ class DealLike(Protocol):
     def created_at(self) -> datetime: ...
 
 
+def row_key(row_id: int | None, created_at: datetime) -> str:
+    """A row's identity for event ids: stable for the row, and distinct from a row that gets
+    the same id in another database (a test schema, a restored backup) publishing to the
+    same JetStream within its duplicate window."""
+    return f"{row_id}@{created_at.isoformat()}"
+
+
 def display_name(contact: ContactLike) -> str:
     """The name managers see: name, else @username, else the platform id."""
     if contact.name and contact.name.strip():

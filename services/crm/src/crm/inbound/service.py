@@ -29,7 +29,7 @@ from prometheus_client import Histogram
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm.deals.events import contact_ref, snapshot
+from crm.deals.events import contact_ref, row_key, snapshot
 from crm.inbound import repository as repo
 from crm.inbound.items import (
     Delete,
@@ -79,13 +79,6 @@ PRODUCER = "crm"
 # race; running the whole unit again sees its result.
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
 _FOREIGN_KEY_VIOLATION = "23503"
-
-
-def _row_key(row_id: int, created_at: datetime) -> str:
-    """A row's identity for event ids: stable for the row, and distinct from a row that
-    gets the same id in another database (a test schema, a database restored or reset)
-    publishing to the same JetStream within its duplicate window."""
-    return f"{row_id}@{created_at.isoformat()}"
 
 
 @dataclass(slots=True)
@@ -187,7 +180,7 @@ class _Unit:
             deal, contact, stage_key = await self._deal(deal_id)
             events.append(
                 DealCreated(
-                    id=stable_event_id(f"crm.deal.created:{_row_key(deal_id, deal.created_at)}"),
+                    id=stable_event_id(f"crm.deal.created:{row_key(deal_id, deal.created_at)}"),
                     producer=PRODUCER,
                     correlation_id=self.correlation,
                     data=snapshot(deal, contact, stage_key),
@@ -199,7 +192,7 @@ class _Unit:
             deal, contact, stage_key = await self._deal(deal_id)
             events.append(
                 DealUpdated(
-                    id=stable_event_id(f"crm.deal.updated:{_row_key(deal_id, deal.created_at)}:{self.ctx.dedupe_key}"),
+                    id=stable_event_id(f"crm.deal.updated:{row_key(deal_id, deal.created_at)}:{self.ctx.dedupe_key}"),
                     producer=PRODUCER,
                     correlation_id=self.correlation,
                     data=DealUpdatedData(
@@ -215,7 +208,7 @@ class _Unit:
             assert message.mid is not None
             events.append(
                 MessageReceived(
-                    id=stable_event_id(f"crm.message.received:{_row_key(message_id, message.created_at)}"),
+                    id=stable_event_id(f"crm.message.received:{row_key(message_id, message.created_at)}"),
                     producer=PRODUCER,
                     correlation_id=self.correlation,
                     data=MessageReceivedData(

@@ -7,11 +7,11 @@ the second staging is a no-op and JetStream's dedupe window drops a second publi
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.deals.events import contact_ref
+from crm.deals.events import ContactLike, DealLike, contact_ref, row_key
 from crm.inbound.repository import load_deal, load_message
 from crm.models import Channel, Message
 from crm.outbox import stage
@@ -29,15 +29,9 @@ from jggl_common.contracts import (
 )
 from jggl_common.contracts.outbound import FailureReason
 
-__all__ = ["PRODUCER", "row_key", "stage_failed", "stage_needs_reauth", "stage_send_requested", "stage_sent"]
+__all__ = ["PRODUCER", "stage_failed", "stage_needs_reauth", "stage_send_requested", "stage_sent"]
 
 PRODUCER = "crm"
-
-
-def row_key(row_id: int | None, created_at: datetime) -> str:
-    """A row's identity for event ids: stable for the row, distinct from a row with the same
-    id in another database (a test schema, a restored backup) within the dedupe window."""
-    return f"{row_id}@{created_at.isoformat()}"
 
 
 async def stage_send_requested(session: AsyncSession, message: Message, correlation: str | None) -> str:
@@ -56,6 +50,21 @@ async def stage_send_requested(session: AsyncSession, message: Message, correlat
     )
 
 
+def _about(message: Message, deal: DealLike, contact: ContactLike, stage_key: str) -> dict[str, Any]:
+    """What every event about a reply carries: the message, its deal and the customer."""
+    return {
+        "message_id": message.id,
+        "deal_id": message.deal_id,
+        "conversation_id": message.conversation_id,
+        "kind": message.kind,
+        "text": message.text,
+        "author_user_id": message.author_user_id,
+        "deal_stage": stage_key,
+        "assignee_id": deal.assignee_id,
+        "contact": contact_ref(contact),
+    }
+
+
 async def stage_sent(session: AsyncSession, message_id: int, correlation: str | None) -> str | None:
     """Announce a reply that reached the customer (ours or one written in Meta's apps)."""
     message = await load_message(session, message_id)
@@ -69,22 +78,14 @@ async def stage_sent(session: AsyncSession, message_id: int, correlation: str | 
             producer=PRODUCER,
             correlation_id=correlation,
             data=MessageSentData(
-                message_id=message_id,
+                **_about(message, deal, contact, stage_key),
                 mid=message.mid,
-                deal_id=message.deal_id,
-                conversation_id=message.conversation_id,
-                kind=message.kind,
-                text=message.text,
                 attachments=list(message.attachments),
                 sent_at=message.sent_at,
                 messaging_type=message.messaging_type,
                 tag=message.tag,
-                author_user_id=message.author_user_id,
                 author_label=message.author_label,
                 response_seconds=message.response_seconds,
-                deal_stage=stage_key,
-                assignee_id=deal.assignee_id,
-                contact=contact_ref(contact),
             ),
         ),
     )
@@ -101,21 +102,13 @@ async def stage_failed(session: AsyncSession, message_id: int, reason: FailureRe
             producer=PRODUCER,
             correlation_id=correlation,
             data=MessageFailedData(
-                message_id=message_id,
-                deal_id=message.deal_id,
-                conversation_id=message.conversation_id,
-                kind=message.kind,
-                text=message.text,
-                author_user_id=message.author_user_id,
+                **_about(message, deal, contact, stage_key),
                 reason=reason,
                 error_code=message.error_code,
                 error_subcode=message.error_subcode,
                 error_message=message.error_message or "not delivered",
                 attempts=message.send_attempts,
                 failed_at=utcnow(),
-                deal_stage=stage_key,
-                assignee_id=deal.assignee_id,
-                contact=contact_ref(contact),
             ),
         ),
     )

@@ -408,9 +408,11 @@ class InboundService:
         # New customers' first messages are stored together, in one more statement.
         openers: dict[int, tuple[_Unit, NewMessage]] = {}
         keys = [(work.channel_id, work.parsed.context.customer_id) for work in works]
+        seen: set[tuple[int, str]] = set()
         for index, (work, key) in enumerate(zip(works, keys, strict=True)):
             customer, change = customers[key], work.parsed.change
-            first_of_customer = key not in keys[:index]
+            first_of_customer = key not in seen
+            seen.add(key)
             if (
                 first_of_customer
                 and customer.conversation_created

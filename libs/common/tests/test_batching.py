@@ -46,3 +46,82 @@ async def test_a_cancelled_flush_cancels_its_callers_instead_of_leaving_them_wai
     for caller in callers:
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(caller, 2)
+
+
+async def test_with_one_flush_in_flight_callers_arriving_meanwhile_go_together_in_the_next() -> None:
+    flushes: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def flush(keys: list[int]) -> list[int]:
+        flushes.append(keys)
+        await release.wait()
+        return [-key for key in keys]
+
+    coalescer: Coalescer[int, int] = Coalescer(flush, max_in_flight=1)
+    first = asyncio.create_task(coalescer.submit([1]))
+    await asyncio.sleep(0.01)
+    later = []
+    for key in range(2, 7):  # each in a loop turn of its own, while the first flush runs
+        later.append(asyncio.create_task(coalescer.submit([key])))
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    assert flushes == [[1]]
+
+    release.set()
+    assert await first == [-1]
+    assert [await caller for caller in later] == [[-2], [-3], [-4], [-5], [-6]]
+    assert flushes == [[1], [2, 3, 4, 5, 6]]
+
+
+async def test_max_batch_bounds_a_flush_without_splitting_a_callers_keys() -> None:
+    flushes: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def flush(keys: list[int]) -> list[int]:
+        flushes.append(keys)
+        await release.wait()
+        return keys
+
+    coalescer: Coalescer[int, int] = Coalescer(flush, max_in_flight=1, max_batch=3)
+    blocker = asyncio.create_task(coalescer.submit([0]))
+    await asyncio.sleep(0.01)
+    callers = [asyncio.create_task(coalescer.submit(keys)) for keys in ([1, 2], [3], [4], [5, 6, 7, 8], [9])]
+    await asyncio.sleep(0.01)
+    release.set()
+
+    assert [await caller for caller in callers] == [[1, 2], [3], [4], [5, 6, 7, 8], [9]]
+    await blocker
+    # A caller with more keys than max_batch still goes, alone.
+    assert flushes == [[0], [1, 2, 3], [4], [5, 6, 7, 8], [9]]
+
+
+async def test_a_caller_cancelled_while_waiting_is_left_out_of_the_next_flush() -> None:
+    flushes: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def flush(keys: list[int]) -> list[int]:
+        flushes.append(keys)
+        await release.wait()
+        return keys
+
+    coalescer: Coalescer[int, int] = Coalescer(flush, max_in_flight=1)
+    first = asyncio.create_task(coalescer.submit([1]))
+    await asyncio.sleep(0.01)
+    gone, stays = asyncio.create_task(coalescer.submit([2])), asyncio.create_task(coalescer.submit([3]))
+    await asyncio.sleep(0.01)
+    gone.cancel()
+    release.set()
+
+    assert await stays == [3]
+    assert await first == [1]
+    assert flushes == [[1], [3]]
+
+
+def test_bounds_must_be_positive() -> None:
+    async def flush(keys: list[int]) -> list[int]:
+        return keys
+
+    with pytest.raises(ValueError, match="max_in_flight"):
+        Coalescer(flush, max_in_flight=0)
+    with pytest.raises(ValueError, match="max_batch"):
+        Coalescer(flush, max_batch=0)

@@ -24,7 +24,12 @@ class CrmSettings(ServiceSettings):
     admin_password: str = ""
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
     login_attempts_per_15_min: int = Field(default=10, ge=1)
-    consumer_workers: int = Field(default=8, ge=1, description="messages handled concurrently per replica")
+    consumer_workers: int = Field(default=64, ge=1, description="messages handled concurrently per replica")
+    inbound_transactions: int = Field(
+        default=2,
+        ge=1,
+        description="inbound transactions open at once per replica; messages arriving meanwhile share the next",
+    )
     outbox_retention_hours: float = Field(
         default=24.0, gt=0, description="how long published events stay in the outbox table"
     )

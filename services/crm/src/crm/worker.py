@@ -47,6 +47,8 @@ def register_inbound(
         on_new_contact=enricher.schedule_new,
         profile_lease=enricher.lease,
         app_id=settings.meta_app_id,
+        max_transactions=settings.inbound_transactions,
+        max_items_per_transaction=settings.consumer_workers,
     )
     subscribers.register(
         bus, service, durable=durable, policy=policy, max_workers=max_workers or settings.consumer_workers

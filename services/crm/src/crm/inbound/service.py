@@ -283,6 +283,10 @@ class InboundService:
     fetches without claiming it again; an unfetched claim expires and the periodic sweep
     takes the contact. ``app_id`` is our Meta app's id (``META_APP_ID``): echoes carrying
     it may be our own replies.
+
+    At most ``max_transactions`` groups of items are applied at once; items handled
+    meanwhile wait and share the next transaction (up to ``max_items_per_transaction``),
+    so a busy replica commits bigger groups rather than more of them.
     """
 
     def __init__(
@@ -294,6 +298,8 @@ class InboundService:
         profile_lease: timedelta | None = None,
         max_attempts: int = 4,
         app_id: str | None = None,
+        max_transactions: int = 2,
+        max_items_per_transaction: int = 64,
     ) -> None:
         self._profile_lease = profile_lease if on_new_contact is not None else None
         self._sessions = sessions
@@ -302,7 +308,9 @@ class InboundService:
         self._on_new_contact = on_new_contact
         self._max_attempts = max_attempts
         self._channels: dict[tuple[str, str], tuple[int, str | None, float]] = {}
-        self._together: Coalescer[_Work, _Applied | BaseException] = Coalescer(self._apply_group)
+        self._together: Coalescer[_Work, _Applied | BaseException] = Coalescer(
+            self._apply_group, max_in_flight=max_transactions, max_batch=max_items_per_transaction
+        )
 
     async def handle(self, event: MetaItemReceived) -> HandleResult:
         """Apply one item exactly once; raises on failure so the bus retries it.

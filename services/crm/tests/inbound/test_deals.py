@@ -7,9 +7,11 @@ import json
 import random
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from crm.inbound.items import InvalidMetaItem
+from crm.inbound.service import InboundService
 from jggl_sandbox.meta_webhooks import Customer
 
 
@@ -306,3 +308,35 @@ async def test_new_customers_arriving_together_end_as_if_they_had_come_one_by_on
 
     assert together == one_by_one
     assert len(one_by_one[0]["deals"]) == 5  # the two customers who only read have none
+
+
+async def test_items_handled_while_the_transactions_are_busy_share_the_next_one(
+    harness, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    rng = random.Random(97)
+    service = InboundService(harness.sessions, harness.outbox, max_transactions=1, max_items_per_transaction=6)
+    await service.handle(to_events("messenger", page, [Customer.new("messenger", rng, page_id=page).read()])[0])
+    events = to_events(
+        "messenger", page, [Customer.new("messenger", rng, page_id=page).text("Привіт") for _ in range(11)]
+    )
+    transactions = REGISTRY.get_sample_value("crm_inbound_items_per_transaction_count") or 0.0
+
+    async with harness.sessions() as blocker:
+        # Another transaction keeps writers out of the outbox: the first item's transaction waits.
+        await blocker.execute(text("LOCK TABLE outbox IN SHARE MODE"))
+        first = asyncio.create_task(service.handle(events[0]))
+        await asyncio.sleep(0.2)
+        others = []
+        for event in events[1:]:  # each in a loop turn of its own
+            others.append(asyncio.create_task(service.handle(event)))
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert not first.done()
+        await blocker.rollback()
+    outcomes = await asyncio.gather(first, *others)
+
+    assert all(outcome.applied for outcome in outcomes)
+    assert await harness.count("deals") == 11
+    # The first alone, then the ten that waited, in groups of at most six.
+    assert (REGISTRY.get_sample_value("crm_inbound_items_per_transaction_count") or 0.0) - transactions == 3

@@ -49,14 +49,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+async def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60, path: str = "/readyz") -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise SystemExit(f"{url} exited with {proc.returncode}")
             try:
-                if (await client.get(url + "/readyz")).status_code == 200:
+                if (await client.get(url + path)).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -145,7 +145,7 @@ async def main() -> None:
         APP_URL="http://localhost",
         META_APP_SECRET=SECRET,
         RATE_LIMIT_PER_MINUTE="100000000",
-        META_GRAPH_URL="http://127.0.0.1:9",  # no profiles: enrichment fails fast and never blocks
+        META_ACCESS_TOKEN="bench-page-token",  # noqa: S106 - the sandbox's Graph API takes any token
         ADMIN_EMAIL="bench@jggl.local",
         ADMIN_PASSWORD="bench-password-1",  # noqa: S106 - a scratch database of the benchmark
         LOG_LEVEL=os.environ.get("E2E_LOG_LEVEL", "WARNING"),
@@ -155,15 +155,22 @@ async def main() -> None:
     nats_proc, nats_port = start_nats_server(Path(tempfile.mkdtemp(prefix="e2e-nats-")))
     env["NATS_URL"] = f"nats://127.0.0.1:{nats_port}"
     subprocess.run([sys.executable, "-m", "crm", "migrate"], env=env, check=True)
-    ingest_port, crm_port = _free_port(), _free_port()
+    ingest_port, crm_port, graph_port = _free_port(), _free_port(), _free_port()
+    # Every new customer's profile is fetched, from the sandbox's Graph API in a process of its own.
+    env["META_GRAPH_URL"] = f"http://127.0.0.1:{graph_port}"
     procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "jggl_sandbox.graph_fake:create_app"]
+            + ["--host", "127.0.0.1", "--port", str(graph_port), "--log-level", "warning", "--no-access-log"]
+        ),
         subprocess.Popen([sys.executable, "-m", "ingest"], env={**env, "PORT": str(ingest_port)}),
         subprocess.Popen([sys.executable, "-m", "crm"], env={**env, "PORT": str(crm_port)}),
     ]
     results = []
     try:
-        await _wait_ready(f"http://127.0.0.1:{ingest_port}", procs[0])
-        await _wait_ready(f"http://127.0.0.1:{crm_port}", procs[1])
+        await _wait_ready(f"http://127.0.0.1:{graph_port}", procs[0], path="/_fake/requests")
+        await _wait_ready(f"http://127.0.0.1:{ingest_port}", procs[1])
+        await _wait_ready(f"http://127.0.0.1:{crm_port}", procs[2])
         conn = await asyncpg.connect(f"{PG}/{DB}")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{crm_port}") as api:
             token = ""
@@ -190,6 +197,11 @@ async def main() -> None:
                 # By send time: a growing backlog shows as the last tenth waiting longer than the first.
                 in_order = [(stored[mid] - sent[mid]) * 1000 for mid in sorted(stored, key=sent.__getitem__)]
                 tenth = max(1, len(in_order) // 10)
+                profiles = await conn.fetchval(
+                    "SELECT count(*) FROM crm.contacts c JOIN crm.channels ch ON ch.id = c.channel_id"
+                    " WHERE ch.external_id = $1 AND c.profile_status = 'fetched'",
+                    page,
+                )
                 deals = await api.get("/api/deals", params={"limit": 5}, headers={"Authorization": f"Bearer {token}"})
                 row = {
                     "rate": rate,
@@ -197,6 +209,7 @@ async def main() -> None:
                     "accepted": accepted,
                     "stored": len(stored),
                     "lost": len(sent) - len(stored),
+                    "profiles_fetched": profiles,
                     "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
                     "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else None,
                     "p50_first_tenth_ms": round(statistics.median(in_order[:tenth]), 1) if in_order else None,

@@ -166,6 +166,47 @@ async def test_the_sweep_fetches_contacts_nobody_scheduled(
     assert (await _contact(harness, customer.user_id)).profile_status == "fetched"
 
 
+async def test_many_new_customers_at_once_each_get_their_own_profile(
+    harness, settings, graph, graph_fake, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    rng = random.Random(47)
+    customers = [Customer.new("messenger", rng, page_id=page) for _ in range(40)]
+    for number, customer in enumerate(customers):
+        graph_fake.fake.add_profile(customer.user_id, first_name=f"Покупець{number}", last_name="Тест")
+    enricher = ProfileEnricher(harness.sessions, settings, graph, concurrency=8)
+    service = InboundService(
+        harness.sessions, harness.outbox, on_new_contact=enricher.schedule_new, profile_lease=enricher.lease
+    )
+
+    await asyncio.gather(*(service.handle(e) for e in to_events("messenger", page, [c.text() for c in customers])))
+    await enricher.wait_idle(timeout=20)
+
+    rows = await harness.rows("SELECT external_id, name, profile_status FROM contacts WHERE name IS NOT NULL")
+    assert {row["external_id"]: row["name"] for row in rows} == {
+        customer.user_id: f"Покупець{number} Тест" for number, customer in enumerate(customers)
+    }
+    assert {row["profile_status"] for row in rows} == {"fetched"}
+
+
+async def test_a_backlog_is_swept_up_to_the_room_in_the_queue(
+    harness, settings, graph, graph_fake, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    rng = random.Random(48)
+    items = [Customer.new("messenger", rng, page_id=page).text() for _ in range(30)]
+    await asyncio.gather(*(harness.service.handle(e) for e in to_events("messenger", page, items)))  # no enricher
+    enricher = ProfileEnricher(harness.sessions, settings, graph, concurrency=4, max_queued=25)
+
+    assert await enricher.sweep_once() == 25  # what the queue holds, not a fixed page of the backlog
+    assert await enricher.sweep_once() == 0  # full
+    await enricher.wait_idle(timeout=20)
+    assert await enricher.sweep_once() == 5
+    await enricher.wait_idle(timeout=20)
+
+    assert await harness.rows("SELECT id FROM contacts WHERE profile_status <> 'fetched'") == []
+
+
 async def test_a_claimed_first_fetch_that_never_ran_goes_to_the_sweep_when_its_lease_ends(
     harness, enricher, graph_fake, to_events, unique_page_id
 ) -> None:

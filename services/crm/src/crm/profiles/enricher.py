@@ -26,6 +26,7 @@ from crm.config import CrmSettings
 from crm.graph import GraphClient, GraphError, Profile
 from crm.inbound.repository import NewContact, table
 from crm.models import Channel, Contact
+from jggl_common.batching import Coalescer
 from jggl_common.contracts import utcnow
 from jggl_common.crypto import DecryptionError, SecretBox
 from jggl_common.db import autocommit
@@ -78,6 +79,10 @@ class ProfileEnricher:
         self._max_backoff = max_backoff_seconds
         self._tasks: set[asyncio.Task[Outcome]] = set()
         self._queued: set[int] = set()
+        # One write at a time; profiles fetched meanwhile share the next one.
+        self._stores: Coalescer[tuple[int, Profile], None] = Coalescer(
+            self._store_profiles, max_in_flight=1, max_batch=500
+        )
 
     @property
     def lease(self) -> timedelta:
@@ -117,8 +122,13 @@ class ProfileEnricher:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def sweep_once(self, limit: int = 100) -> int:
-        """Schedule contacts whose profile is still to fetch and due; returns how many."""
+    async def sweep_once(self, limit: int | None = None) -> int:
+        """Schedule contacts whose profile is still to fetch and due, as many as the queue
+        has room for (or ``limit``); returns how many."""
+        room = self._max_queued - len(self._tasks)
+        limit = room if limit is None else min(limit, room)
+        if limit <= 0:
+            return 0
         async with self._sessions() as session:
             ids = (
                 (
@@ -139,14 +149,16 @@ class ProfileEnricher:
             self.schedule(int(contact_id))
         return len(ids)
 
-    async def run(self, interval: float = 30.0) -> None:
-        """Forever: sweep every ``interval`` seconds."""
+    async def run(self, interval: float = 30.0, busy_interval: float = 1.0) -> None:
+        """Forever: sweep every ``interval`` seconds, or every ``busy_interval`` while a
+        sweep finds more than the queue can take (a backlog drains at fetching speed)."""
         while True:
+            room, found = self._max_queued - len(self._tasks), 0
             try:
-                await self.sweep_once()
+                found = await self.sweep_once()
             except Exception as exc:
                 log.error("profile sweep failed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(interval)
+            await asyncio.sleep(busy_interval if found > 0 and found >= room else interval)
 
     async def _guarded(self, contact_id: int, claim: _Claim | None) -> Outcome:
         try:
@@ -179,7 +191,7 @@ class ProfileEnricher:
                 error=str(exc),
             )
             return await self._store_failure(claim, str(exc), retry=exc.is_transient)
-        await self._store_profile(claim, profile)
+        await self._stores.submit([(claim.contact_id, profile)])
         return "fetched"
 
     async def _claim(self, contact_id: int) -> _Claim | None:
@@ -214,17 +226,21 @@ class ProfileEnricher:
                 log.error("cannot decrypt the channel's page token; using META_ACCESS_TOKEN")
         return self._settings.meta_access_token or None
 
-    async def _store_profile(self, claim: _Claim, profile: Profile) -> None:
+    async def _store_profiles(self, fetched: list[tuple[int, Profile]]) -> list[None]:
+        """Profiles fetched at about the same time are written in one statement."""
         async with autocommit(self._sessions) as db:
             await db.execute(
-                "UPDATE contacts SET name = $2, username = $3, avatar_url = $4, profile_status = 'fetched',"
-                " profile_fetched_at = $5, profile_retry_at = NULL, profile_error = NULL WHERE id = $1",
-                claim.contact_id,
-                profile.name[:300] if profile.name else None,
-                profile.username[:300] if profile.username else None,
-                profile.avatar_url,
+                "UPDATE contacts SET name = v.name, username = v.username, avatar_url = v.avatar_url,"
+                " profile_status = 'fetched', profile_fetched_at = $5, profile_retry_at = NULL, profile_error = NULL"
+                " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS v(id, name, username, avatar_url)"
+                " WHERE contacts.id = v.id",
+                [contact_id for contact_id, _ in fetched],
+                [profile.name[:300] if profile.name else None for _, profile in fetched],
+                [profile.username[:300] if profile.username else None for _, profile in fetched],
+                [profile.avatar_url for _, profile in fetched],
                 utcnow(),
             )
+        return [None] * len(fetched)
 
     async def _store_failure(self, claim: _Claim, error: str, *, retry: bool) -> Outcome:
         give_up = not retry or claim.attempts >= self._max_attempts

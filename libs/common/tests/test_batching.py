@@ -66,11 +66,13 @@ async def test_with_one_flush_in_flight_callers_arriving_meanwhile_go_together_i
         await asyncio.sleep(0)
     await asyncio.sleep(0.01)
     assert flushes == [[1]]
+    assert coalescer.backlogged
 
     release.set()
     assert await first == [-1]
     assert [await caller for caller in later] == [[-2], [-3], [-4], [-5], [-6]]
     assert flushes == [[1], [2, 3, 4, 5, 6]]
+    assert not coalescer.backlogged
 
 
 async def test_max_batch_bounds_a_flush_without_splitting_a_callers_keys() -> None:

@@ -167,6 +167,8 @@ class FakeGraph:
     """Seconds between answering a send and posting its echo (mode ``"after"``)."""
     echoes: list[dict[str, Any]] = field(default_factory=list)
     """Each echo posted: ``{"mid", "status", "body"}`` (status None when the post failed)."""
+    profile_delay: float = 0.0
+    """Seconds a profile lookup takes to answer (a slow Graph API)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _counter: int = 0
 
@@ -492,6 +494,8 @@ def create_app(fake: FakeGraph | None = None) -> FastAPI:
             return failure
         if not version.startswith("v"):
             return _error(2500, message=f"Unknown path components: /{version}", status=400)
+        if state.profile_delay > 0:
+            await asyncio.sleep(state.profile_delay)
         profile = state._profile(object_id)
         if profile is None:
             return _error(

@@ -44,6 +44,11 @@ class Coalescer(Generic[K, R]):
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def backlogged(self) -> bool:
+        """Whether callers are waiting for a free slot (the flushes cannot keep up right now)."""
+        return bool(self._waiting) and self._max_in_flight is not None and len(self._tasks) >= self._max_in_flight
+
     async def submit(self, keys: Sequence[K]) -> list[R]:
         """The results for ``keys``, computed together with other callers' keys."""
         future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()

@@ -39,6 +39,9 @@ class CrmSettings(ServiceSettings):
     meta_human_agent: bool = Field(
         default=False, description="default of the meta.human_agent setting: HUMAN_AGENT replies 24 h - 7 days"
     )
+    profile_fetch_workers: int = Field(
+        default=4, ge=1, description="Graph API profile fetches in flight per replica (in the background)"
+    )
     send_workers: int = Field(default=4, ge=1, description="replies sent concurrently per replica")
     send_rate_messenger: float = Field(default=250.0, gt=0, description="Send API calls per second per Facebook Page")
     send_rate_instagram: float = Field(

@@ -50,6 +50,7 @@ def register_inbound(
         max_transactions=settings.inbound_transactions,
         max_items_per_transaction=settings.consumer_workers,
     )
+    enricher.yield_to(lambda: service.backlogged)
     subscribers.register(
         bus, service, durable=durable, policy=policy, max_workers=max_workers or settings.consumer_workers
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 from datetime import timedelta
@@ -205,6 +206,34 @@ async def test_a_backlog_is_swept_up_to_the_room_in_the_queue(
     await enricher.wait_idle(timeout=20)
 
     assert await harness.rows("SELECT id FROM contacts WHERE profile_status <> 'fetched'") == []
+
+
+async def test_while_the_messages_path_is_backlogged_profiles_are_fetched_one_at_a_time(
+    harness, settings, graph, graph_fake, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    rng = random.Random(49)
+    graph_fake.fake.profile_delay = 0.3
+    enricher = ProfileEnricher(harness.sessions, settings, graph, concurrency=4)
+    backlogged = True
+    enricher.yield_to(lambda: backlogged)
+    service = InboundService(
+        harness.sessions, harness.outbox, on_new_contact=enricher.schedule_new, profile_lease=enricher.lease
+    )
+
+    async def arrivals(count: int) -> list[float]:
+        customers = [Customer.new("messenger", rng, page_id=page) for _ in range(count)]
+        await asyncio.gather(*(service.handle(e) for e in to_events("messenger", page, [c.text() for c in customers])))
+        await enricher.wait_idle(timeout=20)
+        return sorted(call.at for c in customers for call in graph_fake.fake.calls(c.user_id))
+
+    one_by_one = await arrivals(4)
+    assert len(one_by_one) == 4
+    assert all(later - earlier >= 0.25 for earlier, later in itertools.pairwise(one_by_one))
+
+    backlogged = False
+    together = await arrivals(4)
+    assert together[-1] - together[0] < 0.25  # all four in flight at once
 
 
 async def test_a_claimed_first_fetch_that_never_ran_goes_to_the_sweep_when_its_lease_ends(

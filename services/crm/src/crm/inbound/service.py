@@ -312,6 +312,11 @@ class InboundService:
             self._apply_group, max_in_flight=max_transactions, max_batch=max_items_per_transaction
         )
 
+    @property
+    def backlogged(self) -> bool:
+        """Whether items are waiting for a transaction (background work should hold back)."""
+        return self._together.backlogged
+
     async def handle(self, event: MetaItemReceived) -> HandleResult:
         """Apply one item exactly once; raises on failure so the bus retries it.
 

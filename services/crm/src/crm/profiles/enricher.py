@@ -14,6 +14,7 @@ user, invalid token) or after too many attempts. The contact row is the cache.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -60,7 +61,7 @@ class ProfileEnricher:
         settings: CrmSettings,
         graph: GraphClient,
         *,
-        concurrency: int = 4,
+        concurrency: int | None = None,
         max_queued: int = 1000,
         max_attempts: int = 5,
         lease_seconds: float = 60.0,
@@ -71,7 +72,7 @@ class ProfileEnricher:
         self._graph = graph
         self._settings = settings
         self._box = SecretBox(settings.app_key)
-        self._limit = asyncio.Semaphore(concurrency)
+        self._limit = asyncio.Semaphore(concurrency or settings.profile_fetch_workers)
         self._max_queued = max_queued
         self._max_attempts = max_attempts
         self._lease = timedelta(seconds=lease_seconds)
@@ -79,6 +80,8 @@ class ProfileEnricher:
         self._max_backoff = max_backoff_seconds
         self._tasks: set[asyncio.Task[Outcome]] = set()
         self._queued: set[int] = set()
+        self._fetching = 0
+        self._busy: Callable[[], bool] = lambda: False
         # One write at a time; profiles fetched meanwhile share the next one.
         self._stores: Coalescer[tuple[int, Profile], None] = Coalescer(
             self._store_profiles, max_in_flight=1, max_batch=500
@@ -160,10 +163,22 @@ class ProfileEnricher:
                 log.error("profile sweep failed", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(busy_interval if found > 0 and found >= room else interval)
 
+    def yield_to(self, busy: Callable[[], bool]) -> None:
+        """While ``busy()`` says the messages' path has a backlog, fetch one profile at a
+        time: names can come a little later, deals should not."""
+        self._busy = busy
+
     async def _guarded(self, contact_id: int, claim: _Claim | None) -> Outcome:
         try:
             async with self._limit:
-                return await self.enrich(contact_id, claim)
+                # The backlog is the consumer's state, not an event: looking every 50 ms costs nothing.
+                while self._fetching and self._busy():  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                self._fetching += 1
+                try:
+                    return await self.enrich(contact_id, claim)
+                finally:
+                    self._fetching -= 1
         except Exception as exc:
             log.error("profile enrichment crashed", contact_id=contact_id, error=f"{type(exc).__name__}: {exc}")
             return "retry"

@@ -3,9 +3,12 @@ and message being visible through the managers' API.
 
 Starts ingest and crm (API + consumer) on free ports against a scratch database, sends
 new-customer text messages open-loop at each rate of ``E2E_RATES`` for ``E2E_SECONDS``,
-then reports for each rate: sent, accepted (200), stored (messages in crm), lost, and the
-latency from the webhook's send to the message being committed in crm (p50, p99), which
-is when the API shows it. A sample of deals is fetched through the API to confirm.
+then reports for each rate: sent, accepted (200), stored (messages in crm), lost, the
+profiles fetched by then, and the latency from the webhook's send to the message being
+committed in crm (p50, p99), which is when the API shows it. A sample of deals is fetched
+through the API to confirm. Every new customer's profile is fetched, as in production,
+from the sandbox's Graph API running in a process of its own (its CPU is Meta's in real
+life, but here it shares the machine).
 
 A warm-up (100 messages/s for ``E2E_WARMUP_SECONDS``) comes first and is not reported.
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import httpx
 
 from crm.config import CrmSettings
+from jggl_common.numbers import loose_int
 
 __all__ = ["AUTH_CODES", "THROTTLING_CODES", "GraphClient", "GraphError", "Profile", "SendResult", "regain_seconds"]
 
@@ -105,8 +106,8 @@ class GraphError(Exception):
             )
         return cls(
             str(error.get("message") or "Graph API error"),
-            code=_as_int(error.get("code")),
-            subcode=_as_int(error.get("error_subcode")),
+            code=loose_int(error.get("code")),
+            subcode=loose_int(error.get("error_subcode")),
             type_=str(error["type"]) if error.get("type") is not None else None,
             fbtrace_id=str(error["fbtrace_id"]) if error.get("fbtrace_id") is not None else None,
             http_status=response.status_code,
@@ -135,8 +136,9 @@ def regain_seconds(headers: Mapping[str, str]) -> float | None:
             continue
     waits = [m * 60.0 for m in minutes]
     retry_after = headers.get("retry-after")
-    if retry_after and retry_after.strip().isdigit():
-        waits.append(float(retry_after.strip()))
+    seconds = loose_int(retry_after.strip()) if retry_after else None
+    if seconds is not None:
+        waits.append(float(seconds))
     return max(waits) if waits else None
 
 
@@ -155,16 +157,6 @@ def _collect_regain(value: Any, found: list[float], depth: int = 0) -> None:
     elif isinstance(value, list):
         for child in value:
             _collect_regain(child, found, depth + 1)
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
 
 
 @dataclass(frozen=True, slots=True)

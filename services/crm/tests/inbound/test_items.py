@@ -69,6 +69,24 @@ def test_text_survives_except_for_nul_characters(text: str) -> None:
     assert result.change.text == text.replace("\x00", "")
 
 
+def test_numbers_that_only_look_like_digits_are_not_an_error() -> None:
+    # "²" passes str.isdigit() and int() refuses it; Meta's fields must never crash the reader.
+    for body in (
+        {"read": {"watermark": "²"}},
+        {"delivery": {"watermark": "²", "mids": ["m_1"]}},
+        {"message_edit": {"mid": "m_1", "text": "new", "num_edit": "²"}},
+        {"message": {"mid": "m_2", "text": "hi"}, "timestamp": "²"},
+    ):
+        item = {"sender": {"id": "1234567"}, "recipient": {"id": "99887766"}, **body}
+        item.setdefault("timestamp", 1_767_225_600_000)
+        for data in split_webhook(webhook("messenger", "99887766", [item], time_ms=1))[1]:
+            try:
+                result: object = parse_item(data, fallback_ms=1_767_225_600_000)
+            except InvalidMetaItem:
+                continue
+            assert isinstance(result, ParsedItem | Ignored)
+
+
 def test_every_simulator_variant_is_understood() -> None:
     for platform in PLATFORMS:
         for name, kind, item in every_variant(platform, page_id="55443322"):

@@ -10,6 +10,7 @@ import hmac
 from typing import Any
 
 from jggl_common.contracts import MetaItemData
+from jggl_common.numbers import loose_int
 
 __all__ = ["MalformedWebhook", "split_webhook", "verify_signature"]
 
@@ -49,21 +50,6 @@ def _id(party: Any) -> str | None:
         value = party.get("id")
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             return str(value)
-    return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    # str.isdigit() is also true for characters int() refuses ("²"), and int() refuses
-    # strings longer than 4300 digits: neither may turn a webhook into an error.
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        try:
-            return int(value)
-        except ValueError:
-            return None
     return None
 
 
@@ -142,7 +128,7 @@ def split_webhook(payload: Any) -> tuple[str | None, list[MetaItemData]]:
         entry_id = entry.get("id")
         if not isinstance(entry_id, (str, int)) or isinstance(entry_id, bool):
             raise MalformedWebhook("each entry needs an 'id'")
-        entry_time = _int(entry.get("time"))
+        entry_time = loose_int(entry.get("time"))
         for field, standby in (("messaging", False), ("standby", True), ("changes", False)):
             items = entry.get(field, [])
             if not isinstance(items, list):
@@ -155,7 +141,7 @@ def split_webhook(payload: Any) -> tuple[str | None, list[MetaItemData]]:
                     continue  # a change that is not a messaging item (e.g. a feed change)
                 kind, mid = classify(item)
                 sender = _id(item.get("sender"))
-                ts = _int(item.get("timestamp"))
+                ts = loose_int(item.get("timestamp"))
                 # Every field was checked above: construct without a second validation pass.
                 out.append(
                     MetaItemData.model_construct(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from jggl_common.bus import PermanentFailure
 from jggl_common.contracts import MetaItemData
+from jggl_common.numbers import loose_int
 
 __all__ = [
     "ECHO_AUTHOR",
@@ -174,16 +175,6 @@ class ParsedItem:
     change: Change
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
-
-
 def _str(value: Any) -> str | None:
     if isinstance(value, str) and value:
         return value
@@ -306,7 +297,7 @@ def parse_item(data: MetaItemData, fallback_ms: int) -> ParsedItem | Ignored:
     customer = _meta_id(data.recipient_id if echo else data.sender_id, "recipient.id" if echo else "sender.id")
     if customer == page_id:
         return Ignored("an item about the page itself")
-    at_ms = data.timestamp if data.timestamp is not None else _int(item.get("timestamp"))
+    at_ms = data.timestamp if data.timestamp is not None else loose_int(item.get("timestamp"))
     if at_ms is None:
         at_ms = data.entry_time if data.entry_time is not None else fallback_ms
     ctx = ItemContext(
@@ -360,10 +351,10 @@ def parse_item(data: MetaItemData, fallback_ms: int) -> ParsedItem | Ignored:
         if target is None:
             raise InvalidMetaItem("message_edit without mid")
         text = body.get("text") if isinstance(body.get("text"), str) else None
-        change = Edit(mid=target, text=text, num_edit=max(_int(body.get("num_edit")) or 1, 1))
+        change = Edit(mid=target, text=text, num_edit=max(loose_int(body.get("num_edit")) or 1, 1))
     elif data.kind == "read":
         body = _obj(item.get("read"))
-        watermark, target = _int(body.get("watermark")), _str(body.get("mid"))
+        watermark, target = loose_int(body.get("watermark")), _str(body.get("mid"))
         if watermark is None and target is None:
             raise InvalidMetaItem("read without watermark or mid")
         change = Read(watermark_ms=watermark, mid=target)
@@ -371,7 +362,7 @@ def parse_item(data: MetaItemData, fallback_ms: int) -> ParsedItem | Ignored:
         body = _obj(item.get("delivery"))
         raw_mids = body["mids"] if isinstance(body.get("mids"), list) else []
         mids = tuple(dict.fromkeys(m for m in (_str(x) for x in raw_mids) if m))
-        watermark = _int(body.get("watermark"))
+        watermark = loose_int(body.get("watermark"))
         if not mids and watermark is None:
             raise InvalidMetaItem("delivery without mids or watermark")
         change = Delivery(mids=mids, watermark_ms=watermark)

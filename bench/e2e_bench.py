@@ -223,9 +223,9 @@ async def main() -> None:
                 print(row, file=sys.stderr, flush=True)
         await conn.close()
     finally:
-        for proc in procs:
+        # crm first, the Graph fake last: profile fetches in flight at the stop still get answers.
+        for proc in reversed(procs):
             proc.terminate()
-        for proc in procs:
             proc.wait(20)
         nats_proc.terminate()
         nats_proc.wait(10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 from typing import Any
 
@@ -102,3 +103,33 @@ async def test_poison_message_ends_in_dlq_after_bounded_retries_and_others_still
 @pytest.mark.parametrize(("deliveries", "expected"), [(1, 0.1), (2, 0.2), (7, 0.2)])
 def test_retry_policy_delay_grows_then_stays(deliveries: int, expected: float) -> None:
     assert RetryPolicy(max_deliveries=9, backoff=(0.1, 0.2)).delay(deliveries) == expected
+
+
+def test_an_idle_pull_consumers_fetch_timeouts_stay_out_of_the_logs_and_real_failures_do_not() -> None:
+    service = f"svc{secrets.token_hex(4)}"
+    ServiceBus(TEST_NATS_URL, service)  # the bus owns its consumers' logger
+    logger = logging.getLogger(f"{service}.consumer")
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger.addHandler(Keep())
+    logger.setLevel(logging.INFO)
+    retrying = "Task-7 raised an exception, retrying...\nIf this behavior causes issues..."
+
+    def raised(exc: BaseException) -> Any:
+        try:
+            raise exc
+        except BaseException as caught:
+            return (type(caught), caught, caught.__traceback__)
+
+    # What FastStream's supervisor logs when nats-py's fetch raises a bare asyncio.TimeoutError...
+    logger.info("callback for Task-7 is being executed...")
+    logger.error(retrying, exc_info=raised(TimeoutError()))
+    # ...and when the loop fails for a reason worth an operator's eyes.
+    logger.error(retrying, exc_info=raised(nats.errors.NoServersError()))
+    logger.warning("Received")
+
+    assert seen == [retrying, "Received"]

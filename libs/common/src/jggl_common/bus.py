@@ -60,6 +60,26 @@ HANDLE_SECONDS = Histogram(
 )
 
 
+class _IdleFetchNoise(logging.Filter):
+    """Drops what FastStream logs when an idle pull consumer's fetch times out.
+
+    nats-py's ``fetch`` raises a bare ``asyncio.TimeoutError`` on some empty polls, which
+    FastStream's pull loop does not catch (it catches ``nats.errors.TimeoutError``): its
+    supervisor restarts the loop at once, logging an ERROR traceback the first time and
+    an INFO line every time. Nothing is lost or delayed, so an idle service must not
+    look broken in its logs; every other failure of the loop is still logged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("callback for ") and message.endswith(" is being executed..."):
+            return False
+        if " raised an exception, retrying..." in message and record.exc_info:
+            exc = record.exc_info[1]
+            return type(exc) is not TimeoutError
+        return True
+
+
 class BusUnavailable(RuntimeError):
     """The broker did not acknowledge in time, or there is no connection to it."""
 
@@ -202,11 +222,14 @@ class ServiceBus:
         self.service = service
         self._policies: dict[str, RetryPolicy] = {}
         self._publisher: EventPublisher | None = None
+        consumer_log = logging.getLogger(f"{service}.consumer")
+        if not any(isinstance(f, _IdleFetchNoise) for f in consumer_log.filters):
+            consumer_log.addFilter(_IdleFetchNoise())
         self.broker = NatsBroker(
             nats_url,
             name=service,
             # One line per message belongs at DEBUG; failures are logged by this module.
-            logger=logging.getLogger(f"{service}.consumer"),
+            logger=consumer_log,
             log_level=logging.DEBUG,
             middlewares=[self._middleware()],
             max_reconnect_attempts=-1,

@@ -163,8 +163,10 @@ async def main() -> None:
     env["META_GRAPH_URL"] = f"http://127.0.0.1:{graph_port}"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "jggl_sandbox.graph_fake:create_app"]
-            + ["--host", "127.0.0.1", "--port", str(graph_port), "--log-level", "warning", "--no-access-log"]
+            [
+                *(sys.executable, "-m", "uvicorn", "--factory", "jggl_sandbox.graph_fake:create_app"),
+                *("--host", "127.0.0.1", "--port", str(graph_port), "--log-level", "warning", "--no-access-log"),
+            ]
         ),
         subprocess.Popen([sys.executable, "-m", "ingest"], env={**env, "PORT": str(ingest_port)}),
         subprocess.Popen([sys.executable, "-m", "crm"], env={**env, "PORT": str(crm_port)}),

@@ -33,6 +33,9 @@ class CrmSettings(ServiceSettings):
     outbox_retention_hours: float = Field(
         default=24.0, gt=0, description="how long published events stay in the outbox table"
     )
+    inbound_leftovers_retention_days: float = Field(
+        default=7.0, gt=0, description="updates waiting for a message that never came, and receipts, are kept this long"
+    )
     db_pool_size: int = Field(
         default=24, ge=2, description="PostgreSQL connections kept open per replica (consumers, sender, API)"
     )

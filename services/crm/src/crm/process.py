@@ -17,6 +17,7 @@ from crm.api import create_app
 from crm.audit import register_system_log
 from crm.config import CrmSettings
 from crm.graph import GraphClient
+from crm.inbound.housekeeping import run_housekeeping
 from crm.outbox import Outbox
 from crm.profiles import ProfileEnricher
 from crm.settings import settings_sync_lifespan
@@ -64,6 +65,10 @@ async def serve(settings: CrmSettings) -> None:
         background: list[asyncio.Task[Any]] = [
             asyncio.create_task(outbox.relay(), name="outbox-relay"),
             asyncio.create_task(run_profile_sweeper(sessions, settings, graph, enricher=enricher), name="profiles"),
+            asyncio.create_task(
+                run_housekeeping(sessions, timedelta(days=settings.inbound_leftovers_retention_days)),
+                name="inbound-housekeeping",
+            ),
         ]
         log.info("crm consumers started")
         try:

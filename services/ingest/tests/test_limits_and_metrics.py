@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 
 async def test_the_request_over_the_limit_gets_429_and_is_counted(start_ingest, meta, stream) -> None:
     async with start_ingest(rate_limit_per_minute=5) as ingest:
@@ -82,3 +84,9 @@ async def test_health_and_readiness_with_both_dependencies_up(ingest) -> None:
     assert health.status_code == 200
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "checks": {"nats": "ok", "redis": "ok"}}
+
+
+async def test_once_started_the_apps_objects_are_out_of_the_periodic_full_collections(ingest) -> None:
+    # Frozen at start-up: a full collection under load no longer walks the whole heap.
+    assert gc.get_freeze_count() > 0
+    assert all(ingest.app is not obj for obj in gc.get_objects(generation=2))

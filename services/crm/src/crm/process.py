@@ -25,6 +25,7 @@ from crm.worker import register_inbound, register_outbound, run_profile_sweeper
 from jggl_common.bus import ServiceBus
 from jggl_common.db import create_engine, session_factory
 from jggl_common.logs import get_logger
+from jggl_common.runtime import freeze_startup_heap
 from jggl_common.streams import ensure_streams
 
 log = get_logger(__name__)
@@ -70,7 +71,8 @@ async def serve(settings: CrmSettings) -> None:
                 name="inbound-housekeeping",
             ),
         ]
-        log.info("crm consumers started")
+        frozen = freeze_startup_heap()
+        log.info("crm consumers started", frozen_objects=frozen)
         try:
             yield
         finally:

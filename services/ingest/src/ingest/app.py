@@ -37,6 +37,7 @@ from jggl_common.contracts import (
 from jggl_common.health import health_router
 from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import CORRELATION_HEADER, correlation_from_headers, get_logger, set_correlation_id
+from jggl_common.runtime import freeze_startup_heap
 from jggl_common.streams import ensure_streams
 
 from .config import IngestSettings
@@ -419,6 +420,7 @@ def create_app(settings: IngestSettings, redis: Redis | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         connecting = asyncio.create_task(ingest.connect())
+        freeze_startup_heap()
         try:
             yield
         finally:

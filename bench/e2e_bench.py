@@ -12,7 +12,7 @@ life, but here it shares the machine).
 
 A warm-up (100 messages/s for ``E2E_WARMUP_SECONDS``) comes first and is not reported.
 
-Environment: E2E_RATES ("100,300,500"), E2E_SECONDS (20), E2E_CONNECTIONS (64),
+Environment: E2E_RATES ("500,700,800"), E2E_SECONDS (60), E2E_CONNECTIONS (64),
 E2E_WARMUP_SECONDS (10).
 """
 
@@ -38,8 +38,8 @@ from jggl_common.testing import start_nats_server
 from jggl_sandbox.meta_webhooks import Customer, signed, webhook
 
 SECRET = "e2e-app-secret"  # noqa: S105 - a throwaway secret of the benchmark
-RATES = [int(r) for r in os.environ.get("E2E_RATES", "100,300,500").split(",")]
-SECONDS = float(os.environ.get("E2E_SECONDS", "20"))
+RATES = [int(r) for r in os.environ.get("E2E_RATES", "500,700,800").split(",")]
+SECONDS = float(os.environ.get("E2E_SECONDS", "60"))
 CONNECTIONS = int(os.environ.get("E2E_CONNECTIONS", "64"))
 WARMUP_RATE, WARMUP_SECONDS = 100, float(os.environ.get("E2E_WARMUP_SECONDS", "10"))
 PG = os.environ.get("E2E_PG", "postgresql://postgres@127.0.0.1:5432")

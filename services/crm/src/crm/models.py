@@ -199,6 +199,21 @@ class Deal(SQLModel, table=True):
     search_vector: str | None = Field(default=None, sa_type=TSVECTOR)  # type: ignore[call-overload]
 
 
+class DealTotal(SQLModel, table=True):
+    """Count and summed amount of the deals per stage and status, kept by triggers on
+    ``deals`` (migration 0003), so the admin's pipeline board reads a few rows instead of
+    every deal. Each (stage, status) is spread over a few ``bucket`` rows, chosen by the
+    writing transaction, so concurrent writers rarely wait for each other's row."""
+
+    __tablename__ = "deal_totals"
+
+    stage_id: int = Field(primary_key=True)
+    status: str = Field(primary_key=True, max_length=10)
+    bucket: int = Field(primary_key=True, sa_type=sa.SmallInteger)  # type: ignore[call-overload]
+    deals: int = Field(default=0, sa_type=sa.BigInteger)  # type: ignore[call-overload]
+    amount: Decimal = Field(default=Decimal(0), sa_type=sa.Numeric)  # type: ignore[call-overload]
+
+
 class Message(SQLModel, table=True):
     """One message in a conversation, from the customer (in) or from us (out)."""
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from crm.deals.access import visible_deal_scopes
-from crm.models import Deal, Stage, User
+from crm.models import Deal, DealTotal, Stage, User
 
 
 class StageRepository:
@@ -42,17 +42,23 @@ class StageRepository:
         return result.scalar_one_or_none()
 
     async def totals(self, user: User) -> dict[tuple[str, int], tuple[int, Decimal]]:
-        """Count and summed amount of the visible deals, per status and stage id, in one pass.
+        """Count and summed amount of the visible deals, per status and stage id.
 
-        Read from the covering index ``ix_deals_visibility`` alone (no table rows). A
-        manager's deals are ranges of it (their own, the unassigned ones), each totalled
-        on its own in index order, rather than a filter over everyone's.
+        Everyone's (an admin's) are the totals the triggers keep in ``deal_totals``: a few
+        rows, whatever the number of deals. A manager's deals are ranges of the covering
+        index ``ix_deals_visibility`` (their own, the unassigned ones), each totalled on
+        its own in index order from the index alone.
         """
         scopes = visible_deal_scopes(user)
         columns = (col(Deal.status), col(Deal.stage_id))
         totals = (sa.func.count().label("deals"), sa.func.coalesce(sa.func.sum(col(Deal.amount)), 0).label("amount"))
         if scopes is None:
-            query = select(*columns, *totals).group_by(*columns)
+            kept = (col(DealTotal.status), col(DealTotal.stage_id))
+            query = (
+                select(*kept, sa.func.sum(col(DealTotal.deals)), sa.func.sum(col(DealTotal.amount)))
+                .group_by(*kept)
+                .having(sa.func.sum(col(DealTotal.deals)) != 0)
+            )
         else:
             parts = sa.union_all(*(select(*columns, *totals).where(scope).group_by(*columns) for scope in scopes))
             part = parts.subquery("scoped")

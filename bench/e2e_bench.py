@@ -232,10 +232,11 @@ async def main() -> None:
         nats_proc.terminate()
         nats_proc.wait(10)
     print(f"\nend to end (webhook sent -> message committed in crm), {SECONDS:.0f} s per rate")
-    print(f"{'rate/s':>7} {'sent':>7} {'200':>7} {'stored':>7} {'lost':>5} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'rate/s':>7} {'sent':>7} {'200':>7} {'stored':>7} {'lost':>5} {'profiles':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for r in results:
         print(
-            f"{r['rate']:>7} {r['sent']:>7} {r['accepted']:>7} {r['stored']:>7} {r['lost']:>5} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8}"
+            f"{r['rate']:>7} {r['sent']:>7} {r['accepted']:>7} {r['stored']:>7} {r['lost']:>5}"
+            f" {r['profiles_fetched']:>8} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8}"
         )
 
 

@@ -14,7 +14,7 @@ import pytest_asyncio
 from sqlalchemy import text
 
 from crm.deals.events import display_name
-from crm.graph import GraphClient, GraphError
+from crm.graph import GraphClient, GraphError, Profile
 from crm.inbound import InboundService
 from crm.models import Contact
 from crm.profiles import ProfileEnricher
@@ -234,6 +234,37 @@ async def test_while_the_messages_path_is_backlogged_profiles_are_fetched_one_at
     backlogged = False
     together = await arrivals(4)
     assert together[-1] - together[0] < 0.25  # all four in flight at once
+
+
+async def test_writing_profiles_never_waits_for_one_contact_while_holding_another(
+    harness, settings, graph, to_events, unique_page_id
+) -> None:
+    # Waiting for a row while holding others is how two transactions deadlock; an inbound
+    # transaction may hold a contact the profile write also touches.
+    page = unique_page_id()
+    rng = random.Random(50)
+    customers = [Customer.new("messenger", rng, page_id=page) for _ in range(2)]
+    for event in to_events("messenger", page, [c.text() for c in customers]):
+        await harness.service.handle(event)
+    first, second = sorted(row["id"] for row in await harness.rows("SELECT id FROM contacts"))
+    enricher = ProfileEnricher(harness.sessions, settings, graph)
+
+    async with harness.sessions() as holder:
+        await holder.execute(text("SELECT 1 FROM contacts WHERE id = :id FOR UPDATE"), {"id": second})
+        writing = asyncio.create_task(
+            enricher._store_profiles([(second, Profile(name="Друга")), (first, Profile(name="Перша"))])
+        )
+        await asyncio.sleep(0.5)
+        names = {r["id"]: r["name"] for r in await harness.rows("SELECT id, name FROM contacts")}
+        # The free contact is written (and committed) while the other one is still held.
+        assert names[first] == "Перша"
+        assert names[second] is None
+        assert not writing.done()
+        await holder.commit()
+    await asyncio.wait_for(writing, 10)
+
+    names = {r["id"]: r["name"] for r in await harness.rows("SELECT id, name FROM contacts")}
+    assert names == {first: "Перша", second: "Друга"}
 
 
 async def test_a_claimed_first_fetch_that_never_ran_goes_to_the_sweep_when_its_lease_ends(

@@ -43,6 +43,27 @@ _contacts = table(Contact)
 _channels = table(Channel)
 
 
+# Writes fetched profiles; ``only`` narrows the rows (``_NOT_LOCKED``: those nobody holds).
+_STORE_PROFILES = (
+    "UPDATE contacts SET name = v.name, username = v.username, avatar_url = v.avatar_url,"
+    " profile_status = 'fetched', profile_fetched_at = $5, profile_retry_at = NULL, profile_error = NULL"
+    " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS v(id, name, username, avatar_url)"
+    " WHERE contacts.id = v.id{only} RETURNING contacts.id"
+)
+_NOT_LOCKED = " AND contacts.id IN (SELECT id FROM contacts WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED)"
+
+
+def _columns(profiles: dict[int, Profile]) -> tuple[list[int], list[str | None], list[str | None], list[str | None]]:
+    """The ids, names, usernames and pictures of ``profiles`` as statement arguments."""
+    ids = list(profiles)
+    return (
+        ids,
+        [(p.name or "")[:300] or None for p in profiles.values()],
+        [(p.username or "")[:300] or None for p in profiles.values()],
+        [p.avatar_url for p in profiles.values()],
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Claim:
     contact_id: int
@@ -243,22 +264,19 @@ class ProfileEnricher:
         return self._settings.meta_access_token or None
 
     async def _store_profiles(self, fetched: list[tuple[int, Profile]]) -> list[None]:
-        """Profiles fetched at about the same time are written in one statement, in id
-        order (the order new contacts are created in, so the inbound upserts that lock
-        the same rows take them in the same order)."""
-        rows = sorted(fetched, key=lambda row: row[0])
+        """Profiles fetched at about the same time are written in one statement.
+
+        A statement that locks several contacts could deadlock with an inbound transaction
+        locking them in another order, so this one never waits: it skips the contacts
+        another transaction holds, and those are then written one by one (a statement
+        waiting for one row while holding none cannot be part of a deadlock).
+        """
+        now = utcnow()
+        by_id = dict(fetched)
         async with autocommit(self._sessions) as db:
-            await db.execute(
-                "UPDATE contacts SET name = v.name, username = v.username, avatar_url = v.avatar_url,"
-                " profile_status = 'fetched', profile_fetched_at = $5, profile_retry_at = NULL, profile_error = NULL"
-                " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS v(id, name, username, avatar_url)"
-                " WHERE contacts.id = v.id",
-                [contact_id for contact_id, _ in rows],
-                [profile.name[:300] if profile.name else None for _, profile in rows],
-                [profile.username[:300] if profile.username else None for _, profile in rows],
-                [profile.avatar_url for _, profile in rows],
-                utcnow(),
-            )
+            written = await db.fetch(_STORE_PROFILES.format(only=_NOT_LOCKED), *_columns(by_id), now)
+            for contact_id in sorted(by_id.keys() - {row["id"] for row in written}):
+                await db.execute(_STORE_PROFILES.format(only=""), *_columns({contact_id: by_id[contact_id]}), now)
         return [None] * len(fetched)
 
     async def _store_failure(self, claim: _Claim, error: str, *, retry: bool) -> Outcome:

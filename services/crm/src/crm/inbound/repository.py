@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql
@@ -164,8 +165,7 @@ async def upsert_customer(
     in the same order as profile enrichment does. A new contact gets its conversation in
     the same statement.
     """
-    db = await driver_connection(session)
-    row = await db.fetchrow(
+    row = await (await driver_connection(session)).fetchrow(
         "WITH contact AS (INSERT INTO contacts (channel_id, platform, external_id, profile_status,"
         " profile_attempts, profile_retry_at, first_seen_at, last_seen_at)"
         " VALUES ($1, $2, $3, 'pending', CASE WHEN $5::timestamptz IS NULL THEN 0 ELSE 1 END, $5, $4, $4)"
@@ -187,19 +187,8 @@ async def upsert_customer(
     contact_id = int(row["id"])
     if row["conversation_id"] is not None:
         return Customer(contact_id, True, int(row["conversation_id"]), True)
-    find = "SELECT id FROM conversations WHERE channel_id = $1 AND contact_id = $2"
-    existing = await db.fetchval(find, channel_id, contact_id)
-    if existing is not None:
-        return Customer(contact_id, bool(row["created"]), int(existing), False)
-    conversation_id = await db.fetchval(
-        "INSERT INTO conversations (channel_id, contact_id, created_at) VALUES ($1, $2, now())"
-        " ON CONFLICT ON CONSTRAINT uq_conversations_channel_contact DO NOTHING RETURNING id",
-        channel_id,
-        contact_id,
-    )
-    if conversation_id is not None:
-        return Customer(contact_id, bool(row["created"]), int(conversation_id), True)
-    return Customer(contact_id, bool(row["created"]), int(await db.fetchval(find, channel_id, contact_id)), False)
+    conversation_id, created = await conversation_of(session, channel_id, contact_id)
+    return Customer(contact_id, bool(row["created"]), conversation_id, created)
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,11 +500,14 @@ async def open_with_first_message(session: AsyncSession, opening: Opening) -> Fi
         json.dumps({"opened_by": row["kind"], "platform": opening.platform}),
         *row.values(),
     )
-    if result is None:
-        return None
-    values_ = list(result.values())
+    return _first_message(result) if result is not None else None
+
+
+def _first_message(record: asyncpg.Record) -> FirstMessage:
+    """A row of the first-message statements: the deal's fields, the stage key, the message's."""
+    values = list(record.values())
     deal_end = len(_DEAL_FIELDS)
-    return FirstMessage(DealRow(*values_[:deal_end]), str(values_[deal_end]), MessageRow(*values_[deal_end + 1 :]))
+    return FirstMessage(DealRow(*values[:deal_end]), str(values[deal_end]), MessageRow(*values[deal_end + 1 :]))
 
 
 _PG: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
@@ -584,12 +576,7 @@ async def open_with_first_messages(session: AsyncSession, openings: list[Opening
         *([row[name] for row in rows] for name in columns),
         utcnow(),
     )
-    deal_end = len(_DEAL_FIELDS)
-    stored = {}
-    for record in result:
-        values = list(record.values())
-        first = FirstMessage(DealRow(*values[:deal_end]), str(values[deal_end]), MessageRow(*values[deal_end + 1 :]))
-        stored[first.deal.conversation_id] = first
+    stored = {first.deal.conversation_id: first for first in map(_first_message, result)}
     return [stored.get(opening.conversation_id) for opening in openings]
 
 

@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from prometheus_client import Histogram
@@ -75,6 +75,7 @@ ITEMS_PER_TRANSACTION = Histogram(
 )
 
 PRODUCER = "crm"
+_E = TypeVar("_E", bound=Envelope)
 # Serialization failures, deadlocks and unique violations: another transaction won a
 # race; running the whole unit again sees its result.
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
@@ -178,56 +179,42 @@ class _Unit:
         events: list[Envelope] = []
         for deal_id in self.created_deals:
             deal, contact, stage_key = await self._deal(deal_id)
-            events.append(
-                DealCreated(
-                    id=stable_event_id(f"crm.deal.created:{row_key(deal_id, deal.created_at)}"),
-                    producer=PRODUCER,
-                    correlation_id=self.correlation,
-                    data=snapshot(deal, contact, stage_key),
-                )
-            )
+            key = f"crm.deal.created:{row_key(deal_id, deal.created_at)}"
+            events.append(self._announce(DealCreated, key, snapshot(deal, contact, stage_key)))
         for deal_id, changes in self.updated_deals.items():
             if deal_id in self.created_deals:
                 continue  # the creation event already carries the final state
             deal, contact, stage_key = await self._deal(deal_id)
-            events.append(
-                DealUpdated(
-                    id=stable_event_id(f"crm.deal.updated:{row_key(deal_id, deal.created_at)}:{self.ctx.dedupe_key}"),
-                    producer=PRODUCER,
-                    correlation_id=self.correlation,
-                    data=DealUpdatedData(
-                        deal=snapshot(deal, contact, stage_key), changes=changes, actor_label="system"
-                    ),
-                )
-            )
+            key = f"crm.deal.updated:{row_key(deal_id, deal.created_at)}:{self.ctx.dedupe_key}"
+            data = DealUpdatedData(deal=snapshot(deal, contact, stage_key), changes=changes, actor_label="system")
+            events.append(self._announce(DealUpdated, key, data))
         for message_id, deal_id in self.received:
             message = self.known_messages.get(message_id) or await repo.read_message(self.session, message_id)
             if message.is_deleted:
                 continue  # unsent before we even stored it: nothing to notify about
             deal, contact, stage_key = await self._deal(deal_id)
             assert message.mid is not None
-            events.append(
-                MessageReceived(
-                    id=stable_event_id(f"crm.message.received:{row_key(message_id, message.created_at)}"),
-                    producer=PRODUCER,
-                    correlation_id=self.correlation,
-                    data=MessageReceivedData(
-                        message_id=message_id,
-                        mid=message.mid,
-                        deal_id=deal_id,
-                        conversation_id=message.conversation_id,
-                        kind=message.kind,
-                        text=message.text,
-                        attachments=list(message.attachments),
-                        sent_at=message.sent_at,
-                        is_first_message=deal_id in self.created_deals,
-                        deal_stage=stage_key,
-                        assignee_id=deal.assignee_id,
-                        contact=contact_ref(contact),
-                    ),
-                )
+            received = MessageReceivedData(
+                message_id=message_id,
+                mid=message.mid,
+                deal_id=deal_id,
+                conversation_id=message.conversation_id,
+                kind=message.kind,
+                text=message.text,
+                attachments=list(message.attachments),
+                sent_at=message.sent_at,
+                is_first_message=deal_id in self.created_deals,
+                deal_stage=stage_key,
+                assignee_id=deal.assignee_id,
+                contact=contact_ref(contact),
             )
+            key = f"crm.message.received:{row_key(message_id, message.created_at)}"
+            events.append(self._announce(MessageReceived, key, received))
         return events
+
+    def _announce(self, contract: Callable[..., _E], key: str, data: Any) -> _E:
+        """An event of this unit; its id derives from ``key`` (what it announces)."""
+        return contract(id=stable_event_id(key), producer=PRODUCER, correlation_id=self.correlation, data=data)
 
     async def stage_sent(self) -> list[str]:
         """Announce the replies this unit recorded as sent; returns the staged event ids."""

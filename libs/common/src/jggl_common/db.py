@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
@@ -20,6 +21,7 @@ __all__ = [
     "async_url",
     "autocommit",
     "create_engine",
+    "delete_oldest",
     "driver_connection",
     "ensure_schema",
     "session_factory",
@@ -130,3 +132,20 @@ async def autocommit(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator
         conn = await session.connection()
         raw = cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
         yield raw
+
+
+async def delete_oldest(db: asyncpg.Connection, table: str, column: str, before: datetime, batch: int) -> int:
+    """Delete, among the ``batch`` oldest rows of ``table`` (by primary key ``id``), those
+    whose ``column`` is before ``before``; returns how many.
+
+    For tables that only grow at the end (an outbox, a log): old rows are the first ones,
+    so a pass reads at most ``batch`` rows of the primary key and never scans the table.
+    A row that never qualifies holds back the ones after it. ``table`` and ``column`` are
+    the caller's constants, never input.
+    """
+    status = await db.execute(
+        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT $2) AND {column} < $1",
+        before,
+        batch,
+    )
+    return int(status.rsplit(" ", 1)[-1])

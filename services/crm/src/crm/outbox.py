@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jggl_common.bus import BusUnavailable, EventPublisher
 from jggl_common.contracts import Envelope, utcnow
-from jggl_common.db import autocommit, driver_connection
+from jggl_common.db import autocommit, delete_oldest, driver_connection
 from jggl_common.logs import CORRELATION_HEADER, get_logger
 
 log = get_logger(__name__)
@@ -175,14 +175,7 @@ class Outbox:
         matter; keeping them a day leaves room to look at recent events.
         """
         async with autocommit(self._sessions) as db:
-            # Only the oldest rows are looked at (by primary key): published rows are old
-            # rows, and no pass ever scans the table.
-            status = await db.execute(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT $2) AND published_at < $1",
-                utcnow() - self._retention,
-                batch,
-            )
-        return int(status.rsplit(" ", 1)[-1])
+            return await delete_oldest(db, "outbox", "published_at", utcnow() - self._retention, batch)
 
     async def relay(self, interval: float = 2.0) -> None:
         """Forever: publish what was committed but not yet published, mark what was, and

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jggl_common.contracts import utcnow
-from jggl_common.db import autocommit
+from jggl_common.db import autocommit, delete_oldest
 from jggl_common.logs import get_logger
 
 __all__ = ["prune_leftovers", "run_housekeeping"]
@@ -36,14 +36,7 @@ async def prune_leftovers(
     for name in _TABLES:
         while True:
             async with autocommit(sessions) as db:
-                # Only the oldest rows (by primary key) are looked at: old rows are the first
-                # ones, and no pass ever scans the table.
-                status = await db.execute(
-                    f"DELETE FROM {name} WHERE id IN (SELECT id FROM {name} ORDER BY id LIMIT $2) AND occurred_at < $1",
-                    older_than,
-                    batch,
-                )
-            count = int(status.rsplit(" ", 1)[-1])
+                count = await delete_oldest(db, name, "occurred_at", older_than, batch)
             deleted[name] += count
             if count == 0:
                 break

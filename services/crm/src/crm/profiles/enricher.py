@@ -53,14 +53,15 @@ _STORE_PROFILES = (
 _NOT_LOCKED = " AND contacts.id IN (SELECT id FROM contacts WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED)"
 
 
-def _columns(profiles: dict[int, Profile]) -> tuple[list[int], list[str | None], list[str | None], list[str | None]]:
+def _columns(
+    profiles: list[tuple[int, Profile]],
+) -> tuple[list[int], list[str | None], list[str | None], list[str | None]]:
     """The ids, names, usernames and pictures of ``profiles`` as statement arguments."""
-    ids = list(profiles)
     return (
-        ids,
-        [(p.name or "")[:300] or None for p in profiles.values()],
-        [(p.username or "")[:300] or None for p in profiles.values()],
-        [p.avatar_url for p in profiles.values()],
+        [contact_id for contact_id, _ in profiles],
+        [(p.name or "")[:300] or None for _, p in profiles],
+        [(p.username or "")[:300] or None for _, p in profiles],
+        [p.avatar_url for _, p in profiles],
     )
 
 
@@ -177,13 +178,12 @@ class ProfileEnricher:
         """Forever: sweep every ``interval`` seconds, or every ``busy_interval`` while a
         sweep finds more than the queue can take (a backlog drains at fetching speed)."""
         while True:
-            room, found = self._max_queued - len(self._tasks), 0
             try:
-                found = await self.sweep_once()
+                await self.sweep_once()
             except Exception as exc:
                 log.error("profile sweep failed", error=f"{type(exc).__name__}: {exc}")
-            # A full queue, or a sweep that filled it: more is due than was taken.
-            await asyncio.sleep(busy_interval if room <= 0 or (found > 0 and found >= room) else interval)
+            # The queue full (already, or filled by this sweep): more may be due than it took.
+            await asyncio.sleep(busy_interval if len(self._tasks) >= self._max_queued else interval)
 
     def yield_to(self, busy: Callable[[], bool]) -> None:
         """While ``busy()`` says the messages' path has a backlog, fetch one profile at a
@@ -272,11 +272,11 @@ class ProfileEnricher:
         waiting for one row while holding none cannot be part of a deadlock).
         """
         now = utcnow()
-        by_id = dict(fetched)
         async with autocommit(self._sessions) as db:
-            written = await db.fetch(_STORE_PROFILES.format(only=_NOT_LOCKED), *_columns(by_id), now)
-            for contact_id in sorted(by_id.keys() - {row["id"] for row in written}):
-                await db.execute(_STORE_PROFILES.format(only=""), *_columns({contact_id: by_id[contact_id]}), now)
+            written = await db.fetch(_STORE_PROFILES.format(only=_NOT_LOCKED), *_columns(fetched), now)
+            done = {row["id"] for row in written}
+            for held in sorted((row for row in fetched if row[0] not in done), key=lambda row: row[0]):
+                await db.execute(_STORE_PROFILES.format(only=""), *_columns([held]), now)
         return [None] * len(fetched)
 
     async def _store_failure(self, claim: _Claim, error: str, *, retry: bool) -> Outcome:

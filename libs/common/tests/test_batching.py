@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import operator
+from collections.abc import Callable
 
 import pytest
 
@@ -48,15 +50,23 @@ async def test_a_cancelled_flush_cancels_its_callers_instead_of_leaving_them_wai
             await asyncio.wait_for(caller, 2)
 
 
+class _Gated:
+    """A flush that records its keys and answers only once released (a busy database)."""
+
+    def __init__(self, answer: Callable[[int], int] = lambda key: key) -> None:
+        self.flushes: list[list[int]] = []
+        self.release = asyncio.Event()
+        self._answer = answer
+
+    async def __call__(self, keys: list[int]) -> list[int]:
+        self.flushes.append(keys)
+        await self.release.wait()
+        return [self._answer(key) for key in keys]
+
+
 async def test_with_one_flush_in_flight_callers_arriving_meanwhile_go_together_in_the_next() -> None:
-    flushes: list[list[int]] = []
-    release = asyncio.Event()
-
-    async def flush(keys: list[int]) -> list[int]:
-        flushes.append(keys)
-        await release.wait()
-        return [-key for key in keys]
-
+    flush = _Gated(operator.neg)
+    flushes, release = flush.flushes, flush.release
     coalescer: Coalescer[int, int] = Coalescer(flush, max_in_flight=1)
     first = asyncio.create_task(coalescer.submit([1]))
     await asyncio.sleep(0.01)
@@ -76,14 +86,8 @@ async def test_with_one_flush_in_flight_callers_arriving_meanwhile_go_together_i
 
 
 async def test_max_batch_bounds_a_flush_without_splitting_a_callers_keys() -> None:
-    flushes: list[list[int]] = []
-    release = asyncio.Event()
-
-    async def flush(keys: list[int]) -> list[int]:
-        flushes.append(keys)
-        await release.wait()
-        return keys
-
+    flush = _Gated()
+    flushes, release = flush.flushes, flush.release
     coalescer: Coalescer[int, int] = Coalescer(flush, max_in_flight=1, max_batch=3)
     blocker = asyncio.create_task(coalescer.submit([0]))
     await asyncio.sleep(0.01)
@@ -98,14 +102,8 @@ async def test_max_batch_bounds_a_flush_without_splitting_a_callers_keys() -> No
 
 
 async def test_a_caller_cancelled_while_waiting_is_left_out_of_the_next_flush() -> None:
-    flushes: list[list[int]] = []
-    release = asyncio.Event()
-
-    async def flush(keys: list[int]) -> list[int]:
-        flushes.append(keys)
-        await release.wait()
-        return keys
-
+    flush = _Gated()
+    flushes, release = flush.flushes, flush.release
     coalescer: Coalescer[int, int] = Coalescer(flush, max_in_flight=1)
     first = asyncio.create_task(coalescer.submit([1]))
     await asyncio.sleep(0.01)

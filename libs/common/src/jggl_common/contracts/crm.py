@@ -13,9 +13,11 @@ from .base import Envelope
 __all__ = [
     "ContactRef",
     "DealCreated",
+    "DealHotLead",
     "DealSnapshot",
     "DealUpdated",
     "DealUpdatedData",
+    "HotLeadData",
     "MessageReceived",
     "MessageReceivedData",
 ]
@@ -114,3 +116,26 @@ class MessageReceived(Envelope):
     type: Literal["crm.message.received"] = "crm.message.received"
     version: Literal[1] = 1
     data: MessageReceivedData
+
+
+class HotLeadData(BaseModel):
+    """A deal the AI now rates hot, with what a notification shows about it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    deal: DealSnapshot
+    summary: str
+    intent: str
+    next_action: str | None = None
+    provider: Literal["gemini", "heuristic"]
+    analysis_version: int = Field(description="the transcript version the analysis covered")
+
+
+class DealHotLead(Envelope):
+    """The AI rated a deal hot (it was not before). Subject ``crm.deal.hot_lead``."""
+
+    subject: ClassVar[str] = "crm.deal.hot_lead"
+
+    type: Literal["crm.deal.hot_lead"] = "crm.deal.hot_lead"
+    version: Literal[1] = 1
+    data: HotLeadData

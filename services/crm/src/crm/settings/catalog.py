@@ -77,6 +77,20 @@ def _model(key: str, value: str) -> str:
     return value
 
 
+def _number(low: float, high: float, *, whole: bool = False) -> Callable[[str, str], str]:
+    def check(key: str, value: str) -> str:
+        try:
+            number = int(value) if whole else float(value)
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            kind = "a whole number" if whole else "a number"
+            raise InvalidSetting(f"{key} must be {kind} from {low:g} to {high:g}.")
+        return str(number)
+
+    return check
+
+
 def _token(key: str, value: str) -> str:
     if any(character.isspace() for character in value):
         raise InvalidSetting(f"{key} must not contain spaces or line breaks.")
@@ -89,6 +103,10 @@ _CHECKS: dict[str, Callable[[str, str], str]] = {
     "business.hours": _hours,
     "meta.human_agent": _flag,
     "gemini.model": _model,
+    "ai.enabled": _flag,
+    "ai.debounce_seconds": _number(0, 3600),
+    "ai.requests_per_minute": _number(0.1, 10000),
+    "ai.concurrency": _number(1, 64, whole=True),
 }
 
 

@@ -1,0 +1,1 @@
+"""Analysing a transcript: the prompt, Gemini, the heuristic, and the limits around them."""

@@ -1,0 +1,147 @@
+"""The ai process: the transcript consumer, the analysis dispatcher, the outbox relay and
+the operational endpoints, in one event loop, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from ai.analysis.dispatcher import Dispatcher
+from ai.analysis.limits import CallLimiter, CircuitBreaker
+from ai.analysis.service import Analyser
+from ai.config import AiSettings
+from ai.knobs import Knobs
+from ai.transcripts import subscribers
+from ai.transcripts.service import TranscriptProjection
+from jggl_common.bus import RetryPolicy, ServiceBus
+from jggl_common.db import create_engine, session_factory
+from jggl_common.health import health_router
+from jggl_common.live_settings import LiveSettings
+from jggl_common.logs import get_logger
+from jggl_common.outbox import Outbox
+from jggl_common.runtime import freeze_startup_heap
+from jggl_common.streams import ensure_streams
+
+__all__ = ["AiService", "build", "create_app"]
+
+log = get_logger(__name__)
+
+
+@dataclass
+class AiService:
+    """Everything one ai process runs, wired together (tests build several side by side)."""
+
+    settings: AiSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    bus: ServiceBus
+    outbox: Outbox
+    knobs: Knobs
+    analyser: Analyser
+    dispatcher: Dispatcher
+    projection: TranscriptProjection
+    _tasks: list[asyncio.Task[Any]]
+
+    async def start(self) -> None:
+        """Connect, follow the live settings, start consuming and analysing."""
+        delay = 0.5
+        while True:
+            try:
+                await self.bus.broker.connect()
+                await ensure_streams(
+                    self.bus.broker.connection.jetstream(), replicas=self.settings.nats_stream_replicas
+                )
+                break
+            except Exception as exc:
+                log.warning("NATS not reachable yet, retrying", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        live = LiveSettings(
+            self.bus.broker.connection,
+            self.settings.app_key,
+            self.settings.settings_bucket,
+            replicas=self.settings.nats_stream_replicas,
+        )
+        try:
+            await live.start()
+            self.knobs.follow(live, lambda: self.knobs.apply_limits(self.analyser.limiter))
+        except Exception as exc:
+            log.warning("live settings unavailable, using the environment", error=f"{type(exc).__name__}: {exc}")
+        self.knobs.apply_limits(self.analyser.limiter)
+        await self.bus.broker.start()
+        self._tasks = [
+            asyncio.create_task(self.outbox.relay(), name="outbox-relay"),
+            asyncio.create_task(self.dispatcher.run(), name="analysis-dispatcher"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop taking messages, let running analyses finish briefly, close everything."""
+        await self.bus.broker.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        await self.knobs.aclose()
+        await self.engine.dispose()
+
+    async def ready(self) -> bool:
+        """The database and NATS answer."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return bool(self.bus.broker.connection and self.bus.broker.connection.is_connected)
+
+
+def build(
+    settings: AiSettings,
+    *,
+    engine: AsyncEngine | None = None,
+    durable: str = subscribers.DURABLE,
+    policy: RetryPolicy | None = None,
+) -> AiService:
+    """Wire an ai process (nothing runs until :meth:`AiService.start`)."""
+    engine = engine or create_engine(settings.database_url, settings.db_schema, pool_size=settings.db_pool_size)
+    sessions = session_factory(engine)
+    bus = ServiceBus(settings.nats_url, "ai")
+    outbox = Outbox(sessions, bus.publisher)
+    knobs = Knobs(settings)
+    limiter = CallLimiter(settings.ai_requests_per_minute, settings.ai_concurrency)
+    breaker = CircuitBreaker(settings.ai_breaker_failures, settings.ai_breaker_cooldown_seconds)
+    analyser = Analyser(sessions, outbox, knobs.gemini, limiter, breaker)
+    dispatcher = Dispatcher(sessions, analyser, enabled=knobs.enabled, parallel=knobs.parallel)
+    projection = TranscriptProjection(
+        sessions, debounce=knobs.debounce, max_new_messages=settings.ai_max_new_messages, on_due=dispatcher.due
+    )
+    subscribers.register(bus, projection, durable=durable, policy=policy)
+    return AiService(settings, engine, sessions, bus, outbox, knobs, analyser, dispatcher, projection, [])
+
+
+def create_app(settings: AiSettings) -> FastAPI:
+    """The ai process as an ASGI app: its lifespan runs the service, its routes are the
+    operational endpoints."""
+    service = build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        log.info("ai started", frozen_objects=freeze_startup_heap(), gemini=service.knobs.gemini().client is not None)
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="JGGL CRM ai", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.ai = service
+
+    async def database_and_nats() -> bool:
+        return await service.ready()
+
+    app.include_router(health_router({"database_and_nats": database_and_nats}))
+    return app

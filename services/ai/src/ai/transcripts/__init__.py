@@ -1,0 +1,1 @@
+"""ai's own projection of every conversation, built from crm's message events."""

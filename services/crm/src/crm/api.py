@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jggl_common.db import create_engine, session_factory, session_scope
 from jggl_common.health import health_router
 from jggl_common.logs import CORRELATION_HEADER, correlation_from_headers, get_logger, set_correlation_id
+from jggl_common.outbox import Outbox
 
 from .audit import endpoints as audit_endpoints
 from .auth import endpoints as auth_endpoints
@@ -34,7 +35,6 @@ from .config import CrmSettings
 from .contacts import endpoints as contacts_endpoints
 from .deals import endpoints as deals_endpoints
 from .outbound import endpoints as outbound_endpoints
-from .outbox import Outbox
 from .pipeline import endpoints as pipeline_endpoints
 from .search import endpoints as search_endpoints
 from .settings import endpoints as settings_endpoints

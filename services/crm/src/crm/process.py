@@ -18,13 +18,13 @@ from crm.audit import register_system_log
 from crm.config import CrmSettings
 from crm.graph import GraphClient
 from crm.inbound.housekeeping import run_housekeeping
-from crm.outbox import Outbox
 from crm.profiles import ProfileEnricher
 from crm.settings import settings_sync_lifespan
 from crm.worker import register_inbound, register_outbound, run_profile_sweeper
 from jggl_common.bus import ServiceBus
 from jggl_common.db import create_engine, session_factory
 from jggl_common.logs import get_logger
+from jggl_common.outbox import Outbox
 from jggl_common.runtime import freeze_startup_heap
 from jggl_common.streams import ensure_streams
 

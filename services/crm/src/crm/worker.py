@@ -15,9 +15,9 @@ from crm.outbound import subscribers as outbound_subscribers
 from crm.outbound.commands import Commands
 from crm.outbound.ratelimit import SendRateLimiter
 from crm.outbound.sender import Sender
-from crm.outbox import Outbox
 from crm.profiles import ProfileEnricher
 from jggl_common.bus import RetryPolicy, ServiceBus
+from jggl_common.outbox import Outbox
 
 __all__ = ["Outbound", "register_inbound", "register_outbound", "run_profile_sweeper"]
 
@@ -87,7 +87,7 @@ def register_outbound(
     down...); the sender's retries of throttling are bounded by ``SEND_MAX_ATTEMPTS``.
     """
     sender = Sender(sessions, outbox, settings, graph, SendRateLimiter(redis))
-    commands = Commands(sessions, outbox, settings)
+    commands = Commands(outbox, settings)
     base = policy or RetryPolicy()
     # Throttled sends come back as delayed redeliveries of the same message: leave room
     # for all of them under JetStream's max_deliver, on top of the ordinary retries.

@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.config import CrmSettings
 from crm.inbound import InboundService
-from crm.outbox import Outbox
 from ingest.meta import split_webhook
 from jggl_common.bus import EventPublisher
 from jggl_common.contracts import MetaItemReceived, stable_event_id
+from jggl_common.outbox import Outbox
 from jggl_common.streams import ensure_streams
 from jggl_common.testing import TEST_DATABASE_URL, TEST_NATS_URL, TEST_REDIS_URL, start_nats_server
 from jggl_sandbox.graph_fake import GraphFakeServer

@@ -16,11 +16,11 @@ import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from crm.graph import GraphClient
-from crm.outbox import Outbox
 from crm.profiles import ProfileEnricher
 from crm.worker import register_inbound
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.contracts import DeadLetter, MetaItemData, MetaItemReceived, stable_event_id
+from jggl_common.outbox import Outbox
 from jggl_common.streams import INGEST
 from jggl_sandbox.meta_webhooks import Customer, every_kind
 

@@ -7,7 +7,7 @@ import random
 
 from sqlalchemy import text
 
-from crm.outbox import Outbox
+from jggl_common.outbox import Outbox
 from jggl_sandbox.meta_webhooks import Customer
 
 

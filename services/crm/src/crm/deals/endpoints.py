@@ -85,18 +85,18 @@ async def update_deal(
     Reopening is refused (409) while the conversation has another open deal. Every
     change is written to the timeline and announced as ``crm.deal.updated``.
     """
-    row, event_ids = await service.update_deal(session, user, deal_id, patch)
+    row, _ = await service.update_deal(session, user, deal_id, patch)
     await session.commit()
-    await state.announce(event_ids)
+    await state.announce(session)
     return DealDetail.of(*row)
 
 
 @router.post("/{deal_id}/take", summary="Take an unassigned deal", responses=error_responses(404, 409))
 async def take_deal(user: CurrentUser, session: Session, state: State, deal_id: DealId) -> DealDetail:
     """Assign the deal to yourself; 409 if someone else already has it."""
-    row, event_ids = await service.take_deal(session, user, deal_id)
+    row, _ = await service.take_deal(session, user, deal_id)
     await session.commit()
-    await state.announce(event_ids)
+    await state.announce(session)
     return DealDetail.of(*row)
 
 

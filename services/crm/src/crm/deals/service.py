@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm import outbox
 from crm.models import Activity, Contact, Deal, Message, User
 from crm.web.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from crm.web.pagination import CursorCodec, InvalidCursor
+from jggl_common import outbox
 from jggl_common.contracts import DealUpdated, DealUpdatedData, utcnow
 from jggl_common.logs import correlation_id
 
@@ -157,7 +157,7 @@ async def _check_assignee(session: AsyncSession, actor: User, current: int | Non
 
 
 async def update_deal(session: AsyncSession, actor: User, deal_id: int, patch: DealPatch) -> tuple[DealRow, list[str]]:
-    """Apply ``patch``; returns the deal and the ids of events to publish after commit."""
+    """Apply ``patch``; returns the deal and the ids of the events it staged."""
     repository = DealRepository(session)
     row = await repository.get_visible(actor, deal_id, for_update=True)
     if row is None:
@@ -260,7 +260,7 @@ async def take_deal(session: AsyncSession, actor: User, deal_id: int) -> tuple[D
 
 
 async def release_deals_of(session: AsyncSession, actor: User, user_id: int) -> list[str]:
-    """Return a user's open deals to the unassigned pool; ids of the events to publish."""
+    """Return a user's open deals to the unassigned pool; ids of the events it staged."""
     repository = DealRepository(session)
     event_ids = []
     for deal_id in await repository.unassign_open_deals_of(user_id):

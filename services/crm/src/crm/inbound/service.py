@@ -48,7 +48,6 @@ from crm.inbound.items import (
     parse_item,
 )
 from crm.outbound import echoes as own_echoes
-from crm.outbox import Outbox, stage_all, take_staged
 from jggl_common.batching import Coalescer
 from jggl_common.contracts import (
     DealCreated,
@@ -63,6 +62,7 @@ from jggl_common.contracts import (
 )
 from jggl_common.db import session_scope
 from jggl_common.logs import correlation_id, get_logger
+from jggl_common.outbox import Outbox, stage_all
 
 __all__ = ["HandleResult", "InboundService"]
 
@@ -334,13 +334,11 @@ class InboundService:
             # One lock order for every group: two groups never wait for each other in a cycle.
             ordered = sorted(range(len(works)), key=lambda i: works[i].parsed.context.conversation_key)
             try:
-                async with session_scope(self._sessions) as session:
+                async with self._outbox.transaction() as session:
                     applied = await self._apply_units(session, [works[i] for i in ordered])
-                    staged = take_staged(session)
             except Exception as exc:
                 log.info("items applied together failed, applying them one by one", error=f"{type(exc).__name__}")
             else:
-                await self._outbox.publish(staged)
                 by_index = dict(zip(ordered, applied, strict=True))
                 return [by_index[i] for i in range(len(works))]
         return list(await asyncio.gather(*(self._apply_alone(work) for work in works), return_exceptions=True))
@@ -351,9 +349,8 @@ class InboundService:
         while True:
             attempt += 1
             try:
-                async with session_scope(self._sessions) as session:
+                async with self._outbox.transaction() as session:
                     (applied,) = await self._apply_units(session, [work])
-                    staged = take_staged(session)
                 break
             except (DBAPIError, asyncpg.PostgresError) as exc:
                 # Statements run through SQLAlchemy wrap the driver's error; those run on the driver do not.
@@ -368,7 +365,6 @@ class InboundService:
                     continue
                 log.info("meta item lost a race, retrying", sqlstate=sqlstate, attempt=attempt)
                 await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
-        await self._outbox.publish(staged)
         return applied
 
     async def _apply_units(self, session: AsyncSession, works: list[_Work]) -> list[_Applied]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.config import CrmSettings
 from crm.deals import service as deals
 from crm.deals.access import is_admin
 from crm.deals.schemas import DealPatch
 from crm.models import User
-from crm.outbox import Outbox, stage
 from crm.web.errors import CrmError, Forbidden
 from jggl_common.contracts import (
     AssignDealCommand,
@@ -29,8 +28,8 @@ from jggl_common.contracts import (
     SendMessageCommand,
     stable_event_id,
 )
-from jggl_common.db import session_scope
 from jggl_common.logs import get_logger
+from jggl_common.outbox import Outbox, stage
 
 from .events import PRODUCER
 from .schemas import ReplyIn
@@ -46,8 +45,7 @@ CommandOutcome = Literal["applied", "rejected"]
 class Commands:
     """Applies ``crm.cmd.*`` commands; one per process."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], outbox: Outbox, settings: CrmSettings) -> None:
-        self._sessions = sessions
+    def __init__(self, outbox: Outbox, settings: CrmSettings) -> None:
         self._outbox = outbox
         self._settings = settings
 
@@ -66,30 +64,28 @@ class Commands:
             reason = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
             return await self._reject(command, data.acting_user_id, data.deal_id, 422, reason)
         try:
-            async with session_scope(self._sessions) as session:
+            async with self._outbox.transaction() as session:
                 actor = await self._actor(session, data.acting_user_id)
-                submitted = await submit_reply(session, self._settings, actor, data.deal_id, reply)
+                await submit_reply(session, self._settings, actor, data.deal_id, reply)
         except CrmError as exc:
             return await self._reject(command, data.acting_user_id, data.deal_id, exc.status_code, exc.detail)
-        await self._outbox.flush_committed(submitted.event_ids)
         return "applied"
 
     async def assign_deal(self, command: AssignDealCommand) -> CommandOutcome:
         """Assign, take or let go of a deal as the acting user."""
         data = command.data
         try:
-            async with session_scope(self._sessions) as session:
+            async with self._outbox.transaction() as session:
                 actor = await self._actor(session, data.acting_user_id)
                 if not is_admin(actor) and data.assignee_id == actor.id:
                     # A manager assigning themselves takes the deal: the API's POST /take,
                     # which refuses (409) a deal someone else took first.
-                    _, event_ids = await deals.take_deal(session, actor, data.deal_id)
+                    await deals.take_deal(session, actor, data.deal_id)
                 else:
                     patch = DealPatch.model_validate({"assignee_id": data.assignee_id})
-                    _, event_ids = await deals.update_deal(session, actor, data.deal_id, patch)
+                    await deals.update_deal(session, actor, data.deal_id, patch)
         except CrmError as exc:
             return await self._reject(command, data.acting_user_id, data.deal_id, exc.status_code, exc.detail)
-        await self._outbox.flush_committed(event_ids)
         return "applied"
 
     async def _actor(self, session: AsyncSession, user_id: int) -> User:
@@ -114,8 +110,8 @@ class Commands:
                 reason=reason,
             ),
         )
-        async with session_scope(self._sessions) as session:
-            event_id = await stage(session, event)
+        async with self._outbox.transaction() as session:
+            await stage(session, event)
         log.warning(
             "command rejected",
             command=command.type,
@@ -124,5 +120,4 @@ class Commands:
             status=status,
             reason=reason,
         )
-        await self._outbox.flush_committed([event_id])
         return "rejected"

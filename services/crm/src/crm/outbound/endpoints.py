@@ -41,7 +41,7 @@ async def send_reply(
     """
     submitted = await submit_reply(session, state.settings, user, deal_id, reply)
     await session.commit()
-    await state.announce(submitted.event_ids)
+    await state.announce(session)
     if not submitted.created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"

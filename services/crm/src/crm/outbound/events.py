@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.deals.events import ContactLike, DealLike, contact_ref, row_key
 from crm.inbound.repository import load_deal, load_message
 from crm.models import Channel, Message
-from crm.outbox import stage
 from jggl_common.contracts import (
     ChannelNeedsReauth,
     ChannelNeedsReauthData,
@@ -28,6 +27,7 @@ from jggl_common.contracts import (
     utcnow,
 )
 from jggl_common.contracts.outbound import FailureReason
+from jggl_common.outbox import stage
 
 __all__ = ["PRODUCER", "stage_failed", "stage_needs_reauth", "stage_send_requested", "stage_sent"]
 

@@ -37,12 +37,11 @@ from crm.config import CrmSettings
 from crm.deals.repository import DealRepository
 from crm.graph import GraphClient, GraphError
 from crm.inbound.repository import lock_conversation, recompute_deal, touch_conversation
-from crm.outbox import Outbox
 from jggl_common.contracts import SendRequested, utcnow
 from jggl_common.contracts.outbound import FailureReason
 from jggl_common.crypto import DecryptionError, SecretBox
-from jggl_common.db import session_scope
 from jggl_common.logs import correlation_id, get_logger
+from jggl_common.outbox import Outbox
 
 from . import events
 from . import repository as repo
@@ -178,7 +177,7 @@ class Sender:
 
     async def _prepare(self, message_id: int) -> _Prepared | _Closing | None:
         """Decide how to send (or why not) and record the attempt, under the reply's row lock."""
-        async with session_scope(self._sessions) as session:
+        async with self._outbox.transaction() as session:
             target = await repo.send_target(session, message_id, for_update=True)
             if target is None or target.message.status != "queued":
                 return None
@@ -222,7 +221,7 @@ class Sender:
         return await self._delivered(message_id, result.message_id, cid)
 
     async def _delivered(self, message_id: int, mid: str, cid: str | None) -> Outcome:
-        async with session_scope(self._sessions) as session:
+        async with self._outbox.transaction() as session:
             message = await repo.load_message(session, message_id)
             assert message is not None
             await lock_conversation(session, message.conversation_id)
@@ -233,9 +232,8 @@ class Sender:
             assert target is not None
             await repo.clear_needs_reauth(session, target.channel.id)  # type: ignore[arg-type]
             await recompute_deal(session, message.deal_id)
-            event_id = await events.stage_sent(session, message_id, cid)
+            await events.stage_sent(session, message_id, cid)
         log.info("reply sent", message_id=message_id, mid=mid)
-        await self._outbox.flush_committed([event_id] if event_id else [])
         return "sent"
 
     async def _refused(self, message_id: int, attempt: int, exc: GraphError, cid: str | None) -> Outcome:
@@ -265,8 +263,7 @@ class Sender:
         error: str,
         cid: str | None,
     ) -> Outcome:
-        event_ids: list[str] = []
-        async with session_scope(self._sessions) as session:
+        async with self._outbox.transaction() as session:
             message = await repo.load_message(session, message_id)
             assert message is not None
             await lock_conversation(session, message.conversation_id)
@@ -280,25 +277,22 @@ class Sender:
                 None,
                 {"message_id": message_id, "reason": reason, "error_code": code, "error": error[:500]},
             )
-            event_ids.append(await events.stage_failed(session, message_id, reason, cid))
+            await events.stage_failed(session, message_id, reason, cid)
             if reason == "token_invalid":
                 target = await repo.send_target(session, message_id)
                 assert target is not None
                 assert target.channel.id is not None
                 if await repo.flag_needs_reauth(session, target.channel.id):
-                    event_ids.append(
-                        await events.stage_needs_reauth(
-                            session,
-                            target.channel,
-                            code=code,
-                            subcode=subcode,
-                            error=error,
-                            cause=f"message:{message_id}",
-                            correlation=cid,
-                        )
+                    await events.stage_needs_reauth(
+                        session,
+                        target.channel,
+                        code=code,
+                        subcode=subcode,
+                        error=error,
+                        cause=f"message:{message_id}",
+                        correlation=cid,
                     )
         log.warning("reply failed", message_id=message_id, reason=reason, error_code=code, error=error)
-        await self._outbox.flush_committed(event_ids)
         return "failed"
 
 

@@ -34,7 +34,7 @@ _CHANNEL_OFF = "This page is disconnected from the CRM; an admin must reconnect 
 
 @dataclass
 class Submitted:
-    """The reply, whether this call created it, and the events to publish after commit."""
+    """The reply, whether this call created it, and the ids of the events it staged."""
 
     message: Message
     created: bool

@@ -38,5 +38,5 @@ async def telegram_link(user: CurrentUser, session: Session, state: State) -> Te
     """
     link = await service.request_link(session, user, bot=service.bot_username())
     await session.commit()
-    await state.announce([link.event_id])
+    await state.announce(session)
     return TelegramLink(code=link.code, deep_link=link.deep_link, expires_at=link.expires_at)

@@ -19,9 +19,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from crm import outbox
 from crm.models import TelegramLinkCode, User
 from crm.web.errors import TooManyRequests
+from jggl_common import outbox
 from jggl_common.contracts import TelegramLinkRequested, TelegramLinkRequestedData, link_code_hash, utcnow
 from jggl_common.logs import correlation_id
 

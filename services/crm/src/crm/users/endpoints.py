@@ -44,7 +44,7 @@ async def update_user(
     Deactivating ends the user's sessions at once and returns their open deals to the
     unassigned pool; a new password ends their other sessions.
     """
-    user, event_ids = await service.update_user(session, state.passwords, admin, user_id, data)
+    user, _ = await service.update_user(session, state.passwords, admin, user_id, data)
     await session.commit()
-    await state.announce(event_ids)
+    await state.announce(session)
     return UserRead.model_validate(user)

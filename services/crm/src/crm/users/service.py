@@ -37,7 +37,7 @@ async def create_user(session: AsyncSession, passwords: Passwords, data: UserCre
 async def update_user(
     session: AsyncSession, passwords: Passwords, actor: User, user_id: int, data: UserUpdate
 ) -> tuple[User, list[str]]:
-    """Apply ``data`` to a user; returns it and the ids of events to publish after commit.
+    """Apply ``data`` to a user; returns it and the ids of the events it staged.
 
     An admin cannot demote or deactivate themselves, so there is always an admin left
     who can undo any change. A deactivated manager's open deals go back to the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -14,7 +14,7 @@ from crm.auth.passwords import Passwords
 from crm.auth.ratelimit import LoginLimiter
 from crm.auth.tokens import Tokens
 from crm.config import CrmSettings
-from crm.outbox import Outbox
+from jggl_common.outbox import Outbox
 
 from .pagination import CursorCodec
 
@@ -33,14 +33,15 @@ class CrmState:
     cursors: CursorCodec
     outbox: Outbox | None = None
 
-    async def announce(self, event_ids: Sequence[str]) -> None:
-        """Publish events staged by a committed request, right away when possible.
+    async def announce(self, session: AsyncSession) -> None:
+        """Publish the events ``session`` staged, once the endpoint committed it; never raises.
 
         A failure here is not the caller's problem: the change is committed and the
-        outbox relay publishes what is left behind.
+        outbox relay publishes what is left behind. Without an outbox the events wait
+        for the relay.
         """
         if self.outbox is not None:
-            await self.outbox.flush_committed(list(event_ids))
+            await self.outbox.committed(session)
 
 
 def get_state(request: Request) -> CrmState:

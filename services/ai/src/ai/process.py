@@ -50,19 +50,7 @@ class AiService:
     _tasks: list[asyncio.Task[Any]]
 
     async def start(self) -> None:
-        """Connect, follow the live settings, start consuming and analysing."""
-        delay = 0.5
-        while True:
-            try:
-                await self.bus.broker.connect()
-                await ensure_streams(
-                    self.bus.broker.connection.jetstream(), replicas=self.settings.nats_stream_replicas
-                )
-                break
-            except Exception as exc:
-                log.warning("NATS not reachable yet, retrying", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        """Follow the live settings, start consuming and analysing (the bus is connected)."""
         live = LiveSettings(
             self.bus.broker.connection,
             self.settings.app_key,
@@ -99,17 +87,31 @@ class AiService:
         return bool(self.bus.broker.connection and self.bus.broker.connection.is_connected)
 
 
-def build(
+async def _connect(bus: ServiceBus, replicas: int | None) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await bus.broker.connect()
+            await ensure_streams(bus.broker.connection.jetstream(), replicas=replicas)
+            return
+        except Exception as exc:
+            log.warning("NATS not reachable yet, retrying", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def build(
     settings: AiSettings,
     *,
     engine: AsyncEngine | None = None,
     durable: str = subscribers.DURABLE,
     policy: RetryPolicy | None = None,
 ) -> AiService:
-    """Wire an ai process (nothing runs until :meth:`AiService.start`)."""
+    """Connect to NATS and wire an ai process (nothing is consumed until :meth:`AiService.start`)."""
     engine = engine or create_engine(settings.database_url, settings.db_schema, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
     bus = ServiceBus(settings.nats_url, "ai")
+    await _connect(bus, settings.nats_stream_replicas)
     outbox = Outbox(sessions, bus.publisher)
     knobs = Knobs(settings)
     limiter = CallLimiter(settings.ai_requests_per_minute, settings.ai_concurrency)
@@ -126,10 +128,12 @@ def build(
 def create_app(settings: AiSettings) -> FastAPI:
     """The ai process as an ASGI app: its lifespan runs the service, its routes are the
     operational endpoints."""
-    service = build(settings)
+    running: list[AiService] = []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = await build(settings)
+        running.append(service)
         await service.start()
         log.info("ai started", frozen_objects=freeze_startup_heap(), gemini=service.knobs.gemini().client is not None)
         try:
@@ -138,10 +142,9 @@ def create_app(settings: AiSettings) -> FastAPI:
             await service.stop()
 
     app = FastAPI(title="JGGL CRM ai", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.ai = service
 
     async def database_and_nats() -> bool:
-        return await service.ready()
+        return bool(running) and await running[0].ready()
 
     app.include_router(health_router({"database_and_nats": database_and_nats}))
     return app

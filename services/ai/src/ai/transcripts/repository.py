@@ -59,7 +59,9 @@ WITH stored AS (
 )
 INSERT INTO transcripts AS t
     (conversation_id, deal_id, version, last_message_at, last_message_id, last_arrival_at, new_messages, due_at)
-SELECT $2, $3, 1, $8, $1, $9, 1, CASE WHEN $11 <= 1 THEN $9 ELSE $9 + $10 END FROM stored
+SELECT $2, $3, 1, $8, $1, $9::timestamptz, 1,
+    CASE WHEN $11::int <= 1 THEN $9::timestamptz ELSE $9::timestamptz + $10::interval END
+FROM stored
 ON CONFLICT (conversation_id) DO UPDATE SET
     version = t.version + 1,
     deal_id = CASE WHEN (EXCLUDED.last_message_at, EXCLUDED.last_message_id)
@@ -70,8 +72,11 @@ ON CONFLICT (conversation_id) DO UPDATE SET
     last_arrival_at = EXCLUDED.last_arrival_at,
     new_messages = t.new_messages + 1,
     due_at = CASE
-        WHEN t.new_messages + 1 < $11 THEN $9 + $10
-        ELSE LEAST($9 + $10, GREATEST($9, COALESCE(t.last_started_at + $10, $9)))
+        WHEN t.new_messages + 1 < $11::int THEN $9::timestamptz + $10::interval
+        ELSE LEAST(
+            $9::timestamptz + $10::interval,
+            GREATEST($9::timestamptz, COALESCE(t.last_started_at + $10::interval, $9::timestamptz))
+        )
     END
 RETURNING due_at
 """

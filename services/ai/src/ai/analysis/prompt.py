@@ -107,6 +107,16 @@ def estimate_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
 
+# JSON escapes the ASCII line breaks; these also end a line for str.splitlines and for
+# readers of the prompt, so they are escaped too, as is the "<" that could close a block.
+_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _data(doc: object) -> str:
+    """``doc`` as one line of JSON that cannot end its block or its line."""
+    return json.dumps(doc, ensure_ascii=False).translate(_ESCAPES)
+
+
 def _line(number: int, line: Line) -> str:
     doc: dict[str, object] = {
         "n": number,
@@ -117,7 +127,7 @@ def _line(number: int, line: Line) -> str:
     }
     if line.attachment_types:
         doc["attachments"] = list(line.attachment_types)
-    return json.dumps(doc, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+    return _data(doc)
 
 
 def build_prompt(transcript: Transcript, token_budget: int) -> Prompt:
@@ -136,8 +146,7 @@ def build_prompt(transcript: Transcript, token_budget: int) -> Prompt:
             # Too long to resend: the earlier part travels as its analysis.
             numbered = [(n, line) for n, line in numbered if line.message_id not in covered]
         summary = previous.result.model_dump(mode="json", include={"summary", "intent", "temperature"})
-        body = json.dumps(summary, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
-        previous_block = f"<previous_analysis>\n{body}\n</previous_analysis>\n"
+        previous_block = f"<previous_analysis>\n{_data(summary)}\n</previous_analysis>\n"
     budget = token_budget - estimate_tokens(header + previous_block) - 20
     chosen: list[str] = []
     for n, line in reversed(numbered):

@@ -69,7 +69,8 @@ async def test_a_replay_of_the_crm_stream_rebuilds_the_same_transcripts(ai_engin
         async with engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         await engine.dispose()
-    assert live[0] and all(row["version"] >= 2 for row in live[0])
+    assert live[0]
+    assert all(row["version"] >= 2 for row in live[0])
     authors = {row["author"] for row in live[1]}
     assert authors == {"customer", "manager", "meta_inbox"}
 

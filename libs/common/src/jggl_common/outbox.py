@@ -80,7 +80,8 @@ class Staged:
 async def stage(session: AsyncSession, envelope: Envelope, subject: str | None = None) -> str:
     """Record ``envelope`` for publication when the transaction commits; returns its id.
 
-    Staging the same event id twice is a no-op, so a redelivered message can stage again.
+    Staging an event id already stored is a no-op (nothing is published again), so a
+    redelivered message can stage again.
     """
     (event_id,) = await stage_all(session, [(envelope, subject)])
     return event_id
@@ -93,17 +94,20 @@ async def stage_all(session: AsyncSession, envelopes: Sequence[tuple[Envelope, s
         for envelope, subject in envelopes
     ]
     if staged:
-        await (await driver_connection(session)).execute(
+        # Only what this statement stored is published after the commit: an event staged
+        # again (a redelivery, an echo that already announced a reply) went out before.
+        stored = await (await driver_connection(session)).fetch(
             "INSERT INTO outbox (event_id, subject, payload, correlation_id, created_at)"
             " SELECT *, $5::timestamptz FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
-            " ON CONFLICT (event_id) DO NOTHING",
+            " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
             [event.event_id for event in staged],
             [event.subject for event in staged],
             [event.payload for event in staged],
             [event.correlation_id for event in staged],
             utcnow(),
         )
-        session.info.setdefault(_STAGED, []).extend(staged)
+        new = {row["event_id"] for row in stored}
+        session.info.setdefault(_STAGED, []).extend(event for event in staged if event.event_id in new)
     return [event.event_id for event in staged]
 
 

@@ -1,9 +1,15 @@
 """``make run``: the whole system in the foreground.
 
 Prepares the environment (an ``.env`` with a fresh ``APP_KEY`` on first start), makes sure
-PostgreSQL, Redis and NATS answer, migrates crm, creates the first admin, then runs every
-service as a child process with its logs on this terminal. Ctrl-C or SIGTERM stops them
-all gracefully (each drains its in-flight work); if one dies, the others are stopped too.
+PostgreSQL, Redis and NATS answer, migrates crm and ai, creates the first admin, then runs
+every service as a child process with its logs on this terminal. Ctrl-C or SIGTERM stops
+them all gracefully (each drains its in-flight work); if one dies, the others are stopped too.
+
+Every child gets the same environment (the real one over ``.env``). Without a Gemini key
+(``GEMINI_API_KEY``, or ``gemini.api_key`` set by an admin) ai analyses with its heuristic
+only. ``JGGL_SANDBOX=1`` also runs the sandbox's Gemini fake (``jggl-gemini-fake`` on
+127.0.0.1:8092) and points ai at it (``GEMINI_BASE_URL``, ``GEMINI_API_KEY=sandbox``), so
+analyses take the Gemini path without a Google account and no request leaves the machine.
 """
 
 from __future__ import annotations
@@ -13,14 +19,18 @@ import importlib.util
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / ".env"
 SERVICES = ("crm", "ingest", "notifier", "ai", "scheduler")
+MIGRATED = ("crm", "ai")  # services with a ``migrate`` command, in this order
+GEMINI_FAKE = ("127.0.0.1", 8092)
 DEFAULTS = {
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/jggl",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -69,40 +79,36 @@ def _ensure_database(url: str) -> None:
     asyncio.run(create())
 
 
-def main() -> int:
-    env = _load_env()
-    subprocess.run(["bash", str(ROOT / "scripts" / "infra.sh"), "ensure"], check=True)
-    _ensure_database(env["DATABASE_URL"].split("?")[0])
-    python = sys.executable
-    runnable = [name for name in SERVICES if importlib.util.find_spec(f"{name}.__main__") is not None]
-    if "crm" in runnable:
-        _say("migrating crm")
-        subprocess.run([python, "-m", "crm", "migrate"], env=env, check=True)
-        if env.get("ADMIN_EMAIL") and env.get("ADMIN_PASSWORD"):
-            subprocess.run([python, "-m", "crm", "create-admin"], env=env, check=True)
-    children: dict[str, subprocess.Popen[bytes]] = {}
-    for name in runnable:
-        # Own session: a Ctrl-C reaches only this supervisor, which stops each child once.
-        children[name] = subprocess.Popen([python, "-m", name], env=env, start_new_session=True)
-        _say(f"started {name} (pid {children[name].pid})")
+def _sandbox(env: dict[str, str]) -> bool:
+    """``JGGL_SANDBOX=1`` (environment or ``.env``): run against the sandbox's fakes."""
+    return env.get("JGGL_SANDBOX", "").strip().lower() in {"1", "true", "yes", "on"}
 
-    stopping = False
 
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+def _answers(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    failed = None
-    while not stopping:
-        for name, child in children.items():
-            if child.poll() is not None:
-                failed = name
-                stopping = True
-                _say(f"{name} exited with {child.returncode}; stopping the others")
-                break
-        time.sleep(0.3)
+
+def _listening(host: str, port: int, child: subprocess.Popen[bytes], stopping: Callable[[], bool]) -> bool:
+    """Wait until ``child`` accepts connections on ``host:port``; False if it never does."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not stopping():
+        if child.poll() is not None:
+            _say(f"the Gemini fake exited with {child.returncode} (is {host}:{port} in use?)")
+            return False
+        if _answers(host, port):
+            return True
+        time.sleep(0.1)
+    if not stopping():
+        _say(f"the Gemini fake did not start listening on {host}:{port}")
+    return False
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every child still running; kill those not gone within 20 s."""
     for child in children.values():
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -113,6 +119,66 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             _say(f"{name} did not stop in time; killing it")
             child.kill()
+            child.wait()
+
+
+def main() -> int:
+    env = _load_env()
+    subprocess.run(["bash", str(ROOT / "scripts" / "infra.sh"), "ensure"], check=True)
+    _ensure_database(env["DATABASE_URL"].split("?")[0])
+    python = sys.executable
+    runnable = [name for name in SERVICES if importlib.util.find_spec(f"{name}.__main__") is not None]
+    for name in (n for n in MIGRATED if n in runnable):
+        _say(f"migrating {name}")
+        subprocess.run([python, "-m", name, "migrate"], env=env, check=True)
+    if "crm" in runnable and env.get("ADMIN_EMAIL") and env.get("ADMIN_PASSWORD"):
+        subprocess.run([python, "-m", "crm", "create-admin"], env=env, check=True)
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    # Before the first child starts: a Ctrl-C during start-up still stops what already runs.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    helpers: dict[str, subprocess.Popen[bytes]] = {}  # fakes, stopped after the services using them
+    failed = None
+    if _sandbox(env) and "ai" in runnable:
+        host, port = GEMINI_FAKE
+        # The sandbox wins over a real key: nothing is sent to Google.
+        env["GEMINI_BASE_URL"] = f"http://{host}:{port}"
+        env["GEMINI_API_KEY"] = "sandbox"
+        # The module behind the jggl-gemini-fake script, run by this interpreter (no PATH needed).
+        fake = [python, "-m", "jggl_sandbox.gemini_fake", "--host", host, "--port", str(port)]
+        if _answers(host, port):
+            _say(f"JGGL_SANDBOX=1, but {host}:{port} is already in use (another Gemini fake?); stop it first")
+            return 1
+        helpers["gemini-fake"] = subprocess.Popen(fake, env=env, start_new_session=True)
+        _say(f"started the Gemini fake on {env['GEMINI_BASE_URL']} (pid {helpers['gemini-fake'].pid})")
+        if not _listening(host, port, helpers["gemini-fake"], lambda: stopping):
+            failed = "gemini-fake"
+            stopping = True
+    elif "ai" in runnable and not env.get("GEMINI_API_KEY"):
+        _say("ai: no GEMINI_API_KEY, heuristic analyses until an admin sets gemini.api_key (or JGGL_SANDBOX=1)")
+    for name in runnable:
+        if stopping:
+            break
+        # Own session: a Ctrl-C reaches only this supervisor, which stops each child once.
+        children[name] = subprocess.Popen([python, "-m", name], env=env, start_new_session=True)
+        _say(f"started {name} (pid {children[name].pid})")
+
+    while not stopping:
+        for name, child in {**helpers, **children}.items():
+            if child.poll() is not None:
+                failed = name
+                stopping = True
+                _say(f"{name} exited with {child.returncode}; stopping the others")
+                break
+        time.sleep(0.3)
+    _stop(children)
+    _stop(helpers)
     _say("stopped")
     return 1 if failed else 0
 

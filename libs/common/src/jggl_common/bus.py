@@ -34,7 +34,7 @@ from prometheus_client import Counter, Histogram
 
 from .contracts import DeadLetter, DeadLetterData, Envelope
 from .logs import CORRELATION_HEADER, correlation_from_headers, correlation_id, get_logger, set_correlation_id
-from .streams import StreamSpec
+from .streams import StreamSpec, ensure_streams
 
 __all__ = [
     "BusUnavailable",
@@ -236,6 +236,20 @@ class ServiceBus:
             reconnect_time_wait=1,
             **broker_options,
         )
+
+    async def connect(self, *, replicas: int | None = None, max_delay: float = 10.0) -> None:
+        """Connect to NATS and declare the streams (``replicas`` as ``ensure_streams``),
+        retrying with growing delays until it works: a service may start before its broker."""
+        delay = 0.5
+        while True:
+            try:
+                await self.broker.connect()
+                await ensure_streams(self.broker.connection.jetstream(), replicas=replicas)
+                return
+            except Exception as exc:
+                log.warning("NATS not reachable yet, retrying", error=_describe(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_delay)
 
     @property
     def publisher(self) -> EventPublisher:

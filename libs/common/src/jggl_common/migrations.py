@@ -7,13 +7,18 @@ in the service's schema in production and in a throw-away schema per test.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["alembic_config", "upgrade", "upgrade_sync"]
+from .db import create_engine
+
+__all__ = ["alembic_config", "run_environment", "upgrade", "upgrade_sync"]
 
 
 def alembic_config(migrations: Path, database_url: str, schema: str) -> Config:
@@ -41,3 +46,44 @@ async def upgrade(migrations: Path, engine: AsyncEngine, schema: str, revision: 
 def upgrade_sync(migrations: Path, database_url: str, schema: str) -> None:
     """``alembic upgrade head`` in ``schema``, for a service's ``migrate`` command."""
     command.upgrade(alembic_config(migrations, database_url, schema), "head")
+
+
+def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    # Alembic's own bookkeeping table lives in the same schema; it is not a model.
+    return not (type_ == "table" and name == "alembic_version")
+
+
+def run_environment(metadata: MetaData, default_schema: str) -> None:
+    """The body of a service's ``env.py``: run the migrations in the configured schema,
+    on the connection :func:`upgrade` hands over, or on one of its own (the CLI)."""
+    from alembic import context
+
+    config = context.config
+    schema = config.attributes.get("schema") or config.get_main_option("schema") or default_schema
+
+    def run(connection: Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            include_object=_include_object,
+            version_table_schema=schema,
+            include_schemas=False,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def standalone() -> None:
+        engine = create_engine(config.get_main_option("sqlalchemy.url") or "", schema, pool_size=1)
+        async with engine.connect() as conn:
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            await conn.commit()
+            await conn.run_sync(run)
+            await conn.commit()
+        await engine.dispose()
+
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+    else:
+        asyncio.run(standalone())

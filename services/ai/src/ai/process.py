@@ -27,7 +27,6 @@ from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
 from jggl_common.outbox import Outbox
 from jggl_common.runtime import freeze_startup_heap
-from jggl_common.streams import ensure_streams
 
 __all__ = ["AiService", "build", "create_app"]
 
@@ -87,19 +86,6 @@ class AiService:
         return bool(self.bus.broker.connection and self.bus.broker.connection.is_connected)
 
 
-async def _connect(bus: ServiceBus, replicas: int | None) -> None:
-    delay = 0.5
-    while True:
-        try:
-            await bus.broker.connect()
-            await ensure_streams(bus.broker.connection.jetstream(), replicas=replicas)
-            return
-        except Exception as exc:
-            log.warning("NATS not reachable yet, retrying", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-
-
 async def build(
     settings: AiSettings,
     *,
@@ -111,7 +97,7 @@ async def build(
     engine = engine or create_engine(settings.database_url, settings.db_schema, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
     bus = ServiceBus(settings.nats_url, "ai")
-    await _connect(bus, settings.nats_stream_replicas)
+    await bus.connect(replicas=settings.nats_stream_replicas)
     outbox = Outbox(sessions, bus.publisher)
     knobs = Knobs(settings)
     limiter = CallLimiter(settings.ai_requests_per_minute, settings.ai_concurrency)

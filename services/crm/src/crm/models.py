@@ -165,6 +165,13 @@ class Deal(SQLModel, table=True):
         sa.Index("ix_deals_last_message_sort", sa.text("coalesce(last_message_at, '-infinity'::timestamptz)"), "id"),
         sa.Index("ix_deals_amount_sort", sa.text("coalesce(amount, '-Infinity'::numeric)"), "id"),
         sa.CheckConstraint("status IN ('open', 'won', 'lost')", name="ck_deals_status"),
+        # Each manager's AI score over a period: the scored deals by analysis time.
+        sa.Index(
+            "ix_deals_ai_scored",
+            "ai_analyzed_at",
+            postgresql_include=["assignee_id", "ai_score"],
+            postgresql_where=sa.text("ai_score IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -187,6 +194,12 @@ class Deal(SQLModel, table=True):
     ai_score: int | None = None
     ai_source: str | None = Field(default=None, max_length=20, description="gemini | heuristic")
     ai_analyzed_at: datetime | None = _ts(default=None)
+    ai_version: int | None = Field(default=None, description="messages in the transcript the analysis covered")
+    ai_next_action: str | None = Field(default=None, max_length=500)
+    ai_language: str | None = Field(default=None, max_length=12, description="ISO 639-1 code, e.g. 'ru'")
+    ai_manager_notes: dict[str, Any] | None = Field(default=None, sa_type=JSONB)  # type: ignore[call-overload]
+    ai_model: str | None = Field(default=None, max_length=100, description="the Gemini model; null for the heuristic")
+    ai_analysis_id: int | None = Field(default=None, sa_type=sa.BigInteger)  # type: ignore[call-overload]
     # Response tracking
     awaiting_reply_since: datetime | None = _ts(default=None, index=True)
     first_response_seconds: int | None = None

@@ -101,6 +101,8 @@ EXPECTED_ANNA = {
     "deals_won": 1,
     "deals_lost": 0,
     "open_deals": 2,
+    "ai_scored_deals": 0,
+    "ai_score_average": None,
 }
 EXPECTED_BORIS = {
     "replies": 1,
@@ -111,6 +113,8 @@ EXPECTED_BORIS = {
     "deals_won": 0,
     "deals_lost": 1,
     "open_deals": 1,
+    "ai_scored_deals": 0,
+    "ai_score_average": None,
 }
 EXPECTED_META_INBOX = {
     "user_id": None,
@@ -123,6 +127,8 @@ EXPECTED_META_INBOX = {
     "deals_won": 0,
     "deals_lost": 0,
     "open_deals": 0,
+    "ai_scored_deals": 0,
+    "ai_score_average": None,
 }
 
 

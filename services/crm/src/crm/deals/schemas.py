@@ -128,6 +128,15 @@ class DealPage(BaseModel):
     next_cursor: str | None = Field(description="null on the last page")
 
 
+class AiManagerNotes(BaseModel):
+    """How the AI found the manager handled the conversation, one sentence per criterion."""
+
+    speed: str | None = None
+    politeness: str | None = None
+    needs_discovery: str | None = None
+    next_step: str | None = Field(default=None, description="whether a next step was proposed")
+
+
 class DealDetail(DealItem):
     """A deal with everything a manager needs to work it."""
 
@@ -140,6 +149,11 @@ class DealDetail(DealItem):
     first_response_at: datetime | None
     first_response_seconds: int | None
     ai_analyzed_at: datetime | None
+    ai_next_action: str | None = Field(description="what the AI suggests the manager does next")
+    ai_language: str | None = Field(description="the conversation's language (ISO 639-1), as the AI found it")
+    ai_manager_notes: AiManagerNotes | None = Field(description="the AI's notes behind ai_score")
+    ai_version: int | None = Field(description="messages of the conversation the analysis read")
+    ai_model: str | None = Field(description="the Gemini model; null for the heuristic")
     closed_at: datetime | None
 
     @classmethod
@@ -156,6 +170,13 @@ class DealDetail(DealItem):
             first_response_at=deal.first_response_at,
             first_response_seconds=deal.first_response_seconds,
             ai_analyzed_at=deal.ai_analyzed_at,
+            ai_next_action=deal.ai_next_action,
+            ai_language=deal.ai_language,
+            ai_manager_notes=AiManagerNotes.model_validate(deal.ai_manager_notes)
+            if deal.ai_manager_notes is not None
+            else None,
+            ai_version=deal.ai_version,
+            ai_model=deal.ai_model,
             closed_at=deal.closed_at,
         )
 

@@ -25,8 +25,9 @@ async def managers(
     user: CurrentUser, session: Session, range_from: From = None, range_to: To = None
 ) -> ManagerStatsReport:
     """Per manager over the range: replies, median and 90th-percentile response time, median
-    first response time, deals won and lost, and deals open now; plus a row for replies
-    typed in Meta's own inbox. Admins see everyone, a manager only their own row.
+    first response time, deals won and lost, deals open now, and the AI's average score of
+    how they handled their deals analysed in the range; plus a row for replies typed in
+    Meta's own inbox. Admins see everyone, a manager only their own row.
     """
     start, end = service.time_range(range_from, range_to)
     return await service.managers(session, user, start, end)

@@ -138,6 +138,25 @@ class StatsRepository:
         rows = (await self.session.execute(query)).all()
         return {int(row[0] or 0): (int(row[1]), int(row[2])) for row in rows}
 
+    async def ai_scores(self, start: datetime, end: datetime, only_user: int | None) -> dict[int, tuple[int, float]]:
+        """By assignee: how many of their deals the AI analysed in the range and scored, and
+        the average score (each deal counts with its latest analysis)."""
+        analyzed = col(Deal.ai_analyzed_at)
+        query = (
+            select(col(Deal.assignee_id), sa.func.count(), sa.func.avg(col(Deal.ai_score)))
+            .where(
+                col(Deal.ai_score).is_not(None),
+                analyzed >= start,
+                analyzed < end,
+                col(Deal.assignee_id).is_not(None),
+            )
+            .group_by(col(Deal.assignee_id))
+        )
+        if only_user is not None:
+            query = query.where(col(Deal.assignee_id) == only_user)
+        rows = (await self.session.execute(query)).all()
+        return {int(row[0]): (int(row[1]), round(float(row[2]), 2)) for row in rows}
+
     async def open_deals(self, only_user: int | None) -> dict[int, int]:
         """Deals open right now, by assignee."""
         query = (

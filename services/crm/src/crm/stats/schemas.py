@@ -21,6 +21,10 @@ class ManagerStats(BaseModel):
     deals_won: int = Field(description="deals assigned to them and won in the range")
     deals_lost: int = Field(description="deals assigned to them and lost in the range")
     open_deals: int = Field(description="deals assigned to them and open now")
+    ai_scored_deals: int = Field(description="deals assigned to them that the AI analysed and scored in the range")
+    ai_score_average: float | None = Field(
+        description="the average AI score (0-10) of how they handled those deals; null if none was scored"
+    )
 
 
 class ManagerStatsReport(BaseModel):

@@ -35,6 +35,7 @@ def _row(
     first: FirstResponseFigures | None,
     closed: tuple[int, int],
     open_deals: int,
+    ai_scores: tuple[int, float] | None = None,
 ) -> ManagerStats:
     return ManagerStats(
         user_id=author[0],
@@ -48,6 +49,8 @@ def _row(
         deals_won=closed[0],
         deals_lost=closed[1],
         open_deals=open_deals,
+        ai_scored_deals=ai_scores[0] if ai_scores else 0,
+        ai_score_average=ai_scores[1] if ai_scores else None,
     )
 
 
@@ -63,12 +66,19 @@ async def managers(session: AsyncSession, user: User, start: datetime, end: date
     first = await repository.first_responses(start, end, only)
     closed = await repository.closed(start, end, only)
     open_deals = await repository.open_deals(only)
+    ai_scores = await repository.ai_scores(start, end, only)
     people = [user] if only is not None else await repository.users()
     rows = []
     for person in people:
         assert person.id is not None
         author: Author = (person.id, None)
-        figures = (replies.get(author), first.get(author), closed.get(person.id), open_deals.get(person.id))
+        figures = (
+            replies.get(author),
+            first.get(author),
+            closed.get(person.id),
+            open_deals.get(person.id),
+            ai_scores.get(person.id),
+        )
         if not person.is_active and not any(figures):
             continue
         rows.append(
@@ -80,6 +90,7 @@ async def managers(session: AsyncSession, user: User, start: datetime, end: date
                 figures[1],
                 figures[2] or (0, 0),
                 figures[3] or 0,
+                figures[4],
             )
         )
     if only is None:

@@ -20,7 +20,7 @@ from crm.graph import GraphClient
 from crm.inbound.housekeeping import run_housekeeping
 from crm.profiles import ProfileEnricher
 from crm.settings import settings_sync_lifespan
-from crm.worker import register_inbound, register_outbound, run_profile_sweeper
+from crm.worker import register_analyses, register_inbound, register_outbound, run_profile_sweeper
 from jggl_common.bus import ServiceBus
 from jggl_common.db import create_engine, session_factory
 from jggl_common.logs import get_logger
@@ -57,6 +57,8 @@ async def serve(settings: CrmSettings) -> None:
     # Per-page send rate limits are shared by the replicas through Redis.
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     register_outbound(bus, sessions, outbox, settings, graph, redis=redis)
+    # The AI service's analyses fill the deals' AI fields.
+    register_analyses(bus, outbox)
     # Dead letters of every service land in the admin's system log.
     register_system_log(bus, sessions)
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm.analyses import AnalysisService
+from crm.analyses import subscribers as analyses_subscribers
 from crm.config import CrmSettings
 from crm.graph import GraphClient
 from crm.inbound import subscribers
@@ -19,7 +21,7 @@ from crm.profiles import ProfileEnricher
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.outbox import Outbox
 
-__all__ = ["Outbound", "register_inbound", "register_outbound", "run_profile_sweeper"]
+__all__ = ["Outbound", "register_analyses", "register_inbound", "register_outbound", "run_profile_sweeper"]
 
 
 def register_inbound(
@@ -109,6 +111,30 @@ def register_outbound(
         policy=policy,
     )
     return Outbound(sender, commands)
+
+
+def register_analyses(
+    bus: ServiceBus,
+    outbox: Outbox,
+    *,
+    durable_prefix: str = "",
+    policy: RetryPolicy | None = None,
+    max_workers: int = 4,
+) -> AnalysisService:
+    """Register the consumer of the AI service's results (``ai.analysis.>``) on ``bus``
+    (start the bus afterwards): analyses fill the deals' AI fields, failures the AI gives
+    up on go to the system log. ``durable_prefix`` is prepended to the durable name (tests
+    give each run its own). Returns the service, for callers that want to call it directly.
+    """
+    service = AnalysisService(outbox)
+    analyses_subscribers.register(
+        bus,
+        service,
+        durable=durable_prefix + analyses_subscribers.DURABLE,
+        policy=policy,
+        max_workers=max_workers,
+    )
+    return service
 
 
 async def run_profile_sweeper(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -30,6 +32,7 @@ CONFIGMAP = "jggl-config"
 SECRET = "jggl-secrets"
 SECRET_EXAMPLE = K8S / "secrets.example.yaml"
 PLACEHOLDER = "REPLACE_ME"
+MIGRATION_JOB = "migrate"
 
 # DESIGN §4: the five services and their ports.
 SERVICES: dict[str, int] = {"crm": 8000, "ingest": 8001, "notifier": 8002, "ai": 8003, "scheduler": 8004}
@@ -881,24 +884,29 @@ def test_ingress_terminates_tls(base_docs: list[Doc]) -> None:
 # --------------------------------------------------------------------------- migrations
 
 
-def test_migration_job_migrates_then_creates_the_admin(base_docs: list[Doc]) -> None:
-    job = find(base_docs, "Job", "crm-migrate")
-    commands = [c.get("command", []) + c.get("args", []) for c in containers(job)]
-    migrate = ["python", "-m", "crm", "migrate"]
-    create = ["python", "-m", "crm", "create-admin"]
-    assert migrate in commands
-    assert create in commands
-    assert commands.index(migrate) < commands.index(create)
-    assert migrate in [c.get("command") for c in pod_template(job)["spec"].get("initContainers") or []], (
-        "the admin is created only after the migrations succeeded"
-    )
+def migrated_services() -> list[str]:
+    """The services owning a PostgreSQL schema with Alembic migrations (``python -m <service> migrate``)."""
+    return [s for s in SERVICES if (ROOT / "services" / s / "src" / s / "migrations" / "env.py").is_file()]
+
+
+def test_migration_job_migrates_every_schema_then_creates_the_admin(base_docs: list[Doc]) -> None:
+    job = find(base_docs, "Job", MIGRATION_JOB)
+    spec = pod_template(job)["spec"]
+    init = [c.get("command", []) + c.get("args", []) for c in spec.get("initContainers") or []]
+    main = [c.get("command", []) + c.get("args", []) for c in spec.get("containers") or []]
+    assert {"crm", "ai"} <= set(migrated_services())
+    for service in migrated_services():
+        assert ["python", "-m", service, "migrate"] in init, (
+            f"{service}'s schema is not migrated before the admin is created"
+        )
+    assert main == [["python", "-m", "crm", "create-admin"]], "the admin is created only after the migrations"
     assert all(c["image"] == IMAGE for c in containers(job))
-    assert pod_template(job)["spec"]["restartPolicy"] in {"Never", "OnFailure"}
+    assert spec["restartPolicy"] in {"Never", "OnFailure"}
     assert job.body["spec"].get("backoffLimit", 6) >= 1
 
 
 def test_migration_job_gets_what_crm_needs(base_docs: list[Doc]) -> None:
-    job = find(base_docs, "Job", "crm-migrate")
+    job = find(base_docs, "Job", MIGRATION_JOB)
     crm_needs = {v for v, users in required_variables().items() if "crm" in users}
     for container in containers(job):
         env = effective_env(container, base_docs)
@@ -907,6 +915,66 @@ def test_migration_job_gets_what_crm_needs(base_docs: list[Doc]) -> None:
         if "create-admin" in container.get("command", []):
             assert crm_needs <= set(env), f"create-admin lacks {crm_needs - set(env)}"
             assert {"ADMIN_EMAIL", "ADMIN_PASSWORD"} <= set(env)
+
+
+# What ``python -m <service> [command]`` loads at start ("serve" without a command): every
+# required field of that settings class is a variable the container cannot start without.
+COMMAND_SETTINGS: dict[tuple[str, str], str] = {
+    ("crm", "serve"): "crm.config:CrmSettings",
+    ("crm", "migrate"): "crm.cli:CliSettings",
+    ("crm", "create-admin"): "crm.config:CrmSettings",
+    ("ingest", "serve"): "ingest.config:IngestSettings",
+    ("ai", "serve"): "ai.config:AiSettings",
+    ("ai", "migrate"): "ai.config:AiSettings",
+}
+
+
+def _service_command(container: dict[str, Any]) -> tuple[str, str] | None:
+    command = list(container.get("command") or []) + list(container.get("args") or [])
+    if command[:2] != ["python", "-m"] or len(command) < 3:
+        return None
+    return command[2], command[3] if len(command) > 3 else "serve"
+
+
+def _required_variables_of(target: str) -> set[str]:
+    module, _, name = target.partition(":")
+    settings = getattr(importlib.import_module(module), name)
+    return {field.upper() for field, info in settings.model_fields.items() if info.is_required()}
+
+
+def test_every_command_gets_the_variables_its_settings_require(base_docs: list[Doc]) -> None:
+    seen: set[tuple[str, str]] = set()
+    problems = []
+    for doc in _workloads(base_docs):
+        for container in containers(doc):
+            command = _service_command(container)
+            if command not in COMMAND_SETTINGS:
+                continue
+            seen.add(command)
+            env = effective_env(container, base_docs)
+            for variable in sorted(_required_variables_of(COMMAND_SETTINGS[command])):
+                where = f"{doc.where} container {container['name']} ({' '.join(command)})"
+                if variable not in env:
+                    problems.append(f"{where}: {variable} is required and not set")
+                elif env[variable].optional:
+                    problems.append(f"{where}: {variable} is required, yet its reference is optional")
+    assert not problems, "\n".join(problems)
+    assert seen == set(COMMAND_SETTINGS), f"commands not found in the manifests: {set(COMMAND_SETTINGS) - seen}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_deployment_runs_a_module_that_exists(base_docs: list[Doc], service: str) -> None:
+    module = main_container(find(base_docs, "Deployment", service))["command"][2]
+    assert importlib.util.find_spec(module) is not None, f"no package {module!r} in the image"
+    if importlib.util.find_spec(f"{module}.__main__") is None:
+        pytest.xfail(f"{module} has no __main__ yet: `python -m {module}` exits at once (CrashLoopBackOff)")
+
+
+def test_ai_reads_the_gemini_key_from_the_secret(base_docs: list[Doc]) -> None:
+    env = effective_env(main_container(find(base_docs, "Deployment", "ai")), base_docs)
+    assert "GEMINI_API_KEY" in secret_keys()
+    assert env["GEMINI_API_KEY"].origin == "secret"
+    assert env["GEMINI_API_KEY"].optional, "without a key ai analyses with its heuristic: the pod must still start"
 
 
 # --------------------------------------------------------------------------- evaluation add-on

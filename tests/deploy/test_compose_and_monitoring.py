@@ -1,0 +1,195 @@
+"""``docker-compose.yml``, Prometheus's scrape configuration and the Grafana dashboards,
+checked against the services they run and watch.
+
+No Docker engine is needed: the files are parsed and compared with the code (which
+services have a ``__main__`` and migrations, which metrics the code defines).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
+DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources"
+
+# DESIGN §4: the services and their ports (as in test_k8s_manifests.py).
+PORTS: dict[str, int] = {"crm": 8000, "ingest": 8001, "notifier": 8002, "ai": 8003, "scheduler": 8004}
+PYTHON_MODULE = re.compile(r"\bpython -m ([a-z_][a-z0-9_]*)((?: [a-z][a-z-]*)?)")
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    loaded = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(loaded, dict)
+    assert isinstance(loaded.get("services"), dict)
+    return loaded["services"]
+
+
+def command_text(service: dict[str, Any]) -> str:
+    command = service.get("command") or []
+    return command if isinstance(command, str) else " ".join(str(part) for part in command)
+
+
+def servers() -> dict[str, dict[str, Any]]:
+    """Compose services that serve one of ours: ``python -m <service>`` and nothing else."""
+    found = {}
+    for name, service in compose_services().items():
+        command = service.get("command")
+        if isinstance(command, list) and command[:2] == ["python", "-m"] and len(command) == 3:
+            found[command[2]] = service | {"compose_name": name}
+    return found
+
+
+def has_migrations(service: str) -> bool:
+    return (ROOT / "services" / service / "src" / service / "migrations" / "env.py").is_file()
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def test_compose_runs_crm_ingest_and_ai() -> None:
+    assert {"crm", "ingest", "ai"} <= set(servers())
+
+
+@pytest.mark.parametrize("name", sorted(compose_services()))
+def test_every_python_command_runs_a_module_with_a_main(name: str) -> None:
+    for module, _ in PYTHON_MODULE.findall(command_text(compose_services()[name])):
+        assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{name}: `python -m {module}` cannot run"
+
+
+@pytest.mark.parametrize("service", sorted(servers()))
+def test_server_publishes_its_port_and_starts_after_its_migrations(service: str) -> None:
+    body = servers()[service]
+    assert service in PORTS, f"{service} is not one of the design's services"
+    assert f"{PORTS[service]}:{PORTS[service]}" in [str(p) for p in body.get("ports") or []]
+    if not has_migrations(service):
+        return
+    services = compose_services()
+    migrations = [
+        dependency
+        for dependency, condition in (body.get("depends_on") or {}).items()
+        if (condition or {}).get("condition") == "service_completed_successfully"
+        and (service, " migrate") in PYTHON_MODULE.findall(command_text(services[dependency]))
+    ]
+    assert migrations, f"{service} may start before `python -m {service} migrate` has run"
+    assert all(services[m].get("restart") == "no" for m in migrations), "a migration runs once"
+
+
+def test_prometheus_scrapes_every_server() -> None:
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        if job.get("metrics_path", "/metrics") == "/metrics"
+        for group in job.get("static_configs") or []
+        for target in group["targets"]
+    }
+    expected = {f"{body['compose_name']}:{PORTS[service]}" for service, body in servers().items()}
+    assert expected <= targets, f"not scraped: {sorted(expected - targets)}"
+
+
+# --------------------------------------------------------------------------- Grafana
+
+
+def dashboards() -> list[Path]:
+    return sorted(DASHBOARDS.glob("*.json"))
+
+
+def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for panel in dashboard.get("panels") or []:
+        found.append(panel)
+        found.extend(panel.get("panels") or [])  # panels of a collapsed row
+    return found
+
+
+def defined_metrics() -> set[str]:
+    """Every series name the code's prometheus_client metrics expose."""
+    definition = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"")
+    names: set[str] = set()
+    sources = [*ROOT.glob("services/*/src/**/*.py"), *ROOT.glob("libs/*/src/**/*.py")]
+    for path in sources:
+        for kind, name in definition.findall(path.read_text()):
+            if kind == "Counter":
+                names.add(name if name.endswith("_total") else f"{name}_total")
+            elif kind in {"Histogram", "Summary"}:
+                names.update({f"{name}_bucket", f"{name}_sum", f"{name}_count"})
+            else:
+                names.add(name)
+    assert names
+    return names
+
+
+def referenced_metrics(expr: str) -> set[str]:
+    """Our series names in a PromQL expression (labels, functions and numbers left out)."""
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    expr = re.sub(r"\b(by|without)\s*\([^)]*\)", "", expr)  # grouping labels
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
+    prefixes = (*PORTS, "jggl")
+    return {
+        name for name in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr) if name.split("_")[0] in prefixes and "_" in name
+    }
+
+
+@pytest.mark.parametrize("path", dashboards(), ids=lambda p: p.name)
+def test_dashboard_is_valid_and_consistent(path: Path) -> None:
+    dashboard = json.loads(path.read_text())
+    assert dashboard.get("uid")
+    assert dashboard.get("title")
+    found = panels(dashboard)
+    ids = [p["id"] for p in found]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    uids = {d["uid"] for f in DATASOURCES.glob("*.yml") for d in yaml.safe_load(f.read_text())["datasources"]}
+    cells: dict[tuple[int, int], str] = {}
+    for panel in found:
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, f"{panel['title']}: wider than the grid"
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] in uids, f"{panel['title']}: unknown datasource"
+        assert panel.get("targets"), f"{panel['title']}: no query"
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs)), f"{panel['title']}: refIds repeat"
+
+
+@pytest.mark.parametrize("path", dashboards(), ids=lambda p: p.name)
+def test_dashboard_queries_only_metrics_the_code_defines(path: Path) -> None:
+    known = defined_metrics()
+    unknown = {
+        f"{panel['title']}: {name}"
+        for panel in panels(json.loads(path.read_text()))
+        for target in panel.get("targets") or []
+        for name in referenced_metrics(target["expr"])
+        if name not in known
+    }
+    assert not unknown, sorted(unknown)
+
+
+def test_overview_has_the_ai_row() -> None:
+    dashboard = json.loads((DASHBOARDS / "overview.json").read_text())
+    rows = [p for p in dashboard["panels"] if p["type"] == "row" and p["title"] == "AI"]
+    assert len(rows) == 1
+    below = [p for p in panels(dashboard) if p["gridPos"]["y"] > rows[0]["gridPos"]["y"]]
+    queried = {name for p in below for t in p.get("targets") or [] for name in referenced_metrics(t["expr"])}
+    assert {
+        "ai_analyses_total",
+        "ai_gemini_calls_total",
+        "ai_analysis_seconds_bucket",
+        "ai_gemini_tokens_total",
+        "ai_breaker_state",
+        "ai_conversations_waiting",
+        "ai_analyses_in_progress",
+    } <= queried

@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help install run test lint bench bench-e2e bench-crm fmt
+.PHONY: help install run test lint bench bench-e2e bench-crm bench-ai fmt
 
 help:
 	@echo "make run    start the whole system (infrastructure, migrations, first admin, services)"
@@ -12,6 +13,7 @@ help:
 	@echo "make bench  ingest throughput and latency against a bare FastAPI endpoint"
 	@echo "make bench-e2e  webhooks through ingest and crm at fixed rates: latency, lost"
 	@echo "make bench-crm  search and deal lists at a million deals (builds the database once)"
+	@echo "make bench-ai   AI analyses: Gemini calls per 100 messages, analyses/min, time to the deal's summary (BENCH_ARGS=--quick)"
 
 install:
 	@bash scripts/bootstrap.sh
@@ -44,3 +46,7 @@ bench-e2e: install
 bench-crm: install
 	@bash scripts/infra.sh ensure
 	@$(UV) run --frozen python bench/crm_bench.py
+
+bench-ai: install
+	@bash scripts/infra.sh ensure
+	@$(UV) run --frozen python bench/ai_bench.py $(BENCH_ARGS)

@@ -26,22 +26,8 @@ from jggl_common.db import create_engine, session_factory
 from jggl_common.logs import get_logger
 from jggl_common.outbox import Outbox
 from jggl_common.runtime import freeze_startup_heap
-from jggl_common.streams import ensure_streams
 
 log = get_logger(__name__)
-
-
-async def _connect(bus: ServiceBus, replicas: int | None) -> None:
-    delay = 0.5
-    while True:
-        try:
-            await bus.broker.connect()
-            await ensure_streams(bus.broker.connection.jetstream(), replicas=replicas)
-            return
-        except Exception as exc:
-            log.warning("NATS not reachable yet, retrying", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 async def serve(settings: CrmSettings) -> None:
@@ -49,7 +35,7 @@ async def serve(settings: CrmSettings) -> None:
     engine = create_engine(settings.database_url, settings.db_schema, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
     bus = ServiceBus(settings.nats_url, "crm")
-    await _connect(bus, settings.nats_stream_replicas)
+    await bus.connect(replicas=settings.nats_stream_replicas)
     outbox = Outbox(sessions, bus.publisher, retention=timedelta(hours=settings.outbox_retention_hours))
     graph = GraphClient.from_settings(settings)
     enricher = ProfileEnricher(sessions, settings, graph)

@@ -79,9 +79,8 @@ def system(tmp_path: Path) -> Iterator[dict[str, str]]:
             },
         }
         try:
-            for name in ("crm", "ai"):
-                subprocess.run([sys.executable, "-m", name, "migrate"], env=envs[name], check=True, capture_output=True)
-            subprocess.run([sys.executable, "-m", "crm", "create-admin"], env=envs["crm"], check=True, capture_output=True)
+            for name, command in (("crm", "migrate"), ("ai", "migrate"), ("crm", "create-admin")):
+                subprocess.run([sys.executable, "-m", name, command], env=envs[name], check=True, capture_output=True)
             for name in ("crm", "ingest", "ai"):
                 procs.append(subprocess.Popen([sys.executable, "-m", name], env=envs[name]))
             urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
@@ -118,7 +117,8 @@ def _drop_schemas(*schemas: str) -> None:
 
 
 def _message(psid: str, page: str, mid: str, text: str, at_ms: int) -> dict[str, object]:
-    return {"sender": {"id": psid}, "recipient": {"id": page}, "timestamp": at_ms, "message": {"mid": mid, "text": text}}
+    message = {"mid": mid, "text": text}
+    return {"sender": {"id": psid}, "recipient": {"id": page}, "timestamp": at_ms, "message": message}
 
 
 def test_a_conversation_gets_its_gemini_analysis_on_the_deal(system: dict[str, str]) -> None:
@@ -126,7 +126,8 @@ def test_a_conversation_gets_its_gemini_analysis_on_the_deal(system: dict[str, s
     now_ms = int(time.time() * 1000)
     texts = ["Hi! How much is the green backpack?", "I want to buy two, please order them"]
     for i, text in enumerate(texts):
-        body = webhook("messenger", page, [_message(psid, page, f"m_e2e_{psid}_{i}", text, now_ms - 60_000 + i)], now_ms)
+        item = _message(psid, page, f"m_e2e_{psid}_{i}", text, now_ms - 60_000 + i)
+        body = webhook("messenger", page, [item], now_ms)
         request = signed(body, APP_SECRET)
         answer = httpx.post(system["ingest"] + "/webhooks/meta", content=request.body, headers=request.headers)
         assert answer.status_code == 200, answer.text

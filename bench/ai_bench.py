@@ -109,6 +109,15 @@ ECHO_TEXT = "Hello! Yes, it is available. Which size do you need?"
 Author = Literal["customer", "manager", "meta_inbox"]
 
 
+OUT = sys.stdout
+"""The figures go here; everything else (progress, the services' own logs) to stderr."""
+
+
+def out(*parts: object) -> None:
+    """A line of the report."""
+    print(*parts, file=OUT, flush=True)
+
+
 def log(*parts: object) -> None:
     """Progress, to stderr (the tables go to stdout)."""
     print(time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)
@@ -128,12 +137,11 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
     """A Markdown table on stdout."""
-    print(f"\n{title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
+    out(f"\n{title}\n")
+    out("| " + " | ".join(header) + " |")
+    out("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
-        print("| " + " | ".join(row) + " |")
-    sys.stdout.flush()
+        out("| " + " | ".join(row) + " |")
 
 
 # ------------------------------------------------------------------------- conversations
@@ -414,11 +422,11 @@ async def calls_run(args: argparse.Namespace, concurrency: int) -> dict[str, Any
     )
     async with ai_in_process(concurrency=concurrency, debounce=args.debounce, latency_ms=args.latency_ms) as run:
         events = Events(base=rng.randrange(10**6, 10**7) * 1000)
-        cpu0 = time.process_time()
+        cpu0 = _cpu_split(run.gemini)
         started, published = await publish_plan(run, conversations, events)
         drained = await wait_covered(run.db, count, messages, args.drain_timeout)
         ended = time.time()
-        cpu = time.process_time() - cpu0
+        cpu = _cpu_split(run.gemini) - cpu0
         rows = await run.db.fetch(
             "SELECT conversation_id, version, provider, status, extract(epoch FROM created_at)::float8 AS at"
             " FROM analyses ORDER BY id"
@@ -435,10 +443,16 @@ async def calls_run(args: argparse.Namespace, concurrency: int) -> dict[str, Any
         if conv is not None and r["version"] >= len(conv.authors) and r["conversation_id"] not in covered:
             covered[r["conversation_id"]] = r["at"]
     waits = [covered[cid] - final[cid].last_done for cid in covered if final[cid].last_done is not None]
-    # Sustained: a window as long as the arrivals, shifted by the mean delay from a
-    # conversation's start to its analysis being due (its burst plus the debounce).
-    shift = args.debounce + statistics.fmean(c.offsets[-1] - c.start for c in conversations)
-    lo, hi = started + shift, started + shift + args.seconds
+    # Sustained: analyses come due from the debounce after the first conversation's start
+    # to the debounce after the last one's last message; between the debounce after the
+    # longest burst and the debounce after the last arrival every burst length is in play
+    # (the flat part). Runs too short to have one use a window as long as the arrivals,
+    # shifted by the mean burst (ramps included, so it reads low).
+    longest = max(c.offsets[-1] - c.start for c in conversations)
+    lo, hi, flat = started + args.debounce + longest, started + args.debounce + args.seconds, True
+    if hi - lo < 10:
+        shift = args.debounce + statistics.fmean(c.offsets[-1] - c.start for c in conversations)
+        lo, hi, flat = started + shift, started + shift + args.seconds, False
     in_window = sum(1 for r in completed if lo <= r["at"] < hi)
     analysis_times = sorted(r["at"] for r in completed)
     return {
@@ -457,15 +471,17 @@ async def calls_run(args: argparse.Namespace, concurrency: int) -> dict[str, Any
         "analysed": Counter(per_conversation.values()),
         "covered": len(covered),
         "drained": drained,
-        "per_minute": in_window * 60 / args.seconds,
+        "per_minute": in_window * 60 / (hi - lo),
+        "window": (lo - started, hi - started, flat),
         "offered_per_minute": args.rate * 60,
         "ceiling": concurrency * 60_000 / args.latency_ms if args.latency_ms else None,
         "p50": pct(waits, 0.5),
         "p99": pct(waits, 0.99),
         "max": max(waits) if waits else None,
         "last_analysis_after": (analysis_times[-1] - started) if analysis_times else None,
-        "cpu_per_analysis_ms": 1000 * cpu / len(completed) if completed else None,
-        "cpu_share": cpu / max(ended - started, 1e-9),
+        "cpu_per_analysis_ms": 1000 * cpu.ai / len(completed) if completed else None,
+        "fake_cpu_per_analysis_ms": 1000 * cpu.fake / len(completed) if completed else None,
+        "cpu_share": cpu.ai / max(ended - started, 1e-9),
     }
 
 
@@ -479,11 +495,11 @@ async def saturation_run(args: argparse.Namespace, concurrency: int) -> dict[str
     async with ai_in_process(concurrency=concurrency, debounce=0.0, latency_ms=args.latency_ms) as run:
         events = Events(base=rng.randrange(10**6, 10**7) * 1000)
         started = time.time()
-        cpu0 = time.process_time()
+        cpu0 = _cpu_split(run.gemini)
         envelopes = [events.event(conv, 0) for conv in conversations]
         await run.publisher.publish_many((e.subject, e) for e in envelopes)
         drained = await wait_covered(run.db, count, count, args.drain_timeout)
-        cpu = time.process_time() - cpu0
+        cpu = _cpu_split(run.gemini) - cpu0
         times = sorted(
             float(t)
             for t in await run.db.fetchval(
@@ -507,7 +523,8 @@ async def saturation_run(args: argparse.Namespace, concurrency: int) -> dict[str
         "per_minute": rate,
         "ceiling": ceiling,
         "seconds": (times[-1] - started) if times else None,
-        "cpu_per_analysis_ms": 1000 * cpu / len(times) if times else None,
+        "cpu_per_analysis_ms": 1000 * cpu.ai / len(times) if times else None,
+        "fake_cpu_per_analysis_ms": 1000 * cpu.fake / len(times) if times else None,
     }
 
 
@@ -521,7 +538,7 @@ async def part_calls(args: argparse.Namespace) -> None:
     for concurrency in args.concurrency:
         saturation.append(await saturation_run(args, concurrency))
         log(saturation[-1])
-    print(
+    out(
         f"\nAI analyses, ai in process against the Gemini fake. Settings: fake latency {args.latency_ms:.0f} ms,"
         f" AI_DEBOUNCE_SECONDS {args.debounce:g}, AI_REQUESTS_PER_MINUTE {REQUESTS_PER_MINUTE:.0f} (not the limit"
         " measured), AI_MAX_NEW_MESSAGES 10, other AI settings default; new conversations open loop at"
@@ -554,7 +571,7 @@ async def part_calls(args: argparse.Namespace) -> None:
                 f"{r['completed']} ({r['gemini']} / {r['heuristic']})",
                 f"{r['analysed'].get(1, 0)} / {r['analysed'].get(2, 0)}"
                 f" / {sum(v for k, v in r['analysed'].items() if k > 2)}",
-                f"{fmt(r['per_minute'], 0)} ({r['offered_per_minute']:.0f})",
+                f"{fmt(r['per_minute'], 0)}{'' if r['window'][2] else ' (ramps)'} ({r['offered_per_minute']:.0f})",
                 fmt(r["ceiling"], 0),
                 f"{fmt(r['p50'])} / {fmt(r['p99'])} / {fmt(r['max'])}",
                 ("yes" if r["drained"] else f"no: {r['covered']}/{r['conversations']}")
@@ -562,6 +579,12 @@ async def part_calls(args: argparse.Namespace) -> None:
             ]
             for r in results
         ],
+    )
+    out(
+        "\nsustained = analyses completed per minute between "
+        + ", ".join(f"{r['window'][0]:.0f} and {r['window'][1]:.0f} s (C={r['concurrency']})" for r in results)
+        + " after the first conversation arrived"
+        + ("" if all(r["window"][2] for r in results) else "; (ramps): too short for a flat part, reads low")
     )
     table(
         f"Saturation: debounce 0, one-message conversations queued at once, fake latency {args.latency_ms:.0f} ms",
@@ -579,14 +602,19 @@ async def part_calls(args: argparse.Namespace) -> None:
             for s in saturation
         ],
     )
-    print(
-        "\nCPU of the bench process (ai, the fake and the publisher) per completed analysis: "
+    out(
+        "\nCPU per completed analysis, ai and the publisher (the fake's thread apart, in brackets): "
         + ", ".join(
-            f"C={r['concurrency']} mix {fmt(r['cpu_per_analysis_ms'])} ms ({100 * r['cpu_share']:.0f} % of a core)"
+            f"C={r['concurrency']} mix {fmt(r['cpu_per_analysis_ms'])} ms ({fmt(r['fake_cpu_per_analysis_ms'])} ms),"
+            f" {100 * r['cpu_share']:.0f} % of a core"
             for r in results
         )
         + "; "
-        + ", ".join(f"C={s['concurrency']} saturation {fmt(s['cpu_per_analysis_ms'])} ms" for s in saturation)
+        + ", ".join(
+            f"C={s['concurrency']} saturation {fmt(s['cpu_per_analysis_ms'])} ms"
+            f" ({fmt(s['fake_cpu_per_analysis_ms'])} ms)"
+            for s in saturation
+        )
     )
 
 
@@ -672,7 +700,7 @@ async def whole_system(args: argparse.Namespace) -> AsyncIterator[System]:
                 [sys.executable, "-m", "crm", "create-admin"], env=envs["crm"], check=True, capture_output=True
             )
             for name in ("crm", "ingest", "ai"):
-                procs.append(subprocess.Popen([sys.executable, "-m", name], env=envs[name]))
+                procs.append(subprocess.Popen([sys.executable, "-m", name], env=envs[name], stdout=sys.stderr.fileno()))
             urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
             for proc, name in zip(procs, ("crm", "ingest", "ai"), strict=True):
                 await asyncio.to_thread(_wait_ready, urls[name], proc)
@@ -813,7 +841,7 @@ async def part_latency(args: argparse.Namespace) -> None:
     goal = args.debounce + 5
     p99 = pct(seen, 0.99)
     by_source = Counter(w.source for w in watches if w.seen_after is not None)
-    print(
+    out(
         f"\nAI summary on the deal, the whole system as processes (ingest, crm, ai, NATS, PostgreSQL, Graph and Gemini"
         f" fakes on {os.cpu_count()} cores). Settings: AI_DEBOUNCE_SECONDS {args.debounce:g}, AI_CONCURRENCY"
         f" {args.concurrency[0]}, AI_REQUESTS_PER_MINUTE {REQUESTS_PER_MINUTE:.0f}, fake latency"
@@ -852,13 +880,38 @@ async def part_latency(args: argparse.Namespace) -> None:
     )
     cpu = {name: (cpu_after[name] - cpu_before[name]) / elapsed for name in cpu_after}
     answers = {k: v for k, v in stats.items() if k.startswith("webhook")}
-    print(
+    out(
         f"\nwebhook answers {answers},"
         f" API reads {sum(w.polls for w in watches) + stats['list_calls']} in {elapsed:.0f} s;"
         f" CPU (share of one core) "
         + ", ".join(f"{name} {100 * share:.0f} %" for name, share in cpu.items())
         + f"; ai's providers {providers}"
     )
+
+
+@dataclass(frozen=True)
+class CpuSplit:
+    """CPU seconds of this process: the Gemini fake's server thread, and the rest (ai and
+    the publisher)."""
+
+    ai: float
+    fake: float
+
+    def __sub__(self, other: CpuSplit) -> CpuSplit:
+        return CpuSplit(self.ai - other.ai, self.fake - other.fake)
+
+
+def _cpu_split(gemini: GeminiFakeServer) -> CpuSplit:
+    total = time.process_time()
+    fake = 0.0
+    thread = gemini._thread  # the fake's uvicorn thread, to tell its CPU from ai's
+    if thread is not None and thread.native_id is not None:
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+            fake = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            fake = 0.0
+    return CpuSplit(total - fake, fake)
 
 
 def _children_cpu(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
@@ -931,7 +984,9 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     options = parse()
     try:
-        uvloop.run(main(options))
+        # In-process ai logs to stdout; the report keeps stdout to itself.
+        with contextlib.redirect_stdout(sys.stderr):
+            uvloop.run(main(options))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; processes, schemas and NATS servers stopped", file=sys.stderr)
         sys.exit(130)

@@ -68,6 +68,8 @@ class Bus:
 
         found: list[dict[str, Any]] = []
         info = await self.js.stream_info("AI")
+        if not info.state.messages:
+            return found
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await self.js.get_msg("AI", seq)
             if msg.subject == f"ai.analysis.{kind}":

@@ -247,3 +247,28 @@ async def test_disabled_ai_records_transcripts_but_analyses_nothing(ai_engine, b
         assert await completed(ai_engine, conversation) == []
         await asyncio.sleep(0.2)
     assert gemini.requests() == []
+
+
+async def test_a_model_that_never_answers_an_analysis_is_left_heuristic_and_said_so(
+    ai_engine, bus: Bus, gemini: GeminiFakeServer, start_ai: StartAi
+):
+    gemini.fail_next("invalid_json", -1)
+    await start_ai(ai_max_attempts=1, ai_breaker_cooldown_seconds=0.2, ai_breaker_failures=100)
+    conversation, deal = next_id(), next_id()
+    await bus.publish([received(conversation, deal, "Do you have it in red?", minutes_ago(1))])
+
+    async def given_up() -> list[dict]:
+        return [e for e in await bus.ai_events("failed") if not e["data"]["will_retry"]]
+
+    (final,) = await eventually(given_up, timeout=20)
+    assert final["data"]["conversation_id"] == conversation
+    # One failure when it was new, then one per redo round, the last one final.
+    failed = await rows(ai_engine, "SELECT id FROM analyses WHERE status = 'failed'")
+    assert len(failed) == 1 + 3
+    (only,) = await completed(ai_engine, conversation)
+    assert only["provider"] == "heuristic"
+    (transcript,) = await rows(ai_engine, "SELECT due_at FROM transcripts WHERE conversation_id = $1", conversation)
+    assert transcript["due_at"] is None
+    calls = len(gemini.requests())
+    await asyncio.sleep(1.0)
+    assert len(gemini.requests()) == calls  # nobody asks again

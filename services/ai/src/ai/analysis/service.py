@@ -50,6 +50,10 @@ __all__ = ["ANALYSES", "Analyser", "GeminiSettings"]
 log = get_logger(__name__)
 PRODUCER = "ai"
 
+REFUSED_ROUNDS = 3
+"""Rounds of answers that are not analyses after which a version is left heuristic."""
+REDO_MAX_SECONDS = 3600.0
+
 ANALYSES = Counter("ai_analyses_total", "Analyses by provider and status", ["provider", "status"])
 GEMINI_CALLS = Counter("ai_gemini_calls_total", "Gemini calls by outcome", ["outcome"])
 ANALYSIS_SECONDS = Histogram(
@@ -86,6 +90,8 @@ class _Outcome:
     tokens_out: int = 0
     latency_ms: int = 0
     error: str | None = None
+    invalid: bool = False
+    """the last failure was an answer that is not an analysis (not an outage)"""
 
 
 class Analyser:
@@ -136,28 +142,44 @@ class Analyser:
         if not new and not redo:
             await self._release(claim, None)
             return
+        asked = give_up = False
         if settings.client is not None and self.breaker.allow():
+            asked = True
             started = utcnow()
             outcome = await self._ask_gemini(settings, transcript)
             ANALYSIS_SECONDS.labels("gemini").observe((utcnow() - started).total_seconds())
             if outcome.result is not None:
                 await self._store(transcript, "gemini", settings.client.model, outcome, redo_at=None)
                 return
-            await self._store(transcript, "gemini", settings.client.model, outcome, redo_at=None, will_retry=True)
+            # A model that keeps answering this transcript with no analysis will not change
+            # its mind; an outage, however long, ends.
+            give_up = outcome.invalid and not new and claim.failures + 1 >= REFUSED_ROUNDS
+            await self._store(
+                transcript, "gemini", settings.client.model, outcome, redo_at=None, will_retry=not give_up
+            )
         if not new:
-            # Gemini could not redo a heuristic result now: offer it again later.
-            wait = max(self.breaker.retry_in(), settings.redo_after)
-            await self._release(claim, utcnow() + timedelta(seconds=wait), failed=True)
+            if give_up:
+                log.warning(
+                    "Gemini gave no analysis of this version, left heuristic", conversation_id=claim.conversation_id
+                )
+                await self._release(claim, None, failed=True)
+            else:
+                # Gemini could not redo a heuristic result now: offer it again later.
+                await self._release(claim, utcnow() + self._redo_wait(settings, claim.failures), failed=asked)
             return
         started = utcnow()
         result = heuristic.analyse(transcript, started)
         ANALYSIS_SECONDS.labels("heuristic").observe((utcnow() - started).total_seconds())
         lines = transcript.lines
         outcome = _Outcome(result, lines[0].message_id, lines[-1].message_id, attempts=1)
-        redo_at = None
-        if settings.client is not None:
-            redo_at = utcnow() + timedelta(seconds=max(self.breaker.retry_in(), settings.redo_after))
+        redo_at = utcnow() + self._redo_wait(settings, 0) if settings.client is not None else None
         await self._store(transcript, "heuristic", None, outcome, redo_at=redo_at)
+
+    def _redo_wait(self, settings: GeminiSettings, failures: int) -> timedelta:
+        """How long before Gemini is asked again: the breaker's cool-down, doubling with
+        every failed round of this conversation, at most an hour."""
+        base = max(self.breaker.retry_in(), settings.redo_after)
+        return timedelta(seconds=min(base * 2 ** min(failures, 12), REDO_MAX_SECONDS))
 
     async def _ask_gemini(self, settings: GeminiSettings, transcript: Transcript) -> _Outcome:
         assert settings.client is not None
@@ -170,6 +192,7 @@ class Analyser:
                 async with self.limiter.slot():
                     answer = await settings.client.generate(prompt.text)
             except GeminiFailure as exc:
+                outcome.invalid = False
                 self.breaker.failed()
                 BREAKER_STATE.set(_BREAKER_VALUES[self.breaker.state])
                 GEMINI_CALLS.labels("throttled" if exc.retry_after is not None else "failed").inc()
@@ -193,16 +216,17 @@ class Analyser:
             except InvalidAnswer as exc:
                 GEMINI_CALLS.labels("invalid").inc()
                 outcome.error = str(exc)
+                outcome.invalid = True
                 log.warning("Gemini answered no analysis", conversation_id=transcript.conversation_id, error=str(exc))
-                await self._store(
-                    transcript,
-                    "gemini",
-                    settings.client.model,
-                    outcome,
-                    redo_at=None,
-                    will_retry=outcome.attempts < settings.max_attempts,
-                    keep_claim=True,
-                )
+                if outcome.attempts < settings.max_attempts:  # the last one is recorded by the caller
+                    await self._store(
+                        transcript,
+                        "gemini",
+                        settings.client.model,
+                        outcome,
+                        redo_at=None,
+                        will_retry=True,
+                    )
                 continue
             GEMINI_CALLS.labels("ok").inc()
             outcome.error = None
@@ -218,7 +242,6 @@ class Analyser:
         *,
         redo_at: datetime | None,
         will_retry: bool = False,
-        keep_claim: bool = False,
     ) -> None:
         """Record a result (and release the claim) or a failure, with its event."""
         now = utcnow()
@@ -253,7 +276,7 @@ class Analyser:
                         intent=outcome.result.intent,
                         temperature=outcome.result.temperature,
                     )
-            if not keep_claim and outcome.result is not None:
+            if outcome.result is not None:
                 await repo.release(db, row.conversation_id, analysed=row.version, provider=provider, redo_at=redo_at)
 
     async def _release(self, claim: repo.Claim, redo_at: datetime | None, *, failed: bool = False) -> None:

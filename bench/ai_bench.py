@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -341,14 +341,23 @@ async def ai_in_process(*, concurrency: int, debounce: float, latency_ms: float)
             db = await asyncpg.connect(DB_URL, server_settings={"search_path": schema})
             yield AiRun(service, gemini, EventPublisher(nc), db, schema, settings)
         finally:
+            # Each step whatever the one before did (a NATS server gone first on Ctrl-C
+            # makes the drain fail): the schema and the servers must not outlive the run.
             if db is not None:
-                await db.close()
+                await _quietly(db.close())
             if nc is not None:
-                await nc.close()
+                await _quietly(nc.close())
             if service is not None:
-                await service.stop()
+                await _quietly(service.stop())
             gemini.stop()
             await drop_schemas(schema)
+
+
+async def _quietly(step: Awaitable[Any]) -> None:
+    try:
+        await step
+    except Exception as exc:
+        log(f"  while stopping: {type(exc).__name__}: {exc}")
 
 
 async def publish_plan(run: AiRun, conversations: list[Conversation], events: Events) -> tuple[float, int]:
@@ -694,11 +703,12 @@ async def whole_system(args: argparse.Namespace) -> AsyncIterator[System]:
             },
         }
         try:
-            for name in ("crm", "ai"):
-                subprocess.run([sys.executable, "-m", name, "migrate"], env=envs[name], check=True, capture_output=True)
-            subprocess.run(
-                [sys.executable, "-m", "crm", "create-admin"], env=envs["crm"], check=True, capture_output=True
-            )
+            for name, command in (("crm", "migrate"), ("ai", "migrate"), ("crm", "create-admin")):
+                done = subprocess.run(
+                    [sys.executable, "-m", name, command], env=envs[name], capture_output=True, check=False
+                )
+                if done.returncode != 0:
+                    raise SystemExit(f"{name} {command} failed:\n{done.stderr.decode(errors='replace')[-3000:]}")
             for name in ("crm", "ingest", "ai"):
                 procs.append(subprocess.Popen([sys.executable, "-m", name], env=envs[name], stdout=sys.stderr.fileno()))
             urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}

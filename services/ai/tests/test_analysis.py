@@ -272,3 +272,18 @@ async def test_a_model_that_never_answers_an_analysis_is_left_heuristic_and_said
     calls = len(gemini.requests())
     await asyncio.sleep(1.0)
     assert len(gemini.requests()) == calls  # nobody asks again
+
+
+async def test_the_dispatcher_sleeps_while_an_analysis_is_in_flight(ai_engine, bus: Bus, gemini, start_ai: StartAi):
+    from ai.analysis.dispatcher import ROUNDS
+
+    gemini.set_latency(1800)
+    await start_ai(ai_debounce_seconds=0)
+    conversation, deal = next_id(), next_id()
+    await bus.publish([received(conversation, deal, "How much?", minutes_ago(1))])
+    await eventually(lambda: rows(ai_engine, "SELECT 1 FROM transcripts WHERE claimed_by IS NOT NULL"))
+    before = ROUNDS._value.get()
+    await asyncio.sleep(1.2)  # the Gemini call is still running
+    assert ROUNDS._value.get() - before <= 4  # about one look a second, not a busy loop
+    (analysis,) = await eventually(lambda: completed(ai_engine, conversation))
+    assert analysis["provider"] == "gemini"

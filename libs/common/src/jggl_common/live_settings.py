@@ -9,6 +9,7 @@ plaintext secret. A deleted key means "back to the environment's default".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ class LiveSettings:
         """Stop following changes."""
         if self._task is not None:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     async def put(self, key: str, value: str, *, secret: bool) -> None:
         """Publish a new value; secrets are sealed before they leave the process."""

@@ -47,6 +47,7 @@ class AiService:
     dispatcher: Dispatcher
     projection: TranscriptProjection
     _tasks: list[asyncio.Task[Any]]
+    _live: LiveSettings | None = None
 
     async def start(self) -> None:
         """Follow the live settings, start consuming and analysing (the bus is connected)."""
@@ -59,6 +60,7 @@ class AiService:
         try:
             await live.start()
             self.knobs.follow(live, lambda: self.knobs.apply_limits(self.analyser.limiter))
+            self._live = live
         except Exception as exc:
             log.warning("live settings unavailable, using the environment", error=f"{type(exc).__name__}: {exc}")
         self.knobs.apply_limits(self.analyser.limiter)
@@ -76,6 +78,8 @@ class AiService:
         for task in self._tasks:
             with suppress(asyncio.CancelledError):
                 await task
+        if self._live is not None:
+            await self._live.stop()
         await self.knobs.aclose()
         await self.engine.dispose()
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime, timedelta
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jggl_common.contracts import utcnow
@@ -30,6 +30,7 @@ log = get_logger(__name__)
 
 WAITING = Gauge("ai_conversations_waiting", "Conversations whose analysis is due and not yet started")
 IN_PROGRESS = Gauge("ai_analyses_in_progress", "Analyses running in this replica")
+ROUNDS = Counter("ai_dispatch_rounds_total", "Times the dispatcher looked for due conversations")
 
 LEASE = timedelta(minutes=5)
 """How long a claim lasts: longer than an analysis with all its retries takes."""
@@ -78,6 +79,7 @@ class Dispatcher:
 
     async def _round(self) -> float:
         """Claim and start what is due; returns how long to sleep."""
+        ROUNDS.inc()
         now = utcnow()
         free = max(self._parallel() - len(self._running), 0)
         async with autocommit(self._sessions) as db:
@@ -92,7 +94,7 @@ class Dispatcher:
             IN_PROGRESS.set(len(self._running))
             if claims:
                 return 0.0 if len(claims) == free else self._idle_poll
-            next_due = await repo.next_due(db)
+            next_due = await repo.next_due(db, now)
         if next_due is None:
             return self._idle_poll
         return min(max((next_due - utcnow()).total_seconds(), 0.0), self._idle_poll)

@@ -65,20 +65,19 @@ class GeminiClient:
         if base_url:
             options.base_url = base_url
         self._client = genai.Client(api_key=api_key, http_options=options)
+        self._config = types.GenerateContentConfig(
+            system_instruction=SYSTEM_INSTRUCTION,
+            response_mime_type="application/json",
+            response_schema=GeminiAnalysis,
+            temperature=0.2,
+        )
 
     async def generate(self, prompt: str) -> GeminiAnswer:
         """One call; raises :class:`GeminiFailure` when no answer came."""
         started = time.perf_counter()
         try:
             response = await self._client.aio.models.generate_content(
-                model=self.model,
-                contents=prompt,
-                config=types.GenerateContentConfig(
-                    system_instruction=SYSTEM_INSTRUCTION,
-                    response_mime_type="application/json",
-                    response_schema=GeminiAnalysis,
-                    temperature=0.2,
-                ),
+                model=self.model, contents=prompt, config=self._config
             )
         except errors.APIError as exc:
             code = int(exc.code or 0)

@@ -84,15 +84,25 @@ async def claim_due(db: asyncpg.Connection, worker: str, now: datetime, lease: t
     return [Claim(**dict(row)) for row in rows]
 
 
-async def next_due(db: asyncpg.Connection) -> datetime | None:
-    """The earliest time any transcript is owed an analysis."""
-    due: datetime | None = await db.fetchval("SELECT min(due_at) FROM transcripts WHERE due_at IS NOT NULL")
+async def next_due(db: asyncpg.Connection, now: datetime) -> datetime | None:
+    """The earliest time a transcript may be claimed: when it is due, or, for one claimed
+    now, when its lease runs out (its analysis releases it sooner, and says so)."""
+    due: datetime | None = await db.fetchval(
+        "SELECT min(CASE WHEN claimed_until > $1 THEN claimed_until ELSE due_at END)"
+        " FROM transcripts WHERE due_at IS NOT NULL",
+        now,
+    )
     return due
 
 
 async def count_due(db: asyncpg.Connection, now: datetime) -> int:
-    """Conversations waiting for an analysis right now."""
-    return int(await db.fetchval("SELECT count(*) FROM transcripts WHERE due_at <= $1", now))
+    """Conversations whose analysis is due and not started."""
+    return int(
+        await db.fetchval(
+            "SELECT count(*) FROM transcripts WHERE due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1)",
+            now,
+        )
+    )
 
 
 async def latest_gemini(db: asyncpg.Connection, conversation_id: int, below_version: int) -> Previous | None:

@@ -287,3 +287,26 @@ async def test_the_dispatcher_sleeps_while_an_analysis_is_in_flight(ai_engine, b
     assert ROUNDS._value.get() - before <= 4  # about one look a second, not a busy loop
     (analysis,) = await eventually(lambda: completed(ai_engine, conversation))
     assert analysis["provider"] == "gemini"
+
+
+async def test_ai_waits_for_its_schema_before_it_consumes(schema_engine, pg_schema, bus: Bus, gemini):
+    from ai.migrate import upgrade
+    from ai.process import build
+
+    from .conftest import FAST_RETRIES, ai_settings
+
+    service = await build(ai_settings(pg_schema, bus, gemini), engine=schema_engine, policy=FAST_RETRIES)
+    starting = asyncio.create_task(service.start())
+    conversation, deal = next_id(), next_id()
+    await bus.publish([received(conversation, deal, "Is it available?", minutes_ago(1))])
+    await asyncio.sleep(1.5)
+    assert not starting.done()
+    assert not await service.ready()
+    await upgrade(schema_engine, pg_schema)
+    await asyncio.wait_for(starting, 10)
+    try:
+        (analysis,) = await eventually(lambda: completed(schema_engine, conversation))
+        assert analysis["result"]["intent"] == "availability"
+        assert await service.ready()
+    finally:
+        await service.stop()

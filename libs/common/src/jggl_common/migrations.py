@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .db import create_engine
 
-__all__ = ["alembic_config", "run_environment", "upgrade", "upgrade_sync"]
+__all__ = ["alembic_config", "is_current", "run_environment", "upgrade", "upgrade_sync"]
 
 
 def alembic_config(migrations: Path, database_url: str, schema: str) -> Config:
@@ -41,6 +41,20 @@ async def upgrade(migrations: Path, engine: AsyncEngine, schema: str, revision: 
 
     async with engine.begin() as conn:
         await conn.run_sync(run)
+
+
+async def is_current(migrations: Path, engine: AsyncEngine) -> bool:
+    """Whether the schema behind ``engine`` is at the latest revision of ``migrations``
+    (a service waits for that before it consumes: a deployment may start it first)."""
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory(str(migrations)).get_heads())
+    async with engine.connect() as conn:
+        exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+        if not exists:
+            return False
+        applied = set((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars())
+    return applied == heads
 
 
 def upgrade_sync(migrations: Path, database_url: str, schema: str) -> None:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ai.analysis.dispatcher import Dispatcher
@@ -18,6 +17,7 @@ from ai.analysis.limits import CallLimiter, CircuitBreaker
 from ai.analysis.service import Analyser
 from ai.config import AiSettings
 from ai.knobs import Knobs
+from ai.migrate import MIGRATIONS
 from ai.transcripts import subscribers
 from ai.transcripts.service import TranscriptProjection
 from jggl_common.bus import RetryPolicy, ServiceBus
@@ -25,6 +25,7 @@ from jggl_common.db import create_engine, session_factory
 from jggl_common.health import health_router
 from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
+from jggl_common.migrations import is_current
 from jggl_common.outbox import Outbox
 from jggl_common.runtime import freeze_startup_heap
 
@@ -50,7 +51,14 @@ class AiService:
     _live: LiveSettings | None = None
 
     async def start(self) -> None:
-        """Follow the live settings, start consuming and analysing (the bus is connected)."""
+        """Wait for the schema to be migrated, follow the live settings, start consuming
+        and analysing (the bus is connected)."""
+        waited = False
+        while not await is_current(MIGRATIONS, self.engine):
+            if not waited:
+                log.warning("waiting for ai's schema to be migrated (python -m ai migrate)")
+                waited = True
+            await asyncio.sleep(1.0)
         live = LiveSettings(
             self.bus.broker.connection,
             self.settings.app_key,
@@ -84,9 +92,9 @@ class AiService:
         await self.engine.dispose()
 
     async def ready(self) -> bool:
-        """The database and NATS answer."""
-        async with self.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        """The database answers with the schema migrated, and NATS is connected."""
+        if not await is_current(MIGRATIONS, self.engine):
+            return False
         return bool(self.bus.broker.connection and self.bus.broker.connection.is_connected)
 
 

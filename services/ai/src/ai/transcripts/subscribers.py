@@ -27,9 +27,13 @@ def register(
     *,
     durable: str = DURABLE,
     policy: RetryPolicy | None = None,
-    max_workers: int = 16,
+    max_workers: int = 8,
 ) -> None:
-    """Register the transcript projection as the durable consumer ``durable``."""
+    """Register the transcript projection as the durable consumer ``durable``.
+
+    Each message is one statement; more handlers than the pool's connections (which the
+    analyses share) would only queue for them.
+    """
 
     @bus.consumer(  # type: ignore[untyped-decorator]
         durable=durable, stream=CRM, subject="crm.message.>", policy=policy, max_workers=max_workers

@@ -1,0 +1,18 @@
+"""The aiogram bot: a router per feature, fed the updates ingest stored (webhook mode)."""
+
+from __future__ import annotations
+
+from aiogram import Dispatcher
+
+from notifier.bot import account, fallback, linking
+from notifier.store import Store
+
+__all__ = ["make_dispatcher"]
+
+
+def make_dispatcher(store: Store) -> Dispatcher:
+    """A dispatcher with the routers in order (the catch-all last); handlers get ``store``."""
+    dp = Dispatcher()
+    dp["store"] = store
+    dp.include_routers(linking.make_router(), account.make_router(), fallback.make_router())
+    return dp

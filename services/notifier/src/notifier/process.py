@@ -1,0 +1,125 @@
+"""The notifier process: its consumers, the outbox relay and the operational endpoints, in
+one event loop, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jggl_common.bus import RetryPolicy, ServiceBus
+from jggl_common.db import create_engine, session_factory
+from jggl_common.health import health_router
+from jggl_common.logs import get_logger
+from jggl_common.migrations import is_current
+from jggl_common.outbox import Outbox
+from notifier import subscribers
+from notifier.bot import make_dispatcher
+from notifier.config import NotifierSettings
+from notifier.migrate import MIGRATIONS
+from notifier.notifications import NewLeadNotifier
+from notifier.store import Store
+from notifier.telegram import make_bot
+
+__all__ = ["NotifierService", "build", "create_app"]
+
+log = get_logger(__name__)
+
+
+@dataclass
+class NotifierService:
+    """Everything one notifier process runs, wired together (tests build several side by side)."""
+
+    settings: NotifierSettings
+    engine: AsyncEngine
+    bus: ServiceBus
+    outbox: Outbox
+    store: Store
+    bot: Bot | None
+    dispatcher: Dispatcher
+    new_leads: NewLeadNotifier
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Wait for the schema to be migrated, then start consuming (the bus is connected)."""
+        waited = False
+        while not await is_current(MIGRATIONS, self.engine):
+            if not waited:
+                log.warning("waiting for the notifier's schema to be migrated (python -m notifier migrate)")
+                waited = True
+            await asyncio.sleep(1.0)
+        if self.bot is None:
+            log.warning("no TELEGRAM_BOT_TOKEN: notifications are recorded as skipped, updates ignored")
+        await self.bus.broker.start()
+        self._tasks = [asyncio.create_task(self.outbox.relay(), name="outbox-relay")]
+
+    async def stop(self) -> None:
+        """Stop taking messages, finish what is in flight, close everything."""
+        await self.bus.broker.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        if self.bot is not None:
+            await self.bot.session.close()
+        await self.engine.dispose()
+
+    async def ready(self) -> bool:
+        """The database answers with the schema migrated, and NATS is connected."""
+        if not await is_current(MIGRATIONS, self.engine):
+            return False
+        return bool(self.bus.broker.connection and self.bus.broker.connection.is_connected)
+
+
+async def build(
+    settings: NotifierSettings,
+    *,
+    engine: AsyncEngine | None = None,
+    durable_prefix: str = "",
+    policy: RetryPolicy | None = None,
+) -> NotifierService:
+    """Connect to NATS and wire a notifier process (nothing is consumed until
+    :meth:`NotifierService.start`)."""
+    engine = engine or create_engine(settings.database_url, settings.db_schema, pool_size=settings.db_pool_size)
+    sessions = session_factory(engine)
+    bus = ServiceBus(settings.nats_url, "notifier")
+    await bus.connect(replicas=settings.nats_stream_replicas)
+    outbox = Outbox(sessions, bus.publisher)
+    store = Store(sessions)
+    bot = make_bot(settings)
+    dispatcher = make_dispatcher(store)
+    new_leads = NewLeadNotifier(store, bot, settings.app_url)
+    subscribers.register(bus, store, bot, dispatcher, new_leads, prefix=durable_prefix, policy=policy)
+    return NotifierService(settings, engine, bus, outbox, store, bot, dispatcher, new_leads)
+
+
+def create_app(settings: NotifierSettings) -> FastAPI:
+    """The notifier process as an ASGI app: its lifespan runs the service, its routes are
+    the operational endpoints."""
+    running: list[NotifierService] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = await build(settings)
+        running.append(service)
+        await service.start()
+        log.info("notifier started", bot=service.bot is not None)
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="JGGL CRM notifier", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    async def database_and_nats() -> bool:
+        return bool(running) and await running[0].ready()
+
+    app.include_router(health_router({"database_and_nats": database_and_nats}))
+    return app

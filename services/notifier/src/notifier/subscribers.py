@@ -1,0 +1,80 @@
+"""The notifier's durable consumers: link codes from crm, Telegram updates from ingest
+(webhook mode), and the events that become notifications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
+from aiogram.types import Update
+from pydantic import ValidationError
+
+from jggl_common.bus import PermanentFailure, RetryPolicy, ServiceBus
+from jggl_common.contracts import DealCreated, TelegramLinkRequested, TelegramUpdateReceived
+from jggl_common.logs import get_logger
+from jggl_common.streams import CRM, INGEST
+from notifier.notifications import NewLeadNotifier
+from notifier.store import Store
+
+__all__ = ["DURABLES", "register"]
+
+log = get_logger(__name__)
+
+DURABLES = {"links": "notifier-links", "updates": "notifier-updates", "deals": "notifier-deals"}
+
+
+def _parse(contract: Any, body: Any) -> Any:
+    try:
+        return contract.model_validate(body)
+    except ValidationError as exc:
+        raise PermanentFailure(f"malformed {contract.subject}: {exc}") from exc
+
+
+def register(
+    bus: ServiceBus,
+    store: Store,
+    bot: Bot | None,
+    dispatcher: Dispatcher,
+    new_leads: NewLeadNotifier,
+    *,
+    prefix: str = "",
+    policy: RetryPolicy | None = None,
+) -> None:
+    """Register the three durable consumers (``prefix`` + their names: tests run several
+    notifiers side by side on one server)."""
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["links"], stream=CRM, subject=TelegramLinkRequested.subject, policy=policy
+    )
+    async def on_link_requested(body: dict[str, Any]) -> None:
+        event: TelegramLinkRequested = _parse(TelegramLinkRequested, body)
+        await store.remember_code(event.data)
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["updates"],
+        stream=INGEST,
+        subject=TelegramUpdateReceived.subject,
+        policy=policy,
+        max_workers=1,  # one chat's updates in the order they came
+    )
+    async def on_telegram_update(body: dict[str, Any]) -> None:
+        event: TelegramUpdateReceived = _parse(TelegramUpdateReceived, body)
+        if bot is None:
+            log.info("Telegram update ignored: no bot token", update_id=event.data.update_id)
+            return
+        try:
+            update = Update.model_validate(event.data.update, context={"bot": bot})
+        except ValidationError as exc:
+            raise PermanentFailure(f"malformed Telegram update {event.data.update_id}: {exc}") from exc
+        try:
+            await dispatcher.feed_update(bot, update)
+        except (TelegramForbiddenError, TelegramBadRequest) as exc:
+            # The answer cannot be delivered (blocked, chat gone): retrying will not help.
+            log.warning("answer to a Telegram update refused", update_id=update.update_id, error=str(exc))
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["deals"], stream=CRM, subject=DealCreated.subject, policy=policy, max_workers=4
+    )
+    async def on_deal_created(body: dict[str, Any]) -> None:
+        await new_leads.handle(_parse(DealCreated, body))

@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_common.contracts import link_code_hash
+from jggl_common.db import session_factory
 from jggl_sandbox.telegram_fake import TelegramFakeServer
 from notifier.bot import texts
+from notifier.store import Store
 
 from .conftest import Bus, StartNotifier, eventually, link_requested, next_id, rows, update_received
 
@@ -87,10 +89,10 @@ async def test_wrong_used_and_expired_codes_are_refused(
     assert await rows(engine, "SELECT user_id, chat_id FROM links") == [{"user_id": user, "chat_id": chat}]
 
 
-async def test_a_redelivered_start_update_keeps_the_link(
+async def test_an_update_stored_twice_is_answered_once(
     start_notifier: StartNotifier, bus: Bus, telegram: TelegramFakeServer, engine: AsyncEngine
 ) -> None:
-    """The same update stored twice by ingest (two envelopes) is not read as a reused code."""
+    """The same update stored twice by ingest (two envelopes) is handled once, by update_id."""
     await start_notifier()
     user, chat = next_id(), next_id()
     await bus.publish(link_requested(user, "TWICE1"))
@@ -98,9 +100,20 @@ async def test_a_redelivered_start_update_keeps_the_link(
     update = await user_types(bus, telegram, chat, "/start TWICE1")
     await answers(telegram, chat)
     await bus.publish(update_received(update))
-    second = await answers(telegram, chat, 2)
-    assert all(text.startswith("✅ Linked") for text in second)
+    await user_types(bus, telegram, chat, "/help")  # handled after the repeat (one chat, in order)
+    assert (await answers(telegram, chat, 2))[1] == telegram_text(texts.HELP)
+    assert len(telegram.fake.sent(chat)) == 2
     assert await rows(engine, "SELECT user_id, chat_id FROM links") == [{"user_id": user, "chat_id": chat}]
+
+
+async def test_a_start_handled_again_keeps_the_link(engine: AsyncEngine) -> None:
+    """Even past the update dedupe, a code used by this very chat is not refused as reused."""
+    store = Store(session_factory(engine))
+    user, chat = next_id(), next_id()
+    await store.remember_code(link_requested(user, "AGAIN1").data)
+    assert (await store.link(link_code_hash("AGAIN1"), chat)).outcome == "linked"
+    assert (await store.link(link_code_hash("AGAIN1"), chat)).outcome == "already_linked"
+    assert (await store.link(link_code_hash("AGAIN1"), next_id())).outcome == "used"
 
 
 async def test_stop_unlinks_and_unlinked_chats_get_the_instructions(

@@ -1,5 +1,5 @@
 """The notifier schema: Telegram links, the one-time link codes learnt from crm, the
-notification log, and the outbox.
+notification log, the Telegram updates already handled, and the outbox.
 
 Declared with SQLAlchemy Core (the notifier reads and writes them with a few hand-written
 statements); the migrations use this metadata. Exactly-once rests on unique keys: a
@@ -55,6 +55,13 @@ notifications = sa.Table(
     sa.Column("claimed_at", _TS, nullable=True, comment="when the current attempt began"),
     sa.Column("sent_at", _TS, nullable=True),
     sa.UniqueConstraint("event_id", "chat_id", name="uq_notifications_event_chat"),
+)
+
+handled_updates = sa.Table(
+    "handled_updates",
+    metadata,
+    sa.Column("update_id", sa.BigInteger(), primary_key=True, autoincrement=False, comment="Telegram's update_id"),
+    sa.Column("handled_at", _TS, nullable=False),
 )
 
 outbox = sa.Table("outbox", metadata, *outbox_columns())

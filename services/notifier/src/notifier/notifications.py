@@ -72,7 +72,7 @@ class NewLeadNotifier:
         bot: Bot | None,
         app_url: str,
         *,
-        stale_after: timedelta = timedelta(minutes=2),
+        stale_after: timedelta = timedelta(minutes=5),
         parallel: int = 8,
     ) -> None:
         self.store = store
@@ -101,7 +101,9 @@ class NewLeadNotifier:
             return True
         claim = await self.store.claim(event_id, link, self.kind, stale_before=utcnow() - self.stale_after)
         if claim is None:
-            return True  # sent, skipped or given up before, or in flight elsewhere
+            # Sent, skipped or given up before: done. Being sent elsewhere right now (an
+            # overlapping delivery): look again later, in case that attempt dies midway.
+            return await self.store.status(event_id, link.chat_id) != "pending"
         async with self._parallel:
             try:
                 message = await self.bot.send_message(link.chat_id, text, reply_markup=markup)

@@ -2,8 +2,9 @@
 
 A few hand-written statements on the asyncpg connection; each entry point owns its
 transaction. The unique keys carry the guarantees: ``links.user_id`` and ``links.chat_id``
-(one chat per manager and one manager per chat) and ``notifications (event_id, chat_id)``
-(one notification per event and chat, whatever the redeliveries and replicas).
+(one chat per manager and one manager per chat), ``notifications (event_id, chat_id)``
+(one notification per event and chat, whatever the redeliveries and replicas) and
+``handled_updates.update_id`` (a Telegram update answered once).
 """
 
 from __future__ import annotations
@@ -149,6 +150,22 @@ class Store:
                 rows = await db.fetch("SELECT user_id, chat_id, name, role FROM links WHERE user_id = $1", assignee_id)
         return [Link(**dict(row)) for row in rows]
 
+    # ------------------------------------------------------------------ Telegram updates
+
+    async def was_handled(self, update_id: int) -> bool:
+        """Whether the update was handled already (a redelivery: answer nothing twice)."""
+        async with autocommit(self.sessions) as db:
+            return bool(await db.fetchval("SELECT 1 FROM handled_updates WHERE update_id = $1", update_id))
+
+    async def mark_handled(self, update_id: int) -> None:
+        """Remember a handled update (after its answers went out: at least once, not at most)."""
+        async with autocommit(self.sessions) as db:
+            await db.execute(
+                "INSERT INTO handled_updates (update_id, handled_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                update_id,
+                utcnow(),
+            )
+
     # ------------------------------------------------------------------ notification log
 
     async def claim(
@@ -162,6 +179,14 @@ class Store:
         async with autocommit(self.sessions) as db:
             row = await db.fetchrow(_CLAIM, event_id, link.chat_id, link.user_id, kind, now, stale_before)
         return Claim(row["id"], row["attempts"]) if row else None
+
+    async def status(self, event_id: str, chat_id: int) -> str | None:
+        """The status of the (event, chat) notification, None when there is none."""
+        async with autocommit(self.sessions) as db:
+            value = await db.fetchval(
+                "SELECT status FROM notifications WHERE event_id = $1 AND chat_id = $2", event_id, chat_id
+            )
+        return None if value is None else str(value)
 
     async def record_skipped(self, event_id: str, link: Link, kind: str, reason: str) -> bool:
         """Record a notification that is not sent (no bot token); False if one existed."""

@@ -67,11 +67,14 @@ def register(
             update = Update.model_validate(event.data.update, context={"bot": bot})
         except ValidationError as exc:
             raise PermanentFailure(f"malformed Telegram update {event.data.update_id}: {exc}") from exc
+        if await store.was_handled(update.update_id):
+            return  # the same update stored again, or redelivered after it was answered
         try:
             await dispatcher.feed_update(bot, update)
         except (TelegramForbiddenError, TelegramBadRequest) as exc:
             # The answer cannot be delivered (blocked, chat gone): retrying will not help.
             log.warning("answer to a Telegram update refused", update_id=update.update_id, error=str(exc))
+        await store.mark_handled(update.update_id)
 
     @bus.consumer(  # type: ignore[untyped-decorator]
         durable=prefix + DURABLES["deals"], stream=CRM, subject=DealCreated.subject, policy=policy, max_workers=4

@@ -59,3 +59,20 @@ def test_health_readiness_and_metrics(engine: AsyncEngine, pg_schema: str, bus: 
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert "jggl_notifier_notifications_total" in client.get("/metrics").text
+
+
+async def test_the_migrations_create_exactly_the_models(engine: AsyncEngine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from notifier.models import metadata
+
+    def differences(connection: object) -> list[object]:
+        context = MigrationContext.configure(
+            connection,  # type: ignore[arg-type]
+            opts={"include_object": lambda obj, name, type_, *_: not (type_ == "table" and name == "alembic_version")},
+        )
+        return list(compare_metadata(context, metadata))
+
+    async with engine.connect() as conn:
+        assert await conn.run_sync(differences) == []

@@ -1,8 +1,9 @@
-"""Anything else: an unlinked chat gets the linking instructions, a linked one the help."""
+"""Anything else in a private chat: an unlinked chat gets the linking instructions, a linked
+one the help."""
 
 from __future__ import annotations
 
-from aiogram import Router
+from aiogram import F, Router
 from aiogram.types import Message
 
 from notifier.bot import texts
@@ -17,5 +18,5 @@ async def anything_else(message: Message, store: Store) -> None:
 def make_router() -> Router:
     """A fresh router of this feature (a router belongs to one dispatcher)."""
     router = Router(name="fallback")
-    router.message.register(anything_else)
+    router.message.register(anything_else, F.chat.type == "private")  # groups: stay quiet
     return router

@@ -7,12 +7,16 @@ replica finds the row and sends nothing; a send that failed for a passing reason
 marked retryable and the handler raises, so the bus delivers the event again and only
 those chats are tried again. A chat that blocked the bot, or a request Telegram refuses,
 is recorded failed and not retried.
+
+The kinds: a new lead (``crm.deal.created``), a new message on a deal
+(``crm.message.received`` after the first), a hot lead (``crm.deal.hot_lead``), a reply
+that failed (``crm.message.failed``) and a channel that needs reconnecting
+(``crm.channel.needs_reauth``, to the admins).
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 from datetime import timedelta
 
 from aiogram import Bot
@@ -22,14 +26,38 @@ from aiogram.exceptions import (
     TelegramNotFound,
     TelegramUnauthorizedError,
 )
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardMarkup
 from prometheus_client import Counter
 
-from jggl_common.contracts import DealCreated, DealSnapshot, utcnow
+from jggl_common.contracts import (
+    ChannelNeedsReauth,
+    DealCreated,
+    DealHotLead,
+    MessageFailed,
+    MessageReceived,
+    utcnow,
+)
 from jggl_common.logs import get_logger
+from notifier.notification_texts import (
+    render_hot_lead,
+    render_needs_reauth,
+    render_new_lead,
+    render_new_message,
+    render_reply_failed,
+)
 from notifier.store import Link, Store
 
-__all__ = ["NOTIFICATIONS", "NewLeadNotifier", "NotificationFailed", "render_new_lead"]
+__all__ = [
+    "NOTIFICATIONS",
+    "HotLeadNotifier",
+    "NewLeadNotifier",
+    "NewMessageNotifier",
+    "NotificationFailed",
+    "Notifier",
+    "ReauthNotifier",
+    "ReplyFailedNotifier",
+    "render_new_lead",
+]
 
 log = get_logger(__name__)
 
@@ -37,7 +65,6 @@ NOTIFICATIONS = Counter(
     "jggl_notifier_notifications_total", "Notifications recorded, by kind and status", ["kind", "status"]
 )
 _PERMANENT = (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound, TelegramUnauthorizedError)
-_PLATFORMS = {"messenger": "Messenger", "instagram": "Instagram"}
 SKIP_REASON = "no Telegram bot token configured"
 
 
@@ -45,26 +72,14 @@ class NotificationFailed(RuntimeError):
     """Some chats could not be notified for a passing reason; the event is to be redelivered."""
 
 
-def render_new_lead(deal: DealSnapshot, app_url: str) -> tuple[str, InlineKeyboardMarkup]:
-    """The text (Telegram HTML, customer data escaped) and the keyboard of a new lead."""
-    name = html.escape(deal.contact.display_name)
-    platform = html.escape(_PLATFORMS.get(deal.platform, deal.platform))
-    stage = html.escape(deal.stage)
-    text = f"🆕 <b>New lead</b>\n<b>{name}</b> · {platform}\nStage: {stage}"
-    url = f"{app_url.rstrip('/')}/deals/{deal.id}"
-    markup = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="Open in CRM", url=url)]])
-    return text, markup
-
-
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class NewLeadNotifier:
-    """``crm.deal.created`` → a message to the assignee's chat, or to every linked chat
-    while the deal is unassigned."""
+class Notifier:
+    """One kind of notification: :meth:`deliver` sends a text to chats, once per event and chat."""
 
-    kind = "new_lead"
+    kind = "notification"
 
     def __init__(
         self,
@@ -81,19 +96,19 @@ class NewLeadNotifier:
         self.stale_after = stale_after
         self._parallel = asyncio.Semaphore(parallel)
 
-    async def handle(self, event: DealCreated) -> None:
+    async def deliver(
+        self, event_id: str, recipients: list[Link], text: str, markup: InlineKeyboardMarkup | None
+    ) -> None:
         """Notify every recipient once; raise :class:`NotificationFailed` if some send
         failed for a passing reason (after the others were done)."""
-        recipients = await self.store.recipients(event.data.assignee_id)
         if not recipients:
             return
-        text, markup = render_new_lead(event.data, self.app_url)
-        results = await asyncio.gather(*(self._notify(event.id, link, text, markup) for link in recipients))
+        results = await asyncio.gather(*(self._notify(event_id, link, text, markup) for link in recipients))
         failed = [link.chat_id for link, ok in zip(recipients, results, strict=True) if not ok]
         if failed:
-            raise NotificationFailed(f"{self.kind} {event.id}: will retry chats {failed}")
+            raise NotificationFailed(f"{self.kind} {event_id}: will retry chats {failed}")
 
-    async def _notify(self, event_id: str, link: Link, text: str, markup: InlineKeyboardMarkup) -> bool:
+    async def _notify(self, event_id: str, link: Link, text: str, markup: InlineKeyboardMarkup | None) -> bool:
         """Send to one chat; False when it should be tried again later."""
         if self.bot is None:
             if await self.store.record_skipped(event_id, link, self.kind, SKIP_REASON):
@@ -128,3 +143,68 @@ class NewLeadNotifier:
         await self.store.record_sent(claim.id, message.message_id)
         NOTIFICATIONS.labels(self.kind, "sent").inc()
         return True
+
+
+class NewLeadNotifier(Notifier):
+    """``crm.deal.created`` → the assignee's chat, or every linked chat while the deal is
+    unassigned."""
+
+    kind = "new_lead"
+
+    async def handle(self, event: DealCreated) -> None:
+        recipients = await self.store.recipients(event.data.assignee_id)
+        if recipients:
+            await self.deliver(event.id, recipients, *render_new_lead(event.data, self.app_url))
+
+
+class NewMessageNotifier(Notifier):
+    """``crm.message.received`` after a deal's first message (that one is the new lead) →
+    the assignee's chat, or every linked chat while the deal is unassigned."""
+
+    kind = "new_message"
+
+    async def handle(self, event: MessageReceived) -> None:
+        if event.data.is_first_message:
+            return
+        recipients = await self.store.recipients(event.data.assignee_id)
+        if recipients:
+            await self.deliver(event.id, recipients, *render_new_message(event.data, self.app_url))
+
+
+class HotLeadNotifier(Notifier):
+    """``crm.deal.hot_lead`` → the assignee's chat, or every linked chat while unassigned."""
+
+    kind = "hot_lead"
+
+    async def handle(self, event: DealHotLead) -> None:
+        recipients = await self.store.recipients(event.data.deal.assignee_id)
+        if recipients:
+            await self.deliver(event.id, recipients, *render_hot_lead(event.data, self.app_url))
+
+
+class ReplyFailedNotifier(Notifier):
+    """``crm.message.failed`` → the reply's author when linked, else the deal's assignee
+    (nobody when neither is linked)."""
+
+    kind = "reply_failed"
+
+    async def handle(self, event: MessageFailed) -> None:
+        recipients: list[Link] = []
+        for user_id in (event.data.author_user_id, event.data.assignee_id):
+            if user_id is not None:
+                recipients = await self.store.recipients(user_id)
+                if recipients:
+                    break
+        if recipients:
+            await self.deliver(event.id, recipients, *render_reply_failed(event.data, self.app_url))
+
+
+class ReauthNotifier(Notifier):
+    """``crm.channel.needs_reauth`` → every linked admin."""
+
+    kind = "channel_needs_reauth"
+
+    async def handle(self, event: ChannelNeedsReauth) -> None:
+        recipients = await self.store.links_with_role("admin")
+        if recipients:
+            await self.deliver(event.id, recipients, render_needs_reauth(event.data), None)

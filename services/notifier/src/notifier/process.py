@@ -23,7 +23,13 @@ from notifier import subscribers
 from notifier.bot import make_dispatcher
 from notifier.config import NotifierSettings
 from notifier.migrate import MIGRATIONS
-from notifier.notifications import NewLeadNotifier
+from notifier.notifications import (
+    HotLeadNotifier,
+    NewLeadNotifier,
+    NewMessageNotifier,
+    ReauthNotifier,
+    ReplyFailedNotifier,
+)
 from notifier.store import Store
 from notifier.telegram import make_bot
 
@@ -43,8 +49,12 @@ class NotifierService:
     store: Store
     bot: Bot | None
     dispatcher: Dispatcher
-    new_leads: NewLeadNotifier
+    notifiers: subscribers.Notifiers
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def new_leads(self) -> NewLeadNotifier:
+        return self.notifiers.new_leads
 
     async def start(self) -> None:
         """Wait for the schema to be migrated, then start consuming (the bus is connected)."""
@@ -95,9 +105,15 @@ async def build(
     store = Store(sessions)
     bot = make_bot(settings)
     dispatcher = make_dispatcher(store)
-    new_leads = NewLeadNotifier(store, bot, settings.app_url)
-    subscribers.register(bus, store, bot, dispatcher, new_leads, prefix=durable_prefix, policy=policy)
-    return NotifierService(settings, engine, bus, outbox, store, bot, dispatcher, new_leads)
+    notifiers = subscribers.Notifiers(
+        new_leads=NewLeadNotifier(store, bot, settings.app_url),
+        new_messages=NewMessageNotifier(store, bot, settings.app_url),
+        hot_leads=HotLeadNotifier(store, bot, settings.app_url),
+        failed_replies=ReplyFailedNotifier(store, bot, settings.app_url),
+        reauth=ReauthNotifier(store, bot, settings.app_url),
+    )
+    subscribers.register(bus, store, bot, dispatcher, notifiers, prefix=durable_prefix, policy=policy)
+    return NotifierService(settings, engine, bus, outbox, store, bot, dispatcher, notifiers)
 
 
 def create_app(settings: NotifierSettings) -> FastAPI:

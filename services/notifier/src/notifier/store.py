@@ -150,6 +150,14 @@ class Store:
                 rows = await db.fetch("SELECT user_id, chat_id, name, role FROM links WHERE user_id = $1", assignee_id)
         return [Link(**dict(row)) for row in rows]
 
+    async def links_with_role(self, role: str) -> list[Link]:
+        """Every linked chat of the users with ``role`` (admin or manager)."""
+        async with autocommit(self.sessions) as db:
+            rows = await db.fetch(
+                "SELECT user_id, chat_id, name, role FROM links WHERE role = $1 ORDER BY user_id", role
+            )
+        return [Link(**dict(row)) for row in rows]
+
     # ------------------------------------------------------------------ Telegram updates
 
     async def was_handled(self, update_id: int) -> bool:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -11,17 +12,50 @@ from aiogram.types import Update
 from pydantic import ValidationError
 
 from jggl_common.bus import PermanentFailure, RetryPolicy, ServiceBus
-from jggl_common.contracts import DealCreated, TelegramLinkRequested, TelegramUpdateReceived
+from jggl_common.contracts import (
+    ChannelNeedsReauth,
+    DealCreated,
+    DealHotLead,
+    MessageFailed,
+    MessageReceived,
+    TelegramLinkRequested,
+    TelegramUpdateReceived,
+)
 from jggl_common.logs import get_logger
 from jggl_common.streams import CRM, INGEST
-from notifier.notifications import NewLeadNotifier
+from notifier.notifications import (
+    HotLeadNotifier,
+    NewLeadNotifier,
+    NewMessageNotifier,
+    ReauthNotifier,
+    ReplyFailedNotifier,
+)
 from notifier.store import Store
 
-__all__ = ["DURABLES", "register"]
+__all__ = ["DURABLES", "Notifiers", "register"]
 
 log = get_logger(__name__)
 
-DURABLES = {"links": "notifier-links", "updates": "notifier-updates", "deals": "notifier-deals"}
+DURABLES = {
+    "links": "notifier-links",
+    "updates": "notifier-updates",
+    "deals": "notifier-deals",
+    "messages": "notifier-messages",
+    "hot_leads": "notifier-hot-leads",
+    "failed_replies": "notifier-failed-replies",
+    "reauth": "notifier-reauth",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Notifiers:
+    """One notifier per kind of notification."""
+
+    new_leads: NewLeadNotifier
+    new_messages: NewMessageNotifier
+    hot_leads: HotLeadNotifier
+    failed_replies: ReplyFailedNotifier
+    reauth: ReauthNotifier
 
 
 def _parse(contract: Any, body: Any) -> Any:
@@ -36,13 +70,13 @@ def register(
     store: Store,
     bot: Bot | None,
     dispatcher: Dispatcher,
-    new_leads: NewLeadNotifier,
+    notifiers: Notifiers,
     *,
     prefix: str = "",
     policy: RetryPolicy | None = None,
 ) -> None:
-    """Register the three durable consumers (``prefix`` + their names: tests run several
-    notifiers side by side on one server)."""
+    """Register the durable consumers of :data:`DURABLES` (``prefix`` + their names: tests
+    run several notifiers side by side on one server)."""
 
     @bus.consumer(  # type: ignore[untyped-decorator]
         durable=prefix + DURABLES["links"], stream=CRM, subject=TelegramLinkRequested.subject, policy=policy
@@ -80,4 +114,36 @@ def register(
         durable=prefix + DURABLES["deals"], stream=CRM, subject=DealCreated.subject, policy=policy, max_workers=4
     )
     async def on_deal_created(body: dict[str, Any]) -> None:
-        await new_leads.handle(_parse(DealCreated, body))
+        await notifiers.new_leads.handle(_parse(DealCreated, body))
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["messages"],
+        stream=CRM,
+        subject=MessageReceived.subject,
+        policy=policy,
+        max_workers=4,
+    )
+    async def on_message_received(body: dict[str, Any]) -> None:
+        await notifiers.new_messages.handle(_parse(MessageReceived, body))
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["hot_leads"], stream=CRM, subject=DealHotLead.subject, policy=policy, max_workers=4
+    )
+    async def on_hot_lead(body: dict[str, Any]) -> None:
+        await notifiers.hot_leads.handle(_parse(DealHotLead, body))
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["failed_replies"],
+        stream=CRM,
+        subject=MessageFailed.subject,
+        policy=policy,
+        max_workers=4,
+    )
+    async def on_message_failed(body: dict[str, Any]) -> None:
+        await notifiers.failed_replies.handle(_parse(MessageFailed, body))
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["reauth"], stream=CRM, subject=ChannelNeedsReauth.subject, policy=policy
+    )
+    async def on_channel_needs_reauth(body: dict[str, Any]) -> None:
+        await notifiers.reauth.handle(_parse(ChannelNeedsReauth, body))

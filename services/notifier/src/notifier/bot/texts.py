@@ -16,7 +16,9 @@ EXPIRED_CODE = "⌛ This link code has expired. Ask for a new one in the CRM (pr
 UNLINKED = "🔕 Your Telegram is unlinked: you will receive no more notifications here."
 NOT_LINKED = "This chat is not linked to a CRM account."
 HELP = (
-    "I send you CRM notifications: new leads, with a button to open them in the CRM.\n\n"
+    "I send you CRM notifications: new leads, new messages on your deals, hot leads, "
+    "replies that could not be delivered and, to admins, channels to reconnect; "
+    "with a button to open the deal in the CRM.\n\n"
     "/help: this message\n"
     "/stop: unlink this chat (no more notifications)"
 )

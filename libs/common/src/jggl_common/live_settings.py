@@ -44,6 +44,7 @@ KNOWN_SETTINGS: dict[str, SettingSpec] = {
     "meta.access_token": SettingSpec(True, "META_ACCESS_TOKEN", "default page access token"),
     "telegram.bot_token": SettingSpec(True, "TELEGRAM_BOT_TOKEN", "Telegram bot token"),
     "telegram.webhook_secret": SettingSpec(True, "TELEGRAM_WEBHOOK_SECRET", "Telegram webhook secret token"),
+    "telegram.mode": SettingSpec(False, "TELEGRAM_MODE", "Telegram updates by webhook or polling"),
     "gemini.api_key": SettingSpec(True, "GEMINI_API_KEY", "Gemini API key"),
     "gemini.model": SettingSpec(False, "GEMINI_MODEL", "Gemini model name"),
     "ai.enabled": SettingSpec(False, "AI_ENABLED", "analyse conversations with AI at all"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from jggl_common.settings import ServiceSettings
@@ -22,4 +24,18 @@ class NotifierSettings(ServiceSettings):
     )
     telegram_retry_after_cap_seconds: float = Field(
         default=60.0, gt=0, description="longest wait honoured for one 429 (a longer retry_after fails the send)"
+    )
+    telegram_mode: Literal["webhook", "polling"] = Field(
+        default="webhook",
+        description="webhook: updates come through ingest; polling: getUpdates (live setting telegram.mode)",
+    )
+    telegram_webhook_secret: str = Field(
+        default="", description="the secret ingest checks; without it the webhook is not registered"
+    )
+    telegram_webhook_check_seconds: float = Field(
+        default=60.0, gt=0, description="how often the registered webhook is checked (and set again if changed)"
+    )
+    telegram_poll_timeout_seconds: int = Field(default=25, ge=0, le=50, description="getUpdates long-poll timeout")
+    telegram_poll_lock_retry_seconds: float = Field(
+        default=5.0, gt=0, description="how often a replica not polling tries to take over polling"
     )

@@ -25,6 +25,12 @@ links = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("role", sa.String(16), nullable=False, comment="admin or manager"),
     sa.Column("linked_at", _TS, nullable=False),
+    sa.Column(
+        "blocked_at",
+        _TS,
+        nullable=True,
+        comment="when Telegram answered 403 (the user blocked the bot); /start clears it",
+    ),
 )
 
 link_codes = sa.Table(

@@ -5,8 +5,10 @@ unique key is the event id and the chat), then the message is sent and the outco
 recorded. A redelivered event, the same event published twice or a second notifier
 replica finds the row and sends nothing; a send that failed for a passing reason is
 marked retryable and the handler raises, so the bus delivers the event again and only
-those chats are tried again. A chat that blocked the bot, or a request Telegram refuses,
-is recorded failed and not retried.
+those chats are tried again. A request Telegram refuses is recorded failed and not
+retried; a 403 (the user blocked the bot) also marks the chat's link blocked, and later
+notifications to it are recorded skipped without a call to Telegram until the chat sends
+``/start`` again.
 
 The kinds: a new lead (``crm.deal.created``), a new message on a deal
 (``crm.message.received`` after the first), a hot lead (``crm.deal.hot_lead``), a reply
@@ -66,6 +68,7 @@ NOTIFICATIONS = Counter(
 )
 _PERMANENT = (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound, TelegramUnauthorizedError)
 SKIP_REASON = "no Telegram bot token configured"
+BLOCKED_REASON = "the chat blocked the bot (cleared by /start)"
 
 
 class NotificationFailed(RuntimeError):
@@ -114,6 +117,10 @@ class Notifier:
             if await self.store.record_skipped(event_id, link, self.kind, SKIP_REASON):
                 NOTIFICATIONS.labels(self.kind, "skipped").inc()
             return True
+        if link.blocked_at is not None:
+            if await self.store.record_skipped(event_id, link, self.kind, BLOCKED_REASON):
+                NOTIFICATIONS.labels(self.kind, "skipped").inc()
+            return True
         claim = await self.store.claim(event_id, link, self.kind, stale_before=utcnow() - self.stale_after)
         if claim is None:
             # Sent, skipped or given up before: done. Being sent elsewhere right now (an
@@ -123,6 +130,8 @@ class Notifier:
             try:
                 message = await self.bot.send_message(link.chat_id, text, reply_markup=markup)
             except _PERMANENT as exc:
+                if isinstance(exc, TelegramForbiddenError):
+                    await self.store.mark_blocked(link.chat_id)
                 await self.store.record_failed(claim.id, _describe(exc), retryable=False)
                 NOTIFICATIONS.labels(self.kind, "failed").inc()
                 log.warning(

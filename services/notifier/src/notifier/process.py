@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.db import create_engine, session_factory
 from jggl_common.health import health_router
+from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
 from jggl_common.migrations import is_current
 from jggl_common.outbox import Outbox
@@ -32,6 +33,7 @@ from notifier.notifications import (
 )
 from notifier.store import Store
 from notifier.telegram import make_bot
+from notifier.updates import UpdateModes
 
 __all__ = ["NotifierService", "build", "create_app"]
 
@@ -50,7 +52,9 @@ class NotifierService:
     bot: Bot | None
     dispatcher: Dispatcher
     notifiers: subscribers.Notifiers
+    updates: UpdateModes
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _live: LiveSettings | None = None
 
     @property
     def new_leads(self) -> NewLeadNotifier:
@@ -66,6 +70,18 @@ class NotifierService:
             await asyncio.sleep(1.0)
         if self.bot is None:
             log.warning("no TELEGRAM_BOT_TOKEN: notifications are recorded as skipped, updates ignored")
+        live = LiveSettings(
+            self.bus.broker.connection,
+            self.settings.app_key,
+            self.settings.settings_bucket,
+            replicas=self.settings.nats_stream_replicas,
+        )
+        try:
+            await live.start()
+            self._live = live
+        except Exception as exc:
+            log.warning("live settings unavailable, using the environment", error=f"{type(exc).__name__}: {exc}")
+        await self.updates.start(self._live)
         await self.bus.broker.start()
         self._tasks = [asyncio.create_task(self.outbox.relay(), name="outbox-relay")]
 
@@ -77,6 +93,9 @@ class NotifierService:
         for task in self._tasks:
             with suppress(asyncio.CancelledError):
                 await task
+        await self.updates.stop()
+        if self._live is not None:
+            await self._live.stop()
         if self.bot is not None:
             await self.bot.session.close()
         await self.engine.dispose()
@@ -112,8 +131,18 @@ async def build(
         failed_replies=ReplyFailedNotifier(store, bot, settings.app_url),
         reauth=ReauthNotifier(store, bot, settings.app_url),
     )
-    subscribers.register(bus, store, bot, dispatcher, notifiers, prefix=durable_prefix, policy=policy)
-    return NotifierService(settings, engine, bus, outbox, store, bot, dispatcher, notifiers)
+    updates = UpdateModes(settings, engine, store, dispatcher)
+    subscribers.register(
+        bus,
+        store,
+        bot,
+        dispatcher,
+        notifiers,
+        prefix=durable_prefix,
+        policy=policy,
+        current_bot=updates.current_bot,
+    )
+    return NotifierService(settings, engine, bus, outbox, store, bot, dispatcher, notifiers, updates)
 
 
 def create_app(settings: NotifierSettings) -> FastAPI:

@@ -39,6 +39,8 @@ class Link:
     chat_id: int
     name: str
     role: str
+    blocked_at: datetime | None = None
+    """When Telegram said the user blocked the bot (notifications are skipped until ``/start``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,8 @@ class Claim:
     id: int
     attempts: int
 
+
+_LINK = "user_id, chat_id, name, role, blocked_at"
 
 _CLAIM = """
 INSERT INTO notifications (event_id, chat_id, user_id, kind, status, attempts, created_at, claimed_at)
@@ -117,7 +121,7 @@ class Store:
                 INSERT INTO links (user_id, chat_id, name, role, linked_at) VALUES ($1, $2, $3, $4, $5)
                 ON CONFLICT (user_id) DO UPDATE
                    SET chat_id = EXCLUDED.chat_id, name = EXCLUDED.name, role = EXCLUDED.role,
-                       linked_at = EXCLUDED.linked_at
+                       linked_at = EXCLUDED.linked_at, blocked_at = NULL
                 """,
                 code["user_id"],
                 chat_id,
@@ -130,33 +134,43 @@ class Store:
     async def link_of_chat(self, chat_id: int) -> Link | None:
         """Who ``chat_id`` belongs to, if anyone."""
         async with autocommit(self.sessions) as db:
-            row = await db.fetchrow("SELECT user_id, chat_id, name, role FROM links WHERE chat_id = $1", chat_id)
+            row = await db.fetchrow(f"SELECT {_LINK} FROM links WHERE chat_id = $1", chat_id)
         return Link(**dict(row)) if row else None
 
     async def unlink_chat(self, chat_id: int) -> Link | None:
         """Remove the link of ``chat_id``; returns what it was."""
         async with autocommit(self.sessions) as db:
-            row = await db.fetchrow(
-                "DELETE FROM links WHERE chat_id = $1 RETURNING user_id, chat_id, name, role", chat_id
-            )
+            row = await db.fetchrow(f"DELETE FROM links WHERE chat_id = $1 RETURNING {_LINK}", chat_id)
         return Link(**dict(row)) if row else None
 
     async def recipients(self, assignee_id: int | None) -> list[Link]:
         """The assignee's linked chat, or every linked chat while nobody is assigned."""
         async with autocommit(self.sessions) as db:
             if assignee_id is None:
-                rows = await db.fetch("SELECT user_id, chat_id, name, role FROM links ORDER BY user_id")
+                rows = await db.fetch(f"SELECT {_LINK} FROM links ORDER BY user_id")
             else:
-                rows = await db.fetch("SELECT user_id, chat_id, name, role FROM links WHERE user_id = $1", assignee_id)
+                rows = await db.fetch(f"SELECT {_LINK} FROM links WHERE user_id = $1", assignee_id)
         return [Link(**dict(row)) for row in rows]
 
     async def links_with_role(self, role: str) -> list[Link]:
         """Every linked chat of the users with ``role`` (admin or manager)."""
         async with autocommit(self.sessions) as db:
-            rows = await db.fetch(
-                "SELECT user_id, chat_id, name, role FROM links WHERE role = $1 ORDER BY user_id", role
-            )
+            rows = await db.fetch(f"SELECT {_LINK} FROM links WHERE role = $1 ORDER BY user_id", role)
         return [Link(**dict(row)) for row in rows]
+
+    async def mark_blocked(self, chat_id: int, now: datetime | None = None) -> None:
+        """Remember that the chat blocked the bot (kept from the first time until cleared)."""
+        async with autocommit(self.sessions) as db:
+            await db.execute(
+                "UPDATE links SET blocked_at = COALESCE(blocked_at, $2) WHERE chat_id = $1", chat_id, now or utcnow()
+            )
+
+    async def clear_blocked(self, chat_id: int) -> None:
+        """The chat talks to the bot again (``/start``): notify it again."""
+        async with autocommit(self.sessions) as db:
+            await db.execute(
+                "UPDATE links SET blocked_at = NULL WHERE chat_id = $1 AND blocked_at IS NOT NULL", chat_id
+            )
 
     # ------------------------------------------------------------------ Telegram updates
 
@@ -197,7 +211,7 @@ class Store:
         return None if value is None else str(value)
 
     async def record_skipped(self, event_id: str, link: Link, kind: str, reason: str) -> bool:
-        """Record a notification that is not sent (no bot token); False if one existed."""
+        """Record a notification that is not sent (no bot token, a blocked chat); False if one existed."""
         async with autocommit(self.sessions) as db:
             row = await db.fetchval(
                 """

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.types import Update
 from pydantic import ValidationError
 
@@ -31,6 +31,7 @@ from notifier.notifications import (
     ReplyFailedNotifier,
 )
 from notifier.store import Store
+from notifier.updates import handle_update
 
 __all__ = ["DURABLES", "Notifiers", "register"]
 
@@ -74,9 +75,11 @@ def register(
     *,
     prefix: str = "",
     policy: RetryPolicy | None = None,
+    current_bot: Callable[[], Bot | None] | None = None,
 ) -> None:
     """Register the durable consumers of :data:`DURABLES` (``prefix`` + their names: tests
-    run several notifiers side by side on one server)."""
+    run several notifiers side by side on one server); Telegram updates are answered with
+    ``current_bot()`` when given (the bot of the live token), else with ``bot``."""
 
     @bus.consumer(  # type: ignore[untyped-decorator]
         durable=prefix + DURABLES["links"], stream=CRM, subject=TelegramLinkRequested.subject, policy=policy
@@ -94,21 +97,16 @@ def register(
     )
     async def on_telegram_update(body: dict[str, Any]) -> None:
         event: TelegramUpdateReceived = _parse(TelegramUpdateReceived, body)
-        if bot is None:
+        answering = current_bot() if current_bot is not None else bot
+        if answering is None:
             log.info("Telegram update ignored: no bot token", update_id=event.data.update_id)
             return
         try:
-            update = Update.model_validate(event.data.update, context={"bot": bot})
+            update = Update.model_validate(event.data.update, context={"bot": answering})
         except ValidationError as exc:
             raise PermanentFailure(f"malformed Telegram update {event.data.update_id}: {exc}") from exc
-        if await store.was_handled(update.update_id):
-            return  # the same update stored again, or redelivered after it was answered
-        try:
-            await dispatcher.feed_update(bot, update)
-        except (TelegramForbiddenError, TelegramBadRequest) as exc:
-            # The answer cannot be delivered (blocked, chat gone): retrying will not help.
-            log.warning("answer to a Telegram update refused", update_id=update.update_id, error=str(exc))
-        await store.mark_handled(update.update_id)
+        # The same update stored again, or redelivered after it was answered, is skipped.
+        await handle_update(store, answering, dispatcher, update)
 
     @bus.consumer(  # type: ignore[untyped-decorator]
         durable=prefix + DURABLES["deals"], stream=CRM, subject=DealCreated.subject, policy=policy, max_workers=4

@@ -5,6 +5,12 @@ Telegram answers 429 with ``retry_after`` when a chat (about 1 message/s) or the
 bot, a notification or an answer to a command alike, goes through :class:`RetryAfter`,
 which waits the time Telegram asked for and sends the same request again, a bounded
 number of times.
+
+Before that, every request that sends to a chat (``send*``, ``edit*``, ``copy*``,
+``forward*``; not ``answerCallbackQuery``, which is per query) waits for its slot in
+:class:`Pace`: about ``TELEGRAM_PER_CHAT_PER_SECOND`` per chat (a burst of 3) and
+``TELEGRAM_GLOBAL_PER_SECOND`` for the bot, per process (see :mod:`notifier.pacing`). A
+request repeated after a 429 waits for a slot again.
 """
 
 from __future__ import annotations
@@ -24,12 +30,35 @@ from prometheus_client import Counter
 
 from jggl_common.logs import get_logger
 from notifier.config import NotifierSettings
+from notifier.pacing import Pacer
 
-__all__ = ["RETRY_AFTERS", "RetryAfter", "make_bot"]
+__all__ = ["PACED_SECONDS", "RETRY_AFTERS", "Pace", "RetryAfter", "make_bot"]
 
 log = get_logger(__name__)
 
 RETRY_AFTERS = Counter("jggl_notifier_telegram_retry_after_total", "429 answers from Telegram (retry_after)")
+PACED_SECONDS = Counter(
+    "jggl_notifier_telegram_paced_seconds_total", "Seconds requests waited for their chat's or the bot's send slot"
+)
+_PACED_PREFIXES = ("Send", "Edit", "Copy", "Forward")
+
+
+class Pace(BaseRequestMiddleware):
+    """Waits for the chat's and the bot's slot (:class:`~notifier.pacing.Pacer`) before a
+    request that sends to a chat; other requests go at once."""
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+
+    async def __call__(
+        self, make_request: NextRequestMiddlewareType[Any], bot: Bot, method: TelegramMethod[Any]
+    ) -> Response[Any]:
+        chat_id = getattr(method, "chat_id", None)
+        if chat_id is not None and type(method).__name__.startswith(_PACED_PREFIXES):
+            waited = await self.pacer.wait(chat_id)
+            if waited:
+                PACED_SECONDS.inc(waited)
+        return await make_request(bot, method)
 
 
 class RetryAfter(BaseRequestMiddleware):
@@ -74,5 +103,7 @@ def make_bot(settings: NotifierSettings) -> Bot | None:
         if settings.telegram_api_url
         else AiohttpSession()
     )
+    # The first registered is the outermost: a request repeated after a 429 is paced again.
     session.middleware(RetryAfter(settings.telegram_max_retry_after, settings.telegram_retry_after_cap_seconds))
+    session.middleware(Pace(Pacer(settings.telegram_per_chat_per_second, settings.telegram_global_per_second)))
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))

@@ -91,6 +91,13 @@ def _number(low: float, high: float, *, whole: bool = False) -> Callable[[str, s
     return check
 
 
+def _telegram_mode(key: str, value: str) -> str:
+    lowered = value.lower()
+    if lowered not in ("webhook", "polling"):
+        raise InvalidSetting(f"{key} must be webhook or polling.")
+    return lowered
+
+
 def _token(key: str, value: str) -> str:
     if any(character.isspace() for character in value):
         raise InvalidSetting(f"{key} must not contain spaces or line breaks.")
@@ -107,6 +114,7 @@ _CHECKS: dict[str, Callable[[str, str], str]] = {
     "ai.debounce_seconds": _number(0, 3600),
     "ai.requests_per_minute": _number(0.1, 10000),
     "ai.concurrency": _number(1, 64, whole=True),
+    "telegram.mode": _telegram_mode,
 }
 
 

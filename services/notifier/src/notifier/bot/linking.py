@@ -1,4 +1,5 @@
-"""``/start <code>``: link this chat to the manager whose one-time code it is."""
+"""``/start <code>``: link this chat to the manager whose one-time code it is (any
+``/start`` also clears the mark of a chat that had blocked the bot)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ _REFUSALS = {"unknown": texts.UNKNOWN_CODE, "used": texts.USED_CODE, "expired": 
 
 async def start(message: Message, command: CommandObject, store: Store) -> None:
     code = (command.args or "").strip()
+    await store.clear_blocked(message.chat.id)  # it talks to the bot again: notify it again
     if not code:
         link = await store.link_of_chat(message.chat.id)
         await message.answer(texts.already_linked(link.name) if link else texts.INSTRUCTIONS)

@@ -25,6 +25,12 @@ class NotifierSettings(ServiceSettings):
     telegram_retry_after_cap_seconds: float = Field(
         default=60.0, gt=0, description="longest wait honoured for one 429 (a longer retry_after fails the send)"
     )
+    telegram_per_chat_per_second: float = Field(
+        default=1.0, ge=0, description="sends to one chat per second (a burst of 3 allowed); 0: not paced"
+    )
+    telegram_global_per_second: float = Field(
+        default=30.0, ge=0, description="sends of the bot per second, per notifier process; 0: not paced"
+    )
     telegram_mode: Literal["webhook", "polling"] = Field(
         default="webhook",
         description="webhook: updates come through ingest; polling: getUpdates (live setting telegram.mode)",

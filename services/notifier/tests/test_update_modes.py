@@ -149,3 +149,25 @@ async def test_switching_from_webhook_to_polling_at_run_time(
     # And back: the webhook is registered again.
     await live.put("telegram.mode", "webhook", secret=False)
     await webhook_url(telegram, HOOK)
+
+
+async def test_a_new_bot_token_takes_effect_without_a_restart(
+    start_notifier: StartNotifier, bus: Bus, telegram: TelegramFakeServer
+) -> None:
+    service = await start_notifier(**FAST_POLLING)
+    await eventually(lambda: _true(service.updates.polling))
+    live = LiveSettings(bus.nc, APP_KEY, service.settings.settings_bucket)
+    other = "654321:another-token"
+
+    await live.put("telegram.bot_token", other, secret=True)
+
+    await eventually(lambda: _true(service.updates.bot is not None and service.updates.bot.token == other))
+    assert service.new_leads.bot is service.updates.bot  # notifications send with it too
+    # The fake knows only the first token: the new bot's calls are refused (401).
+    await eventually(lambda: _true(any(call.status == 401 for call in telegram.fake.calls())))
+
+    await live.put("telegram.bot_token", TOKEN, secret=True)
+    await eventually(lambda: _true(service.updates.bot is not None and service.updates.bot.token == TOKEN))
+    chat = next_id()
+    telegram.fake.user_sends(chat, "/help", first_name="Mia")
+    assert len(await answers(telegram, chat)) == 1

@@ -131,7 +131,18 @@ async def build(
         failed_replies=ReplyFailedNotifier(store, bot, settings.app_url),
         reauth=ReauthNotifier(store, bot, settings.app_url),
     )
-    updates = UpdateModes(settings, engine, store, dispatcher)
+
+    def use_bot(new: Bot | None) -> None:  # the live token's bot sends the notifications too
+        for notifier in (
+            notifiers.new_leads,
+            notifiers.new_messages,
+            notifiers.hot_leads,
+            notifiers.failed_replies,
+            notifiers.reauth,
+        ):
+            notifier.bot = new
+
+    updates = UpdateModes(settings, engine, store, dispatcher, on_bot=use_bot)
     subscribers.register(
         bus,
         store,

@@ -15,7 +15,8 @@
   and take over when it is released (the holder stopped or its connection died).
 
 A change of ``telegram.bot_token``, ``telegram.mode`` or ``telegram.webhook_secret`` in the
-live settings stops the running mode and starts the new one with a new ``Bot``.
+live settings stops the running mode and starts the new one with a new ``Bot`` (handed to
+the notifications too, through ``on_bot``).
 """
 
 from __future__ import annotations
@@ -63,8 +64,17 @@ async def handle_update(store: Store, bot: Bot, dispatcher: Dispatcher, update: 
 class UpdateModes:
     """Runs the update mode the settings ask for, and restarts it when they change."""
 
-    def __init__(self, settings: NotifierSettings, engine: AsyncEngine, store: Store, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        settings: NotifierSettings,
+        engine: AsyncEngine,
+        store: Store,
+        dispatcher: Dispatcher,
+        on_bot: Callable[[Bot | None], None] | None = None,
+    ) -> None:
         self.settings = settings
+        self.on_bot = on_bot
+        """Called with each new bot (the notifications send with it too)."""
         self.engine = engine
         self.store = store
         self.dispatcher = dispatcher
@@ -137,7 +147,9 @@ class UpdateModes:
             if self.bot is not None:
                 self._stale.append(self.bot)
             self.bot = make_bot(self.settings.model_copy(update={"telegram_bot_token": token}))
-        await self._close_stale()
+            if self.on_bot is not None:
+                self.on_bot(self.bot)
+        # Old bots stay open until stop: notifications in flight may still be sending with them.
         if self.bot is None:
             log.warning("no Telegram bot token: no updates are received", mode=mode)
             return

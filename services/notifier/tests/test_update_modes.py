@@ -49,9 +49,9 @@ async def webhook_url(telegram: TelegramFakeServer, url: str) -> dict[str, Any]:
 
 
 async def test_webhook_mode_registers_the_webhook_with_the_secret_and_keeps_it(
-    start_notifier: StartNotifier, telegram: TelegramFakeServer
+    start_notifier: StartNotifier, bus: Bus, telegram: TelegramFakeServer
 ) -> None:
-    await start_notifier(**FAST_WEBHOOK)
+    service = await start_notifier(**FAST_WEBHOOK)
 
     hook = await webhook_url(telegram, HOOK)
     assert hook["secret_token"] == SECRET
@@ -64,6 +64,11 @@ async def test_webhook_mode_registers_the_webhook_with_the_secret_and_keeps_it(
     assert telegram.fake.webhook["url"] == "https://elsewhere.example.com/hook"  # type: ignore[index]
     hook = await webhook_url(telegram, HOOK)
     assert hook["secret_token"] == SECRET
+
+    # A new secret in the live settings: registered again with it.
+    live = LiveSettings(bus.nc, APP_KEY, service.settings.settings_bucket)
+    await live.put("telegram.webhook_secret", "new-Secret_2", secret=True)
+    await eventually(lambda: _true((telegram.fake.webhook or {}).get("secret_token") == "new-Secret_2"))
 
 
 async def test_webhook_mode_without_a_secret_registers_nothing(

@@ -195,12 +195,14 @@ class UpdateModes:
             return
         url = f"{self.settings.app_url.rstrip('/')}/webhooks/telegram"
         failures = 0
+        registered = False  # set once at start (the secret may be new), then whenever the URL differs
         while True:
             try:
                 info = await bot.get_webhook_info()
-                if info.url != url:
+                if not registered or info.url != url:
                     await bot.set_webhook(url=url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
                     log.info("telegram webhook registered", url=url, was=info.url or None)
+                    registered = True
                 failures = 0
                 await asyncio.sleep(self.settings.telegram_webhook_check_seconds)
             except asyncio.CancelledError:

@@ -146,7 +146,11 @@ class UpdateModes:
         if self.bot is None or self.bot.token != token:
             if self.bot is not None:
                 self._stale.append(self.bot)
-            self.bot = make_bot(self.settings.model_copy(update={"telegram_bot_token": token}))
+            try:
+                self.bot = make_bot(self.settings.model_copy(update={"telegram_bot_token": token}))
+            except Exception as exc:  # aiogram refuses a malformed token
+                log.error("unusable Telegram bot token ignored", error=type(exc).__name__)
+                self.bot = None
             if self.on_bot is not None:
                 self.on_bot(self.bot)
         # Old bots stay open until stop: notifications in flight may still be sending with them.

@@ -10,6 +10,8 @@ from .admin import (
     ChannelNeedsReauthData,
     TelegramLinkRequested,
     TelegramLinkRequestedData,
+    TelegramUnlinkRequested,
+    TelegramUnlinkRequestedData,
     link_code_hash,
 )
 from .ai import (
@@ -72,6 +74,7 @@ CONTRACTS: tuple[type[Envelope], ...] = (
     DealUpdated,
     MessageReceived,
     TelegramLinkRequested,
+    TelegramUnlinkRequested,
     ChannelNeedsReauth,
     SendRequested,
     MessageSent,
@@ -132,6 +135,8 @@ __all__ = [
     "SendRequestedData",
     "TelegramLinkRequested",
     "TelegramLinkRequestedData",
+    "TelegramUnlinkRequested",
+    "TelegramUnlinkRequestedData",
     "TelegramUpdateData",
     "TelegramUpdateReceived",
     "Temperature",

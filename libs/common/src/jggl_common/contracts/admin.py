@@ -20,6 +20,8 @@ __all__ = [
     "ChannelNeedsReauthData",
     "TelegramLinkRequested",
     "TelegramLinkRequestedData",
+    "TelegramUnlinkRequested",
+    "TelegramUnlinkRequestedData",
     "link_code_hash",
 ]
 
@@ -53,6 +55,28 @@ class TelegramLinkRequested(Envelope):
     type: Literal["crm.telegram.link_requested"] = "crm.telegram.link_requested"
     version: Literal[1] = 1
     data: TelegramLinkRequestedData
+
+
+class TelegramUnlinkRequestedData(BaseModel):
+    """Whose Telegram link is to be removed, why, and by whom."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: int
+    reason: Literal["self", "admin", "deactivated"] = Field(
+        description="self: the user unlinked; admin: an admin unlinked them; deactivated: the account was deactivated"
+    )
+    actor_user_id: int | None = Field(default=None, description="who did it (the user, or the admin); null if unknown")
+
+
+class TelegramUnlinkRequested(Envelope):
+    """A user's Telegram is to be unlinked. Subject ``crm.telegram.unlink_requested``."""
+
+    subject: ClassVar[str] = "crm.telegram.unlink_requested"
+
+    type: Literal["crm.telegram.unlink_requested"] = "crm.telegram.unlink_requested"
+    version: Literal[1] = 1
+    data: TelegramUnlinkRequestedData
 
 
 class ChannelNeedsReauthData(BaseModel):

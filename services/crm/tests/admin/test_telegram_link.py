@@ -1,4 +1,4 @@
-"""``POST /api/me/telegram-link``: a one-time code, announced by hash, never stored in clear."""
+"""`/api/me/telegram-link`: a one-time code announced by hash, never stored in clear; and unlinking."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from crm.telegram_link.service import ALPHABET, CODE_LENGTH
-from jggl_common.contracts import TelegramLinkRequested, link_code_hash, utcnow
+from jggl_common.contracts import TelegramLinkRequested, TelegramUnlinkRequested, link_code_hash, utcnow
 from jggl_common.db import session_scope
 
 from ..api.factories import create_user
@@ -85,3 +85,59 @@ async def test_the_deep_link_names_the_configured_bot_and_codes_are_limited(
     assert (await api.client.post("/api/me/telegram-link", headers=headers)).status_code == 201
     assert len(await api.rows("SELECT id FROM telegram_link_codes")) == 1
     assert (await api.client.post("/api/me/telegram-link")).status_code == 401
+
+
+async def _unlink_events(api: Api) -> list[TelegramUnlinkRequested]:
+    rows = await api.rows("SELECT payload FROM outbox WHERE subject = 'crm.telegram.unlink_requested' ORDER BY id")
+    return [TelegramUnlinkRequested.model_validate_json(row["payload"]) for row in rows]
+
+
+async def test_a_user_unlinks_their_telegram_and_their_codes_stop_working(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        manager = await create_user(session, name="Olena")
+    assert (await api.client.post("/api/me/telegram-link", headers=api.headers(manager))).status_code == 201
+    response = await api.client.delete("/api/me/telegram-link", headers=api.headers(manager))
+    assert response.status_code == 204, response.text
+    assert await api.rows("SELECT id FROM telegram_link_codes") == []
+    (event,) = await _unlink_events(api)
+    assert event.data.model_dump() == {"user_id": manager.id, "reason": "self", "actor_user_id": manager.id}
+    assert event.producer == "crm"
+    assert (await api.client.delete("/api/me/telegram-link")).status_code == 401
+
+
+async def test_an_admin_unlinks_anyone_a_manager_nobody_else(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        manager = await create_user(session, name="Olena")
+        other = await create_user(session, name="Petro")
+    refused = await api.client.delete(f"/api/users/{other.id}/telegram-link", headers=api.headers(manager))
+    assert refused.status_code == 403
+    missing = await api.client.delete("/api/users/999999/telegram-link", headers=api.headers(admin))
+    assert missing.status_code == 404
+    assert await _unlink_events(api) == []
+
+    response = await api.client.delete(f"/api/users/{manager.id}/telegram-link", headers=api.headers(admin))
+    assert response.status_code == 204, response.text
+    (event,) = await _unlink_events(api)
+    assert event.data.model_dump() == {"user_id": manager.id, "reason": "admin", "actor_user_id": admin.id}
+
+
+async def test_deactivating_a_user_unlinks_their_telegram(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        manager = await create_user(session, name="Olena")
+    assert (await api.client.post("/api/me/telegram-link", headers=api.headers(manager))).status_code == 201
+    renamed = await api.client.patch(f"/api/users/{manager.id}", json={"name": "O."}, headers=api.headers(admin))
+    assert renamed.status_code == 200, renamed.text
+    assert await _unlink_events(api) == []
+    response = await api.client.patch(f"/api/users/{manager.id}", json={"is_active": False}, headers=api.headers(admin))
+    assert response.status_code == 200, response.text
+    (event,) = await _unlink_events(api)
+    assert event.data.model_dump() == {"user_id": manager.id, "reason": "deactivated", "actor_user_id": admin.id}
+    assert await api.rows("SELECT id FROM telegram_link_codes") == []
+
+
+def test_the_openapi_documents_the_unlink_statuses(api: Api) -> None:
+    paths = api.app.openapi()["paths"]
+    assert set(paths["/api/me/telegram-link"]["delete"]["responses"]) >= {"204", "401"}
+    assert set(paths["/api/users/{user_id}/telegram-link"]["delete"]["responses"]) >= {"204", "401", "403", "404"}

@@ -1,4 +1,5 @@
-"""``POST /api/me/telegram-link``: a code to link your Telegram to the CRM bot."""
+"""``/api/me/telegram-link``: a code to link your Telegram to the CRM bot, or unlink it;
+``DELETE /api/users/{id}/telegram-link``: an admin unlinks anyone."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from datetime import datetime
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
-from crm.auth.dependencies import CurrentUser
-from crm.web.errors import error_responses
+from crm.auth.dependencies import CurrentAdmin, CurrentUser
+from crm.models import User
+from crm.web.errors import NotFound, error_responses
 from crm.web.state import Session, State
+from crm.web.types import UserId
 
 from . import service
 
@@ -40,3 +43,34 @@ async def telegram_link(user: CurrentUser, session: Session, state: State) -> Te
     await session.commit()
     await state.announce(session)
     return TelegramLink(code=link.code, deep_link=link.deep_link, expires_at=link.expires_at)
+
+
+@router.delete(
+    "/api/me/telegram-link",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Unlink your Telegram",
+)
+async def telegram_unlink(user: CurrentUser, session: Session, state: State) -> None:
+    """The bot stops sending you notifications and says so in the chat once; your unused
+    link codes stop working. Unlinking when nothing is linked is harmless (204 too).
+    """
+    assert user.id is not None
+    await service.request_unlink(session, user.id, reason="self", actor=user)
+    await session.commit()
+    await state.announce(session)
+
+
+@router.delete(
+    "/api/users/{user_id}/telegram-link",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Unlink a user's Telegram (admin)",
+    tags=["users"],
+    responses=error_responses(403, 404),
+)
+async def telegram_unlink_user(admin: CurrentAdmin, session: Session, state: State, user_id: UserId) -> None:
+    """As ``DELETE /api/me/telegram-link``, for any user; 404 when there is no such user."""
+    if await session.get(User, user_id) is None:
+        raise NotFound("User not found")
+    await service.request_unlink(session, user_id, reason="admin", actor=admin)
+    await session.commit()
+    await state.announce(session)

@@ -1,4 +1,4 @@
-"""One-time Telegram link codes. Never commits.
+"""One-time Telegram link codes, and unlinking. Never commits.
 
 The code is shown to the user once and kept nowhere in clear: crm stores its hash, and
 the ``crm.telegram.link_requested`` event carries that hash for the notifier, which
@@ -13,6 +13,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy import delete, func, select
@@ -22,8 +23,17 @@ from sqlmodel import col
 from crm.models import TelegramLinkCode, User
 from crm.web.errors import TooManyRequests
 from jggl_common import outbox
-from jggl_common.contracts import TelegramLinkRequested, TelegramLinkRequestedData, link_code_hash, utcnow
-from jggl_common.logs import correlation_id
+from jggl_common.contracts import (
+    TelegramLinkRequested,
+    TelegramLinkRequestedData,
+    TelegramUnlinkRequested,
+    TelegramUnlinkRequestedData,
+    link_code_hash,
+    utcnow,
+)
+from jggl_common.logs import correlation_id, get_logger
+
+log = get_logger(__name__)
 
 PRODUCER = "crm"
 CODE_TTL = timedelta(minutes=15)
@@ -103,3 +113,30 @@ async def request_link(session: AsyncSession, user: User, *, bot: str) -> LinkCo
     )
     event_id = await outbox.stage(session, event)
     return LinkCode(code=code, deep_link=f"https://t.me/{bot}?start={code}", expires_at=expires_at, event_id=event_id)
+
+
+UnlinkReason = Literal["self", "admin", "deactivated"]
+
+
+async def request_unlink(session: AsyncSession, user_id: int, *, reason: UnlinkReason, actor: User | None) -> str:
+    """Unlink ``user_id``'s Telegram: their pending codes are dropped and the notifier is told.
+
+    Returns the id of the staged ``crm.telegram.unlink_requested`` event.
+    """
+    await session.execute(select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"crm.telegram-link:{user_id}"))))
+    await session.execute(delete(TelegramLinkCode).where(col(TelegramLinkCode.user_id) == user_id))
+    event = TelegramUnlinkRequested(
+        producer=PRODUCER,
+        correlation_id=correlation_id(),
+        data=TelegramUnlinkRequestedData(
+            user_id=user_id, reason=reason, actor_user_id=actor.id if actor is not None else None
+        ),
+    )
+    event_id = await outbox.stage(session, event)
+    log.info(
+        "telegram unlink requested",
+        user_id=user_id,
+        reason=reason,
+        actor_user_id=actor.id if actor is not None else None,
+    )
+    return event_id

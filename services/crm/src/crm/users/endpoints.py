@@ -41,8 +41,8 @@ async def update_user(
 ) -> UserRead:
     """Rename, change role, (de)activate or set a new password.
 
-    Deactivating ends the user's sessions at once and returns their open deals to the
-    unassigned pool; a new password ends their other sessions.
+    Deactivating ends the user's sessions at once, returns their open deals to the
+    unassigned pool and unlinks their Telegram; a new password ends their other sessions.
     """
     user, _ = await service.update_user(session, state.passwords, admin, user_id, data)
     await session.commit()

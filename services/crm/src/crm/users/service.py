@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.auth.passwords import Passwords
 from crm.deals import service as deals
 from crm.models import User
+from crm.telegram_link import service as telegram_link
 from crm.web.errors import Conflict, NotFound
 from jggl_common.contracts import utcnow
 
@@ -41,7 +42,7 @@ async def update_user(
 
     An admin cannot demote or deactivate themselves, so there is always an admin left
     who can undo any change. A deactivated manager's open deals go back to the
-    unassigned pool, where the rest of the team sees them.
+    unassigned pool, where the rest of the team sees them, and their Telegram is unlinked.
     """
     user = await session.get(User, user_id, with_for_update=True)
     if user is None:
@@ -58,6 +59,7 @@ async def update_user(
     if data.is_active is not None:
         if user.is_active and not data.is_active:
             event_ids = await deals.release_deals_of(session, actor, user_id)
+            event_ids.append(await telegram_link.request_unlink(session, user_id, reason="deactivated", actor=actor))
         user.is_active = data.is_active
     user.updated_at = utcnow()
     await session.flush()

@@ -36,6 +36,7 @@ __all__ = [
     "render_new_lead",
     "render_new_message",
     "render_reply_failed",
+    "render_unlinked",
 ]
 
 OPEN_IN_CRM = "Open in CRM"
@@ -141,4 +142,20 @@ def render_needs_reauth(channel: ChannelNeedsReauthData) -> str:
         f"<b>{name}</b> · {platform_name(channel.platform)}\n"
         f"Meta refused its access token{code}: {html.escape(channel.error_message.strip())}\n"
         "Replies on this channel fail until an admin reconnects it in the CRM."
+    )
+
+
+UNLINK_REASONS = {
+    "self": "you unlinked it in the CRM",
+    "admin": "an admin unlinked it in the CRM",
+    "deactivated": "your CRM account was deactivated",
+}
+
+
+def render_unlinked(reason: str) -> str:
+    """The goodbye to a chat crm unlinked."""
+    why = html.escape(UNLINK_REASONS.get(reason, reason))
+    return (
+        f"🔕 <b>This chat is no longer linked to the CRM</b> ({why}).\n"
+        "You will receive no more notifications here; a new link code from the CRM links it again."
     )

@@ -12,8 +12,9 @@ notifications to it are recorded skipped without a call to Telegram until the ch
 
 The kinds: a new lead (``crm.deal.created``), a new message on a deal
 (``crm.message.received`` after the first), a hot lead (``crm.deal.hot_lead``), a reply
-that failed (``crm.message.failed``) and a channel that needs reconnecting
-(``crm.channel.needs_reauth``, to the admins).
+that failed (``crm.message.failed``), a channel that needs reconnecting
+(``crm.channel.needs_reauth``, to the admins) and the goodbye to a chat crm unlinked
+(``crm.telegram.unlink_requested``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from jggl_common.contracts import (
     DealHotLead,
     MessageFailed,
     MessageReceived,
+    TelegramUnlinkRequested,
     utcnow,
 )
 from jggl_common.logs import get_logger
@@ -46,10 +48,12 @@ from notifier.notification_texts import (
     render_new_lead,
     render_new_message,
     render_reply_failed,
+    render_unlinked,
 )
-from notifier.store import Link, Store
+from notifier.store import BLOCKED_REASON, Link, Store
 
 __all__ = [
+    "BLOCKED_REASON",
     "NOTIFICATIONS",
     "HotLeadNotifier",
     "NewLeadNotifier",
@@ -58,6 +62,7 @@ __all__ = [
     "Notifier",
     "ReauthNotifier",
     "ReplyFailedNotifier",
+    "UnlinkNotifier",
     "render_new_lead",
 ]
 
@@ -68,7 +73,6 @@ NOTIFICATIONS = Counter(
 )
 _PERMANENT = (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound, TelegramUnauthorizedError)
 SKIP_REASON = "no Telegram bot token configured"
-BLOCKED_REASON = "the chat blocked the bot (cleared by /start)"
 
 
 class NotificationFailed(RuntimeError):
@@ -217,3 +221,21 @@ class ReauthNotifier(Notifier):
         recipients = await self.store.links_with_role("admin")
         if recipients:
             await self.deliver(event.id, recipients, render_needs_reauth(event.data), None)
+
+
+class UnlinkNotifier(Notifier):
+    """``crm.telegram.unlink_requested`` → the user's link and unused codes are removed, and
+    the chat that was linked is told so, once (the row is logged with the unlink itself, so
+    a redelivery after the link is gone still finishes the goodbye and never repeats it)."""
+
+    kind = "unlinked"
+
+    async def handle(self, event: TelegramUnlinkRequested) -> None:
+        skip = SKIP_REASON if self.bot is None else None
+        await self.store.unlink_user(event.id, event.data.user_id, self.kind, skip_reason=skip)
+        recipients = await self.store.unlink_notices(event.id, self.kind)
+        if recipients:
+            await self.deliver(event.id, recipients, render_unlinked(event.data.reason), None)
+        log.info(
+            "Telegram unlinked by crm", user_id=event.data.user_id, reason=event.data.reason, chats=len(recipients)
+        )

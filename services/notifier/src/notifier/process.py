@@ -30,6 +30,7 @@ from notifier.notifications import (
     NewMessageNotifier,
     ReauthNotifier,
     ReplyFailedNotifier,
+    UnlinkNotifier,
 )
 from notifier.store import Store
 from notifier.telegram import make_bot
@@ -130,6 +131,7 @@ async def build(
         hot_leads=HotLeadNotifier(store, bot, settings.app_url),
         failed_replies=ReplyFailedNotifier(store, bot, settings.app_url),
         reauth=ReauthNotifier(store, bot, settings.app_url),
+        unlinks=UnlinkNotifier(store, bot, settings.app_url),
     )
 
     def use_bot(new: Bot | None) -> None:  # the live token's bot sends the notifications too
@@ -139,6 +141,7 @@ async def build(
             notifiers.hot_leads,
             notifiers.failed_replies,
             notifiers.reauth,
+            notifiers.unlinks,
         ):
             notifier.bot = new
 

@@ -52,6 +52,7 @@ class Claim:
 
 
 _LINK = "user_id, chat_id, name, role, blocked_at"
+BLOCKED_REASON = "the chat blocked the bot (cleared by /start)"
 
 _CLAIM = """
 INSERT INTO notifications (event_id, chat_id, user_id, kind, status, attempts, created_at, claimed_at)
@@ -142,6 +143,49 @@ class Store:
         async with autocommit(self.sessions) as db:
             row = await db.fetchrow(f"DELETE FROM links WHERE chat_id = $1 RETURNING {_LINK}", chat_id)
         return Link(**dict(row)) if row else None
+
+    async def unlink_user(
+        self, event_id: str, user_id: int, kind: str, *, skip_reason: str | None, now: datetime | None = None
+    ) -> None:
+        """crm unlinked ``user_id``: remove their link and unused codes, and in the same
+        transaction log the goodbye owed to the chat they had (``event_id``, that chat):
+        to be sent (a retryable row :meth:`claim` takes), or skipped with ``skip_reason``.
+        A redelivery finds no link and changes nothing; :meth:`unlink_notices` still finds
+        the row."""
+        now = now or utcnow()
+        async with session_scope(self.sessions) as session:
+            db = await driver_connection(session)
+            await db.execute("DELETE FROM link_codes WHERE user_id = $1 AND used_at IS NULL", user_id)
+            link = await db.fetchrow(f"DELETE FROM links WHERE user_id = $1 RETURNING {_LINK}", user_id)
+            if link is None:
+                return
+            reason = skip_reason or (BLOCKED_REASON if link["blocked_at"] is not None else None)
+            await db.execute(
+                """
+                INSERT INTO notifications (event_id, chat_id, user_id, kind, status, retryable, attempts, error,
+                                           created_at)
+                VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)
+                ON CONFLICT (event_id, chat_id) DO NOTHING
+                """,
+                event_id,
+                link["chat_id"],
+                user_id,
+                kind,
+                "skipped" if reason else "failed",
+                reason is None,
+                reason or "not sent yet",
+                now,
+            )
+
+    async def unlink_notices(self, event_id: str, kind: str) -> list[Link]:
+        """The chats owed a goodbye for ``event_id`` (whatever their status), as links."""
+        async with autocommit(self.sessions) as db:
+            rows = await db.fetch(
+                "SELECT user_id, chat_id FROM notifications WHERE event_id = $1 AND kind = $2 ORDER BY chat_id",
+                event_id,
+                kind,
+            )
+        return [Link(user_id=row["user_id"], chat_id=row["chat_id"], name="", role="") for row in rows]
 
     async def recipients(self, assignee_id: int | None) -> list[Link]:
         """The assignee's linked chat, or every linked chat while nobody is assigned."""

@@ -1,4 +1,4 @@
-"""The notifier's durable consumers: link codes from crm, Telegram updates from ingest
+"""The notifier's durable consumers: link codes and unlinks from crm, Telegram updates from ingest
 (webhook mode), and the events that become notifications."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from jggl_common.contracts import (
     MessageFailed,
     MessageReceived,
     TelegramLinkRequested,
+    TelegramUnlinkRequested,
     TelegramUpdateReceived,
 )
 from jggl_common.logs import get_logger
@@ -29,6 +30,7 @@ from notifier.notifications import (
     NewMessageNotifier,
     ReauthNotifier,
     ReplyFailedNotifier,
+    UnlinkNotifier,
 )
 from notifier.store import Store
 from notifier.updates import handle_update
@@ -39,6 +41,7 @@ log = get_logger(__name__)
 
 DURABLES = {
     "links": "notifier-links",
+    "unlinks": "notifier-unlinks",
     "updates": "notifier-updates",
     "deals": "notifier-deals",
     "messages": "notifier-messages",
@@ -57,6 +60,7 @@ class Notifiers:
     hot_leads: HotLeadNotifier
     failed_replies: ReplyFailedNotifier
     reauth: ReauthNotifier
+    unlinks: UnlinkNotifier
 
 
 def _parse(contract: Any, body: Any) -> Any:
@@ -87,6 +91,12 @@ def register(
     async def on_link_requested(body: dict[str, Any]) -> None:
         event: TelegramLinkRequested = _parse(TelegramLinkRequested, body)
         await store.remember_code(event.data)
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["unlinks"], stream=CRM, subject=TelegramUnlinkRequested.subject, policy=policy
+    )
+    async def on_unlink_requested(body: dict[str, Any]) -> None:
+        await notifiers.unlinks.handle(_parse(TelegramUnlinkRequested, body))
 
     @bus.consumer(  # type: ignore[untyped-decorator]
         durable=prefix + DURABLES["updates"],

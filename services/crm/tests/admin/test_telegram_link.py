@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+import nats
 import pytest
 from sqlalchemy import text
 
 from crm.telegram_link.service import ALPHABET, CODE_LENGTH
+from jggl_common.bus import EventPublisher
 from jggl_common.contracts import TelegramLinkRequested, TelegramUnlinkRequested, link_code_hash, utcnow
 from jggl_common.db import session_scope
+from jggl_common.outbox import Outbox
+from jggl_common.streams import CRM, ensure_streams
 
 from ..api.factories import create_user
 from .conftest import Api
@@ -88,8 +92,28 @@ async def test_the_deep_link_names_the_configured_bot_and_codes_are_limited(
 
 
 async def _unlink_events(api: Api) -> list[TelegramUnlinkRequested]:
-    rows = await api.rows("SELECT payload FROM outbox WHERE subject = 'crm.telegram.unlink_requested' ORDER BY id")
-    return [TelegramUnlinkRequested.model_validate_json(row["payload"]) for row in rows]
+    """The unlink events the requests staged, as found on the CRM stream once the outbox published them."""
+    rows = await api.rows("SELECT event_id FROM outbox WHERE subject = 'crm.telegram.unlink_requested' ORDER BY id")
+    if not rows:
+        return []
+    wanted = [row["event_id"] for row in rows]
+    nc = await nats.connect(api.settings.nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        await Outbox(api.sessions, EventPublisher(nc)).flush()
+        # Other tests publish on the same subject: read it from the start, keep ours.
+        sub = await js.subscribe("crm.telegram.unlink_requested", stream=CRM.name, ordered_consumer=True)
+        found: dict[str, TelegramUnlinkRequested] = {}
+        while len(found) < len(wanted):
+            message = await sub.next_msg(timeout=10)
+            event = TelegramUnlinkRequested.model_validate_json(message.data)
+            if event.id in wanted:
+                found[event.id] = event
+        await sub.unsubscribe()
+    finally:
+        await nc.close()
+    return [found[event_id] for event_id in wanted]
 
 
 async def test_a_user_unlinks_their_telegram_and_their_codes_stop_working(api: Api) -> None:

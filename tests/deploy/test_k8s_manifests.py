@@ -962,12 +962,19 @@ def test_every_command_gets_the_variables_its_settings_require(base_docs: list[D
     assert seen == set(COMMAND_SETTINGS), f"commands not found in the manifests: {set(COMMAND_SETTINGS) - seen}"
 
 
+NOT_BUILT = {"scheduler"}
+"""Services whose manifest is ready but whose module is not built yet (the README of
+deploy/k8s says so); applied, their pods would crash-loop."""
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_deployment_runs_a_module_that_exists(base_docs: list[Doc], service: str) -> None:
     module = main_container(find(base_docs, "Deployment", service))["command"][2]
     assert importlib.util.find_spec(module) is not None, f"no package {module!r} in the image"
-    if importlib.util.find_spec(f"{module}.__main__") is None:
-        pytest.xfail(f"{module} has no __main__ yet: `python -m {module}` exits at once (CrashLoopBackOff)")
+    runnable = importlib.util.find_spec(f"{module}.__main__") is not None
+    # A built service leaves NOT_BUILT (this fails until it does); any other must run.
+    listed = service in NOT_BUILT
+    assert runnable != listed, f"{module}: runnable={runnable}, listed as not built={listed}"
 
 
 def test_ai_reads_the_gemini_key_from_the_secret(base_docs: list[Doc]) -> None:

@@ -7,36 +7,18 @@ import sys
 
 from ai.config import AiSettings
 from ai.migrate import upgrade_sync
-from jggl_common.logs import configure_logging
-from jggl_common.settings import load_settings
+from jggl_common.entrypoint import service_main
+
+
+def _app(settings: AiSettings) -> object:
+    from ai.process import create_app  # the app's imports wait until it is served
+
+    return create_app(settings)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch the subcommand."""
-    args = sys.argv[1:] if argv is None else argv
-    command = args[0] if args else "serve"
-    settings = load_settings(AiSettings)
-    if command == "migrate":
-        upgrade_sync(settings.database_url, settings.db_schema)
-        print(f"ai schema {settings.db_schema!r} is at the latest revision")
-        return 0
-    if command != "serve":
-        print(f"unknown command {command!r}: use serve or migrate", file=sys.stderr)
-        return 2
-    configure_logging("ai", settings.log_level)
-    import uvicorn
-
-    from ai.process import create_app
-
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
-    return 0
+    return service_main("ai", AiSettings, migrate=upgrade_sync, app=_app, argv=argv)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .db import create_engine
+from .logs import get_logger
 
-__all__ = ["alembic_config", "is_current", "run_environment", "upgrade", "upgrade_sync"]
+log = get_logger(__name__)
+
+__all__ = ["alembic_config", "is_current", "run_environment", "upgrade", "upgrade_sync", "wait_until_current"]
 
 
 def alembic_config(migrations: Path, database_url: str, schema: str) -> Config:
@@ -55,6 +58,18 @@ async def is_current(migrations: Path, engine: AsyncEngine) -> bool:
             return False
         applied = set((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars())
     return applied == heads
+
+
+async def wait_until_current(migrations: Path, engine: AsyncEngine, service: str, poll: float = 1.0) -> None:
+    """Return once the schema is at the latest revision, saying once that it waits."""
+    waited = False
+    while not await is_current(migrations, engine):
+        if not waited:
+            log.warning(
+                "waiting for the schema to be migrated", service=service, command=f"python -m {service} migrate"
+            )
+            waited = True
+        await asyncio.sleep(poll)
 
 
 def upgrade_sync(migrations: Path, database_url: str, schema: str) -> None:

@@ -25,7 +25,7 @@ from jggl_common.db import create_engine, session_factory
 from jggl_common.health import health_router
 from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
-from jggl_common.migrations import is_current
+from jggl_common.migrations import is_current, wait_until_current
 from jggl_common.outbox import Outbox
 from jggl_common.runtime import freeze_startup_heap
 
@@ -53,12 +53,7 @@ class AiService:
     async def start(self) -> None:
         """Wait for the schema to be migrated, follow the live settings, start consuming
         and analysing (the bus is connected)."""
-        waited = False
-        while not await is_current(MIGRATIONS, self.engine):
-            if not waited:
-                log.warning("waiting for ai's schema to be migrated (python -m ai migrate)")
-                waited = True
-            await asyncio.sleep(1.0)
+        await wait_until_current(MIGRATIONS, self.engine, "ai")
         live = LiveSettings(
             self.bus.broker.connection,
             self.settings.app_key,

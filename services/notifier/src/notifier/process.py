@@ -18,7 +18,7 @@ from jggl_common.db import create_engine, session_factory
 from jggl_common.health import health_router
 from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
-from jggl_common.migrations import is_current
+from jggl_common.migrations import is_current, wait_until_current
 from jggl_common.outbox import Outbox
 from notifier import subscribers
 from notifier.bot import make_dispatcher
@@ -63,12 +63,7 @@ class NotifierService:
 
     async def start(self) -> None:
         """Wait for the schema to be migrated, then start consuming (the bus is connected)."""
-        waited = False
-        while not await is_current(MIGRATIONS, self.engine):
-            if not waited:
-                log.warning("waiting for the notifier's schema to be migrated (python -m notifier migrate)")
-                waited = True
-            await asyncio.sleep(1.0)
+        await wait_until_current(MIGRATIONS, self.engine, "notifier")
         if self.bot is None:
             log.warning("no TELEGRAM_BOT_TOKEN: notifications are recorded as skipped, updates ignored")
         live = LiveSettings(

@@ -1,5 +1,7 @@
 """The notifier schema: Telegram links, the one-time link codes learnt from crm, the
-notification log, the Telegram updates already handled, and the outbox.
+notification log, the Telegram updates already handled, the managers' preferences, a
+projection of crm's deals (for ``/deals``, ``/stats`` and what notifications show), the
+commands sent to crm from the bot's buttons, and the outbox.
 
 Declared with SQLAlchemy Core (the notifier reads and writes them with a few hand-written
 statements); the migrations use this metadata. Exactly-once rests on unique keys: a
@@ -10,6 +12,7 @@ manager has one linked chat and a chat one manager, and a notification is one ro
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from jggl_common.outbox import outbox_columns
 
@@ -60,7 +63,11 @@ notifications = sa.Table(
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("claimed_at", _TS, nullable=True, comment="when the current attempt began"),
     sa.Column("sent_at", _TS, nullable=True),
+    sa.Column("text", sa.Text(), nullable=True, comment="deferred: the rendered message to send later"),
+    sa.Column("markup", JSONB(), nullable=True, comment="deferred: its inline keyboard"),
+    sa.Column("not_before", _TS, nullable=True, comment="deferred: when quiet hours end"),
     sa.UniqueConstraint("event_id", "chat_id", name="uq_notifications_event_chat"),
+    sa.Index("ix_notifications_deferred", "not_before", postgresql_where=sa.text("status = 'deferred'")),
 )
 
 handled_updates = sa.Table(
@@ -68,6 +75,80 @@ handled_updates = sa.Table(
     metadata,
     sa.Column("update_id", sa.BigInteger(), primary_key=True, autoincrement=False, comment="Telegram's update_id"),
     sa.Column("handled_at", _TS, nullable=False),
+)
+
+preferences = sa.Table(
+    "preferences",
+    metadata,
+    sa.Column("user_id", sa.BigInteger(), primary_key=True, autoincrement=False, comment="crm's user id"),
+    sa.Column("muted", sa.Boolean(), nullable=False, server_default=sa.false(), comment="/mute: nothing is sent"),
+    sa.Column(
+        "muted_kinds",
+        ARRAY(sa.String(32)),
+        nullable=False,
+        server_default="{}",
+        comment="kinds of notification this manager does not want",
+    ),
+    sa.Column("quiet_start", sa.Time(), nullable=True, comment="quiet hours (business time zone): from"),
+    sa.Column("quiet_end", sa.Time(), nullable=True, comment="quiet hours: until (what came meanwhile waits)"),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+deals = sa.Table(
+    "deals",
+    metadata,
+    sa.Column("deal_id", sa.BigInteger(), primary_key=True, autoincrement=False, comment="crm's deal id"),
+    sa.Column("conversation_id", sa.BigInteger(), nullable=True),
+    sa.Column("assignee_id", sa.BigInteger(), nullable=True),
+    sa.Column("status", sa.String(8), nullable=True, comment="open, won or lost"),
+    sa.Column("stage", sa.String(64), nullable=True),
+    sa.Column("platform", sa.String(16), nullable=True),
+    sa.Column("contact_name", sa.String(300), nullable=True),
+    sa.Column("snapshot_at", _TS, nullable=True, comment="occurred_at of the newest deal snapshot applied"),
+    sa.Column("last_customer_at", _TS, nullable=True, comment="the customer's newest message"),
+    sa.Column("last_customer_text", sa.Text(), nullable=True),
+    sa.Column("last_reply_at", _TS, nullable=True, comment="our newest reply that reached the customer"),
+    sa.Column("ai_version", sa.Integer(), nullable=True, comment="transcript version of the summary kept"),
+    sa.Column("ai_summary", sa.Text(), nullable=True),
+    sa.Column("ai_intent", sa.String(32), nullable=True),
+    sa.Column("ai_temperature", sa.String(8), nullable=True),
+    sa.Index("ix_deals_assignee_waiting", "assignee_id", "last_customer_at"),
+)
+
+replies = sa.Table(
+    "replies",
+    metadata,
+    sa.Column("message_id", sa.BigInteger(), primary_key=True, autoincrement=False, comment="crm's message id"),
+    sa.Column("user_id", sa.BigInteger(), nullable=True, comment="the author; null for Meta-inbox replies"),
+    sa.Column("deal_id", sa.BigInteger(), nullable=False),
+    sa.Column("sent_at", _TS, nullable=False),
+    sa.Column("response_seconds", sa.Integer(), nullable=True),
+    sa.Index("ix_replies_user_sent", "user_id", "sent_at"),
+)
+
+actions = sa.Table(
+    "actions",
+    metadata,
+    sa.Column("command_id", sa.String(100), primary_key=True, comment="the crm.cmd.* event id"),
+    sa.Column("kind", sa.String(16), nullable=False, comment="take or reply"),
+    sa.Column("user_id", sa.BigInteger(), nullable=False),
+    sa.Column("chat_id", sa.BigInteger(), nullable=False),
+    sa.Column("deal_id", sa.BigInteger(), nullable=False),
+    sa.Column("text", sa.Text(), nullable=True, comment="reply: what the manager wrote"),
+    sa.Column("status", sa.String(16), nullable=False, comment="pending, done, rejected or failed"),
+    sa.Column("reason", sa.Text(), nullable=True, comment="why crm or Meta refused it"),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("answered_at", _TS, nullable=True),
+    sa.Index("ix_actions_pending", "deal_id", "user_id", postgresql_where=sa.text("status = 'pending'")),
+)
+
+reply_drafts = sa.Table(
+    "reply_drafts",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("user_id", sa.BigInteger(), nullable=False),
+    sa.Column("deal_id", sa.BigInteger(), nullable=False, comment="the chat's next text is a reply on this deal"),
+    sa.Column("expires_at", _TS, nullable=False),
 )
 
 outbox = sa.Table("outbox", metadata, *outbox_columns())

@@ -65,6 +65,15 @@ from .outbound import (
     SendRequested,
     SendRequestedData,
 )
+from .reminders import (
+    DailyDigest,
+    DailyDigestData,
+    DigestDeal,
+    SlaBreachData,
+    SlaBreached,
+    TaskDue,
+    TaskDueData,
+)
 
 CONTRACTS: tuple[type[Envelope], ...] = (
     MetaItemReceived,
@@ -85,6 +94,9 @@ CONTRACTS: tuple[type[Envelope], ...] = (
     AnalysisCompleted,
     AnalysisFailed,
     DealHotLead,
+    SlaBreached,
+    TaskDue,
+    DailyDigest,
 )
 """Every published contract; the snapshot test covers each of them."""
 
@@ -106,6 +118,8 @@ __all__ = [
     "CommandRejected",
     "CommandRejectedData",
     "ContactRef",
+    "DailyDigest",
+    "DailyDigestData",
     "DeadLetter",
     "DeadLetterData",
     "DealCreated",
@@ -113,6 +127,7 @@ __all__ = [
     "DealSnapshot",
     "DealUpdated",
     "DealUpdatedData",
+    "DigestDeal",
     "Envelope",
     "HotLeadData",
     "Intent",
@@ -133,6 +148,10 @@ __all__ = [
     "SendMessageCommandData",
     "SendRequested",
     "SendRequestedData",
+    "SlaBreachData",
+    "SlaBreached",
+    "TaskDue",
+    "TaskDueData",
     "TelegramLinkRequested",
     "TelegramLinkRequestedData",
     "TelegramUnlinkRequested",

@@ -17,6 +17,9 @@ class NotifierSettings(ServiceSettings):
     database_url: str = Field(description="PostgreSQL, e.g. postgresql://postgres@127.0.0.1:5432/jggl")
     db_schema: str = Field(default="notifier", description="the Postgres schema the notifier owns")
     db_pool_size: int = Field(default=5, ge=2)
+    business_timezone: str = Field(
+        default="UTC", description="IANA time zone of the business (live setting business.timezone)"
+    )
     telegram_bot_token: str = Field(default="", description="empty: notifications are recorded as skipped")
     telegram_api_url: str = Field(default="", description="empty: Telegram's Bot API; the sandbox points it elsewhere")
     telegram_max_retry_after: int = Field(

@@ -22,6 +22,7 @@ from jggl_common.migrations import is_current, wait_until_current
 from jggl_common.outbox import Outbox
 from notifier import subscribers
 from notifier.bot import make_dispatcher
+from notifier.business_time import BusinessClock
 from notifier.config import NotifierSettings
 from notifier.migrate import MIGRATIONS
 from notifier.notifications import (
@@ -54,6 +55,7 @@ class NotifierService:
     dispatcher: Dispatcher
     notifiers: subscribers.Notifiers
     updates: UpdateModes
+    clock: BusinessClock
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _live: LiveSettings | None = None
 
@@ -75,6 +77,7 @@ class NotifierService:
         try:
             await live.start()
             self._live = live
+            self.clock.live = live
         except Exception as exc:
             log.warning("live settings unavailable, using the environment", error=f"{type(exc).__name__}: {exc}")
         await self.updates.start(self._live)
@@ -118,8 +121,9 @@ async def build(
     await bus.connect(replicas=settings.nats_stream_replicas)
     outbox = Outbox(sessions, bus.publisher)
     store = Store(sessions)
+    clock = BusinessClock(settings.business_timezone)
     bot = make_bot(settings)
-    dispatcher = make_dispatcher(store)
+    dispatcher = make_dispatcher(store, clock)
     notifiers = subscribers.Notifiers(
         new_leads=NewLeadNotifier(store, bot, settings.app_url),
         new_messages=NewMessageNotifier(store, bot, settings.app_url),
@@ -151,7 +155,7 @@ async def build(
         policy=policy,
         current_bot=updates.current_bot,
     )
-    return NotifierService(settings, engine, bus, outbox, store, bot, dispatcher, notifiers, updates)
+    return NotifierService(settings, engine, bus, outbox, store, bot, dispatcher, notifiers, updates, clock)
 
 
 def create_app(settings: NotifierSettings) -> FastAPI:

@@ -15,13 +15,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dotenv import dotenv_values
 
 from crm.config import CrmSettings
+from crm.sla import parse_hours
 from jggl_common.live_settings import KNOWN_SETTINGS, SettingSpec
 
 __all__ = ["InvalidSetting", "environment", "environment_default", "normalize", "spec_of"]
 
 MAX_LENGTH = 4096
 MAX_SLA_MINUTES = 7 * 24 * 60
-_HOURS = re.compile(r"^(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})$")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
 
@@ -48,19 +48,11 @@ def _timezone(key: str, value: str) -> str:
     return value
 
 
-def _clock(text: str) -> int | None:
-    hours, minutes = int(text[:2]), int(text[3:])
-    return hours * 60 + minutes if hours < 24 and minutes < 60 else None
-
-
 def _hours(key: str, value: str) -> str:
-    match = _HOURS.match(value)
-    start = _clock(match["start"]) if match else None
-    end = _clock(match["end"]) if match else None
-    if match is None or start is None or end is None:
-        raise InvalidSetting(f"{key} must be opening and closing time as HH:MM-HH:MM, e.g. 09:00-18:00.")
-    if start == end:
-        raise InvalidSetting(f"{key} must open and close at different times (an end before the start spans midnight).")
+    try:
+        parse_hours(value)
+    except ValueError as exc:
+        raise InvalidSetting(f"{key} {exc}.") from None
     return value
 
 

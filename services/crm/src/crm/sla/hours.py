@@ -29,18 +29,18 @@ _HOURS = re.compile(r"^(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})$")
 def _clock(text: str) -> time:
     hours, minutes = int(text[:2]), int(text[3:])
     if hours > 23 or minutes > 59:
-        raise ValueError(f"{text} is not a time of day")
+        raise ValueError("must be opening and closing time as HH:MM-HH:MM, e.g. 09:00-18:00")
     return time(hours, minutes)
 
 
 def parse_hours(value: str) -> tuple[time, time]:
-    """``09:00-18:00`` → (opening, closing); :class:`ValueError` for anything else."""
+    """``09:00-18:00`` → (opening, closing); :class:`ValueError` (saying what is wrong) for anything else."""
     match = _HOURS.match(value.strip())
     if match is None:
-        raise ValueError(f"business hours must be HH:MM-HH:MM, not {value!r}")
+        raise ValueError("must be opening and closing time as HH:MM-HH:MM, e.g. 09:00-18:00")
     opening, closing = _clock(match["start"]), _clock(match["end"])
     if opening == closing:
-        raise ValueError("business hours must open and close at different times")
+        raise ValueError("must open and close at different times (an end before the start spans midnight)")
     return opening, closing
 
 

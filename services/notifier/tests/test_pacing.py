@@ -8,6 +8,7 @@ import asyncio
 import time
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_sandbox.telegram_fake import TelegramFakeServer
@@ -55,6 +56,67 @@ def test_idle_chats_are_forgotten() -> None:
     pacer.reserve(5000)  # the table is full: the idle chats go
     assert len(pacer) == 2
     assert pacer.reserve("busy") > 0  # an active chat keeps its place
+
+
+def pacing_metrics() -> dict[str, float]:
+    def value(name: str, **labels: str) -> float:
+        found = REGISTRY.get_sample_value(name, labels)
+        assert found is not None, f"{name}{labels} is not registered"
+        return found
+
+    return {
+        "chat": value("jggl_notifier_pacing_waiting", scope="chat"),
+        "global": value("jggl_notifier_pacing_waiting", scope="global"),
+        "longest": value("jggl_notifier_pacing_longest_chat_queue"),
+        "count": value("jggl_notifier_pacing_wait_seconds_count"),
+        "sum": value("jggl_notifier_pacing_wait_seconds_sum"),
+    }
+
+
+async def test_the_gauges_count_sends_waiting_by_limit_and_the_longest_chat_queue() -> None:
+    before = pacing_metrics()
+    assert before["chat"] == before["global"] == before["longest"] == 0
+    # one chat limited to 10/s with no burst: 4 sends, 3 of them wait for the chat's slot
+    per_chat = Pacer(10.0, 0, per_chat_burst=1)
+    # the bot limited to 10/s: one send to each of 3 chats, 2 wait for the bot's slot
+    bot_wide = Pacer(0, 10.0, global_burst=1)
+    waits = [
+        asyncio.create_task(coroutine)
+        for coroutine in (
+            *(per_chat.wait("flooded") for _ in range(4)),
+            *(bot_wide.wait(chat) for chat in (1, 2, 3)),
+        )
+    ]
+    await asyncio.sleep(0.02)  # every send has reserved its slot; the first of each went at once
+
+    during = pacing_metrics()
+    assert (during["chat"], during["global"], during["longest"]) == (3, 2, 3)
+    await asyncio.gather(*waits)
+
+    after = pacing_metrics()
+    assert (after["chat"], after["global"], after["longest"]) == (0, 0, 0)
+    assert after["count"] - before["count"] == 7
+    # waited: 0.1 + 0.2 + 0.3 for the chat, 0.1 + 0.2 for the bot
+    assert after["sum"] - before["sum"] == pytest.approx(0.9, abs=0.05)
+
+
+async def test_a_send_waits_for_its_chat_then_for_the_bot_and_a_cancelled_one_leaves_no_trace() -> None:
+    pacer = Pacer(2.0, 2.0, per_chat_burst=1, global_burst=1)
+    assert pacer.reserve("busy") == 0.0  # the chat's and the bot's next slots: in 0.5 s
+    assert pacer.reserve("other") == pytest.approx(0.5, abs=0.01)  # takes the bot's, next in 1 s
+    task = asyncio.create_task(pacer.wait("busy"))  # 0.5 s for the chat, then 0.5 s for the bot
+
+    def state() -> tuple[int, int, int]:
+        return pacer.waiting("chat"), pacer.waiting("global"), pacer.longest_queue()
+
+    await asyncio.sleep(0.25)
+    assert state() == (1, 0, 1)
+    await asyncio.sleep(0.5)
+    assert state() == (0, 1, 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert state() == (0, 0, 0)
 
 
 async def test_200_notifications_for_one_chat_are_spaced_to_the_per_chat_limit(

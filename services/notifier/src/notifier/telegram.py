@@ -9,8 +9,9 @@ number of times.
 Before that, every request that sends to a chat (``send*``, ``edit*``, ``copy*``,
 ``forward*``; not ``answerCallbackQuery``, which is per query) waits for its slot in
 :class:`Pace`: about ``TELEGRAM_PER_CHAT_PER_SECOND`` per chat (a burst of 3) and
-``TELEGRAM_GLOBAL_PER_SECOND`` for the bot, per process (see :mod:`notifier.pacing`). A
-request repeated after a 429 waits for a slot again.
+``TELEGRAM_GLOBAL_PER_SECOND`` for the bot, per process (see :mod:`notifier.pacing`, whose
+metrics say how many wait and how long). A request repeated after a 429 waits for a slot
+again.
 """
 
 from __future__ import annotations
@@ -32,14 +33,11 @@ from jggl_common.logs import get_logger
 from notifier.config import NotifierSettings
 from notifier.pacing import Pacer
 
-__all__ = ["PACED_SECONDS", "RETRY_AFTERS", "Pace", "RetryAfter", "make_bot"]
+__all__ = ["RETRY_AFTERS", "Pace", "RetryAfter", "make_bot"]
 
 log = get_logger(__name__)
 
 RETRY_AFTERS = Counter("jggl_notifier_telegram_retry_after_total", "429 answers from Telegram (retry_after)")
-PACED_SECONDS = Counter(
-    "jggl_notifier_telegram_paced_seconds_total", "Seconds requests waited for their chat's or the bot's send slot"
-)
 _PACED_PREFIXES = ("Send", "Edit", "Copy", "Forward")
 
 
@@ -55,9 +53,7 @@ class Pace(BaseRequestMiddleware):
     ) -> Response[Any]:
         chat_id = getattr(method, "chat_id", None)
         if chat_id is not None and type(method).__name__.startswith(_PACED_PREFIXES):
-            waited = await self.pacer.wait(chat_id)
-            if waited:
-                PACED_SECONDS.inc(waited)
+            await self.pacer.wait(chat_id)
         return await make_request(bot, method)
 
 

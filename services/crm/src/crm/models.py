@@ -145,6 +145,12 @@ class Deal(SQLModel, table=True):
         ),
         sa.Index("ix_deals_search_vector", "search_vector", postgresql_using="gin"),
         sa.Index("ix_deals_created_id", "created_at", "id"),
+        # The SLA sweep reads the open deals whose customer waits, oldest wait first.
+        sa.Index(
+            "ix_deals_open_waiting",
+            "awaiting_reply_since",
+            postgresql_where=sa.text("status = 'open' AND awaiting_reply_since IS NOT NULL"),
+        ),
         sa.Index("ix_deals_assignee_created", "assignee_id", "created_at", "id"),
         # The unassigned deals newest first, which every manager sees besides their own.
         sa.Index("ix_deals_unassigned_created", "created_at", "id", postgresql_where=sa.text("assignee_id IS NULL")),
@@ -202,6 +208,12 @@ class Deal(SQLModel, table=True):
     ai_analysis_id: int | None = Field(default=None, sa_type=sa.BigInteger)  # type: ignore[call-overload]
     # Response tracking
     awaiting_reply_since: datetime | None = _ts(default=None, index=True)
+    sla_breach_since: datetime | None = _ts(
+        default=None, description="the waiting episode (awaiting_reply_since) crm.deal.sla_breached announced"
+    )
+    sla_escalation_since: datetime | None = _ts(
+        default=None, description="the waiting episode escalated to the admins (twice the SLA)"
+    )
     first_response_seconds: int | None = None
     first_response_at: datetime | None = _ts(default=None)
     last_message_text: str | None = None

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm.api import create_app
 from crm.models import Activity, Deal, OutboxEvent
+from crm.sla import BusinessHours, sweep_sla
 from jggl_common.bus import BusUnavailable
 from jggl_common.contracts import DealUpdated, utcnow
 from jggl_common.db import session_scope
@@ -413,3 +414,34 @@ async def test_events_are_published_right_after_commit_or_left_to_the_relay(
     assert DealUpdated.model_validate_json(payload).data.changes == {"amount": (None, "5.00")}
     async with sessions() as session:
         assert (await session.execute(select(OutboxEvent.published_at))).scalar_one() is not None
+
+
+async def test_a_late_wait_shows_as_breached_then_escalated_until_it_ends(api: Api) -> None:
+    always = BusinessHours.from_settings("00:00-23:59", "UTC", frozenset(range(7)))
+    now = utcnow()
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        late = await create_deal(session, awaiting_reply_since=now - timedelta(minutes=40))
+        on_time = await create_deal(session, awaiting_reply_since=now - timedelta(minutes=5))
+    headers = api.headers(admin)
+
+    async def sla(deal: Deal) -> Any:
+        response = await api.client.get(f"/api/deals/{deal.id}", headers=headers)
+        assert response.status_code == 200, response.text
+        return response.json()["sla"]
+
+    assert (await sla(late), await sla(on_time)) == (None, None)  # nothing announced yet
+    async with session_scope(api.sessions) as session:
+        await sweep_sla(session, always, 30, now)
+    assert (await sla(late), await sla(on_time)) == ("breached", None)
+    async with session_scope(api.sessions) as session:
+        await sweep_sla(session, always, 30, now + timedelta(minutes=25))
+    assert (await sla(late), await sla(on_time)) == ("escalated", "breached")
+    # The customer was answered: the wait, and its breach, are over.
+    async with session_scope(api.sessions) as session:
+        stored = await session.get(Deal, late.id)
+        assert stored is not None
+        stored.awaiting_reply_since = None
+    assert await sla(late) is None
+    listed = {item["id"]: item["sla"] for item in await walk(api, headers)}
+    assert listed == {late.id: None, on_time.id: "breached"}

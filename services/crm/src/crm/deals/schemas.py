@@ -14,6 +14,20 @@ from crm.web.types import CleanStr
 from .events import display_name
 
 DealStatus = Literal["open", "won", "lost"]
+SlaState = Literal["breached", "escalated"]
+
+
+def sla_state(deal: Deal) -> SlaState | None:
+    """Whether the current wait was announced late: the episodes the SLA sweep announced
+    are the deal's current one (a reply or a new episode makes them old)."""
+    waiting = deal.awaiting_reply_since
+    if waiting is None or deal.status != "open":
+        return None
+    if deal.sla_escalation_since == waiting:
+        return "escalated"
+    return "breached" if deal.sla_breach_since == waiting else None
+
+
 Platform = Literal["messenger", "instagram"]
 DealSort = Literal["created_at", "-created_at", "last_message_at", "-last_message_at", "amount", "-amount"]
 Amount = Annotated[
@@ -77,6 +91,10 @@ class DealItem(BaseModel):
     assignee: AssigneeRef | None
     platform: Platform
     awaiting_reply_since: datetime | None = Field(description="the customer waits for an answer since")
+    sla: SlaState | None = Field(
+        description="breached: this wait passed the SLA (business hours); escalated: twice the SLA; "
+        "null: not waiting, or not late (yet)"
+    )
     last_message_text: str | None
     last_message_at: datetime | None
     ai_summary: str | None
@@ -104,6 +122,7 @@ class DealItem(BaseModel):
             else None,
             "platform": deal.platform,
             "awaiting_reply_since": deal.awaiting_reply_since,
+            "sla": sla_state(deal),
             "last_message_text": deal.last_message_text,
             "last_message_at": deal.last_message_at,
             "ai_summary": deal.ai_summary,

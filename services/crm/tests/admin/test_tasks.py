@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from crm.models import Task
-from crm.tasks import due_tasks, mark_due_notified
-from jggl_common.contracts import utcnow
+from sqlalchemy import select
+
+from crm.models import OutboxEvent, Task
+from crm.tasks import announce_due_tasks, due_tasks, mark_due_notified
+from jggl_common.contracts import TaskDue, utcnow
 from jggl_common.db import session_scope
 
 from ..api.factories import create_deal, create_user
@@ -162,3 +164,35 @@ async def test_due_tasks_are_found_once_until_their_due_time_changes(api: Api) -
     assert rescheduled.status_code == 200
     async with session_scope(api.sessions) as session:
         assert [task.title for task in await due_tasks(session, now)] == ["overdue"]
+
+
+async def test_a_due_task_is_announced_once_with_its_deal_and_again_when_rescheduled(api: Api) -> None:
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    async with session_scope(api.sessions) as session:
+        manager = await create_user(session)
+        deal = await create_deal(session, assignee=manager, contact_name="Due Dana")
+        call = Task(deal_id=deal.id, title="Call <Dana> back", due_at=now - timedelta(minutes=1))
+        session.add_all([call, Task(deal_id=deal.id, title="later", due_at=now + timedelta(hours=1))])
+
+    async def announced() -> list[TaskDue]:
+        async with session_scope(api.sessions) as session:
+            payloads = await session.execute(select(OutboxEvent.payload).where(OutboxEvent.subject == TaskDue.subject))
+            return [TaskDue.model_validate_json(payload) for payload in payloads.scalars()]
+
+    for _ in range(2):  # a repeated sweep announces nothing twice
+        async with session_scope(api.sessions) as session:
+            await announce_due_tasks(session, now)
+    [event] = await announced()
+    assert (event.data.task_id, event.data.title, event.data.due_at) == (call.id, "Call <Dana> back", call.due_at)
+    assert event.data.assignee_id is None
+    assert event.data.deal.assignee_id == manager.id
+    assert event.data.deal.contact.display_name == "Due Dana"
+    moved = await api.client.patch(
+        f"/api/tasks/{call.id}",
+        json={"due_at": (now + timedelta(minutes=30)).isoformat()},
+        headers=api.headers(manager),
+    )
+    assert moved.status_code == 200
+    async with session_scope(api.sessions) as session:
+        assert await announce_due_tasks(session, now + timedelta(minutes=30)) == 1
+    assert [e.data.due_at for e in await announced()] == [now - timedelta(minutes=1), now + timedelta(minutes=30)]

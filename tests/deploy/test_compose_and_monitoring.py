@@ -7,6 +7,7 @@ services have a ``__main__`` and migrations, which metrics the code defines).
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import re
@@ -112,21 +113,55 @@ def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def defined_metrics() -> set[str]:
-    """Every series name the code's prometheus_client metrics expose."""
-    definition = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"")
-    names: set[str] = set()
+METRIC_CLASSES = {"Counter", "Gauge", "Histogram", "Summary"}
+# Labels Prometheus adds to every series it scrapes (prometheus.yml's static labels too).
+TARGET_LABELS = frozenset({"instance", "job", "service"})
+
+
+def literal_labels(node: ast.expr | None) -> frozenset[str] | None:
+    """The label names a metric's definition spells out (none given: no labels; None: not a literal)."""
+    if node is None:
+        return frozenset()
+    if not isinstance(node, ast.List | ast.Tuple):
+        return None
+    names = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return frozenset(names) if len(names) == len(node.elts) else None
+
+
+def metric_definitions() -> dict[str, frozenset[str] | None]:
+    """Every series the code's prometheus_client metrics expose, with its label names (None
+    when the code does not spell them out as a literal list)."""
+    series: dict[str, frozenset[str] | None] = {}
     sources = [*ROOT.glob("services/*/src/**/*.py"), *ROOT.glob("libs/*/src/**/*.py")]
     for path in sources:
-        for kind, name in definition.findall(path.read_text()):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            kind = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            if kind not in METRIC_CLASSES or not node.args:
+                continue
+            first = node.args[0]
+            if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+                continue
+            name = first.value
+            given = node.args[2] if len(node.args) > 2 else None
+            labels = literal_labels(next((k.value for k in node.keywords if k.arg == "labelnames"), given))
             if kind == "Counter":
-                names.add(name if name.endswith("_total") else f"{name}_total")
+                series[name if name.endswith("_total") else f"{name}_total"] = labels
             elif kind in {"Histogram", "Summary"}:
-                names.update({f"{name}_bucket", f"{name}_sum", f"{name}_count"})
+                series.update({f"{name}_sum": labels, f"{name}_count": labels})
+                if kind == "Histogram":
+                    series[f"{name}_bucket"] = None if labels is None else labels | {"le"}
             else:
-                names.add(name)
-    assert names
-    return names
+                series[name] = labels
+    assert series
+    return series
+
+
+def defined_metrics() -> set[str]:
+    """Every series name the code's prometheus_client metrics expose."""
+    return set(metric_definitions())
 
 
 def referenced_metrics(expr: str) -> set[str]:
@@ -178,18 +213,91 @@ def test_dashboard_queries_only_metrics_the_code_defines(path: Path) -> None:
     assert not unknown, sorted(unknown)
 
 
-def test_overview_has_the_ai_row() -> None:
+AGGREGATION = re.compile(r"\b(sum|min|max|avg|count|stddev|topk|bottomk|group)\b")
+
+
+def grouping_labels(expr: str) -> list[set[str]]:
+    """The label lists of every ``by (...)`` in a PromQL expression."""
+    return [
+        {label.strip() for label in found.split(",") if label.strip()}
+        for found in re.findall(r"\bby\s*\(([^)]*)\)", expr)
+    ]
+
+
+@pytest.mark.parametrize("path", dashboards(), ids=lambda p: p.name)
+def test_dashboard_groups_and_names_series_by_labels_the_metrics_have(path: Path) -> None:
+    definitions = metric_definitions()
+    problems = []
+    for panel in panels(json.loads(path.read_text())):
+        for target in panel.get("targets") or []:
+            expr, where = target["expr"], f"{panel['title']} ({target['refId']})"
+            metrics = referenced_metrics(expr) & set(definitions)
+            known = [labels for m in metrics if (labels := definitions[m]) is not None]
+            if len(known) < len(metrics):
+                continue  # labels the code does not spell out
+            has = set(TARGET_LABELS).union(*known) if known else set(TARGET_LABELS)
+            groups = grouping_labels(expr)
+            for group in groups:
+                problems += [
+                    f"{where}: grouped by {label!r}, a label of none of {sorted(metrics)}" for label in group - has
+                ]
+            # What the legend may name: the outermost grouping's labels (le is gone after
+            # histogram_quantile); none after an aggregation without "by"; else the series' own.
+            if groups:
+                shown = groups[0] - {"le"}
+            elif AGGREGATION.search(expr):
+                shown = set()
+            else:
+                shown = has
+            legend = set(re.findall(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}", target.get("legendFormat", "")))
+            problems += [
+                f"{where}: the legend names {label!r}, which the query does not keep" for label in legend - shown
+            ]
+    assert not problems, "\n".join(problems)
+
+
+def row_panels(dashboard: dict[str, Any], title: str) -> list[dict[str, Any]]:
+    """The panels of the row ``title``: below it and above the next row."""
+    rows = sorted((p for p in dashboard["panels"] if p["type"] == "row"), key=lambda p: p["gridPos"]["y"])
+    (row,) = [r for r in rows if r["title"] == title]
+    later = [r["gridPos"]["y"] for r in rows if r["gridPos"]["y"] > row["gridPos"]["y"]]
+    top, bottom = row["gridPos"]["y"], min(later, default=10**6)
+    return [p for p in panels(dashboard) if p["type"] != "row" and top < p["gridPos"]["y"] < bottom]
+
+
+@pytest.mark.parametrize(
+    ("row", "prefix", "metrics"),
+    [
+        (
+            "AI",
+            "ai_",
+            {
+                "ai_analyses_total",
+                "ai_gemini_calls_total",
+                "ai_analysis_seconds_bucket",
+                "ai_gemini_tokens_total",
+                "ai_breaker_state",
+                "ai_conversations_waiting",
+                "ai_analyses_in_progress",
+            },
+        ),
+        (
+            "Notifier",
+            "jggl_notifier_",
+            {
+                "jggl_notifier_notifications_total",
+                "jggl_notifier_delivery_seconds_bucket",
+                "jggl_notifier_telegram_retry_after_total",
+                "jggl_notifier_pacing_waiting",
+                "jggl_notifier_pacing_longest_chat_queue",
+                "jggl_notifier_pacing_wait_seconds_bucket",
+            },
+        ),
+    ],
+)
+def test_overview_has_the_row_of_a_service(row: str, prefix: str, metrics: set[str]) -> None:
     dashboard = json.loads((DASHBOARDS / "overview.json").read_text())
-    rows = [p for p in dashboard["panels"] if p["type"] == "row" and p["title"] == "AI"]
-    assert len(rows) == 1
-    below = [p for p in panels(dashboard) if p["gridPos"]["y"] > rows[0]["gridPos"]["y"]]
-    queried = {name for p in below for t in p.get("targets") or [] for name in referenced_metrics(t["expr"])}
-    assert {
-        "ai_analyses_total",
-        "ai_gemini_calls_total",
-        "ai_analysis_seconds_bucket",
-        "ai_gemini_tokens_total",
-        "ai_breaker_state",
-        "ai_conversations_waiting",
-        "ai_analyses_in_progress",
-    } <= queried
+    found = row_panels(dashboard, row)
+    queried = {name for p in found for t in p.get("targets") or [] for name in referenced_metrics(t["expr"])}
+    assert metrics <= queried, f"the {row} row does not show {sorted(metrics - queried)}"
+    assert all(name.startswith(prefix) for name in queried), f"the {row} row shows metrics not named {prefix}*"

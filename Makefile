@@ -28,7 +28,7 @@ test: install
 lint: install
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
-	@$(UV) run --frozen mypy libs/common/src services/ingest/src services/crm/src services/ai/src services/notifier/src sandbox/src
+	@$(UV) run --frozen mypy libs/common/src services/ingest/src services/crm/src services/ai/src services/notifier/src services/scheduler/src sandbox/src
 	@$(UV) run --frozen lint-imports
 
 fmt: install

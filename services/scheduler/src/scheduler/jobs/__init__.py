@@ -1,0 +1,1 @@
+"""Jobs: their schedules, the built-in definitions, their fires and outcomes."""

@@ -1,0 +1,164 @@
+"""The scheduler process: the clock loop, the consumers of commands and outcomes, the
+outbox relay and the operational endpoints, in one event loop, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jggl_common.bus import RetryPolicy, ServiceBus
+from jggl_common.db import create_engine, session_factory
+from jggl_common.health import health_router
+from jggl_common.live_settings import LiveSettings
+from jggl_common.logs import get_logger
+from jggl_common.migrations import is_current, wait_until_current
+from jggl_common.outbox import Outbox
+from jggl_common.runtime import freeze_startup_heap
+from scheduler.config import SchedulerSettings
+from scheduler.jobs import subscribers
+from scheduler.jobs.definitions import JobDefinition, builtin_jobs
+from scheduler.jobs.service import Scheduler
+from scheduler.migrate import MIGRATIONS
+
+__all__ = ["BusinessTimezone", "SchedulerService", "build", "create_app"]
+
+log = get_logger(__name__)
+
+
+class BusinessTimezone:
+    """The business time zone: the live ``business.timezone`` when set and known, else
+    ``BUSINESS_TIMEZONE``."""
+
+    def __init__(self, default: str) -> None:
+        self._default = default
+        self.live: LiveSettings | None = None
+        self._refused: str | None = None
+
+    def __call__(self) -> str:
+        name = (self.live.get("business.timezone") or "").strip() if self.live is not None else ""
+        if not name:
+            return self._default
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            if self._refused != name:  # once per bad value, not once a second
+                log.error("unknown business.timezone ignored", timezone=name, using=self._default)
+                self._refused = name
+            return self._default
+        return name
+
+
+@dataclass
+class SchedulerService:
+    """Everything one scheduler process runs, wired together (tests build several side by side)."""
+
+    settings: SchedulerSettings
+    engine: AsyncEngine
+    bus: ServiceBus
+    outbox: Outbox
+    scheduler: Scheduler
+    business_timezone: BusinessTimezone
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _live: LiveSettings | None = None
+
+    async def start(self) -> None:
+        """Wait for the schema to be migrated, follow the live settings, write the job
+        definitions, start consuming and keeping time (the bus is connected)."""
+        await wait_until_current(MIGRATIONS, self.engine, "scheduler")
+        live = LiveSettings(
+            self.bus.broker.connection,
+            self.settings.app_key,
+            self.settings.settings_bucket,
+            replicas=self.settings.nats_stream_replicas,
+        )
+        try:
+            await live.start()
+            self.business_timezone.live = live
+            self._live = live
+        except Exception as exc:
+            log.warning("live settings unavailable, using the environment", error=f"{type(exc).__name__}: {exc}")
+        await self.scheduler.seed()
+        await self.bus.broker.start()
+        self._tasks = [
+            asyncio.create_task(self.outbox.relay(), name="outbox-relay"),
+            asyncio.create_task(self.scheduler.run(self.settings.scheduler_loop_seconds), name="scheduler-clock"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop keeping time and taking messages, close everything (a second call does
+        nothing). A slot this replica has not fired is fired by another one, or by this one
+        when it is back."""
+        if not self._tasks:
+            return
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.bus.broker.stop()
+        if self._live is not None:
+            await self._live.stop()
+        await self.engine.dispose()
+
+    async def ready(self) -> bool:
+        """The database answers with the schema migrated, and NATS is connected."""
+        if not await is_current(MIGRATIONS, self.engine):
+            return False
+        return bool(self.bus.broker.connection and self.bus.broker.connection.is_connected)
+
+
+async def build(
+    settings: SchedulerSettings,
+    *,
+    engine: AsyncEngine | None = None,
+    jobs: Sequence[JobDefinition] | None = None,
+    policy: RetryPolicy | None = None,
+) -> SchedulerService:
+    """Connect to NATS and wire a scheduler process (nothing runs until :meth:`SchedulerService.start`)."""
+    engine = engine or create_engine(settings.database_url, settings.db_schema, pool_size=settings.db_pool_size)
+    bus = ServiceBus(settings.nats_url, "scheduler")
+    await bus.connect(replicas=settings.nats_stream_replicas)
+    outbox = Outbox(session_factory(engine), bus.publisher)
+    business_timezone = BusinessTimezone(settings.business_timezone)
+    scheduler = Scheduler(
+        outbox,
+        builtin_jobs(settings.daily_digest_at) if jobs is None else jobs,
+        business_timezone,
+        history=timedelta(days=settings.scheduler_history_days),
+    )
+    subscribers.register(bus, scheduler, policy=policy)
+    return SchedulerService(settings, engine, bus, outbox, scheduler, business_timezone)
+
+
+def create_app(settings: SchedulerSettings) -> FastAPI:
+    """The scheduler process as an ASGI app: its lifespan runs the service, its routes are
+    the operational endpoints."""
+    running: list[SchedulerService] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = await build(settings)
+        running.append(service)
+        await service.start()
+        log.info("scheduler started", frozen_objects=freeze_startup_heap(), jobs=sorted(service.scheduler.jobs))
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="JGGL CRM scheduler", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    async def database_and_nats() -> bool:
+        return bool(running) and await running[0].ready()
+
+    app.include_router(health_router({"database_and_nats": database_and_nats}))
+    return app

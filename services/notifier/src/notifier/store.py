@@ -1,24 +1,31 @@
-"""The statements the notifier runs on its schema: link codes, links and the notification log.
+"""The statements the notifier runs on its schema: link codes, links, the notification log
+and the managers' preferences.
 
 A few hand-written statements on the asyncpg connection; each entry point owns its
 transaction. The unique keys carry the guarantees: ``links.user_id`` and ``links.chat_id``
 (one chat per manager and one manager per chat), ``notifications (event_id, chat_id)``
 (one notification per event and chat, whatever the redeliveries and replicas) and
-``handled_updates.update_id`` (a Telegram update answered once).
+``handled_updates.update_id`` (a Telegram update answered once). A deferred notification
+(quiet hours) keeps its text and keyboard on its row until a sweeper claims it, with an
+atomic ``UPDATE ... RETURNING`` over rows locked ``FOR UPDATE SKIP LOCKED``, so two
+replicas never take the same one.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, time
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jggl_common.contracts import TelegramLinkRequestedData, utcnow
 from jggl_common.db import autocommit, driver_connection, session_scope
+from notifier.preferences import Preferences
 
-__all__ = ["Claim", "Link", "LinkOutcome", "LinkResult", "Store"]
+__all__ = ["Claim", "Deferred", "Link", "LinkOutcome", "LinkResult", "Store"]
 
 LinkOutcome = Literal["linked", "already_linked", "unknown", "used", "expired"]
 
@@ -51,7 +58,22 @@ class Claim:
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A deferred notification claimed for sending (``attempts`` counts this one)."""
+
+    id: int
+    event_id: str
+    chat_id: int
+    user_id: int
+    kind: str
+    text: str
+    markup: dict[str, Any] | None
+    attempts: int
+
+
 _LINK = "user_id, chat_id, name, role, blocked_at"
+_PREFERENCES = "user_id, muted, muted_kinds, quiet_start, quiet_end"
 BLOCKED_REASON = "the chat blocked the bot (cleared by /start)"
 
 _CLAIM = """
@@ -291,3 +313,201 @@ class Store:
                 error[:2000],
                 retryable,
             )
+
+    # ------------------------------------------------------------------ deferred notifications
+
+    async def record_deferred(
+        self,
+        event_id: str,
+        link: Link,
+        kind: str,
+        text: str,
+        markup: dict[str, Any] | None,
+        not_before: datetime,
+    ) -> bool:
+        """Hold a notification until ``not_before`` (quiet hours), with what it will say. A
+        row already there stays as it is, except an attempt that failed for a passing reason,
+        which now waits too. False when nothing was written."""
+        async with autocommit(self.sessions) as db:
+            row = await db.fetchval(
+                """
+                INSERT INTO notifications (event_id, chat_id, user_id, kind, status, attempts, created_at, text,
+                                           markup, not_before)
+                VALUES ($1, $2, $3, $4, 'deferred', 0, $5, $6, $7, $8)
+                ON CONFLICT (event_id, chat_id) DO UPDATE
+                   SET status = 'deferred', text = EXCLUDED.text, markup = EXCLUDED.markup,
+                       not_before = EXCLUDED.not_before, claimed_at = NULL, retryable = false
+                 WHERE notifications.status = 'failed' AND notifications.retryable
+                RETURNING id
+                """,
+                event_id,
+                link.chat_id,
+                link.user_id,
+                kind,
+                utcnow(),
+                text,
+                None if markup is None else json.dumps(markup),
+                not_before,
+            )
+        return row is not None
+
+    async def claim_deferred(self, now: datetime, lease_until: datetime, limit: int) -> list[Deferred]:
+        """Take up to ``limit`` deferred notifications that are due (oldest due first) for
+        sending, leasing them until ``lease_until``: a replica that dies mid-send leaves them
+        to be taken again then. Those of a muted user wait for ``/unmute``."""
+        async with autocommit(self.sessions) as db:
+            rows = await db.fetch(
+                """
+                UPDATE notifications AS n
+                   SET attempts = n.attempts + 1, claimed_at = $1, not_before = $2
+                 WHERE n.id IN (
+                       SELECT d.id FROM notifications AS d
+                        WHERE d.status = 'deferred' AND d.not_before <= $1
+                          AND NOT EXISTS (SELECT 1 FROM preferences AS p WHERE p.user_id = d.user_id AND p.muted)
+                        ORDER BY d.not_before, d.id
+                        LIMIT $3
+                          FOR UPDATE SKIP LOCKED)
+                RETURNING n.id, n.event_id, n.chat_id, n.user_id, n.kind, n.text, n.markup, n.attempts,
+                          n.created_at
+                """,
+                now,
+                lease_until,
+                limit,
+            )
+        ordered = sorted(rows, key=lambda row: (row["created_at"], row["id"]))
+        return [
+            Deferred(
+                id=row["id"],
+                event_id=row["event_id"],
+                chat_id=row["chat_id"],
+                user_id=row["user_id"],
+                kind=row["kind"],
+                text=row["text"],
+                markup=json.loads(row["markup"]) if isinstance(row["markup"], str) else row["markup"],
+                attempts=row["attempts"],
+            )
+            for row in ordered
+        ]
+
+    async def defer_again(self, notification_id: int, not_before: datetime, error: str | None = None) -> None:
+        """Put a claimed deferred notification back to wait until ``not_before`` (quiet hours
+        again, or a passing failure's backoff, whose ``error`` is kept)."""
+        async with autocommit(self.sessions) as db:
+            await db.execute(
+                "UPDATE notifications SET not_before = $2, claimed_at = NULL, error = $3 "
+                "WHERE id = $1 AND status = 'deferred'",
+                notification_id,
+                not_before,
+                None if error is None else error[:2000],
+            )
+
+    async def skip_deferred(self, notification_id: int, reason: str) -> None:
+        """A claimed deferred notification will not be sent (its kind turned off, the chat
+        gone or blocked)."""
+        async with autocommit(self.sessions) as db:
+            await db.execute(
+                "UPDATE notifications SET status = 'skipped', error = $2 WHERE id = $1", notification_id, reason
+            )
+
+    async def reschedule_deferred(self, user_id: int, not_before: datetime) -> int:
+        """The user changed their quiet hours: their waiting notifications (not those being
+        sent right now) are due at ``not_before`` instead; returns how many."""
+        async with autocommit(self.sessions) as db:
+            status = await db.execute(
+                "UPDATE notifications SET not_before = $2 "
+                "WHERE user_id = $1 AND status = 'deferred' AND claimed_at IS NULL",
+                user_id,
+                not_before,
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def deferred_count(self, user_id: int) -> int:
+        """How many of the user's notifications wait."""
+        async with autocommit(self.sessions) as db:
+            value = await db.fetchval(
+                "SELECT count(*) FROM notifications WHERE user_id = $1 AND status = 'deferred'", user_id
+            )
+        return int(value)
+
+    # ------------------------------------------------------------------ preferences
+
+    async def preferences_of(self, user_ids: Iterable[int]) -> dict[int, Preferences]:
+        """The preferences of each of ``user_ids`` (the defaults for users who set none)."""
+        wanted = sorted(set(user_ids))
+        async with autocommit(self.sessions) as db:
+            rows = await db.fetch(f"SELECT {_PREFERENCES} FROM preferences WHERE user_id = ANY($1::bigint[])", wanted)
+        found = {row["user_id"]: _preferences(row) for row in rows}
+        return {user_id: found.get(user_id, Preferences()) for user_id in wanted}
+
+    async def preferences(self, user_id: int) -> Preferences:
+        """One user's preferences."""
+        return (await self.preferences_of([user_id]))[user_id]
+
+    async def set_muted(self, user_id: int, muted: bool) -> Preferences:
+        """``/mute`` (True) or ``/unmute`` (False)."""
+        return await self._upsert_preferences(
+            user_id, "muted = EXCLUDED.muted", muted=muted, muted_kinds=[], start=None, end=None
+        )
+
+    async def set_quiet_hours(self, user_id: int, start: time | None, end: time | None) -> Preferences:
+        """Quiet hours from ``start`` to ``end`` (business time zone); None for both: off."""
+        return await self._upsert_preferences(
+            user_id,
+            "quiet_start = EXCLUDED.quiet_start, quiet_end = EXCLUDED.quiet_end",
+            muted=False,
+            muted_kinds=[],
+            start=start,
+            end=end,
+        )
+
+    async def toggle_kind(self, user_id: int, kind: str) -> Preferences:
+        """Turn ``kind`` off if it was on, on if it was off (one statement: two quick
+        presses toggle twice)."""
+        return await self._upsert_preferences(
+            user_id,
+            "muted_kinds = CASE WHEN EXCLUDED.muted_kinds[1] = ANY(preferences.muted_kinds) "
+            "THEN array_remove(preferences.muted_kinds, EXCLUDED.muted_kinds[1]) "
+            "ELSE array_append(preferences.muted_kinds, EXCLUDED.muted_kinds[1]) END",
+            muted=False,
+            muted_kinds=[kind],
+            start=None,
+            end=None,
+        )
+
+    async def _upsert_preferences(
+        self,
+        user_id: int,
+        update: str,
+        *,
+        muted: bool,
+        muted_kinds: list[str],
+        start: time | None,
+        end: time | None,
+    ) -> Preferences:
+        """Insert the user's row with these values, or apply ``update`` (a constant SET
+        list of the caller's) to the existing one."""
+        async with autocommit(self.sessions) as db:
+            row = await db.fetchrow(
+                f"""
+                INSERT INTO preferences (user_id, muted, muted_kinds, quiet_start, quiet_end, updated_at)
+                VALUES ($1, $2, $3::varchar[], $4, $5, $6)
+                ON CONFLICT (user_id) DO UPDATE SET {update}, updated_at = EXCLUDED.updated_at
+                RETURNING {_PREFERENCES}
+                """,
+                user_id,
+                muted,
+                muted_kinds,
+                start,
+                end,
+                utcnow(),
+            )
+        return _preferences(row)
+
+
+def _preferences(row: Any) -> Preferences:
+    return Preferences(
+        muted=row["muted"],
+        muted_kinds=frozenset(row["muted_kinds"]),
+        quiet_start=row["quiet_start"],
+        quiet_end=row["quiet_end"],
+    )

@@ -34,6 +34,7 @@ from .auth.tokens import Tokens
 from .config import CrmSettings
 from .contacts import endpoints as contacts_endpoints
 from .deals import endpoints as deals_endpoints
+from .jobs import endpoints as jobs_endpoints
 from .outbound import endpoints as outbound_endpoints
 from .pipeline import endpoints as pipeline_endpoints
 from .search import endpoints as search_endpoints
@@ -141,6 +142,7 @@ def create_app(
         telegram_link_endpoints.router,
         settings_endpoints.router,
         audit_endpoints.router,
+        jobs_endpoints.router,
     ):
         app.include_router(router)
     return app

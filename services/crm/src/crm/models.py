@@ -520,3 +520,15 @@ sa.Index(
     Deal.__table__.c.first_response_at,  # type: ignore[attr-defined]
     postgresql_where=sa.text("first_response_at IS NOT NULL"),
 )
+
+
+class ScheduledJob(SQLModel, table=True):
+    """A scheduler job as the scheduler last announced it (``scheduler.job.updated``): the
+    admins' ``/api/jobs`` reads it. The highest revision wins, whatever the delivery order."""
+
+    __tablename__ = "scheduled_jobs"
+
+    name: str = Field(primary_key=True, max_length=40)
+    revision: int
+    state: dict[str, Any] = Field(sa_type=JSONB, description="the announced JobUpdatedData")  # type: ignore[call-overload]
+    received_at: datetime = _ts(default_factory=utcnow)

@@ -20,7 +20,7 @@ from crm.graph import GraphClient
 from crm.inbound.housekeeping import run_housekeeping
 from crm.profiles import ProfileEnricher
 from crm.settings import settings_sync_lifespan
-from crm.worker import register_analyses, register_inbound, register_outbound, run_profile_sweeper
+from crm.worker import register_analyses, register_inbound, register_jobs, register_outbound, run_profile_sweeper
 from jggl_common.bus import ServiceBus
 from jggl_common.db import create_engine, session_factory
 from jggl_common.logs import get_logger
@@ -45,6 +45,8 @@ async def serve(settings: CrmSettings) -> None:
     register_outbound(bus, sessions, outbox, settings, graph, redis=redis)
     # The AI service's analyses fill the deals' AI fields.
     register_analyses(bus, outbox)
+    # The scheduler's ticks: SLA check, due tasks, daily digest; its jobs for /api/jobs.
+    register_jobs(bus, sessions, outbox, settings)
     # Dead letters of every service land in the admin's system log.
     register_system_log(bus, sessions)
 

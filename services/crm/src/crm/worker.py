@@ -13,6 +13,8 @@ from crm.config import CrmSettings
 from crm.graph import GraphClient
 from crm.inbound import subscribers
 from crm.inbound.service import InboundService
+from crm.jobs import ScheduledWork
+from crm.jobs import subscribers as jobs_subscribers
 from crm.outbound import subscribers as outbound_subscribers
 from crm.outbound.commands import Commands
 from crm.outbound.ratelimit import SendRateLimiter
@@ -21,7 +23,14 @@ from crm.profiles import ProfileEnricher
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.outbox import Outbox
 
-__all__ = ["Outbound", "register_analyses", "register_inbound", "register_outbound", "run_profile_sweeper"]
+__all__ = [
+    "Outbound",
+    "register_analyses",
+    "register_inbound",
+    "register_jobs",
+    "register_outbound",
+    "run_profile_sweeper",
+]
 
 
 def register_inbound(
@@ -135,6 +144,23 @@ def register_analyses(
         max_workers=max_workers,
     )
     return service
+
+
+def register_jobs(
+    bus: ServiceBus,
+    sessions: async_sessionmaker[AsyncSession],
+    outbox: Outbox,
+    settings: CrmSettings,
+    *,
+    durable_prefix: str = "",
+    policy: RetryPolicy | None = None,
+) -> ScheduledWork:
+    """Register the consumers of the scheduler's stream on ``bus`` (start the bus
+    afterwards): crm's jobs run on their ticks (SLA check, due tasks, daily digest) and
+    report their outcome; the jobs' announced state is kept for ``/api/jobs``."""
+    work = ScheduledWork(outbox, settings)
+    jobs_subscribers.register(bus, sessions, work, durable_prefix=durable_prefix, policy=policy)
+    return work
 
 
 async def run_profile_sweeper(

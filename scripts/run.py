@@ -1,7 +1,7 @@
 """``make run``: the whole system in the foreground.
 
 Prepares the environment (an ``.env`` with a fresh ``APP_KEY`` on first start), makes sure
-PostgreSQL, Redis and NATS answer, migrates crm, ai and notifier, creates the first admin, then runs
+PostgreSQL, Redis and NATS answer, migrates crm, ai, notifier and scheduler, creates the first admin, then runs
 every service as a child process with its logs on this terminal. Ctrl-C or SIGTERM stops
 them all gracefully (each drains its in-flight work); if one dies, the others are stopped too.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / ".env"
 SERVICES = ("crm", "ingest", "notifier", "ai", "scheduler")
-MIGRATED = ("crm", "ai", "notifier")  # services with a ``migrate`` command, in this order
+MIGRATED = ("crm", "ai", "notifier", "scheduler")  # services with a ``migrate`` command, in this order
 GEMINI_FAKE = ("127.0.0.1", 8092)
 DEFAULTS = {
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/jggl",

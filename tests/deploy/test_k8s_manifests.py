@@ -15,12 +15,16 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from jggl_common.live_settings import KNOWN_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -49,6 +53,10 @@ REQUIRED_AT_LEAST: dict[str, set[str]] = {
 }
 
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
+
+# DESIGN §3: Telegram's limits, about 1 message/s to one chat and 30/s for the whole bot.
+TELEGRAM_PER_CHAT_PER_SECOND = 1.0
+TELEGRAM_BOT_PER_SECOND = 30.0
 
 # Names whose values are secrets: they come from the Secret, never from a literal or the ConfigMap.
 SECRET_NAME = re.compile(r"(^|_)(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)($|_)|^DATABASE_URL$")
@@ -632,9 +640,83 @@ def test_app_url_is_the_public_ingress_host(base_docs: list[Doc]) -> None:
     assert hosts == {url.hostname}
 
 
-def test_several_notifiers_receive_telegram_updates_by_webhook(base_docs: list[Doc]) -> None:
-    if find(base_docs, "HorizontalPodAutoscaler", "notifier").body["spec"]["minReplicas"] > 1:
-        assert config(base_docs).get("TELEGRAM_MODE") == "webhook", "only one long-polling client per bot works"
+def settings_classes() -> list[type[BaseSettings]]:
+    """Every service's settings: the commands' classes and each ``<service>.config``'s."""
+    found = {_settings_class(target) for target in COMMAND_SETTINGS.values()}
+    for service in SERVICES:
+        if importlib.util.find_spec(service) is None or importlib.util.find_spec(f"{service}.config") is None:
+            continue
+        module = importlib.import_module(f"{service}.config")
+        found.update(
+            v
+            for v in vars(module).values()
+            if isinstance(v, type) and issubclass(v, BaseSettings) and v is not BaseSettings
+        )
+    return sorted(found, key=lambda cls: f"{cls.__module__}.{cls.__qualname__}")
+
+
+def test_every_configmap_key_is_a_setting_a_service_reads(base_docs: list[Doc]) -> None:
+    read = {field.upper() for cls in settings_classes() for field in cls.model_fields}
+    unread = sorted(set(config(base_docs)) - read)
+    assert not unread, f"no service's settings read {unread} (a misspelt name is silently ignored)"
+
+
+def _notifier_env(docs: list[Doc]) -> dict[str, EnvSource]:
+    return effective_env(main_container(find(docs, "Deployment", "notifier")), docs)
+
+
+def test_the_notifier_gets_every_setting_an_admin_can_change(base_docs: list[Doc]) -> None:
+    """The notifier's fields that are live settings (KNOWN_SETTINGS names their variables)
+    have their default from the manifest: secrets from the Secret, the others with a value."""
+    fields = {field.upper() for field in _settings_class("notifier.config:NotifierSettings").model_fields}
+    live = {spec.env: spec for spec in KNOWN_SETTINGS.values() if spec.env in fields}
+    assert live, "NotifierSettings has no field a live setting defaults from"
+    env = _notifier_env(base_docs)
+    for variable, spec in sorted(live.items()):
+        assert variable in env, f"the notifier does not get {variable} ({spec.description})"
+        if spec.secret:
+            assert env[variable].origin == "secret", f"{variable} is a secret: it comes from {SECRET}"
+            assert variable in secret_keys()
+        else:
+            assert env[variable].origin in {"configmap", "literal"}, f"{variable} comes from {env[variable].origin}"
+            assert env[variable].value, f"{variable} is empty"
+
+
+class _ManifestOnly(BaseSettings):
+    """Settings built from the given values only: not from the machine running the tests."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, *_: Any, **__: Any
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def test_the_notifier_configuration_of_the_manifest_is_valid_and_within_telegram_limits(base_docs: list[Doc]) -> None:
+    from notifier.business_time import zone_or_none
+    from notifier.config import NotifierSettings
+
+    env = _notifier_env(base_docs)
+    # The Secret's values are the operator's: stand-ins of the right shape.
+    stand_ins = {"APP_KEY": base64.b64encode(bytes(32)).decode(), "DATABASE_URL": "postgresql://jggl@db:5432/jggl"}
+    values = {
+        name: source.value if source.origin != "secret" else stand_ins.get(name, "set") for name, source in env.items()
+    }
+    checked = type("FromManifest", (_ManifestOnly, NotifierSettings), {})
+    settings = checked(
+        **{name.lower(): value for name, value in values.items() if name.lower() in checked.model_fields}
+    )
+    assert isinstance(settings, NotifierSettings)
+    assert zone_or_none(settings.business_timezone), f"BUSINESS_TIMEZONE {settings.business_timezone!r} is no IANA zone"
+
+    # DESIGN §3: about 1 message/s to a chat and 30/s for the bot. The bot-wide pace is per
+    # replica, so it must fit Telegram's budget at the autoscaler's maximum.
+    replicas = find(base_docs, "HorizontalPodAutoscaler", "notifier").body["spec"]["maxReplicas"]
+    assert 0 < settings.telegram_per_chat_per_second <= TELEGRAM_PER_CHAT_PER_SECOND
+    assert 0 < settings.telegram_global_per_second * replicas <= TELEGRAM_BOT_PER_SECOND, (
+        f"{replicas} replicas at TELEGRAM_GLOBAL_PER_SECOND={settings.telegram_global_per_second} exceed Telegram's "
+        f"{TELEGRAM_BOT_PER_SECOND}/s"
+    )
 
 
 # --------------------------------------------------------------------------- secrets
@@ -835,6 +917,71 @@ def test_network_policy_admits_every_nats_client(base_docs: list[Doc]) -> None:
     assert admitted({}, 8222), "the monitoring port must stay reachable"
 
 
+# --------------------------------------------------------------------------- egress
+
+TELEGRAM_BOT_API_ADDRESS = "149.154.167.220"  # api.telegram.org
+MANAGED_POSTGRES_ADDRESS = "203.0.113.10"  # an address outside the cluster (TEST-NET-3)
+KUBE_DNS = {"k8s-app": "kube-dns"}
+
+
+def egress_admits(policies: list[Doc], port: int, *, pod: dict[str, str] | None = None, address: str = "") -> bool:
+    """Whether egress ``policies`` let a pod reach ``port`` (TCP, or UDP for 53) on a pod
+    labelled ``pod`` or at ``address`` outside the cluster."""
+    protocol = "UDP" if port == 53 else "TCP"
+    for policy in policies:
+        for rule in policy.body["spec"].get("egress") or []:
+            ports = rule.get("ports") or []
+            if ports and not any(p.get("port") == port and p.get("protocol", "TCP") == protocol for p in ports):
+                continue
+            peers = rule.get("to")
+            if not peers:
+                return True
+            for peer in peers:
+                if (
+                    pod is not None
+                    and "podSelector" in peer
+                    and matches(peer["podSelector"], pod, empty_selects_all=True)
+                ):
+                    return True
+                if address and "ipBlock" in peer and _in_block(address, peer["ipBlock"]):
+                    return True
+    return False
+
+
+def _in_block(address: str, block: dict[str, Any]) -> bool:
+    inside = ip_address(address) in ip_network(block["cidr"])
+    return inside and not any(ip_address(address) in ip_network(e) for e in block.get("except") or [])
+
+
+def test_notifier_egress_reaches_its_dependencies_and_nothing_else(docs: list[Doc], base_docs: list[Doc]) -> None:
+    notifier = pod_labels(find(base_docs, "Deployment", "notifier"))
+    policies = [
+        p
+        for p in of_kind(base_docs, "NetworkPolicy")
+        if "Egress" in (p.body["spec"].get("policyTypes") or []) and matches(p.body["spec"]["podSelector"], notifier)
+    ]
+    assert policies, "the notifier's egress is not restricted"
+
+    def port_of(url: str) -> int:
+        parts = urlsplit(url)
+        return parts.port or {"https": 443, "http": 80, "postgresql": 5432, "redis": 6379, "nats": 4222}[parts.scheme]
+
+    nats = pod_labels(find(base_docs, "StatefulSet", "nats"))
+    database = port_of(secret_values(secret_example())["DATABASE_URL"])
+    telegram = port_of(config(base_docs)["TELEGRAM_API_URL"])
+    assert egress_admits(policies, port_of(config(base_docs)["NATS_URL"]), pod=nats), "NATS"
+    assert egress_admits(policies, database, address=MANAGED_POSTGRES_ADDRESS), "a managed PostgreSQL"
+    assert egress_admits(policies, database, pod=pod_labels(find(docs, "StatefulSet", "postgres"))), "eval's PostgreSQL"
+    assert egress_admits(policies, telegram, address=TELEGRAM_BOT_API_ADDRESS), "the Telegram Bot API"
+    assert egress_admits(policies, 53, pod=KUBE_DNS), "the cluster's DNS"
+    # what it does not use stays closed
+    assert not egress_admits(
+        policies, port_of(config(base_docs)["REDIS_URL"]), pod=pod_labels(find(docs, "StatefulSet", "redis"))
+    )
+    for service in ("crm", "ingest", "ai"):
+        assert not egress_admits(policies, SERVICES[service], pod=pod_labels(find(base_docs, "Deployment", service)))
+
+
 # --------------------------------------------------------------------------- ingress
 
 
@@ -926,9 +1073,17 @@ COMMAND_SETTINGS: dict[tuple[str, str], str] = {
     ("ingest", "serve"): "ingest.config:IngestSettings",
     ("ai", "serve"): "ai.config:AiSettings",
     ("ai", "migrate"): "ai.config:AiSettings",
-    ("scheduler", "serve"): "scheduler.config:SchedulerSettings",
-    ("scheduler", "migrate"): "scheduler.config:SchedulerSettings",
+    ("notifier", "serve"): "notifier.config:NotifierSettings",
+    ("notifier", "migrate"): "notifier.config:NotifierSettings",
 }
+
+
+def _settings_class(target: str) -> type[BaseSettings]:
+    module, _, name = target.partition(":")
+    found = getattr(importlib.import_module(module), name)
+    assert isinstance(found, type)
+    assert issubclass(found, BaseSettings)
+    return found
 
 
 def _service_command(container: dict[str, Any]) -> tuple[str, str] | None:
@@ -939,8 +1094,7 @@ def _service_command(container: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _required_variables_of(target: str) -> set[str]:
-    module, _, name = target.partition(":")
-    settings = getattr(importlib.import_module(module), name)
+    settings = _settings_class(target)
     return {field.upper() for field, info in settings.model_fields.items() if info.is_required()}
 
 
@@ -964,7 +1118,7 @@ def test_every_command_gets_the_variables_its_settings_require(base_docs: list[D
     assert seen == set(COMMAND_SETTINGS), f"commands not found in the manifests: {set(COMMAND_SETTINGS) - seen}"
 
 
-NOT_BUILT: set[str] = set()
+NOT_BUILT = {"scheduler"}
 """Services whose manifest is ready but whose module is not built yet (the README of
 deploy/k8s says so); applied, their pods would crash-loop."""
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm.api import create_app
-from crm.models import Activity, Deal, OutboxEvent
+from crm.models import Activity, Deal, OutboxEvent, Task
 from crm.sla import BusinessHours, sweep_sla
 from jggl_common.bus import BusUnavailable
 from jggl_common.contracts import DealUpdated, utcnow
@@ -445,3 +445,29 @@ async def test_a_late_wait_shows_as_breached_then_escalated_until_it_ends(api: A
     assert await sla(late) is None
     listed = {item["id"]: item["sla"] for item in await walk(api, headers)}
     assert listed == {late.id: None, on_time.id: "breached"}
+    assert [item["id"] for item in await walk(api, headers, sla="breached")] == [on_time.id]
+    assert await walk(api, headers, sla="escalated") == []
+    assert (await api.client.get("/api/deals", params={"sla": "late"}, headers=headers)).status_code == 422
+
+
+async def test_deals_with_overdue_tasks_are_found_by_the_filter(api: Api) -> None:
+    now = utcnow()
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        overdue, upcoming, finished, none = [await create_deal(session) for _ in range(4)]
+        session.add_all(
+            [
+                Task(deal_id=overdue.id, title="call back", due_at=now - timedelta(hours=1)),
+                Task(deal_id=overdue.id, title="later", due_at=now + timedelta(days=1)),
+                Task(deal_id=upcoming.id, title="later", due_at=now + timedelta(hours=1)),
+                Task(deal_id=finished.id, title="done", due_at=now - timedelta(hours=1), done=True),
+                Task(deal_id=none.id, title="someday", due_at=None),
+            ]
+        )
+    headers = api.headers(admin)
+    assert [item["id"] for item in await walk(api, headers, overdue_tasks="true")] == [overdue.id]
+    assert {item["id"] for item in await walk(api, headers, overdue_tasks="false")} == {
+        upcoming.id,
+        finished.id,
+        none.id,
+    }

@@ -25,6 +25,7 @@ from .schemas import (
     MessageItem,
     MessagePage,
     Platform,
+    SlaState,
 )
 
 router = APIRouter(prefix="/api/deals", tags=["deals"], responses=error_responses(401))
@@ -40,6 +41,10 @@ async def list_deals(
     assignee_id: Annotated[int | None, Query(ge=1, le=INT4_MAX)] = None,
     unassigned: Annotated[bool, Query(description="only deals nobody has taken")] = False,
     awaiting_reply: Annotated[bool | None, Query(description="the customer waits for an answer")] = None,
+    overdue_tasks: Annotated[bool | None, Query(description="the deal has an open task past its due time")] = None,
+    sla: Annotated[
+        SlaState | None, Query(description="the current wait passed the SLA (breached) or twice it (escalated)")
+    ] = None,
     platform: Platform | None = None,
     created_from: Annotated[UtcDatetime | None, Query(description="created at or after")] = None,
     created_to: Annotated[UtcDatetime | None, Query(description="created before")] = None,
@@ -60,6 +65,8 @@ async def list_deals(
         assignee_id=assignee_id,
         unassigned=unassigned,
         awaiting_reply=awaiting_reply,
+        overdue_tasks=overdue_tasks,
+        sla=sla,
         platform=platform,
         created_from=created_from,
         created_to=created_to,

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
-from crm.models import Activity, Contact, Deal, Message, Stage, User
+from crm.models import Activity, Contact, Deal, Message, Stage, Task, User
 from jggl_common.contracts import utcnow
 
 from .access import visible_deals
@@ -46,6 +46,8 @@ class DealFilters:
     platform: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    overdue_tasks: bool | None = None
+    sla: str | None = None
 
 
 def sort_value(deal: Deal, field: str) -> datetime | Decimal | None:
@@ -95,6 +97,17 @@ class DealRepository:
             query = query.where(col(Deal.awaiting_reply_since).is_not(None))
         elif filters.awaiting_reply is False:
             query = query.where(col(Deal.awaiting_reply_since).is_(None))
+        if filters.overdue_tasks is not None:
+            overdue = (
+                select(col(Task.id))
+                .where(col(Task.deal_id) == col(Deal.id), sa.not_(col(Task.done)), col(Task.due_at) < sa.func.now())
+                .exists()
+            )
+            query = query.where(overdue if filters.overdue_tasks else sa.not_(overdue))
+        if filters.sla is not None:
+            # The deal's current wait was announced at that level (escalated ones are breached too).
+            since = Deal.sla_escalation_since if filters.sla == "escalated" else Deal.sla_breach_since
+            query = query.where(col(Deal.status) == "open", col(since) == col(Deal.awaiting_reply_since))
         if filters.platform is not None:
             query = query.where(col(Deal.platform) == filters.platform)
         if filters.created_from is not None:

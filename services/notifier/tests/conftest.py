@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jggl_common.bus import EventPublisher, RetryPolicy
 from jggl_common.contracts import (
     ContactRef,
-    DealCreated,
-    DealSnapshot,
     Envelope,
+    MessageReceived,
+    MessageReceivedData,
     TelegramLinkRequested,
     TelegramLinkRequestedData,
     TelegramUpdateData,
@@ -150,19 +150,28 @@ def update_received(update: dict[str, Any]) -> TelegramUpdateReceived:
     )
 
 
-def deal_created(*, assignee_id: int | None = None, name: str = "Ann Customer", stage: str = "new") -> DealCreated:
+def new_lead(
+    *,
+    assignee_id: int | None = None,
+    name: str = "Ann Customer",
+    stage: str = "new",
+    text: str | None = "Hi! Is the green backpack still available?",
+) -> MessageReceived:
+    """A deal's first customer message: what the new-lead notification announces."""
     deal = next_id()
-    return DealCreated(
+    return MessageReceived(
         producer="crm",
-        data=DealSnapshot(
-            id=deal,
+        data=MessageReceivedData(
+            message_id=next_id(),
+            mid=f"m.{deal}",
+            deal_id=deal,
             conversation_id=deal,
-            channel_id=1,
-            platform="instagram",
-            stage=stage,
-            status="open",
+            kind="text",
+            text=text,
+            sent_at=datetime.now(UTC),
+            is_first_message=True,
+            deal_stage=stage,
             assignee_id=assignee_id,
-            created_at=datetime.now(UTC),
             contact=ContactRef(id=deal, platform="instagram", external_id=f"igsid-{deal}", display_name=name),
         ),
     )

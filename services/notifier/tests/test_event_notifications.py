@@ -163,8 +163,14 @@ async def test_a_new_message_reaches_the_assignee_exactly_once_as_typed(
 
     (message,) = telegram.fake.sent(chat)
     assert message.plain_text == f"💬 New message\n{NASTY} · Messenger\nStage: qualified\n\n{NASTY}"
-    assert message.reply_markup == {
-        "inline_keyboard": [[{"text": "Open in CRM", "url": f"{APP_URL}/deals/{event.data.deal_id}"}]]
+    deal = event.data.deal_id
+    assert message.reply_markup == {  # assigned: no "Take"
+        "inline_keyboard": [
+            [
+                {"text": "Open in CRM", "url": f"{APP_URL}/deals/{deal}"},
+                {"text": "Reply", "callback_data": f"reply:{deal}"},
+            ]
+        ]
     }
     assert telegram.fake.sent(other) == []
     (row,) = await rows(engine, "SELECT kind, attempts FROM notifications WHERE event_id = $1", event.id)
@@ -187,7 +193,7 @@ async def test_an_unassigned_deal_s_message_reaches_every_linked_manager(
         assert message.plain_text.endswith("\n\n[image]")
 
 
-async def test_a_deal_s_first_message_is_left_to_the_new_lead(
+async def test_a_deal_s_first_message_is_the_new_lead(
     start_notifier: StartNotifier, bus: Bus, telegram: TelegramFakeServer, engine: AsyncEngine
 ) -> None:
     await start_notifier()
@@ -196,9 +202,11 @@ async def test_a_deal_s_first_message_is_left_to_the_new_lead(
     later = message_received(assignee_id=assignee)
     await bus.publish(opening, later)
     assert await settled(engine, later.id, 1) == {chat: "sent"}
+    assert await settled(engine, opening.id, 1) == {chat: "sent"}
     await asyncio.sleep(0.3)
-    assert await rows(engine, "SELECT id FROM notifications WHERE event_id = $1", opening.id) == []
-    assert len(telegram.fake.sent(chat)) == 1
+    kinds = await rows(engine, "SELECT event_id, kind FROM notifications ORDER BY event_id")
+    assert {row["event_id"]: row["kind"] for row in kinds} == {opening.id: "new_lead", later.id: "new_message"}
+    assert sorted(m.plain_text.split("\n")[0] for m in telegram.fake.sent(chat)) == ["🆕 New lead", "💬 New message"]
 
 
 async def test_a_hot_lead_reaches_the_assignee_with_the_summary_escaped(

@@ -23,6 +23,7 @@ from notifier.notification_texts import (
     preview,
     render_hot_lead,
     render_needs_reauth,
+    render_new_lead,
     render_new_message,
     render_reply_failed,
 )
@@ -74,7 +75,19 @@ def test_a_new_message_escapes_everything_the_customer_wrote() -> None:
         "&lt;b&gt;Tom &amp; Jerry&lt;/b&gt; 🐱"
     )
     (row,) = markup.inline_keyboard
-    assert [(button.text, button.url) for button in row] == [(OPEN_IN_CRM, "https://crm.example.com/deals/42")]
+    assert [(button.text, button.url, button.callback_data) for button in row] == [
+        (OPEN_IN_CRM, "https://crm.example.com/deals/42", None),
+        ("Take", None, "take:42"),
+        ("Reply", None, "reply:42"),
+    ]
+
+
+def test_the_ai_summary_is_shown_escaped_and_an_assigned_deal_has_no_take() -> None:
+    text, markup = render_new_lead(received(assignee_id=5, is_first_message=True), APP_URL, "Wants <2> & now")
+    assert text.startswith("🆕 <b>New lead</b>\n")
+    assert text.endswith("&lt;b&gt;Tom &amp; Jerry&lt;/b&gt; 🐱\n\n🤖 <i>Wants &lt;2&gt; &amp; now</i>")
+    assert [button.text for button in markup.inline_keyboard[0]] == [OPEN_IN_CRM, "Reply"]
+    assert "🤖" not in render_new_message(received(), APP_URL, "  ")[0]
 
 
 def test_the_preview_is_cut_before_escaping() -> None:

@@ -1,4 +1,4 @@
-"""New-lead notifications from ``crm.deal.created``: to the assignee or to every linked
+"""New-lead notifications from a deal's first ``crm.message.received``: to the assignee or to every linked
 chat, once per event and chat (redeliveries and two notifiers included), escaped, with
 the 429s, blocked chats and a missing bot token handled."""
 
@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jggl_common.db import autocommit, session_factory
 from jggl_sandbox.telegram_fake import TelegramFakeServer
 
-from .conftest import APP_URL, Bus, StartNotifier, deal_created, eventually, next_id, rows
+from .conftest import APP_URL, Bus, StartNotifier, eventually, new_lead, next_id, rows
 
 
 async def linked(engine: AsyncEngine, telegram: TelegramFakeServer, *, name: str = "Manager") -> tuple[int, int]:
@@ -52,7 +52,7 @@ async def test_an_unassigned_deal_reaches_every_linked_chat_exactly_once(
     first = await start_notifier()
     await start_notifier()  # a second replica on the same durable consumers
     chats = [(await linked(engine, telegram))[1] for _ in range(3)]
-    event = deal_created(name="Ann Customer", stage="new")
+    event = new_lead(name="Ann Customer", stage="new")
 
     await bus.publish(event)
     await bus.publish(event)  # published again: the same Nats-Msg-Id
@@ -61,9 +61,18 @@ async def test_an_unassigned_deal_reaches_every_linked_chat_exactly_once(
 
     for chat in chats:
         (message,) = telegram.fake.sent(chat)
-        assert message.plain_text == "🆕 New lead\nAnn Customer · Instagram\nStage: new"
+        assert message.plain_text == (
+            "🆕 New lead\nAnn Customer · Instagram\nStage: new\n\nHi! Is the green backpack still available?"
+        )
+        deal = event.data.deal_id
         assert message.reply_markup == {
-            "inline_keyboard": [[{"text": "Open in CRM", "url": f"{APP_URL}/deals/{event.data.id}"}]]
+            "inline_keyboard": [
+                [
+                    {"text": "Open in CRM", "url": f"{APP_URL}/deals/{deal}"},
+                    {"text": "Take", "callback_data": f"take:{deal}"},
+                    {"text": "Reply", "callback_data": f"reply:{deal}"},
+                ]
+            ]
         }
     logged = await rows(engine, "SELECT chat_id, telegram_message_id, attempts, sent_at FROM notifications")
     assert {row["chat_id"]: row["telegram_message_id"] for row in logged} == {
@@ -78,7 +87,7 @@ async def test_an_assigned_deal_reaches_only_the_assignee(
     await start_notifier()
     assignee, assignee_chat = await linked(engine, telegram)
     _, other_chat = await linked(engine, telegram)
-    event = deal_created(assignee_id=assignee)
+    event = new_lead(assignee_id=assignee)
     await bus.publish(event)
     assert await settled(engine, event.id, 1) == {assignee_chat: "sent"}
     assert len(telegram.fake.sent(assignee_chat)) == 1
@@ -90,12 +99,13 @@ async def test_customer_text_arrives_as_typed(
 ) -> None:
     await start_notifier()
     _, chat = await linked(engine, telegram)
-    event = deal_created(name="<b>Tom & Jerry</b> 🐱", stage="<new>")
+    event = new_lead(name="<b>Tom & Jerry</b> 🐱", stage="<new>", text="Price < 10$ & <i>fast</i>?")
     await bus.publish(event)
     assert await settled(engine, event.id, 1) == {chat: "sent"}
     (message,) = telegram.fake.sent(chat)
     assert "<b>Tom & Jerry</b> 🐱 · Instagram" in message.plain_text
     assert "Stage: <new>" in message.plain_text
+    assert message.plain_text.endswith("\n\nPrice < 10$ & <i>fast</i>?")
     assert message.parse_mode == "HTML"
 
 
@@ -104,7 +114,7 @@ async def test_without_a_bot_token_notifications_are_skipped(
 ) -> None:
     await start_notifier(token="")
     _, chat = await linked(engine, telegram)
-    event = deal_created()
+    event = new_lead()
     await bus.publish(event)
     assert await settled(engine, event.id, 1) == {chat: "skipped"}
     assert telegram.fake.calls() == []
@@ -116,7 +126,7 @@ async def test_a_429_is_waited_out_and_sent_once(
     await start_notifier()
     _, chat = await linked(engine, telegram)
     telegram.fake.fail_next(1, retry_after=1, chat_id=chat)
-    event = deal_created()
+    event = new_lead()
     await bus.publish(event)
     assert await settled(engine, event.id, 1) == {chat: "sent"}
 
@@ -135,7 +145,7 @@ async def test_a_failed_send_is_retried_for_that_chat_only(
     _, failing = await linked(engine, telegram)
     _, fine = await linked(engine, telegram)
     telegram.fake.fail_next(2, retry_after=1, chat_id=failing)
-    event = deal_created()
+    event = new_lead()
     await bus.publish(event)
 
     async def both_sent() -> bool:
@@ -157,7 +167,7 @@ async def test_a_chat_that_blocked_the_bot_is_not_retried(
     _, blocked = await linked(engine, telegram)
     _, fine = await linked(engine, telegram)
     telegram.fake.block(blocked)
-    event = deal_created()
+    event = new_lead()
     await bus.publish(event)
     assert await settled(engine, event.id, 2) == {blocked: "failed", fine: "sent"}
     await asyncio.sleep(0.5)

@@ -17,7 +17,7 @@ from notifier.pacing import Pacer
 from notifier.store import Link
 from notifier.telegram import RETRY_AFTERS
 
-from .conftest import Bus, StartNotifier, deal_created, eventually, rows, update_received
+from .conftest import Bus, StartNotifier, eventually, new_lead, rows, update_received
 from .test_notifications import linked, settled
 
 
@@ -158,7 +158,7 @@ async def test_a_429_with_retry_after_3_is_resent_after_3_seconds_once(
     _, chat = await linked(engine, telegram)
     before = RETRY_AFTERS._value.get()
     telegram.fake.fail_next(1, retry_after=3, chat_id=chat)
-    event = deal_created()
+    event = new_lead()
     await bus.publish(event)
     assert await settled(engine, event.id, 1) == {chat: "sent"}
 
@@ -178,13 +178,13 @@ async def test_a_blocked_chat_is_tried_once_then_skipped_until_start(
     user, chat = await linked(engine, telegram)
     telegram.fake.block(chat)
 
-    first = deal_created(assignee_id=user)
+    first = new_lead(assignee_id=user)
     await bus.publish(first)
     assert await settled(engine, first.id, 1) == {chat: "failed"}
     (link,) = await rows(engine, "SELECT blocked_at FROM links WHERE chat_id = $1", chat)
     assert link["blocked_at"] is not None
 
-    later = [deal_created(assignee_id=user) for _ in range(3)]
+    later = [new_lead(assignee_id=user) for _ in range(3)]
     await bus.publish(*later)
     for event in later:
         assert await settled(engine, event.id, 1) == {chat: "skipped"}
@@ -202,6 +202,6 @@ async def test_a_blocked_chat_is_tried_once_then_skipped_until_start(
         return found == [{"blocked_at": None}]
 
     await eventually(cleared)
-    again = deal_created(assignee_id=user)
+    again = new_lead(assignee_id=user)
     await bus.publish(again)
     assert await settled(engine, again.id, 1) == {chat: "sent"}

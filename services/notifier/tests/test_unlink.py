@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jggl_common.contracts import TelegramUnlinkRequested, TelegramUnlinkRequestedData
 from jggl_sandbox.telegram_fake import TelegramFakeServer
 
-from .conftest import Bus, StartNotifier, deal_created, eventually, link_requested, next_id, rows
+from .conftest import Bus, StartNotifier, eventually, link_requested, new_lead, next_id, rows
 from .test_event_notifications import linked, settled
 from .test_linking import code_known
 
@@ -50,7 +50,7 @@ async def test_a_deactivated_manager_is_unlinked_told_once_and_hears_nothing_mor
     assert row == {"kind": "unlinked", "status": "sent", "attempts": 1}
 
     # An unassigned new lead goes to every linked chat: no longer to this one.
-    lead = deal_created()
+    lead = new_lead()
     await bus.publish(lead)
     assert await settled(engine, lead.id, 1) == {other_chat: "sent"}
     await asyncio.sleep(0.2)

@@ -16,7 +16,6 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from jggl_common.contracts import (
     ChannelNeedsReauthData,
     ContactRef,
-    DealSnapshot,
     HotLeadData,
     MessageFailedData,
     MessageReceivedData,
@@ -26,20 +25,34 @@ __all__ = [
     "OPEN_IN_CRM",
     "PREVIEW_CHARS",
     "REASONS",
+    "REPLY",
+    "REPLY_DATA",
     "SUMMARY_CHARS",
+    "TAKE",
+    "TAKE_DATA",
+    "deal_keyboard",
+    "deal_url",
     "failure_reason",
-    "open_in_crm",
+    "plain_preview",
     "platform_name",
     "preview",
+    "render_action_rejected",
     "render_hot_lead",
     "render_needs_reauth",
     "render_new_lead",
     "render_new_message",
     "render_reply_failed",
+    "render_reply_sent",
+    "render_taken",
     "render_unlinked",
 ]
 
 OPEN_IN_CRM = "Open in CRM"
+TAKE = "Take"
+REPLY = "Reply"
+TAKE_DATA = "take"
+REPLY_DATA = "reply"
+"""Callback data of the buttons: ``take:<deal id>``, ``reply:<deal id>``."""
 PREVIEW_CHARS = 300
 SUMMARY_CHARS = 600
 _PLATFORMS = {"messenger": "Messenger", "instagram": "Instagram"}
@@ -68,21 +81,39 @@ def _attachment_kind(attachment: dict[str, Any]) -> str:
     return f"[{kind}]"
 
 
-def preview(text: str | None, attachments: Iterable[dict[str, Any]] = (), kind: str = "text") -> str:
-    """The first ``PREVIEW_CHARS`` characters of the text, escaped, then each attachment
-    as its kind (``[image]``); a message with neither shows its kind."""
+def plain_preview(text: str | None, attachments: Iterable[dict[str, Any]] = (), kind: str = "text") -> str:
+    """The first ``PREVIEW_CHARS`` characters of the text, then each attachment as its kind
+    (``[image]``); a message with neither shows its kind. Not escaped."""
     parts = [_attachment_kind(a) for a in attachments]
     if text and text.strip():
         parts.insert(0, _cut(text, PREVIEW_CHARS))
     if not parts:
         parts = [f"[{kind}]"]
-    return html.escape(" ".join(parts))
+    return " ".join(parts)
 
 
-def open_in_crm(app_url: str, deal_id: int) -> InlineKeyboardMarkup:
-    """The keyboard of a deal's notification: one button opening the deal in the CRM."""
-    url = f"{app_url.rstrip('/')}/deals/{deal_id}"
-    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=OPEN_IN_CRM, url=url)]])
+def preview(text: str | None, attachments: Iterable[dict[str, Any]] = (), kind: str = "text") -> str:
+    """:func:`plain_preview`, escaped."""
+    return html.escape(plain_preview(text, attachments, kind))
+
+
+def deal_url(app_url: str, deal_id: int) -> str:
+    """Where the deal opens in the CRM."""
+    return f"{app_url.rstrip('/')}/deals/{deal_id}"
+
+
+def deal_keyboard(app_url: str, deal_id: int, assignee_id: int | None) -> InlineKeyboardMarkup:
+    """The keyboard of a deal's notification: open it in the CRM, take it (only while
+    nobody has it) and reply to the customer from Telegram."""
+    buttons = [InlineKeyboardButton(text=OPEN_IN_CRM, url=deal_url(app_url, deal_id))]
+    if assignee_id is None:
+        buttons.append(InlineKeyboardButton(text=TAKE, callback_data=f"{TAKE_DATA}:{deal_id}"))
+    buttons.append(InlineKeyboardButton(text=REPLY, callback_data=f"{REPLY_DATA}:{deal_id}"))
+    return InlineKeyboardMarkup(inline_keyboard=[buttons])
+
+
+def _ai_line(summary: str | None) -> str:
+    return f"\n\n🤖 <i>{html.escape(_cut(summary, SUMMARY_CHARS))}</i>" if summary and summary.strip() else ""
 
 
 def _heading(icon: str, title: str, contact: ContactRef, platform: str, stage: str) -> str:
@@ -90,16 +121,28 @@ def _heading(icon: str, title: str, contact: ContactRef, platform: str, stage: s
     return f"{icon} <b>{title}</b>\n<b>{name}</b> · {platform_name(platform)}\nStage: {html.escape(stage)}"
 
 
-def render_new_lead(deal: DealSnapshot, app_url: str) -> tuple[str, InlineKeyboardMarkup]:
-    """A new deal: who, where, which stage."""
-    return _heading("🆕", "New lead", deal.contact, deal.platform, deal.stage), open_in_crm(app_url, deal.id)
+def render_new_lead(
+    message: MessageReceivedData, app_url: str, summary: str | None = None
+) -> tuple[str, InlineKeyboardMarkup]:
+    """A new deal (its first message): who, where, which stage, what they wrote, and the
+    AI's summary when there is one."""
+    return _render_message("🆕", "New lead", message, app_url, summary)
 
 
-def render_new_message(message: MessageReceivedData, app_url: str) -> tuple[str, InlineKeyboardMarkup]:
-    """A customer wrote again on a deal: who, where, which stage, and what they wrote."""
-    heading = _heading("💬", "New message", message.contact, message.contact.platform, message.deal_stage)
-    text = f"{heading}\n\n{preview(message.text, message.attachments, message.kind)}"
-    return text, open_in_crm(app_url, message.deal_id)
+def render_new_message(
+    message: MessageReceivedData, app_url: str, summary: str | None = None
+) -> tuple[str, InlineKeyboardMarkup]:
+    """A customer wrote again on a deal: who, where, which stage, what they wrote, and the
+    AI's summary of the conversation when there is one."""
+    return _render_message("💬", "New message", message, app_url, summary)
+
+
+def _render_message(
+    icon: str, title: str, message: MessageReceivedData, app_url: str, summary: str | None
+) -> tuple[str, InlineKeyboardMarkup]:
+    heading = _heading(icon, title, message.contact, message.contact.platform, message.deal_stage)
+    text = f"{heading}\n\n{preview(message.text, message.attachments, message.kind)}{_ai_line(summary)}"
+    return text, deal_keyboard(app_url, message.deal_id, message.assignee_id)
 
 
 def render_hot_lead(lead: HotLeadData, app_url: str) -> tuple[str, InlineKeyboardMarkup]:
@@ -113,7 +156,7 @@ def render_hot_lead(lead: HotLeadData, app_url: str) -> tuple[str, InlineKeyboar
     ]
     if lead.next_action and lead.next_action.strip():
         lines.append(f"<b>Next:</b> {html.escape(_cut(lead.next_action, SUMMARY_CHARS))}")
-    return "\n".join(lines), open_in_crm(app_url, deal.id)
+    return "\n".join(lines), deal_keyboard(app_url, deal.id, deal.assignee_id)
 
 
 def failure_reason(failure: MessageFailedData) -> str:
@@ -130,7 +173,7 @@ def render_reply_failed(failure: MessageFailedData, app_url: str) -> tuple[str, 
     """A reply that will not reach the customer: which one, and why."""
     heading = _heading("⚠️", "Reply not delivered", failure.contact, failure.contact.platform, failure.deal_stage)
     text = f"{heading}\n\nReply: {preview(failure.text, (), failure.kind)}\n<b>Why:</b> {failure_reason(failure)}"
-    return text, open_in_crm(app_url, failure.deal_id)
+    return text, deal_keyboard(app_url, failure.deal_id, failure.assignee_id)
 
 
 def render_needs_reauth(channel: ChannelNeedsReauthData) -> str:
@@ -159,3 +202,24 @@ def render_unlinked(reason: str) -> str:
         f"🔕 <b>This chat is no longer linked to the CRM</b> ({why}).\n"
         "You will receive no more notifications here; a new link code from the CRM links it again."
     )
+
+
+def _deal_name(name: str | None) -> str:
+    return f"<b>{html.escape(name)}</b>" if name else "the customer"
+
+
+def render_taken(contact_name: str | None) -> str:
+    """A manager's "Take" went through: the deal is theirs."""
+    return f"✅ The deal is yours: {_deal_name(contact_name)}"
+
+
+def render_reply_sent(contact_name: str | None) -> str:
+    """A reply written in Telegram reached the customer."""
+    return f"✅ Sent to {_deal_name(contact_name)}"
+
+
+def render_action_rejected(kind: str, contact_name: str | None, reason: str) -> str:
+    """crm refused a "Take" or a reply from Telegram: what, and crm's reason."""
+    what = "Your reply to" if kind == "reply" else "Could not take the deal with"
+    ending = " was not sent" if kind == "reply" else ""
+    return f"❌ {what} {_deal_name(contact_name)}{ending}.\n<b>Why:</b> {html.escape(reason)}"

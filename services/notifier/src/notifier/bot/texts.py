@@ -17,10 +17,18 @@ UNLINKED = "🔕 Your Telegram is unlinked: you will receive no more notificatio
 NOT_LINKED = "This chat is not linked to a CRM account."
 HELP = (
     "I send you CRM notifications: new leads, new messages on your deals, hot leads, "
-    "replies that could not be delivered and, to admins, channels to reconnect; "
-    "with a button to open the deal in the CRM.\n\n"
-    "/help: this message\n"
-    "/stop: unlink this chat (no more notifications)"
+    "replies that could not be delivered and, to admins, channels to reconnect. "
+    "Under each deal: <b>Open in CRM</b>, <b>Take</b> (while nobody has it) and <b>Reply</b> "
+    "(your next message goes to the customer).\n\n"
+    "/deals — your deals awaiting a reply, longest waiting first\n"
+    "/stats — your figures today\n"
+    "/mute — pause all notifications until /unmute\n"
+    "/unmute — resume\n"
+    "/quiet 22:00-08:00 — quiet hours (what arrives waits until they end); /quiet off\n"
+    "/notify — choose which kinds of notification you get\n"
+    "/cancel — drop a reply you started with Reply\n"
+    "/stop — unlink this chat (no more notifications)\n"
+    "/help — this message"
 )
 
 
@@ -31,3 +39,21 @@ def linked(name: str | None) -> str:
 
 def already_linked(name: str) -> str:
     return f"This chat is linked to <b>{html.escape(name)}</b>.\n/help lists what I can do; /stop unlinks it."
+
+
+# ---------------------------------------------------------------- deal buttons and replies
+
+TAKING = "Taking…"
+ALREADY_YOURS = "This deal is already yours."
+BAD_BUTTON = "This button no longer works."
+SENDING = "⏳ Sending…"
+CANCELLED = "Cancelled: nothing was sent."
+NOTHING_TO_CANCEL = "There is no reply to cancel."
+DRAFT_EXPIRED = (
+    "⌛ Not sent: more than 15 minutes passed since you pressed <b>Reply</b>. Press <b>Reply</b> again to answer."
+)
+
+
+def write_reply(name: str | None) -> str:
+    who = f"<b>{html.escape(name)}</b>" if name else "the customer"
+    return f"✍️ Write your reply to {who} (/cancel to cancel)"

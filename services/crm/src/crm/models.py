@@ -64,6 +64,23 @@ class Channel(SQLModel, table=True):
     is_active: bool = True
     last_webhook_at: datetime | None = _ts(default=None)
     created_at: datetime = _ts(default_factory=utcnow)
+    # Meta backfill: conversations updated up to this moment were read from the Conversations API.
+    synced_until: datetime | None = _ts(default=None)
+    # Health, as the channel_health job last found it.
+    health_status: str = Field(
+        default="unknown",
+        max_length=20,
+        sa_column_kwargs={"server_default": "unknown"},
+        description="ok | problem | unknown",
+    )
+    health_problems: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_type=JSONB,  # type: ignore[call-overload]
+        sa_column_kwargs={"server_default": sa.text("'[]'::jsonb")},
+        description="each problem found: {code, message}",
+    )
+    health_checked_at: datetime | None = _ts(default=None)
+    token_expires_at: datetime | None = _ts(default=None, description="from debug_token; null: never or unknown")
 
 
 class Contact(SQLModel, table=True):

@@ -297,3 +297,37 @@ async def test_malformed_commands_and_outcomes_go_to_the_dlq_and_nothing_stops(
 async def _dead_letters(bus: Bus, count: int) -> list[dict[str, object]] | None:
     found = [event for _, event in await bus.stored("DLQ", "dlq.scheduler.")]
     return found if len(found) >= count else None
+
+
+async def test_old_fires_are_deleted_but_each_jobs_newest_run_and_outcome_stay(engine: AsyncEngine, bus: Bus) -> None:
+    reported = JobDefinition("reported", "crm", "interval", "60", "its owner reports")
+    silent = JobDefinition("silent", "crm", "interval", "60", "nobody handles it")
+    clock = FakeClock(datetime(2026, 1, 1, 10, 0, 30, tzinfo=UTC))
+    scheduler = Scheduler(
+        Outbox(session_factory(engine), bus.publisher),
+        [reported, silent],
+        lambda: "UTC",
+        clock=clock,
+        history=timedelta(days=30),
+    )
+    await scheduler.seed()
+    for minute in range(1, 5):  # 10:01 .. 10:04 for both jobs
+        clock.now = datetime(2026, 1, 1, 10, minute, 5, tzinfo=UTC)
+        assert await scheduler.fire_due() == 2
+    outcome = JobFinished(
+        producer="crm",
+        data=JobFinishedData(
+            job="reported", slot="20260101T100200Z", status="done", started_at=clock.now, finished_at=clock.now
+        ),
+    )
+    assert await scheduler.record_outcome(outcome, "crm")
+
+    clock.now = datetime(2026, 3, 1, tzinfo=UTC)
+    assert await scheduler.prune(batch=2) == 5
+    left = await rows(engine, "SELECT job, slot FROM fires ORDER BY job, slot")
+    assert [(row["job"], row["slot"]) for row in left] == [
+        ("reported", "20260101T100200Z"),  # its newest outcome
+        ("reported", "20260101T100400Z"),  # its newest run
+        ("silent", "20260101T100400Z"),
+    ]
+    assert await scheduler.prune() == 0

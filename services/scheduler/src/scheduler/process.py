@@ -98,13 +98,13 @@ class SchedulerService:
         when it is back."""
         if not self._tasks:
             return
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        relay, clock = self._tasks
         self._tasks = []
+        # No new fires, then let in-flight commands and outcomes finish, then the relay
+        # marks what they published.
+        await _cancel(clock)
         await self.bus.broker.stop()
+        await _cancel(relay)
         if self._live is not None:
             await self._live.stop()
         await self.engine.dispose()
@@ -114,6 +114,12 @@ class SchedulerService:
         if not await is_current(MIGRATIONS, self.engine):
             return False
         return bool(self.bus.broker.connection and self.bus.broker.connection.is_connected)
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
 
 
 async def build(

@@ -221,13 +221,17 @@ async def last_successes(db: asyncpg.Connection) -> dict[str, datetime]:
 
 
 async def prune_fires(db: asyncpg.Connection, before: datetime, batch: int) -> int:
-    """Delete up to ``batch`` fires older than ``before``, keeping each job's newest fire
-    and newest outcome (anything fired before its job's newest finished fire is neither)."""
+    """Delete up to ``batch`` fires older than ``before``, except each job's newest fire and
+    newest outcome (what ``scheduler.job.updated`` shows), oldest first; returns how many."""
     status = await db.execute(
-        "DELETE FROM fires WHERE id IN ("
-        " SELECT f.id FROM fires f WHERE f.fired_at < $1 AND f.fired_at < ("
-        "  SELECT max(g.fired_at) FROM fires g WHERE g.job = f.job AND g.status <> 'pending')"
-        " ORDER BY f.fired_at LIMIT $2)",
+        "WITH keep AS ("
+        " SELECT newest.id FROM jobs CROSS JOIN LATERAL ("
+        "  (SELECT id FROM fires WHERE job = jobs.name ORDER BY fired_at DESC, id DESC LIMIT 1)"
+        "  UNION ALL"
+        "  (SELECT id FROM fires WHERE job = jobs.name AND status <> 'pending'"
+        "   ORDER BY fired_at DESC, id DESC LIMIT 1)) AS newest)"
+        " DELETE FROM fires WHERE id IN ("
+        " SELECT id FROM fires WHERE fired_at < $1 AND id NOT IN (SELECT id FROM keep) ORDER BY fired_at LIMIT $2)",
         before,
         batch,
     )

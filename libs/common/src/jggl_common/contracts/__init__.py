@@ -6,6 +6,9 @@ version is a new class with a new ``version``, never an edit; the snapshot tests
 """
 
 from .admin import (
+    ChannelHealthChanged,
+    ChannelHealthChangedData,
+    ChannelHealthProblem,
     ChannelNeedsReauth,
     ChannelNeedsReauthData,
     TelegramLinkRequested,
@@ -105,6 +108,7 @@ CONTRACTS: tuple[type[Envelope], ...] = (
     TelegramLinkRequested,
     TelegramUnlinkRequested,
     ChannelNeedsReauth,
+    ChannelHealthChanged,
     SendRequested,
     MessageSent,
     MessageFailed,
@@ -140,6 +144,9 @@ __all__ = [
     "AnalysisResult",
     "AssignDealCommand",
     "AssignDealCommandData",
+    "ChannelHealthChanged",
+    "ChannelHealthChangedData",
+    "ChannelHealthProblem",
     "ChannelNeedsReauth",
     "ChannelNeedsReauthData",
     "CommandRejected",

@@ -1,4 +1,5 @@
-"""Contracts of crm's administration side: Telegram linking and channels that lost access.
+"""Contracts of crm's administration side: Telegram linking, channels that lost access and
+what the channel health check finds.
 
 A link code never travels in clear: the event carries its SHA-256 (see
 :func:`link_code_hash`), and the notifier hashes what the manager sends with
@@ -16,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from .base import Envelope
 
 __all__ = [
+    "ChannelHealthChanged",
+    "ChannelHealthChangedData",
+    "ChannelHealthProblem",
     "ChannelNeedsReauth",
     "ChannelNeedsReauthData",
     "TelegramLinkRequested",
@@ -101,3 +105,40 @@ class ChannelNeedsReauth(Envelope):
     type: Literal["crm.channel.needs_reauth"] = "crm.channel.needs_reauth"
     version: Literal[1] = 1
     data: ChannelNeedsReauthData
+
+
+class ChannelHealthProblem(BaseModel):
+    """One thing wrong with a channel, in words an admin can act on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(
+        description="token_invalid, token_expiring, token_missing, not_subscribed or no_webhooks (more may come)"
+    )
+    message: str = Field(description="what was found, as a sentence")
+
+
+class ChannelHealthChangedData(BaseModel):
+    """A channel's problems as the health check found them, and what they were before."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channel_id: int
+    platform: Literal["messenger", "instagram"]
+    external_id: str = Field(description="Facebook Page id or Instagram account id")
+    channel_name: str | None = None
+    status: Literal["ok", "problem"] = Field(description="problem while any problem remains")
+    problems: list[ChannelHealthProblem] = Field(description="what is wrong now (empty once recovered)")
+    previous_problems: list[ChannelHealthProblem] = Field(description="what was wrong at the previous check")
+    recovered: bool = Field(description="true when every earlier problem is gone")
+    checked_at: datetime
+
+
+class ChannelHealthChanged(Envelope):
+    """The set of a channel's problems changed (found, or recovered). Subject ``crm.channel.health_changed``."""
+
+    subject: ClassVar[str] = "crm.channel.health_changed"
+
+    type: Literal["crm.channel.health_changed"] = "crm.channel.health_changed"
+    version: Literal[1] = 1
+    data: ChannelHealthChangedData

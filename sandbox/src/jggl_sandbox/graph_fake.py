@@ -28,8 +28,15 @@ It answers what crm's real httpx client asks:
 Tokens travel as ``Authorization: Bearer`` or ``?access_token=``; a missing token is
 Meta's code 104, a token outside :attr:`FakeGraph.tokens` (when that set is given) 190.
 
+* Channel health (:mod:`jggl_sandbox.graph_health`): ``GET /{version}/debug_token`` with the
+  app token ``<app_id>|<app_secret>`` says whether a page token is valid and when it
+  expires (:meth:`TokenHealth.expire`, :meth:`TokenHealth.invalidate`), and
+  ``GET /{version}/{page_id}/subscribed_apps`` lists the apps receiving the page's
+  webhooks: ours with the usual fields until :meth:`TokenHealth.unsubscribe`. The switches
+  are :attr:`FakeGraph.health`.
+
 Control endpoints live under ``/_fake/``: ``profiles``, ``errors``, ``echo``, ``requests``,
-``sent``, ``echoes``, ``reset``. :class:`GraphFakeServer` runs the app with uvicorn on a loopback
+``sent``, ``echoes``, ``health``, ``reset``. :class:`GraphFakeServer` runs the app with uvicorn on a loopback
 port in a background thread, for tests.
 """
 
@@ -53,6 +60,7 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from .graph_health import TokenHealth, add_health_routes
 from .meta_webhooks import DEFAULT_APP_ID, signed, webhook
 
 __all__ = [
@@ -169,6 +177,8 @@ class FakeGraph:
     """Each echo posted: ``{"mid", "status", "body"}`` (status None when the post failed)."""
     profile_delay: float = 0.0
     """Seconds a profile lookup takes to answer (a slow Graph API)."""
+    health: TokenHealth = field(default_factory=TokenHealth)
+    """Page tokens' validity and expiry (``debug_token``) and pages' subscriptions (``subscribed_apps``)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _counter: int = 0
 
@@ -241,6 +251,7 @@ class FakeGraph:
             self.requests.clear()
             self.sent.clear()
             self.echoes.clear()
+        self.health.reset()
 
     def calls(self, path_fragment: str = "") -> list[RecordedRequest]:
         """Recorded calls whose path contains ``path_fragment``."""
@@ -486,6 +497,8 @@ def create_app(fake: FakeGraph | None = None) -> FastAPI:
         if state.tokens is not None and token not in state.tokens:
             return body, _error(190, message="Invalid OAuth access token - Cannot parse access token")
         return body, None
+
+    add_health_routes(app, state, _guard, _error)
 
     @app.get("/{version}/{object_id}")
     async def get_object(version: str, object_id: str, request: Request) -> JSONResponse:

@@ -314,7 +314,7 @@ async def test_unlinked_chats_expired_drafts_cancel_and_bad_buttons(
     async with autocommit(session_factory(engine)) as db:
         await db.execute("UPDATE reply_drafts SET expires_at = now() - interval '1 minute' WHERE chat_id = $1", chat)
     await types(bus, telegram, chat, "Too late?")
-    assert (await said(telegram, chat, 6))[5] == plain(texts.DRAFT_EXPIRED)
+    assert (await said(telegram, chat, 6))[5] == plain(texts.draft_expired(15))
 
     forged = telegram.fake.press_button(chat, f"take:{deal.id}")
     forged["callback_query"]["data"] = "take:not-a-deal"

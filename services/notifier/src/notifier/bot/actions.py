@@ -9,7 +9,7 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
-from notifier.actions import DealActions
+from notifier.actions import DRAFT_TTL, DealActions
 from notifier.bot import texts
 from notifier.notification_texts import REPLY_DATA, TAKE_DATA
 from notifier.projection import Projection
@@ -65,7 +65,7 @@ async def reply_text(message: Message, store: Store, deal_actions: DealActions) 
     if outcome == "sending":
         await message.answer(texts.SENDING)
     elif outcome == "expired":
-        await message.answer(texts.DRAFT_EXPIRED)
+        await message.answer(texts.draft_expired(int(DRAFT_TTL.total_seconds() // 60)))
     else:  # the draft went meanwhile (cancelled, or the chat was linked to someone else)
         await message.answer(texts.HELP)
 

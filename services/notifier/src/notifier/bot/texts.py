@@ -49,11 +49,15 @@ BAD_BUTTON = "This button no longer works."
 SENDING = "⏳ Sending…"
 CANCELLED = "Cancelled: nothing was sent."
 NOTHING_TO_CANCEL = "There is no reply to cancel."
-DRAFT_EXPIRED = (
-    "⌛ Not sent: more than 15 minutes passed since you pressed <b>Reply</b>. Press <b>Reply</b> again to answer."
-)
 
 
 def write_reply(name: str | None) -> str:
     who = f"<b>{html.escape(name)}</b>" if name else "the customer"
     return f"✍️ Write your reply to {who} (/cancel to cancel)"
+
+
+def draft_expired(minutes: int) -> str:
+    return (
+        f"⌛ Not sent: more than {minutes} minutes passed since you pressed <b>Reply</b>. "
+        "Press <b>Reply</b> again to answer."
+    )

@@ -10,17 +10,30 @@ retried; a 403 (the user blocked the bot) also marks the chat's link blocked, an
 notifications to it are recorded skipped without a call to Telegram until the chat sends
 ``/start`` again.
 
-The kinds: a new lead (``crm.deal.created``), a new message on a deal
+The kinds: a new lead (a deal's first ``crm.message.received``), a new message on a deal
 (``crm.message.received`` after the first), a hot lead (``crm.deal.hot_lead``), a reply
 that failed (``crm.message.failed``), a channel that needs reconnecting
 (``crm.channel.needs_reauth``, to the admins) and the goodbye to a chat crm unlinked
-(``crm.telegram.unlink_requested``).
+(``crm.telegram.unlink_requested``). The scheduler's reminders are in :mod:`notifier.reminders`.
+
+Each recipient's preferences (:mod:`notifier.preferences`) are applied first: muted or the
+kind switched off → recorded ``skipped`` with the reason; in quiet hours → recorded
+``deferred`` with the text and keyboard, and :class:`DeferredNotifier` (a sweeper in every
+replica) sends it when they end, with the same pacing and failure handling. Essential
+notifications (the unlink goodbye, a failed reply to its author) pass them.
+
+``jggl_notifier_delivery_seconds{kind}`` observes, for each notification sent at once, the
+time from the event (``occurred_at``) to Telegram accepting the message; deferred ones
+are not observed (their wait is the quiet hours, not the system's latency).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Sequence
+from contextlib import suppress
+from datetime import datetime, timedelta
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -30,11 +43,10 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.types import InlineKeyboardMarkup
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from jggl_common.contracts import (
     ChannelNeedsReauth,
-    DealCreated,
     DealHotLead,
     MessageFailed,
     MessageReceived,
@@ -42,6 +54,7 @@ from jggl_common.contracts import (
     utcnow,
 )
 from jggl_common.logs import get_logger
+from notifier.business_time import BusinessClock
 from notifier.notification_texts import (
     render_hot_lead,
     render_needs_reauth,
@@ -50,11 +63,15 @@ from notifier.notification_texts import (
     render_reply_failed,
     render_unlinked,
 )
-from notifier.store import BLOCKED_REASON, Link, Store
+from notifier.preferences import ESSENTIAL_KINDS, Defer, Preferences, Skip, decide
+from notifier.projection import Projection
+from notifier.store import BLOCKED_REASON, Deferred, Link, Store
 
 __all__ = [
     "BLOCKED_REASON",
+    "DELIVERY_SECONDS",
     "NOTIFICATIONS",
+    "DeferredNotifier",
     "HotLeadNotifier",
     "NewLeadNotifier",
     "NewMessageNotifier",
@@ -71,8 +88,15 @@ log = get_logger(__name__)
 NOTIFICATIONS = Counter(
     "jggl_notifier_notifications_total", "Notifications recorded, by kind and status", ["kind", "status"]
 )
+DELIVERY_SECONDS = Histogram(
+    "jggl_notifier_delivery_seconds",
+    "From the event (occurred_at) to Telegram accepting the notification, by kind (sent at once; not deferred ones)",
+    ["kind"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0),
+)
 _PERMANENT = (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound, TelegramUnauthorizedError)
 SKIP_REASON = "no Telegram bot token configured"
+UNLINKED_REASON = "the chat is no longer linked to this user"
 
 
 class NotificationFailed(RuntimeError):
@@ -81,6 +105,13 @@ class NotificationFailed(RuntimeError):
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _unreachable(link: Link | None, user_id: int) -> str | None:
+    """Why a notification held for ``user_id`` can no longer go to the chat of ``link``."""
+    if link is None or link.user_id != user_id:
+        return UNLINKED_REASON
+    return BLOCKED_REASON if link.blocked_at is not None else None
 
 
 class Notifier:
@@ -94,94 +125,266 @@ class Notifier:
         bot: Bot | None,
         app_url: str,
         *,
+        clock: BusinessClock | None = None,
         stale_after: timedelta = timedelta(minutes=5),
         parallel: int = 8,
     ) -> None:
         self.store = store
         self.bot = bot
         self.app_url = app_url
+        self.clock = clock or BusinessClock()
+        """The business time zone, in which quiet hours are read."""
         self.stale_after = stale_after
         self._parallel = asyncio.Semaphore(parallel)
 
     async def deliver(
-        self, event_id: str, recipients: list[Link], text: str, markup: InlineKeyboardMarkup | None
+        self,
+        event_id: str,
+        recipients: Sequence[Link],
+        text: str,
+        markup: InlineKeyboardMarkup | None,
+        *,
+        occurred_at: datetime | None = None,
+        essential: bool = False,
     ) -> None:
-        """Notify every recipient once; raise :class:`NotificationFailed` if some send
-        failed for a passing reason (after the others were done)."""
+        """Notify every recipient once, as their preferences allow (unless ``essential`` or
+        of an essential kind); raise :class:`NotificationFailed` if some send failed for a
+        passing reason (after the others were done). ``occurred_at``, the event's, is where
+        the delivery time is measured from."""
         if not recipients:
             return
-        results = await asyncio.gather(*(self._notify(event_id, link, text, markup) for link in recipients))
+        essential = essential or self.kind in ESSENTIAL_KINDS
+        prefs = {} if essential else await self.store.preferences_of(link.user_id for link in recipients)
+        results = await asyncio.gather(
+            *(self._notify(event_id, link, text, markup, prefs.get(link.user_id), occurred_at) for link in recipients)
+        )
         failed = [link.chat_id for link, ok in zip(recipients, results, strict=True) if not ok]
         if failed:
             raise NotificationFailed(f"{self.kind} {event_id}: will retry chats {failed}")
 
-    async def _notify(self, event_id: str, link: Link, text: str, markup: InlineKeyboardMarkup | None) -> bool:
-        """Send to one chat; False when it should be tried again later."""
-        if self.bot is None:
-            if await self.store.record_skipped(event_id, link, self.kind, SKIP_REASON):
+    async def _notify(
+        self,
+        event_id: str,
+        link: Link,
+        text: str,
+        markup: InlineKeyboardMarkup | None,
+        prefs: Preferences | None,
+        occurred_at: datetime | None,
+    ) -> bool:
+        """Send to one chat (``prefs`` None: essential); False when it should be tried again later."""
+        bot = self.bot
+        if bot is None or link.blocked_at is not None:
+            reason = SKIP_REASON if bot is None else BLOCKED_REASON
+            if await self.store.record_skipped(event_id, link, self.kind, reason):
                 NOTIFICATIONS.labels(self.kind, "skipped").inc()
             return True
-        if link.blocked_at is not None:
-            if await self.store.record_skipped(event_id, link, self.kind, BLOCKED_REASON):
-                NOTIFICATIONS.labels(self.kind, "skipped").inc()
-            return True
+        decision = decide(prefs, self.kind, utcnow(), self.clock.zone()) if prefs is not None else None
+        if isinstance(decision, Skip | Defer):
+            return await self._hold(event_id, link, text, markup, decision)
         claim = await self.store.claim(event_id, link, self.kind, stale_before=utcnow() - self.stale_after)
         if claim is None:
-            # Sent, skipped or given up before: done. Being sent elsewhere right now (an
-            # overlapping delivery): look again later, in case that attempt dies midway.
+            # Sent, skipped, deferred or given up before: done. Being sent elsewhere right now
+            # (an overlapping delivery): look again later, in case that attempt dies midway.
             return await self.store.status(event_id, link.chat_id) != "pending"
+        error = await self._send(bot, claim.id, link.chat_id, self.kind, text, markup, occurred_at=occurred_at)
+        if error is None:
+            return True
+        await self.store.record_failed(claim.id, _describe(error), retryable=True)
+        NOTIFICATIONS.labels(self.kind, "failed").inc()
+        log.warning(
+            "notification failed, will retry",
+            event_id=event_id,
+            chat_id=link.chat_id,
+            attempts=claim.attempts,
+            error=_describe(error),
+        )
+        return False
+
+    async def _hold(
+        self, event_id: str, link: Link, text: str, markup: InlineKeyboardMarkup | None, decision: Skip | Defer
+    ) -> bool:
+        """Record a notification the preferences skip or defer (nothing if it has a row);
+        False when it is being sent elsewhere right now (look again later)."""
+        if isinstance(decision, Skip):
+            if await self.store.record_skipped(event_id, link, self.kind, decision.reason):
+                NOTIFICATIONS.labels(self.kind, "skipped").inc()
+            return True
+        dumped = None if markup is None else markup.model_dump(mode="json", exclude_none=True)
+        if await self.store.record_deferred(event_id, link, self.kind, text, dumped, decision.until):
+            NOTIFICATIONS.labels(self.kind, "deferred").inc()
+            return True
+        return await self.store.status(event_id, link.chat_id) != "pending"
+
+    async def _send(
+        self,
+        bot: Bot,
+        notification_id: int,
+        chat_id: int,
+        kind: str,
+        text: str,
+        markup: InlineKeyboardMarkup | None,
+        *,
+        occurred_at: datetime | None,
+    ) -> Exception | None:
+        """Send one claimed notification and record it ``sent``, or ``failed`` for good when
+        Telegram refuses it (a 403 also marks the chat blocked); None then. A failure worth
+        retrying is returned, not recorded: the caller decides when to try again."""
         async with self._parallel:
             try:
-                message = await self.bot.send_message(link.chat_id, text, reply_markup=markup)
+                message = await bot.send_message(chat_id, text, reply_markup=markup)
             except _PERMANENT as exc:
                 if isinstance(exc, TelegramForbiddenError):
-                    await self.store.mark_blocked(link.chat_id)
-                await self.store.record_failed(claim.id, _describe(exc), retryable=False)
-                NOTIFICATIONS.labels(self.kind, "failed").inc()
+                    await self.store.mark_blocked(chat_id)
+                await self.store.record_failed(notification_id, _describe(exc), retryable=False)
+                NOTIFICATIONS.labels(kind, "failed").inc()
                 log.warning(
-                    "notification refused by Telegram", event_id=event_id, chat_id=link.chat_id, error=_describe(exc)
+                    "notification refused by Telegram", id=notification_id, chat_id=chat_id, error=_describe(exc)
                 )
-                return True
+                return None
             except Exception as exc:
-                await self.store.record_failed(claim.id, _describe(exc), retryable=True)
-                NOTIFICATIONS.labels(self.kind, "failed").inc()
-                log.warning(
-                    "notification failed, will retry",
-                    event_id=event_id,
-                    chat_id=link.chat_id,
-                    attempts=claim.attempts,
-                    error=_describe(exc),
-                )
-                return False
-        await self.store.record_sent(claim.id, message.message_id)
-        NOTIFICATIONS.labels(self.kind, "sent").inc()
-        return True
+                return exc
+        if occurred_at is not None:
+            DELIVERY_SECONDS.labels(kind).observe(max(0.0, (utcnow() - occurred_at).total_seconds()))
+        await self.store.record_sent(notification_id, message.message_id)
+        NOTIFICATIONS.labels(kind, "sent").inc()
+        return None
 
 
-class NewLeadNotifier(Notifier):
-    """``crm.deal.created`` → the assignee's chat, or every linked chat while the deal is
-    unassigned."""
+class DeferredNotifier(Notifier):
+    """Sends the notifications quiet hours held, once they end.
 
-    kind = "new_lead"
+    Every replica runs :meth:`run`: each sweep claims the due rows (atomically: two replicas
+    never take one; leased for ``stale_after``, so a replica dying mid-send leaves them to
+    be taken again) and sends them through the same paced bot, each chat's in the order
+    they came, chats side by side. The user's preferences are read again first: a kind
+    switched off meanwhile is skipped, quiet hours moved later hold it again, and a muted
+    user's wait for ``/unmute`` (they are not claimed). A chat unlinked or blocked meanwhile
+    is skipped; a failure worth retrying is tried again after a backoff, at most
+    ``max_attempts`` times, then recorded failed.
+    """
 
-    async def handle(self, event: DealCreated) -> None:
-        recipients = await self.store.recipients(event.data.assignee_id)
-        if recipients:
-            await self.deliver(event.id, recipients, *render_new_lead(event.data, self.app_url))
+    kind = "deferred"
+
+    def __init__(
+        self,
+        store: Store,
+        bot: Bot | None,
+        app_url: str,
+        *,
+        clock: BusinessClock | None = None,
+        batch: int = 100,
+        max_attempts: int = 8,
+        stale_after: timedelta = timedelta(minutes=5),
+        parallel: int = 8,
+    ) -> None:
+        super().__init__(store, bot, app_url, clock=clock, stale_after=stale_after, parallel=parallel)
+        self.batch = batch
+        self.max_attempts = max_attempts
+        self._stopping = asyncio.Event()
+
+    async def run(self, interval: float) -> None:
+        """Sweep every ``interval`` seconds until :meth:`stop` (the sweep under way finishes)."""
+        self._stopping.clear()
+        while not self._stopping.is_set():
+            try:
+                while await self.sweep() >= self.batch:  # a full batch: more may be due
+                    pass
+            except Exception as exc:  # the database away for a while: try again next time
+                log.error("deferred notifications not swept", error=_describe(exc))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+
+    def stop(self) -> None:
+        """Stop :meth:`run` after the sweep under way."""
+        self._stopping.set()
+
+    async def sweep(self) -> int:
+        """Send the due deferred notifications once; how many were claimed."""
+        bot = self.bot
+        if bot is None:  # no token now: they wait for one
+            return 0
+        now = utcnow()
+        due = await self.store.claim_deferred(now, now + self.stale_after, self.batch)
+        if not due:
+            return 0
+        prefs = await self.store.preferences_of(row.user_id for row in due)
+        chats: dict[int, list[Deferred]] = {}
+        for row in due:
+            chats.setdefault(row.chat_id, []).append(row)
+        await asyncio.gather(*(self._send_chat(bot, rows, prefs) for rows in chats.values()))
+        return len(due)
+
+    async def _send_chat(self, bot: Bot, rows: list[Deferred], prefs: dict[int, Preferences]) -> None:
+        link = await self.store.link_of_chat(rows[0].chat_id)
+        for row in rows:
+            await self._send_deferred(bot, row, link, prefs[row.user_id])
+
+    async def _send_deferred(self, bot: Bot, row: Deferred, link: Link | None, prefs: Preferences) -> None:
+        reason = _unreachable(link, row.user_id)
+        if reason is not None:
+            await self.store.skip_deferred(row.id, reason)
+            NOTIFICATIONS.labels(row.kind, "skipped").inc()
+            return
+        now = utcnow()
+        if prefs.muted:  # muted since the claim: wait for /unmute
+            await self.store.defer_again(row.id, now)
+            return
+        decision = decide(prefs, row.kind, now, self.clock.zone())
+        if isinstance(decision, Skip):
+            await self.store.skip_deferred(row.id, decision.reason)
+            NOTIFICATIONS.labels(row.kind, "skipped").inc()
+            return
+        if isinstance(decision, Defer):
+            await self.store.defer_again(row.id, decision.until)
+            return
+        markup = None if row.markup is None else InlineKeyboardMarkup.model_validate(row.markup)
+        error = await self._send(bot, row.id, row.chat_id, row.kind, row.text, markup, occurred_at=None)
+        if error is None:
+            return
+        NOTIFICATIONS.labels(row.kind, "failed").inc()
+        if row.attempts >= self.max_attempts:
+            await self.store.record_failed(row.id, _describe(error), retryable=False)
+            log.error("deferred notification given up", id=row.id, chat_id=row.chat_id, error=_describe(error))
+            return
+        retry_at = now + timedelta(seconds=min(300, 5 * 2 ** (row.attempts - 1)))
+        await self.store.defer_again(row.id, retry_at, _describe(error))
+        log.warning("deferred notification failed, will retry", id=row.id, chat_id=row.chat_id, error=_describe(error))
 
 
-class NewMessageNotifier(Notifier):
-    """``crm.message.received`` after a deal's first message (that one is the new lead) →
-    the assignee's chat, or every linked chat while the deal is unassigned."""
+class _CustomerMessageNotifier(Notifier):
+    """A customer's message → the assignee's chat, or every linked chat while the deal is
+    unassigned, with the AI's summary of the deal when the projection has one."""
 
-    kind = "new_message"
+    first_message = False
+    """Which messages this notifier announces: a deal's first one (a new lead) or the later ones."""
+
+    def __init__(self, *args: Any, projection: Projection | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.projection = projection
 
     async def handle(self, event: MessageReceived) -> None:
-        if event.data.is_first_message:
+        if event.data.is_first_message != self.first_message:
             return
         recipients = await self.store.recipients(event.data.assignee_id)
         if recipients:
-            await self.deliver(event.id, recipients, *render_new_message(event.data, self.app_url))
+            summary = await self.projection.summary(event.data.deal_id) if self.projection is not None else None
+            render = render_new_lead if self.first_message else render_new_message
+            await self.deliver(
+                event.id, recipients, *render(event.data, self.app_url, summary), occurred_at=event.occurred_at
+            )
+
+
+class NewLeadNotifier(_CustomerMessageNotifier):
+    """``crm.message.received`` of a deal's first message: who, what they wrote."""
+
+    kind = "new_lead"
+    first_message = True
+
+
+class NewMessageNotifier(_CustomerMessageNotifier):
+    """``crm.message.received`` after a deal's first message (that one is the new lead)."""
+
+    kind = "new_message"
 
 
 class HotLeadNotifier(Notifier):
@@ -192,12 +395,14 @@ class HotLeadNotifier(Notifier):
     async def handle(self, event: DealHotLead) -> None:
         recipients = await self.store.recipients(event.data.deal.assignee_id)
         if recipients:
-            await self.deliver(event.id, recipients, *render_hot_lead(event.data, self.app_url))
+            await self.deliver(
+                event.id, recipients, *render_hot_lead(event.data, self.app_url), occurred_at=event.occurred_at
+            )
 
 
 class ReplyFailedNotifier(Notifier):
-    """``crm.message.failed`` → the reply's author when linked, else the deal's assignee
-    (nobody when neither is linked)."""
+    """``crm.message.failed`` → the reply's author when linked (essential: whatever their
+    preferences, they wrote it), else the deal's assignee (nobody when neither is linked)."""
 
     kind = "reply_failed"
 
@@ -209,7 +414,14 @@ class ReplyFailedNotifier(Notifier):
                 if recipients:
                     break
         if recipients:
-            await self.deliver(event.id, recipients, *render_reply_failed(event.data, self.app_url))
+            to_author = recipients[0].user_id == event.data.author_user_id
+            await self.deliver(
+                event.id,
+                recipients,
+                *render_reply_failed(event.data, self.app_url),
+                occurred_at=event.occurred_at,
+                essential=to_author,
+            )
 
 
 class ReauthNotifier(Notifier):
@@ -220,7 +432,9 @@ class ReauthNotifier(Notifier):
     async def handle(self, event: ChannelNeedsReauth) -> None:
         recipients = await self.store.links_with_role("admin")
         if recipients:
-            await self.deliver(event.id, recipients, render_needs_reauth(event.data), None)
+            await self.deliver(
+                event.id, recipients, render_needs_reauth(event.data), None, occurred_at=event.occurred_at
+            )
 
 
 class UnlinkNotifier(Notifier):
@@ -235,7 +449,9 @@ class UnlinkNotifier(Notifier):
         await self.store.unlink_user(event.id, event.data.user_id, self.kind, skip_reason=skip)
         recipients = await self.store.unlink_notices(event.id, self.kind)
         if recipients:
-            await self.deliver(event.id, recipients, render_unlinked(event.data.reason), None)
+            await self.deliver(
+                event.id, recipients, render_unlinked(event.data.reason), None, occurred_at=event.occurred_at
+            )
         log.info(
             "Telegram unlinked by crm", user_id=event.data.user_id, reason=event.data.reason, chats=len(recipients)
         )

@@ -6,9 +6,10 @@ Three switches, kept per user (``preferences`` table): ``/mute`` pauses everythi
 they end. :func:`decide` is the policy as a pure function; :func:`quiet_until` the clock
 arithmetic (a quiet period may span midnight, and a DST night is an hour shorter or longer).
 
-Essential notifications pass all three: the goodbye to a chat crm unlinked, a failed
-reply told to its own author, and the outcome of a command the manager just gave from the
-bot. A Notifier marks them (``essential``); they are not listed in ``/notify``.
+Essential notifications pass all three: the goodbye to a chat crm unlinked and the
+answer to a command the manager just gave from the bot (:data:`ESSENTIAL_KINDS`), and a
+failed reply told to its own author (the Notifier says so per recipient). They are not
+listed in ``/notify``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "ADMIN_KINDS",
+    "ESSENTIAL_KINDS",
     "KINDS",
     "KIND_OFF_REASON",
     "MUTED_REASON",
@@ -38,6 +40,9 @@ KINDS = ("new_lead", "new_message", "hot_lead", "reply_failed", "sla_breach", "t
 """The kinds every user may switch off, in the order ``/notify`` lists them."""
 ADMIN_KINDS = ("channel_needs_reauth",)
 """Kinds only admins receive (and so only they see in ``/notify``)."""
+
+ESSENTIAL_KINDS = frozenset({"unlinked", "action_answer"})
+"""Kinds always sent: the unlink goodbye, crm's answer to a Take or Reply pressed in the bot."""
 
 MUTED_REASON = "muted by the manager"
 KIND_OFF_REASON = "this kind is turned off by the manager (/notify)"
@@ -88,7 +93,7 @@ def kinds_for(role: str) -> tuple[str, ...]:
 
 def decide(prefs: Preferences, kind: str, now: datetime, zone: ZoneInfo, *, essential: bool = False) -> Decision:
     """What to do with a notification of ``kind`` for the user with ``prefs`` at ``now``."""
-    if essential:
+    if essential or kind in ESSENTIAL_KINDS:
         return Send()
     if prefs.muted:
         return Skip(MUTED_REASON)

@@ -21,11 +21,13 @@ from jggl_common.logs import get_logger
 from jggl_common.migrations import is_current, wait_until_current
 from jggl_common.outbox import Outbox
 from notifier import subscribers
+from notifier.actions import ActionAnswers, DealActions
 from notifier.bot import make_dispatcher
 from notifier.business_time import BusinessClock
 from notifier.config import NotifierSettings
 from notifier.migrate import MIGRATIONS
 from notifier.notifications import (
+    DeferredNotifier,
     HotLeadNotifier,
     NewLeadNotifier,
     NewMessageNotifier,
@@ -33,6 +35,8 @@ from notifier.notifications import (
     ReplyFailedNotifier,
     UnlinkNotifier,
 )
+from notifier.projection import Projection
+from notifier.reminders import DailyDigestNotifier, SlaBreachNotifier, TaskDueNotifier
 from notifier.store import Store
 from notifier.telegram import make_bot
 from notifier.updates import UpdateModes
@@ -83,10 +87,13 @@ class NotifierService:
         await self.updates.start(self._live)
         await self.bus.broker.start()
         self._tasks = [asyncio.create_task(self.outbox.relay(), name="outbox-relay")]
+        sweeping = self.notifiers.deferred.run(self.settings.deferred_sweep_seconds)
+        self._tasks.append(asyncio.create_task(sweeping, name="deferred-notifications"))
 
     async def stop(self) -> None:
         """Stop taking messages, finish what is in flight, close everything."""
         await self.bus.broker.stop()
+        self.notifiers.deferred.stop()  # the sweep under way finishes first
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -124,13 +131,23 @@ async def build(
     clock = BusinessClock(settings.business_timezone)
     bot = make_bot(settings)
     dispatcher = make_dispatcher(store, clock)
+    projection = Projection(sessions)
+    # The deal buttons and commands (bot.actions, bot.deals) read these from the dispatcher.
+    dispatcher["projection"] = projection
+    dispatcher["deal_actions"] = DealActions(sessions, outbox, projection)
+    dispatcher["app_url"] = settings.app_url
     notifiers = subscribers.Notifiers(
-        new_leads=NewLeadNotifier(store, bot, settings.app_url),
-        new_messages=NewMessageNotifier(store, bot, settings.app_url),
-        hot_leads=HotLeadNotifier(store, bot, settings.app_url),
-        failed_replies=ReplyFailedNotifier(store, bot, settings.app_url),
-        reauth=ReauthNotifier(store, bot, settings.app_url),
-        unlinks=UnlinkNotifier(store, bot, settings.app_url),
+        new_leads=NewLeadNotifier(store, bot, settings.app_url, projection=projection, clock=clock),
+        new_messages=NewMessageNotifier(store, bot, settings.app_url, projection=projection, clock=clock),
+        hot_leads=HotLeadNotifier(store, bot, settings.app_url, clock=clock),
+        failed_replies=ReplyFailedNotifier(store, bot, settings.app_url, clock=clock),
+        reauth=ReauthNotifier(store, bot, settings.app_url, clock=clock),
+        unlinks=UnlinkNotifier(store, bot, settings.app_url, clock=clock),
+        answers=ActionAnswers(store, bot, settings.app_url, clock=clock),
+        sla_breaches=SlaBreachNotifier(store, bot, settings.app_url, clock=clock),
+        tasks_due=TaskDueNotifier(store, bot, settings.app_url, clock=clock),
+        digests=DailyDigestNotifier(store, bot, settings.app_url, clock=clock),
+        deferred=DeferredNotifier(store, bot, settings.app_url, clock=clock),
     )
 
     def use_bot(new: Bot | None) -> None:  # the live token's bot sends the notifications too
@@ -141,6 +158,11 @@ async def build(
             notifiers.failed_replies,
             notifiers.reauth,
             notifiers.unlinks,
+            notifiers.answers,
+            notifiers.sla_breaches,
+            notifiers.tasks_due,
+            notifiers.digests,
+            notifiers.deferred,
         ):
             notifier.bot = new
 
@@ -154,6 +176,7 @@ async def build(
         prefix=durable_prefix,
         policy=policy,
         current_bot=updates.current_bot,
+        projection=projection,
     )
     return NotifierService(settings, engine, bus, outbox, store, bot, dispatcher, notifiers, updates, clock)
 

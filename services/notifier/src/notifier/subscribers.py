@@ -13,18 +13,23 @@ from pydantic import ValidationError
 
 from jggl_common.bus import PermanentFailure, RetryPolicy, ServiceBus
 from jggl_common.contracts import (
+    AnalysisCompleted,
     ChannelNeedsReauth,
-    DealCreated,
+    DailyDigest,
     DealHotLead,
     MessageFailed,
     MessageReceived,
+    SlaBreached,
+    TaskDue,
     TelegramLinkRequested,
     TelegramUnlinkRequested,
     TelegramUpdateReceived,
 )
 from jggl_common.logs import get_logger
-from jggl_common.streams import CRM, INGEST
+from jggl_common.streams import AI, CRM, INGEST
+from notifier.actions import ActionAnswers
 from notifier.notifications import (
+    DeferredNotifier,
     HotLeadNotifier,
     NewLeadNotifier,
     NewMessageNotifier,
@@ -32,6 +37,8 @@ from notifier.notifications import (
     ReplyFailedNotifier,
     UnlinkNotifier,
 )
+from notifier.projection import Projection
+from notifier.reminders import DailyDigestNotifier, SlaBreachNotifier, TaskDueNotifier
 from notifier.store import Store
 from notifier.updates import handle_update
 
@@ -43,11 +50,16 @@ DURABLES = {
     "links": "notifier-links",
     "unlinks": "notifier-unlinks",
     "updates": "notifier-updates",
-    "deals": "notifier-deals",
+    "projection": "notifier-projection",
+    "projection_ai": "notifier-projection-ai",
+    "answers": "notifier-action-answers",
     "messages": "notifier-messages",
     "hot_leads": "notifier-hot-leads",
     "failed_replies": "notifier-failed-replies",
     "reauth": "notifier-reauth",
+    "sla_breaches": "notifier-sla-breaches",
+    "tasks_due": "notifier-tasks-due",
+    "digests": "notifier-digests",
 }
 
 
@@ -61,6 +73,12 @@ class Notifiers:
     failed_replies: ReplyFailedNotifier
     reauth: ReauthNotifier
     unlinks: UnlinkNotifier
+    sla_breaches: SlaBreachNotifier
+    tasks_due: TaskDueNotifier
+    digests: DailyDigestNotifier
+    deferred: DeferredNotifier
+    """Not a consumer: sends what quiet hours held (started with the process)."""
+    answers: ActionAnswers
 
 
 def _parse(contract: Any, body: Any) -> Any:
@@ -80,6 +98,7 @@ def register(
     prefix: str = "",
     policy: RetryPolicy | None = None,
     current_bot: Callable[[], Bot | None] | None = None,
+    projection: Projection,
 ) -> None:
     """Register the durable consumers of :data:`DURABLES` (``prefix`` + their names: tests
     run several notifiers side by side on one server); Telegram updates are answered with
@@ -119,12 +138,6 @@ def register(
         await handle_update(store, answering, dispatcher, update)
 
     @bus.consumer(  # type: ignore[untyped-decorator]
-        durable=prefix + DURABLES["deals"], stream=CRM, subject=DealCreated.subject, policy=policy, max_workers=4
-    )
-    async def on_deal_created(body: dict[str, Any]) -> None:
-        await notifiers.new_leads.handle(_parse(DealCreated, body))
-
-    @bus.consumer(  # type: ignore[untyped-decorator]
         durable=prefix + DURABLES["messages"],
         stream=CRM,
         subject=MessageReceived.subject,
@@ -132,7 +145,33 @@ def register(
         max_workers=4,
     )
     async def on_message_received(body: dict[str, Any]) -> None:
-        await notifiers.new_messages.handle(_parse(MessageReceived, body))
+        event: MessageReceived = _parse(MessageReceived, body)
+        notifier = notifiers.new_leads if event.data.is_first_message else notifiers.new_messages
+        await notifier.handle(event)
+
+    # One consumer over the whole CRM stream each (this NATS has no multi-subject filters):
+    # the handlers pick the event types they keep and acknowledge the rest at once.
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["projection"], stream=CRM, subject="crm.>", policy=policy, max_workers=4
+    )
+    async def on_crm_event_for_projection(body: dict[str, Any]) -> None:
+        await projection.apply_body(body)
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["projection_ai"],
+        stream=AI,
+        subject=AnalysisCompleted.subject,
+        policy=policy,
+        max_workers=4,
+    )
+    async def on_analysis_completed(body: dict[str, Any]) -> None:
+        await projection.apply(_parse(AnalysisCompleted, body))
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["answers"], stream=CRM, subject="crm.>", policy=policy, max_workers=4
+    )
+    async def on_crm_event_for_answers(body: dict[str, Any]) -> None:
+        await notifiers.answers.handle_body(body)
 
     @bus.consumer(  # type: ignore[untyped-decorator]
         durable=prefix + DURABLES["hot_leads"], stream=CRM, subject=DealHotLead.subject, policy=policy, max_workers=4
@@ -155,3 +194,21 @@ def register(
     )
     async def on_channel_needs_reauth(body: dict[str, Any]) -> None:
         await notifiers.reauth.handle(_parse(ChannelNeedsReauth, body))
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["sla_breaches"], stream=CRM, subject=SlaBreached.subject, policy=policy, max_workers=4
+    )
+    async def on_sla_breached(body: dict[str, Any]) -> None:
+        await notifiers.sla_breaches.handle(_parse(SlaBreached, body))
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["tasks_due"], stream=CRM, subject=TaskDue.subject, policy=policy, max_workers=4
+    )
+    async def on_task_due(body: dict[str, Any]) -> None:
+        await notifiers.tasks_due.handle(_parse(TaskDue, body))
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["digests"], stream=CRM, subject=DailyDigest.subject, policy=policy, max_workers=4
+    )
+    async def on_daily_digest(body: dict[str, Any]) -> None:
+        await notifiers.digests.handle(_parse(DailyDigest, body))

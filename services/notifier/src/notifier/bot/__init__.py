@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Dispatcher
 
-from notifier.bot import account, fallback, linking
+from notifier.bot import account, actions, deals, fallback, linking, preferences
 from notifier.business_time import BusinessClock
 from notifier.store import Store
 
@@ -17,5 +17,12 @@ def make_dispatcher(store: Store, clock: BusinessClock | None = None) -> Dispatc
     dp = Dispatcher()
     dp["store"] = store
     dp["clock"] = clock or BusinessClock()
-    dp.include_routers(linking.make_router(), account.make_router(), fallback.make_router())
+    dp.include_routers(
+        linking.make_router(),
+        account.make_router(),
+        deals.make_router(),
+        preferences.make_router(),  # its commands come before a reply being written (actions)
+        actions.make_router(),
+        fallback.make_router(),
+    )
     return dp

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
@@ -18,7 +18,9 @@ from notifier.store import Store
 _BUTTON = re.compile(rf"^({TAKE_DATA}|{REPLY_DATA}):([1-9][0-9]{{0,17}})$")
 
 
-async def press(callback: CallbackQuery, store: Store, deal_actions: DealActions, projection: Projection) -> None:
+async def press(
+    callback: CallbackQuery, bot: Bot, store: Store, deal_actions: DealActions, projection: Projection
+) -> None:
     chat_id = callback.message.chat.id if callback.message is not None else callback.from_user.id
     match = _BUTTON.match(callback.data or "")
     if match is None:
@@ -27,7 +29,7 @@ async def press(callback: CallbackQuery, store: Store, deal_actions: DealActions
     link = await store.link_of_chat(chat_id)
     if link is None:
         await callback.answer()
-        await callback.bot.send_message(chat_id, texts.INSTRUCTIONS)  # type: ignore[union-attr]
+        await bot.send_message(chat_id, texts.INSTRUCTIONS)
         return
     action, deal_id = match.group(1), int(match.group(2))
     if action == TAKE_DATA:
@@ -37,9 +39,7 @@ async def press(callback: CallbackQuery, store: Store, deal_actions: DealActions
     await deal_actions.start_reply(link, chat_id, deal_id)
     known = await projection.deal(deal_id)
     await callback.answer()
-    await callback.bot.send_message(  # type: ignore[union-attr]
-        chat_id, texts.write_reply(known.contact_name if known else None)
-    )
+    await bot.send_message(chat_id, texts.write_reply(known.contact_name if known else None))
 
 
 async def cancel(message: Message, store: Store, deal_actions: DealActions) -> None:

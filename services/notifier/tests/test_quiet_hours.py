@@ -186,8 +186,8 @@ async def all_sent(engine: AsyncEngine, chat: int, count: int) -> None:
 async def test_notifications_in_quiet_hours_wait_and_are_sent_once_in_order_when_they_end(
     start_notifier: StartNotifier, bus: Bus, telegram: TelegramFakeServer, engine: AsyncEngine
 ) -> None:
-    first = await start_notifier(deferred_sweep_seconds=0.1)
-    await start_notifier(deferred_sweep_seconds=0.1)  # a second replica sweeping too
+    first = await start_notifier(quiet_hours_sweep_seconds=0.1)
+    await start_notifier(quiet_hours_sweep_seconds=0.1)  # a second replica sweeping too
     store = Store(session_factory(engine))
     user, chat = await linked(engine, telegram)
     end = await quiet_for(store, user, 3)
@@ -217,7 +217,7 @@ async def test_notifications_in_quiet_hours_wait_and_are_sent_once_in_order_when
 async def test_quiet_hours_switched_off_let_what_waits_follow_at_once(
     start_notifier: StartNotifier, bus: Bus, telegram: TelegramFakeServer, engine: AsyncEngine
 ) -> None:
-    await start_notifier(deferred_sweep_seconds=0.1)
+    await start_notifier(quiet_hours_sweep_seconds=0.1)
     store = Store(session_factory(engine))
     user, chat = await linked(engine, telegram)
     await quiet_for(store, user, 3600)
@@ -235,7 +235,7 @@ async def test_quiet_hours_switched_off_let_what_waits_follow_at_once(
 async def test_what_waits_for_a_muted_user_follows_the_unmute(
     start_notifier: StartNotifier, bus: Bus, telegram: TelegramFakeServer, engine: AsyncEngine
 ) -> None:
-    notifier = await start_notifier(deferred_sweep_seconds=0.1)
+    notifier = await start_notifier(quiet_hours_sweep_seconds=0.1)
     store = Store(session_factory(engine))
     user, chat = await linked(engine, telegram)
     end = await quiet_for(store, user, 2)

@@ -20,7 +20,7 @@ class NotifierSettings(ServiceSettings):
     business_timezone: str = Field(
         default="UTC", description="IANA time zone of the business (live setting business.timezone)"
     )
-    deferred_sweep_seconds: float = Field(
+    quiet_hours_sweep_seconds: float = Field(
         default=5.0, gt=0, description="how often each replica sends the notifications quiet hours held, once due"
     )
     telegram_bot_token: str = Field(default="", description="empty: notifications are recorded as skipped")

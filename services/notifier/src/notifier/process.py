@@ -87,7 +87,7 @@ class NotifierService:
         await self.updates.start(self._live)
         await self.bus.broker.start()
         self._tasks = [asyncio.create_task(self.outbox.relay(), name="outbox-relay")]
-        sweeping = self.notifiers.deferred.run(self.settings.deferred_sweep_seconds)
+        sweeping = self.notifiers.deferred.run(self.settings.quiet_hours_sweep_seconds)
         self._tasks.append(asyncio.create_task(sweeping, name="deferred-notifications"))
 
     async def stop(self) -> None:

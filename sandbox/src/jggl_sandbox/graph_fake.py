@@ -60,6 +60,7 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from .graph_conversations import Inbox, StoredMessage, add_conversation_routes
 from .graph_health import TokenHealth, add_health_routes
 from .meta_webhooks import DEFAULT_APP_ID, signed, webhook
 
@@ -177,6 +178,8 @@ class FakeGraph:
     """Each echo posted: ``{"mid", "status", "body"}`` (status None when the post failed)."""
     profile_delay: float = 0.0
     """Seconds a profile lookup takes to answer (a slow Graph API)."""
+    inbox: Inbox = field(default_factory=Inbox)
+    """Every page's conversations (the Conversations API), and the customers' webhooks."""
     health: TokenHealth = field(default_factory=TokenHealth)
     """Page tokens' validity and expiry (``debug_token``) and pages' subscriptions (``subscribed_apps``)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -251,6 +254,7 @@ class FakeGraph:
             self.requests.clear()
             self.sent.clear()
             self.echoes.clear()
+        self.inbox.reset()
         self.health.reset()
 
     def calls(self, path_fragment: str = "") -> list[RecordedRequest]:
@@ -498,6 +502,7 @@ def create_app(fake: FakeGraph | None = None) -> FastAPI:
             return body, _error(190, message="Invalid OAuth access token - Cannot parse access token")
         return body, None
 
+    add_conversation_routes(app, state.inbox, _guard, _error)
     add_health_routes(app, state, _guard, _error)
 
     @app.get("/{version}/{object_id}")
@@ -541,6 +546,12 @@ def create_app(fake: FakeGraph | None = None) -> FastAPI:
         with state._lock:
             state.sent.append({"page_id": page_id, "message_id": message_id, "at": at_ms / 1000, **body})
             echo_mode = state.echo_mode if state.echo_url else "off"
+            platform: Literal["messenger", "instagram"] = (
+                "instagram" if page_id in state.instagram_accounts else "messenger"
+            )
+        text = body["message"].get("text") if isinstance(body["message"], dict) else None
+        reply = StoredMessage(message_id, at_ms, page_id, recipient_id, text if isinstance(text, str) else None)
+        state.inbox.record(page_id, recipient_id, reply, platform)
         if echo_mode != "off":
             echo = state.echo_webhook(page_id, body, message_id, at_ms)
             if echo_mode == "before":

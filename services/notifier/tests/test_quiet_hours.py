@@ -12,8 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jggl_common.contracts import TaskDue
 from jggl_common.db import session_factory
 from jggl_sandbox.telegram_fake import TelegramFakeServer
+from notifier.notifications import UNLINKED_REASON
 from notifier.preferences import (
     KIND_OFF_REASON,
     MUTED_REASON,
@@ -257,3 +259,45 @@ async def test_what_waits_for_a_muted_user_follows_the_unmute(
     shown = (await answers(telegram, chat, 3))[1:]  # the answer and the task, in whatever order they raced
     assert "🔔 Notifications resumed.\n1 waiting notification will follow now." in shown
     assert sum(text.startswith("📌 Task due") for text in shown) == 1
+
+
+async def test_held_notifications_meet_the_same_failures_as_the_others(
+    start_notifier: StartNotifier, bus: Bus, telegram: TelegramFakeServer, engine: AsyncEngine
+) -> None:
+    notifier = await start_notifier(quiet_hours_sweep_seconds=0.1, telegram_max_retry_after=0)  # a 429 fails at once
+    notifier.notifiers.deferred.retry_base_seconds = 0.2
+    store = Store(session_factory(engine))
+    chats: dict[str, int] = {}
+    events: dict[str, TaskDue] = {}
+    for name in ("blocked", "throttled", "unlinked"):
+        user, chats[name] = await linked(engine, telegram)
+        await quiet_for(store, user, 2)
+        events[name] = task_due(assignee_id=user, deal_assignee_id=None)
+    await bus.publish(*events.values())
+    for chat in chats.values():
+        await held(engine, chat, 1)
+    telegram.fake.block(chats["blocked"])
+    telegram.fake.fail_next(2, retry_after=1, chat_id=chats["throttled"])
+    await store.unlink_chat(chats["unlinked"])
+
+    async def outcome(chat: int) -> dict[str, Any]:
+        """The chat's one notification once it is no longer waiting."""
+
+        async def check() -> dict[str, Any] | None:
+            (row,) = await rows(
+                engine, "SELECT status, retryable, error, attempts FROM notifications WHERE chat_id = $1", chat
+            )
+            return row if row["status"] not in ("deferred", "pending") else None
+
+        return dict(await eventually(check))
+
+    blocked, unlinked, throttled = [await outcome(chats[name]) for name in ("blocked", "unlinked", "throttled")]
+    assert (blocked["status"], blocked["retryable"]) == ("failed", False)
+    assert "blocked" in blocked["error"]
+    assert await rows(engine, "SELECT blocked_at IS NOT NULL AS b FROM links WHERE chat_id = $1", chats["blocked"]) == [
+        {"b": True}
+    ]
+    assert (unlinked["status"], unlinked["error"]) == ("skipped", UNLINKED_REASON)
+    assert (throttled["status"], throttled["attempts"]) == ("sent", 3)
+    assert len(telegram.fake.sent(chats["throttled"])) == 1
+    assert telegram.fake.sent(chats["blocked"]) == telegram.fake.sent(chats["unlinked"]) == []

@@ -274,12 +274,15 @@ class DeferredNotifier(Notifier):
         clock: BusinessClock | None = None,
         batch: int = 100,
         max_attempts: int = 8,
+        retry_base_seconds: float = 5.0,
         stale_after: timedelta = timedelta(minutes=5),
         parallel: int = 8,
     ) -> None:
         super().__init__(store, bot, app_url, clock=clock, stale_after=stale_after, parallel=parallel)
         self.batch = batch
         self.max_attempts = max_attempts
+        self.retry_base_seconds = retry_base_seconds
+        """The first backoff after a passing failure; doubled each time, at most 5 minutes."""
         self._stopping = asyncio.Event()
 
     async def run(self, interval: float) -> None:
@@ -346,7 +349,7 @@ class DeferredNotifier(Notifier):
             await self.store.record_failed(row.id, _describe(error), retryable=False)
             log.error("deferred notification given up", id=row.id, chat_id=row.chat_id, error=_describe(error))
             return
-        retry_at = now + timedelta(seconds=min(300, 5 * 2 ** (row.attempts - 1)))
+        retry_at = now + timedelta(seconds=min(300.0, self.retry_base_seconds * 2 ** (row.attempts - 1)))
         await self.store.defer_again(row.id, retry_at, _describe(error))
         log.warning("deferred notification failed, will retry", id=row.id, chat_id=row.chat_id, error=_describe(error))
 

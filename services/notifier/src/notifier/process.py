@@ -45,6 +45,10 @@ __all__ = ["NotifierService", "build", "create_app"]
 
 log = get_logger(__name__)
 
+_SWEEP_DRAIN_SECONDS = 10.0
+"""At stop, how long the sweep under way may take to finish (then it is cancelled; what
+it was sending stays leased and is sent again later)."""
+
 
 @dataclass
 class NotifierService:
@@ -62,6 +66,7 @@ class NotifierService:
     clock: BusinessClock
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _live: LiveSettings | None = None
+    _sweeper: asyncio.Task[None] | None = None
 
     @property
     def new_leads(self) -> NewLeadNotifier:
@@ -88,12 +93,15 @@ class NotifierService:
         await self.bus.broker.start()
         self._tasks = [asyncio.create_task(self.outbox.relay(), name="outbox-relay")]
         sweeping = self.notifiers.deferred.run(self.settings.quiet_hours_sweep_seconds)
-        self._tasks.append(asyncio.create_task(sweeping, name="deferred-notifications"))
+        self._sweeper = asyncio.create_task(sweeping, name="deferred-notifications")
 
     async def stop(self) -> None:
         """Stop taking messages, finish what is in flight, close everything."""
         await self.bus.broker.stop()
-        self.notifiers.deferred.stop()  # the sweep under way finishes first
+        if self._sweeper is not None:  # the sweep under way finishes first, within reason
+            self.notifiers.deferred.stop()
+            with suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._sweeper, _SWEEP_DRAIN_SECONDS)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

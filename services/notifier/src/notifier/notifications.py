@@ -20,7 +20,8 @@ Each recipient's preferences (:mod:`notifier.preferences`) are applied first: mu
 kind switched off → recorded ``skipped`` with the reason; in quiet hours → recorded
 ``deferred`` with the text and keyboard, and :class:`DeferredNotifier` (a sweeper in every
 replica) sends it when they end, with the same pacing and failure handling. Essential
-notifications (the unlink goodbye, a failed reply to its author) pass them.
+notifications pass them: the kinds of :data:`~notifier.preferences.ESSENTIAL_KINDS` (the
+unlink goodbye, crm's answers to the bot's commands) and a failed reply told to its author.
 
 ``jggl_notifier_delivery_seconds{kind}`` observes, for each notification sent at once, the
 time from the event (``occurred_at``) to Telegram accepting the message; deferred ones

@@ -31,6 +31,7 @@ from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter
 from .auth.service import ensure_first_admin
 from .auth.tokens import Tokens
+from .channels import endpoints as channels_endpoints
 from .config import CrmSettings
 from .contacts import endpoints as contacts_endpoints
 from .deals import endpoints as deals_endpoints
@@ -143,6 +144,7 @@ def create_app(
         settings_endpoints.router,
         audit_endpoints.router,
         jobs_endpoints.router,
+        channels_endpoints.router,
     ):
         app.include_router(router)
     return app

@@ -55,3 +55,9 @@ class CrmSettings(ServiceSettings):
     send_retry_max_seconds: float = Field(
         default=900.0, gt=0, description="longest wait before a retry, even when Meta asks for more"
     )
+    channel_token_warning_days: float = Field(
+        default=7.0, ge=0, description="channel health: a page token expiring within this many days is a problem"
+    )
+    channel_silence_hours: float = Field(
+        default=6.0, gt=0, description="channel health: business hours without a webhook before a page counts as silent"
+    )

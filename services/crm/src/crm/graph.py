@@ -280,6 +280,28 @@ class GraphClient:
             avatar_url=_text(body.get("profile_pic")),
         )
 
+    async def debug_token(self, input_token: str, *, app_id: str, app_secret: str) -> dict[str, Any]:
+        """What Meta knows of a page token (``data``: ``is_valid``, ``expires_at`` with 0 for
+        never, ``scopes``, ``error`` when invalid). Asked with the app token
+        ``<app_id>|<app_secret>``, so a :class:`GraphError` here is about the app's
+        credentials or Meta's availability, never about the page token itself."""
+        body = await self.request(
+            "GET", "debug_token", token=f"{app_id}|{app_secret}", params={"input_token": input_token}
+        )
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise GraphError("debug_token answered without a data object", http_status=200)
+        return data
+
+    async def subscribed_apps(self, page_id: str, *, token: str) -> list[dict[str, Any]]:
+        """The apps receiving ``page_id``'s webhooks, each with ``id`` and ``subscribed_fields``
+        (asked with the page token: code 190 means that token is refused)."""
+        body = await self.request("GET", f"{page_id}/subscribed_apps", token=token)
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise GraphError("subscribed_apps answered without a data list", http_status=200)
+        return [app for app in data if isinstance(app, dict)]
+
 
 def _text(value: Any) -> str | None:
     if isinstance(value, str) and value.strip():

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crm.models import AuditLogEntry, SystemLogEntry
 
-SystemLogKind = Literal["dead_letter", "integration_failure"]
+SystemLogKind = Literal["dead_letter", "integration_failure", "channel_health"]
 
 
 class AuditEntryRead(BaseModel):
@@ -42,7 +42,7 @@ class AuditPage(BaseModel):
 
 
 class SystemEntryRead(BaseModel):
-    """An integration failure or a message a service gave up on."""
+    """An integration failure, a message a service gave up on, or a channel's health change."""
 
     model_config = ConfigDict(from_attributes=True)
 

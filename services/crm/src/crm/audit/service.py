@@ -89,6 +89,29 @@ async def record_integration_failure(
     )
 
 
+async def record_channel_health(
+    session: AsyncSession,
+    message: str,
+    details: dict[str, Any],
+    *,
+    dedupe_key: str,
+    occurred_at: datetime,
+) -> bool:
+    """Note that a channel's health changed (problems found, or all gone), in the caller's
+    transaction; idempotent by ``dedupe_key``. ``details`` must be JSON."""
+    return await _insert(
+        session,
+        kind="channel_health",
+        source="meta.channel_health",
+        subject=None,
+        message=message,
+        deliveries=None,
+        dedupe_key=dedupe_key,
+        occurred_at=occurred_at,
+        details=details,
+    )
+
+
 async def record_dead_letter(session: AsyncSession, letter: DeadLetter) -> bool:
     """Note a message some consumer gave up on; idempotent by the dead letter's id."""
     data = letter.data

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.channels.health import ChannelHealth
 from crm.config import CrmSettings
 from crm.settings.service import get_setting
 from crm.sla import BusinessHours, sweep_sla
@@ -55,6 +56,7 @@ class ScheduledWork:
             "sla_check": self._sla_check,
             "tasks_due": self._tasks_due,
             "daily_digest": self._daily_digest,
+            "channel_health": self._channel_health,
         }
 
     @property
@@ -135,3 +137,9 @@ class ScheduledWork:
             day = tick.data.scheduled_for.astimezone(zone).date()
             users = await stage_daily_digests(session, day, zone, correlation_id=tick.id)
         return {"digests": users}
+
+    async def _channel_health(self, tick: SchedulerTick) -> Counts:
+        async with self._outbox.transaction() as session:
+            hours = await self._business_hours(session)
+        found = await ChannelHealth(self._outbox, self._settings).run(hours, correlation_id=tick.id)
+        return found.as_counts()

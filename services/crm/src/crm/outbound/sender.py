@@ -33,13 +33,13 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from crm.channels.tokens import PageTokens
 from crm.config import CrmSettings
 from crm.deals.repository import DealRepository
 from crm.graph import GraphClient, GraphError
 from crm.inbound.repository import lock_conversation, recompute_deal, touch_conversation
 from jggl_common.contracts import SendRequested, utcnow
 from jggl_common.contracts.outbound import FailureReason
-from jggl_common.crypto import DecryptionError, SecretBox
 from jggl_common.logs import correlation_id, get_logger
 from jggl_common.outbox import Outbox
 
@@ -109,7 +109,7 @@ class Sender:
         self._settings = settings
         self._graph = graph
         self._limiter = limiter
-        self._box = SecretBox(settings.app_key)
+        self._tokens = PageTokens(settings)
         self._turn_timeout = turn_timeout_seconds
 
     # ----------------------------------------------------------------- policy
@@ -130,12 +130,7 @@ class Sender:
 
     def _token(self, sealed: str | None) -> str | None:
         """The channel's own page token, else the configured default one."""
-        if sealed:
-            try:
-                return self._box.open(sealed)
-            except DecryptionError:
-                log.error("cannot decrypt the channel's page token; using META_ACCESS_TOKEN")
-        return self._settings.meta_access_token or None
+        return self._tokens.token_for(sealed)
 
     # ------------------------------------------------------------------ flow
 

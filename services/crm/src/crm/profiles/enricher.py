@@ -23,13 +23,13 @@ import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm.channels.tokens import PageTokens
 from crm.config import CrmSettings
 from crm.graph import GraphClient, GraphError, Profile
 from crm.inbound.repository import NewContact, table
 from crm.models import Channel, Contact
 from jggl_common.batching import Coalescer
 from jggl_common.contracts import utcnow
-from jggl_common.crypto import DecryptionError, SecretBox
 from jggl_common.db import autocommit
 from jggl_common.logs import get_logger
 
@@ -93,7 +93,7 @@ class ProfileEnricher:
         self._sessions = sessions
         self._graph = graph
         self._settings = settings
-        self._box = SecretBox(settings.app_key)
+        self._tokens = PageTokens(settings)
         self._limit = asyncio.Semaphore(concurrency or settings.profile_fetch_workers)
         self._max_queued = max_queued
         self._max_attempts = max_attempts
@@ -256,12 +256,7 @@ class ProfileEnricher:
 
     def _token(self, sealed: str | None) -> str | None:
         """The channel's own page token, else the configured default one."""
-        if sealed:
-            try:
-                return self._box.open(sealed)
-            except DecryptionError:
-                log.error("cannot decrypt the channel's page token; using META_ACCESS_TOKEN")
-        return self._settings.meta_access_token or None
+        return self._tokens.token_for(sealed)
 
     async def _store_profiles(self, fetched: list[tuple[int, Profile]]) -> list[None]:
         """Profiles fetched at about the same time are written in one statement.

@@ -138,6 +138,11 @@ class World:
         async with self.sessions() as session:
             return [dict(row._mapping) for row in await session.execute(text(sql), params)]
 
+    async def execute(self, sql: str, **params: Any) -> None:
+        """Change rows behind the API's back (what a webhook or Meta would have done)."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(text(sql), params)
+
 
 @pytest.fixture(autouse=True)
 def _no_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import text
 
 from crm.channels.health import ChannelHealth
 from crm.sla import BusinessHours
@@ -245,11 +244,11 @@ async def test_silence_counts_only_business_hours(world: World) -> None:
     assert event["data"]["checked_at"].startswith("2026-12-07T14:00:00")
 
     # A webhook arrives: the next check finds the page talking again.
-    async with world.sessions() as session, session.begin():
-        await session.execute(
-            text("UPDATE channels SET last_webhook_at = :at WHERE id = :id"),
-            {"at": monday_afternoon + timedelta(minutes=5), "id": channel.id},
-        )
+    await world.execute(
+        "UPDATE channels SET last_webhook_at = :at WHERE id = :id",
+        at=monday_afternoon + timedelta(minutes=5),
+        id=channel.id,
+    )
     assert (await health.run(hours, now=monday_afternoon + timedelta(minutes=10))).recovered == 1
 
 

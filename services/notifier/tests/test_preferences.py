@@ -26,7 +26,7 @@ def test_every_kind_a_user_can_switch_is_a_notifier_s_and_has_a_label() -> None:
     assert switchable <= sent
     assert switchable | ESSENTIAL_KINDS | {"deferred"} == sent
     assert set(say.KIND_LABELS) == switchable
-    assert set(kinds_for("manager")) == switchable - {"channel_needs_reauth"}
+    assert set(kinds_for("manager")) == switchable - {"channel_needs_reauth", "channel_health"}
 
 
 async def reason(engine: AsyncEngine, event_id: str) -> str | None:
@@ -127,7 +127,10 @@ async def test_admins_also_switch_channel_alerts(
     await answers(telegram, chat)
     (menu,) = telegram.fake.sent(chat)
     keyboard = menu.reply_markup["inline_keyboard"]  # type: ignore[index]
-    assert keyboard[-1] == [{"text": "✅ Channels to reconnect", "callback_data": "pref:channel_needs_reauth"}]
+    assert keyboard[-2:] == [
+        [{"text": "✅ Channels to reconnect", "callback_data": "pref:channel_needs_reauth"}],
+        [{"text": "✅ Channel health", "callback_data": "pref:channel_health"}],
+    ]
 
 
 async def test_quiet_hours_are_set_shown_and_switched_off_and_bad_input_explained(

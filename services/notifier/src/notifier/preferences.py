@@ -38,7 +38,7 @@ __all__ = [
 
 KINDS = ("new_lead", "new_message", "hot_lead", "reply_failed", "sla_breach", "task_due", "daily_digest")
 """The kinds every user may switch off, in the order ``/notify`` lists them."""
-ADMIN_KINDS = ("channel_needs_reauth",)
+ADMIN_KINDS = ("channel_needs_reauth", "channel_health")
 """Kinds only admins receive (and so only they see in ``/notify``)."""
 
 ESSENTIAL_KINDS = frozenset({"unlinked", "action_answer"})

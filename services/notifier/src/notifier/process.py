@@ -24,6 +24,7 @@ from notifier import subscribers
 from notifier.actions import ActionAnswers, DealActions
 from notifier.bot import make_dispatcher
 from notifier.business_time import BusinessClock
+from notifier.channel_alerts import ChannelHealthNotifier
 from notifier.config import NotifierSettings
 from notifier.migrate import MIGRATIONS
 from notifier.notifications import (
@@ -150,6 +151,7 @@ async def build(
         hot_leads=HotLeadNotifier(store, bot, settings.app_url, clock=clock),
         failed_replies=ReplyFailedNotifier(store, bot, settings.app_url, clock=clock),
         reauth=ReauthNotifier(store, bot, settings.app_url, clock=clock),
+        channel_health=ChannelHealthNotifier(store, bot, settings.app_url, clock=clock),
         unlinks=UnlinkNotifier(store, bot, settings.app_url, clock=clock),
         answers=ActionAnswers(store, bot, settings.app_url, clock=clock),
         sla_breaches=SlaBreachNotifier(store, bot, settings.app_url, clock=clock),
@@ -165,6 +167,7 @@ async def build(
             notifiers.hot_leads,
             notifiers.failed_replies,
             notifiers.reauth,
+            notifiers.channel_health,
             notifiers.unlinks,
             notifiers.answers,
             notifiers.sla_breaches,

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from jggl_common.bus import PermanentFailure, RetryPolicy, ServiceBus
 from jggl_common.contracts import (
     AnalysisCompleted,
+    ChannelHealthChanged,
     ChannelNeedsReauth,
     DailyDigest,
     DealHotLead,
@@ -28,6 +29,7 @@ from jggl_common.contracts import (
 from jggl_common.logs import get_logger
 from jggl_common.streams import AI, CRM, INGEST
 from notifier.actions import ActionAnswers
+from notifier.channel_alerts import ChannelHealthNotifier
 from notifier.notifications import (
     DeferredNotifier,
     HotLeadNotifier,
@@ -57,6 +59,7 @@ DURABLES = {
     "hot_leads": "notifier-hot-leads",
     "failed_replies": "notifier-failed-replies",
     "reauth": "notifier-reauth",
+    "channel_health": "notifier-channel-health",
     "sla_breaches": "notifier-sla-breaches",
     "tasks_due": "notifier-tasks-due",
     "digests": "notifier-digests",
@@ -79,6 +82,7 @@ class Notifiers:
     deferred: DeferredNotifier
     """Not a consumer: sends what quiet hours held (started with the process)."""
     answers: ActionAnswers
+    channel_health: ChannelHealthNotifier
 
 
 def _parse(contract: Any, body: Any) -> Any:
@@ -194,6 +198,12 @@ def register(
     )
     async def on_channel_needs_reauth(body: dict[str, Any]) -> None:
         await notifiers.reauth.handle(_parse(ChannelNeedsReauth, body))
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["channel_health"], stream=CRM, subject=ChannelHealthChanged.subject, policy=policy
+    )
+    async def on_channel_health_changed(body: dict[str, Any]) -> None:
+        await notifiers.channel_health.handle(_parse(ChannelHealthChanged, body))
 
     @bus.consumer(  # type: ignore[untyped-decorator]
         durable=prefix + DURABLES["sla_breaches"], stream=CRM, subject=SlaBreached.subject, policy=policy, max_workers=4

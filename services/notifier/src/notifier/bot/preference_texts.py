@@ -38,6 +38,7 @@ KIND_LABELS = {
     "task_due": "Tasks due",
     "daily_digest": "Daily digest",
     "channel_needs_reauth": "Channels to reconnect",
+    "channel_health": "Channel health",
 }
 
 ALWAYS_SENT = "Always sent: notices about this link, your own replies that failed and answers to your commands."

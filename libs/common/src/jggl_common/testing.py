@@ -22,11 +22,15 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from jggl_common.e2e import Cluster
 
 from .db import async_url, create_engine
 
@@ -172,3 +176,16 @@ def private_nats(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Services as processes around a private JetStream server (:mod:`jggl_common.e2e`),
+    stopped and their schemas dropped when the test ends."""
+    from jggl_common.e2e import Cluster  # the whole-path tests' support, loaded when asked for
+
+    started = Cluster(tmp_path / "jetstream")
+    try:
+        yield started
+    finally:
+        started.close()

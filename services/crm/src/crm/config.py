@@ -19,6 +19,15 @@ class CrmSettings(ServiceSettings):
     meta_graph_version: str = "v25.0"
     meta_access_token: str = Field(default="", description="default page token for channels without their own")
     meta_app_id: str = ""
+    meta_sync_calls_per_second: float = Field(
+        default=2.0, gt=0, description="Conversations API calls per second of the Meta backfill (Meta allows about 2)"
+    )
+    meta_sync_first_hours: int = Field(
+        default=24, ge=1, le=24 * 30, description="how far back a channel's first backfill looks"
+    )
+    meta_sync_overlap_minutes: int = Field(
+        default=10, ge=0, description="each backfill looks again this far before the previous one's start"
+    )
     meta_page_id: str = ""
     admin_email: str = ""
     admin_password: str = ""

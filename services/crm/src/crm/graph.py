@@ -19,7 +19,16 @@ import httpx
 from crm.config import CrmSettings
 from jggl_common.numbers import loose_int
 
-__all__ = ["AUTH_CODES", "THROTTLING_CODES", "GraphClient", "GraphError", "Profile", "SendResult", "regain_seconds"]
+__all__ = [
+    "AUTH_CODES",
+    "THROTTLING_CODES",
+    "GraphClient",
+    "GraphError",
+    "GraphPage",
+    "Profile",
+    "SendResult",
+    "regain_seconds",
+]
 
 THROTTLING_CODES = frozenset({4, 17, 32, 613, 80006})
 """Rate-limit codes: the same call succeeds later."""
@@ -168,6 +177,14 @@ class SendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class GraphPage:
+    """One page of a Graph listing and the cursor of the next (None after the last)."""
+
+    items: list[dict[str, Any]]
+    after: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     """What Meta tells us about a customer. Any field may be missing (privacy settings)."""
 
@@ -302,6 +319,20 @@ class GraphClient:
             raise GraphError("subscribed_apps answered without a data list", http_status=200)
         return [app for app in data if isinstance(app, dict)]
 
+
+    async def list_page(
+        self, path: str, *, token: str, params: dict[str, str], after: str | None = None
+    ) -> GraphPage:
+        """One page of a Graph listing (``{"data": [...], "paging": {"cursors": {"after"}, "next"}}``);
+        pass :attr:`GraphPage.after` back for the next one (None: that was the last)."""
+        body = await self.request("GET", path, token=token, params={**params, **({"after": after} if after else {})})
+        data = body.get("data")
+        items = [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+        paging = body.get("paging")
+        paging = paging if isinstance(paging, dict) else {}
+        cursors = paging.get("cursors")
+        following = cursors.get("after") if isinstance(cursors, dict) and paging.get("next") and items else None
+        return GraphPage(items, following if isinstance(following, str) and following else None)
 
 def _text(value: Any) -> str | None:
     if isinstance(value, str) and value.strip():

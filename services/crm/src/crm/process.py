@@ -45,8 +45,8 @@ async def serve(settings: CrmSettings) -> None:
     register_outbound(bus, sessions, outbox, settings, graph, redis=redis)
     # The AI service's analyses fill the deals' AI fields.
     register_analyses(bus, outbox)
-    # The scheduler's ticks: SLA check, due tasks, daily digest; its jobs for /api/jobs.
-    register_jobs(bus, sessions, outbox, settings)
+    # The scheduler's ticks: SLA check, due tasks, digest, channel health, Meta backfill; /api/jobs.
+    register_jobs(bus, sessions, outbox, settings, graph=graph)
     # Dead letters of every service land in the admin's system log.
     register_system_log(bus, sessions)
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.analyses import AnalysisService
 from crm.analyses import subscribers as analyses_subscribers
+from crm.backfill import MetaBackfill
 from crm.config import CrmSettings
 from crm.graph import GraphClient
 from crm.inbound import subscribers
@@ -152,13 +153,16 @@ def register_jobs(
     outbox: Outbox,
     settings: CrmSettings,
     *,
+    graph: GraphClient | None = None,
     durable_prefix: str = "",
     policy: RetryPolicy | None = None,
 ) -> ScheduledWork:
     """Register the consumers of the scheduler's stream on ``bus`` (start the bus
-    afterwards): crm's jobs run on their ticks (SLA check, due tasks, daily digest) and
-    report their outcome; the jobs' announced state is kept for ``/api/jobs``."""
-    work = ScheduledWork(outbox, settings)
+    afterwards): crm's jobs run on their ticks (SLA check, due tasks, daily digest, channel
+    health, and with ``graph`` the Meta backfill) and report their outcome; the jobs'
+    announced state is kept for ``/api/jobs``."""
+    backfill = MetaBackfill(sessions, graph, bus.publisher, settings) if graph is not None else None
+    work = ScheduledWork(outbox, settings, backfill=backfill)
     jobs_subscribers.register(bus, sessions, work, durable_prefix=durable_prefix, policy=policy)
     return work
 

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from jggl_common.contracts import MetaItemData
+from jggl_common.contracts import MetaItemData, message_dedupe_key
 from jggl_common.numbers import loose_int
 
 __all__ = ["MalformedWebhook", "split_webhook", "verify_signature"]
@@ -88,7 +88,7 @@ def _dedupe_key(
         # A delete reuses the mid of the message it deletes: it is a different item.
         if _truthy(message.get("is_deleted")):
             return f"{object_}:delete:{mid}"
-        return f"{object_}:{kind}:{mid}"
+        return message_dedupe_key(object_, kind, mid)
     payload = item.get({"edit": "message_edit"}.get(kind, kind))
     detail = ""
     if isinstance(payload, dict):

@@ -51,6 +51,7 @@ from .ingest import (
     MetaObject,
     TelegramUpdateData,
     TelegramUpdateReceived,
+    message_dedupe_key,
     meta_subject,
 )
 from .outbound import (
@@ -208,6 +209,7 @@ __all__ = [
     "Temperature",
     "job_finished_subject",
     "link_code_hash",
+    "message_dedupe_key",
     "meta_subject",
     "stable_event_id",
     "tick_id",

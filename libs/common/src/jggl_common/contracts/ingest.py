@@ -16,6 +16,7 @@ __all__ = [
     "MetaObject",
     "TelegramUpdateData",
     "TelegramUpdateReceived",
+    "message_dedupe_key",
     "meta_subject",
 ]
 
@@ -37,6 +38,12 @@ META_KINDS: tuple[str, ...] = (
 def meta_subject(object_: str, kind: str) -> str:
     """``ingest.meta.<object>.<kind>``."""
     return f"ingest.meta.{object_}.{kind}"
+
+
+def message_dedupe_key(object_: str, kind: str, mid: str) -> str:
+    """The dedupe key of a message or an echo: its ``mid``. A webhook and a backfill of
+    the same message share it, so they share the event id and JetStream keeps one."""
+    return f"{object_}:{kind}:{mid}"
 
 
 class MetaItemData(BaseModel):

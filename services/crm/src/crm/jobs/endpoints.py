@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Body, Path, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm.auth.dependencies import CurrentAdmin
-from crm.web.errors import error_responses
+from crm.backfill import BackfillRange
+from crm.web.errors import Unprocessable, error_responses
 from crm.web.state import Session, State
 from jggl_common.contracts import JOB_NAME_PATTERN, JobUpdatedData
 
 from . import service
 
 router = APIRouter(prefix="/api/jobs", tags=["administration"], responses=error_responses(401, 403))
+
+RANGED_JOB = "meta_sync"
+"""The one job an admin runs for a time range (the Meta backfill)."""
 
 Name = Annotated[str, Path(max_length=40, pattern=JOB_NAME_PATTERN, description="the job, e.g. sla_check")]
 
@@ -59,11 +63,24 @@ async def list_jobs(_: CurrentAdmin, session: Session) -> JobList:
     responses=error_responses(404),
 )
 async def run_job(
-    admin: CurrentAdmin, session: Session, state: State, request: Request, name: Name
+    admin: CurrentAdmin,
+    session: Session,
+    state: State,
+    request: Request,
+    name: Name,
+    body: Annotated[BackfillRange | None, Body()] = None,
 ) -> JobCommandAccepted:
     """Ask the scheduler for one run outside the schedule (audited); its outcome shows in
-    the job's ``last_run`` once the owner reports it."""
-    command_id = await service.run_job(session, admin, name, client_address=_address(request))
+    the job's ``last_run`` once the owner reports it.
+
+    ``meta_sync`` takes an optional time range, ``{"since": ..., "until": ...}`` (at most
+    30 days, ``until`` defaulting to now), to recover the messages of that window; other
+    jobs take no body.
+    """
+    params = body.model_dump(mode="json", exclude_none=True) if body is not None else {}
+    if params and name != RANGED_JOB:
+        raise Unprocessable(f"The job '{name}' takes no parameters; only {RANGED_JOB} takes a time range")
+    command_id = await service.run_job(session, admin, name, params=params, client_address=_address(request))
     await session.commit()
     await state.announce(session)
     return JobCommandAccepted(job=name, command_id=command_id)

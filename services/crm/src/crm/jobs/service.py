@@ -3,6 +3,7 @@ their commands (run now, switch on or off) sent to the scheduler through the out
 
 from __future__ import annotations
 
+from pydantic import JsonValue
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,10 +60,19 @@ async def get_job(session: AsyncSession, name: str) -> JobUpdatedData:
     return JobUpdatedData.model_validate(state)
 
 
-async def run_job(session: AsyncSession, admin: User, name: str, *, client_address: str | None) -> str:
-    """Ask the scheduler to run ``name`` now (audited); the command's id."""
+async def run_job(
+    session: AsyncSession,
+    admin: User,
+    name: str,
+    *,
+    params: dict[str, JsonValue] | None = None,
+    client_address: str | None,
+) -> str:
+    """Ask the scheduler to run ``name`` now with ``params`` (audited); the command's id."""
     await get_job(session, name)
-    command = RunJobCommand(producer=PRODUCER, data=RunJobCommandData(job=name, requested_by_user_id=admin.id))
+    command = RunJobCommand(
+        producer=PRODUCER, data=RunJobCommandData(job=name, requested_by_user_id=admin.id, params=params or {})
+    )
     await stage(session, command)
     await record_change(
         session,
@@ -73,7 +83,7 @@ async def run_job(session: AsyncSession, admin: User, name: str, *, client_addre
         new=None,
         secret=False,
         client_address=client_address,
-        details={"command_id": command.id},
+        details={"command_id": command.id, "params": params or {}},
     )
     return command.id
 

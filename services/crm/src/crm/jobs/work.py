@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.backfill import BackfillRange, MetaBackfill
 from crm.channels.health import ChannelHealth
 from crm.config import CrmSettings
 from crm.settings.service import get_setting
@@ -49,15 +50,18 @@ Counts = dict[str, int]
 class ScheduledWork:
     """Runs crm's jobs for the ticks the scheduler publishes; one per process."""
 
-    def __init__(self, outbox: Outbox, settings: CrmSettings) -> None:
+    def __init__(self, outbox: Outbox, settings: CrmSettings, *, backfill: MetaBackfill | None = None) -> None:
         self._outbox = outbox
         self._settings = settings
+        self._backfill = backfill
         self._jobs: dict[str, Callable[[SchedulerTick], Awaitable[Counts]]] = {
             "sla_check": self._sla_check,
             "tasks_due": self._tasks_due,
             "daily_digest": self._daily_digest,
             "channel_health": self._channel_health,
         }
+        if backfill is not None:  # it needs the Graph API client and the bus of a full crm process
+            self._jobs["meta_sync"] = self._meta_sync
 
     @property
     def jobs(self) -> frozenset[str]:
@@ -143,3 +147,10 @@ class ScheduledWork:
             hours = await self._business_hours(session)
         found = await ChannelHealth(self._outbox, self._settings).run(hours, correlation_id=tick.id)
         return found.as_counts()
+
+    async def _meta_sync(self, tick: SchedulerTick) -> Counts:
+        assert self._backfill is not None
+        # An admin's run may name a time range; the schedule's runs start at each channel's cursor.
+        window = BackfillRange.model_validate(tick.data.params)
+        counts = await self._backfill.run(since=window.since, until=window.until, correlation_id=tick.id)
+        return counts.as_dict()

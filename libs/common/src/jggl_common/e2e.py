@@ -1,0 +1,138 @@
+"""Whole-path test support: services started as real processes (``python -m <service>``)
+on private ports and schemas around a JetStream server of the test's own, and bounded
+waits for what a user would see. The ``cluster`` fixture of :mod:`jggl_common.testing`
+gives a test one :class:`Cluster`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+import httpx
+
+from jggl_common.testing import TEST_DATABASE_URL, TEST_REDIS_URL, free_port, start_nats_server
+
+__all__ = ["APP_KEY", "APP_SECRET", "Cluster", "drop_schemas", "eventually", "wait_ready"]
+
+APP_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+APP_SECRET = "e2e-app-secret"
+"""Meta's app secret: ingest checks the webhooks' signatures with it."""
+OWN_SCHEMA = ("crm", "ai", "notifier", "scheduler")
+"""The services with a Postgres schema of their own (ingest has none)."""
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T | None], what: str, timeout: float = 30.0, interval: float = 0.1) -> T:
+    """The first truthy answer of ``check()``; fails after ``timeout`` seconds with the last one."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout}s (last seen: {last!r})")
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Wait until the service at ``url`` answers ``/readyz`` with 200 (fail if it exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def drop_schemas(*schemas: str) -> None:
+    """Remove the tests' schemas."""
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(TEST_DATABASE_URL)
+        try:
+            for schema in schemas:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+class Cluster:
+    """Services as processes around one private JetStream server; :meth:`close` stops them
+    all and drops their schemas."""
+
+    def __init__(self, jetstream_dir: Path) -> None:
+        self._nats, nats_port = start_nats_server(jetstream_dir)
+        self.tag = secrets.token_hex(4)
+        self.base = {
+            **os.environ,
+            "APP_KEY": APP_KEY,
+            "NATS_URL": f"nats://127.0.0.1:{nats_port}",
+            "REDIS_URL": TEST_REDIS_URL,
+            "DATABASE_URL": TEST_DATABASE_URL,
+            "APP_URL": "http://localhost:8000",
+            "META_APP_SECRET": APP_SECRET,
+            "SETTINGS_BUCKET": f"SETTINGS_{self.tag}",
+            "LOG_LEVEL": "WARNING",
+        }
+        self.urls: dict[str, str] = {}
+        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def schema(self, service: str) -> str:
+        """The test's schema of ``service``."""
+        return f"{service}_e2e_{self.tag}"
+
+    def env(self, service: str, **extra: str) -> dict[str, str]:
+        """``service``'s environment: the shared one, its schema, and ``extra``."""
+        env = dict(self.base)
+        if service in OWN_SCHEMA:
+            env["DB_SCHEMA"] = self.schema(service)
+        env.update(extra)
+        return env
+
+    def run(self, service: str, *command: str, **extra: str) -> None:
+        """Run a command of ``service`` to completion (``migrate``, ``create-admin``...)."""
+        subprocess.run(
+            [sys.executable, "-m", service, *command], env=self.env(service, **extra), check=True, capture_output=True
+        )
+
+    def start(self, service: str, name: str | None = None, **extra: str) -> str:
+        """Start ``service`` on a free port (under ``name``, for a second replica); its URL."""
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", service], env=self.env(service, PORT=str(port), **extra))
+        url = f"http://127.0.0.1:{port}"
+        self._procs.append((url, proc))
+        self.urls[name or service] = url
+        return url
+
+    def wait_ready(self) -> None:
+        """Wait for every started service."""
+        for url, proc in self._procs:
+            wait_ready(url, proc)
+
+    def close(self) -> None:
+        for _, proc in self._procs:
+            proc.terminate()
+        for _, proc in self._procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self._nats.terminate()
+        self._nats.wait(10)
+        drop_schemas(*(self.schema(service) for service in OWN_SCHEMA))

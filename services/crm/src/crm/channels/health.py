@@ -423,7 +423,7 @@ class ChannelHealth:
         assert channel.id is not None
         verdicts = [finding.token_valid for finding in findings if finding.token_valid is not None]
         if False in verdicts:
-            invalid = next(p for p in problems if p.code == TOKEN_INVALID)
+            said = next((p.message for p in problems if p.code == TOKEN_INVALID), "Meta refused the page token.")
             if await replies.flag_needs_reauth(session, channel.id):
                 channel.needs_reauth = True
                 await reply_events.stage_needs_reauth(
@@ -431,7 +431,7 @@ class ChannelHealth:
                     channel,
                     code=190,
                     subcode=None,
-                    error=invalid.message,
+                    error=said,
                     cause=f"health:{checked_at.isoformat()}",
                     correlation=correlation_id,
                 )

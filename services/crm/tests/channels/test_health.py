@@ -150,6 +150,8 @@ async def test_a_refused_token_flags_the_channel_once_and_a_new_token_recovers_i
     await world.tick(2)  # still refused: flagged already, announced already
     assert len(await world.events("crm.channel.needs_reauth")) == 1
     assert len(await world.events(HEALTH)) == 1
+    [logged] = await world.system_log()
+    assert "Meta refuses the page access token" in logged["message"]
 
     put = await world.client.put(
         f"/api/channels/{channel.id}/token", json={"token": "fresh-page-token"}, headers=world.headers()
@@ -242,6 +244,10 @@ async def test_silence_counts_only_business_hours(world: World) -> None:
     assert "for 6.0 business hours (the last one at 2026-12-04 17:00 UTC)" in seen["health_problems"][0]["message"]
     [event] = await world.events(HEALTH)
     assert event["data"]["checked_at"].startswith("2026-12-07T14:00:00")
+    assert (await health.run(hours, now=monday_afternoon + timedelta(hours=1))).problems == 1  # still silent
+    assert len(await world.events(HEALTH)) == 1
+    [logged] = await world.system_log()
+    assert "No webhook from this page for 6.0 business hours" in logged["message"]
 
     # A webhook arrives: the next check finds the page talking again.
     await world.execute(
@@ -249,7 +255,8 @@ async def test_silence_counts_only_business_hours(world: World) -> None:
         at=monday_afternoon + timedelta(minutes=5),
         id=channel.id,
     )
-    assert (await health.run(hours, now=monday_afternoon + timedelta(minutes=10))).recovered == 1
+    assert (await health.run(hours, now=monday_afternoon + timedelta(hours=2))).recovered == 1
+    assert [e["data"]["recovered"] for e in await world.events(HEALTH)] == [False, True]
 
 
 async def test_inactive_channels_are_not_checked(world: World) -> None:

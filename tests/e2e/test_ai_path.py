@@ -4,116 +4,35 @@ deal through its API. Real PostgreSQL, Redis and a private JetStream server."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from jggl_common.testing import TEST_DATABASE_URL, TEST_REDIS_URL, free_port, start_nats_server
+from jggl_common.e2e import APP_SECRET, Cluster
 from jggl_sandbox.gemini_fake import GeminiFakeServer
 from jggl_sandbox.graph_fake import GraphFakeServer
 from jggl_sandbox.meta_webhooks import signed, webhook
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
-APP_SECRET = "e2e-app-secret"
 ADMIN = ("admin@e2e.local", "Correct-Horse-Battery-9")
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
-
-
 @pytest.fixture
-def system(tmp_path: Path) -> Iterator[dict[str, str]]:
+def system(cluster: Cluster) -> Iterator[dict[str, str]]:
     """ingest, crm and ai as processes on private ports, schemas and NATS."""
-    nats_proc, nats_port = start_nats_server(tmp_path / "js")
-    tag = secrets.token_hex(4)
-    base = {
-        **os.environ,
-        "APP_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-        "NATS_URL": f"nats://127.0.0.1:{nats_port}",
-        "REDIS_URL": TEST_REDIS_URL,
-        "DATABASE_URL": TEST_DATABASE_URL,
-        "APP_URL": "http://localhost:8000",
-        "META_APP_SECRET": APP_SECRET,
-        "SETTINGS_BUCKET": f"SETTINGS_{tag}",
-        "LOG_LEVEL": "WARNING",
-    }
-    procs: list[subprocess.Popen[bytes]] = []
     with GraphFakeServer() as graph, GeminiFakeServer(api_keys={"e2e-key"}) as gemini:
-        ports = {name: free_port() for name in ("crm", "ingest", "ai")}
-        envs = {
-            "crm": {
-                **base,
-                "PORT": str(ports["crm"]),
-                "DB_SCHEMA": f"crm_e2e_{tag}",
-                "META_GRAPH_URL": graph.url,
-                "ADMIN_EMAIL": ADMIN[0],
-                "ADMIN_PASSWORD": ADMIN[1],
-            },
-            "ingest": {**base, "PORT": str(ports["ingest"])},
-            "ai": {
-                **base,
-                "PORT": str(ports["ai"]),
-                "DB_SCHEMA": f"ai_e2e_{tag}",
-                "GEMINI_API_KEY": "e2e-key",
-                "GEMINI_BASE_URL": gemini.url,
-                "AI_DEBOUNCE_SECONDS": "1",
-            },
-        }
-        try:
-            for name, command in (("crm", "migrate"), ("ai", "migrate"), ("crm", "create-admin")):
-                subprocess.run([sys.executable, "-m", name, command], env=envs[name], check=True, capture_output=True)
-            for name in ("crm", "ingest", "ai"):
-                procs.append(subprocess.Popen([sys.executable, "-m", name], env=envs[name]))
-            urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-            for proc, name in zip(procs, ("crm", "ingest", "ai"), strict=True):
-                _wait_ready(urls[name], proc)
-            yield urls
-        finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            nats_proc.terminate()
-            nats_proc.wait(10)
-            _drop_schemas(envs["crm"]["DB_SCHEMA"], envs["ai"]["DB_SCHEMA"])
-
-
-def _drop_schemas(*schemas: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(TEST_DATABASE_URL)
-        try:
-            for schema in schemas:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+        cluster.run("crm", "migrate")
+        cluster.run("ai", "migrate")
+        cluster.run("crm", "create-admin", ADMIN_EMAIL=ADMIN[0], ADMIN_PASSWORD=ADMIN[1])
+        cluster.start("crm", META_GRAPH_URL=graph.url)
+        cluster.start("ingest")
+        cluster.start("ai", GEMINI_API_KEY="e2e-key", GEMINI_BASE_URL=gemini.url, AI_DEBOUNCE_SECONDS="1")
+        cluster.wait_ready()
+        yield cluster.urls
 
 
 def _message(psid: str, page: str, mid: str, text: str, at_ms: int) -> dict[str, object]:

@@ -11,60 +11,29 @@ customer who last wrote two days ago → crm refuses and the bot tells why.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import secrets
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from crm import migrate as crm_migrate
 from crm.cli import create_admin
 from jggl_common.contracts import link_code_hash
-from jggl_common.testing import TEST_DATABASE_URL, TEST_REDIS_URL, free_port, start_nats_server
+from jggl_common.e2e import APP_SECRET, Cluster, eventually
+from jggl_common.testing import TEST_DATABASE_URL
 from jggl_sandbox.graph_fake import GraphFakeServer
 from jggl_sandbox.meta_webhooks import Customer, signed, webhook
 from jggl_sandbox.telegram_fake import TelegramFakeServer
-from notifier import migrate as notifier_migrate
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
-APP_SECRET = "e2e-app-secret"
 BOT_TOKEN = "434343:e2e-actions-token"
 PASSWORD = "Correct-Horse-Battery-9"
-T = TypeVar("T")
-
-
-def _eventually(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout}s (last seen: {last!r})")
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
 def _query(sql: str, *args: Any) -> Any:
@@ -96,7 +65,7 @@ class System:
 
     def said(self, chat: int, count: int, what: str) -> list[str]:
         """The chat's messages as the user sees them, once there are ``count``."""
-        sent = _eventually(lambda: (s := self.telegram.fake.sent(chat)) and len(s) >= count and s, what)
+        sent = eventually(lambda: (s := self.telegram.fake.sent(chat)) and len(s) >= count and s, what)
         return [message.plain_text for message in sent]
 
     def buttons(self, chat: int) -> dict[str, str]:
@@ -116,74 +85,21 @@ class System:
 
 
 @pytest.fixture
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    nats_proc, nats_port = start_nats_server(tmp_path_factory.mktemp("js"))
-    tag = secrets.token_hex(4)
-    crm_schema, notifier_schema = f"crm_e2e_{tag}", f"notifier_e2e_{tag}"
-    admin_email = f"admin.{tag}@e2e.local"
-    base = {
-        **os.environ,
-        "APP_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-        "NATS_URL": f"nats://127.0.0.1:{nats_port}",
-        "REDIS_URL": TEST_REDIS_URL,
-        "DATABASE_URL": TEST_DATABASE_URL,
-        "APP_URL": "http://localhost:8000",
-        "META_APP_SECRET": APP_SECRET,
-        "SETTINGS_BUCKET": f"SETTINGS_{tag}",
-        "LOG_LEVEL": "WARNING",
-    }
+def system(cluster: Cluster) -> Iterator[System]:
+    admin_email = f"admin.{cluster.tag}@e2e.local"
     telegram = TelegramFakeServer(tokens={BOT_TOKEN}, rate_limits=False)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
     with GraphFakeServer() as graph, telegram:
-        ports = {name: free_port() for name in ("ingest", "crm", "notifier")}
-        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        envs = {
-            "ingest": {**base, "PORT": str(ports["ingest"])},
-            "crm": {
-                **base,
-                "PORT": str(ports["crm"]),
-                "DB_SCHEMA": crm_schema,
-                "META_GRAPH_URL": graph.url,
-                "META_ACCESS_TOKEN": "e2e-page-token",
-            },
-            "notifier": {
-                **base,
-                "PORT": str(ports["notifier"]),
-                "DB_SCHEMA": notifier_schema,
-                "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
-                "TELEGRAM_API_URL": telegram.url,
-                "TELEGRAM_MODE": "polling",
-            },
-        }
-        try:
-            notifier_migrate.upgrade_sync(TEST_DATABASE_URL, notifier_schema)
-            crm_migrate.upgrade_sync(TEST_DATABASE_URL, crm_schema)
-            for name in ("notifier", "ingest", "crm"):
-                procs[name] = subprocess.Popen([sys.executable, "-m", name], env=envs[name])
-            asyncio.run(create_admin(TEST_DATABASE_URL, crm_schema, email=admin_email, password=PASSWORD, name="Ada"))
-            for name, proc in procs.items():
-                _wait_ready(urls[name], proc)
-            yield System(urls, telegram, graph, notifier_schema, admin_email, f"1000{secrets.randbelow(10**9)}")
-        finally:
-            for proc in procs.values():
-                proc.terminate()
-            for proc in procs.values():
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            nats_proc.terminate()
-            nats_proc.wait(10)
-
-            async def drop() -> None:
-                conn = await asyncpg.connect(TEST_DATABASE_URL)
-                try:
-                    for schema in (crm_schema, notifier_schema):
-                        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                finally:
-                    await conn.close()
-
-            asyncio.run(drop())
+        cluster.run("notifier", "migrate")
+        cluster.run("crm", "migrate")
+        cluster.start("notifier", TELEGRAM_BOT_TOKEN=BOT_TOKEN, TELEGRAM_API_URL=telegram.url, TELEGRAM_MODE="polling")
+        cluster.start("ingest")
+        cluster.start("crm", META_GRAPH_URL=graph.url, META_ACCESS_TOKEN="e2e-page-token")
+        asyncio.run(
+            create_admin(TEST_DATABASE_URL, cluster.schema("crm"), email=admin_email, password=PASSWORD, name="Ada")
+        )
+        cluster.wait_ready()
+        page = f"1000{secrets.randbelow(10**9)}"
+        yield System(cluster.urls, telegram, graph, cluster.schema("notifier"), admin_email, page)
 
 
 def test_a_manager_takes_and_answers_a_lead_from_telegram(system: System) -> None:
@@ -196,7 +112,7 @@ def test_a_manager_takes_and_answers_a_lead_from_telegram(system: System) -> Non
 
     # Linking: a code from crm's API, sent to the bot.
     code = mia.post("/api/me/telegram-link").json()["code"]
-    _eventually(
+    eventually(
         lambda: _query(
             f'SELECT 1 FROM "{system.notifier_schema}".link_codes WHERE code_hash = $1', link_code_hash(code)
         ),

@@ -319,10 +319,7 @@ class GraphClient:
             raise GraphError("subscribed_apps answered without a data list", http_status=200)
         return [app for app in data if isinstance(app, dict)]
 
-
-    async def list_page(
-        self, path: str, *, token: str, params: dict[str, str], after: str | None = None
-    ) -> GraphPage:
+    async def list_page(self, path: str, *, token: str, params: dict[str, str], after: str | None = None) -> GraphPage:
         """One page of a Graph listing (``{"data": [...], "paging": {"cursors": {"after"}, "next"}}``);
         pass :attr:`GraphPage.after` back for the next one (None: that was the last)."""
         body = await self.request("GET", path, token=token, params={**params, **({"after": after} if after else {})})
@@ -333,6 +330,7 @@ class GraphClient:
         cursors = paging.get("cursors")
         following = cursors.get("after") if isinstance(cursors, dict) and paging.get("next") and items else None
         return GraphPage(items, following if isinstance(following, str) and following else None)
+
 
 def _text(value: Any) -> str | None:
     if isinstance(value, str) and value.strip():

@@ -7,6 +7,7 @@ import httpx
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from scheduler.jobs.definitions import builtin_jobs
 from scheduler.process import create_app
 
 from .conftest import Bus, scheduler_settings, until
@@ -50,10 +51,4 @@ async def test_health_readiness_and_metrics(engine: AsyncEngine, pg_schema: str,
                 assert f"# TYPE {name}" in metrics
     # The built-in jobs were written and announced for crm.
     updates = await until(lambda: bus.stored("SCHEDULER", "scheduler.job.updated"))
-    assert {event["data"]["name"] for _, event in updates} == {
-        "sla_check",
-        "tasks_due",
-        "daily_digest",
-        "meta_sync",
-        "channel_health",
-    }
+    assert {event["data"]["name"] for _, event in updates} == {job.name for job in builtin_jobs()}

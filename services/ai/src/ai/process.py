@@ -14,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ai.analysis.dispatcher import Dispatcher
 from ai.analysis.limits import CallLimiter, CircuitBreaker
+from ai.analysis.redo import DURABLE as REDO_DURABLE
+from ai.analysis.redo import Redo
+from ai.analysis.redo import register as register_redo
 from ai.analysis.service import Analyser
 from ai.config import AiSettings
 from ai.knobs import Knobs
@@ -98,6 +101,7 @@ async def build(
     *,
     engine: AsyncEngine | None = None,
     durable: str = subscribers.DURABLE,
+    redo_durable: str = REDO_DURABLE,
     policy: RetryPolicy | None = None,
 ) -> AiService:
     """Connect to NATS and wire an ai process (nothing is consumed until :meth:`AiService.start`)."""
@@ -115,6 +119,9 @@ async def build(
         sessions, debounce=knobs.debounce, max_new_messages=settings.ai_max_new_messages, on_due=dispatcher.due
     )
     subscribers.register(bus, projection, durable=durable, policy=policy)
+    # The scheduler's ai.redo: heuristic or failed analyses go back to Gemini once it is healthy.
+    redo = Redo(sessions, outbox, knobs.gemini, knobs.enabled, breaker, dispatcher.due)
+    register_redo(bus, redo, durable=redo_durable, policy=policy)
     return AiService(settings, engine, sessions, bus, outbox, knobs, analyser, dispatcher, projection, [])
 
 

@@ -58,4 +58,7 @@ def builtin_jobs(daily_digest_at: str = "09:00") -> list[JobDefinition]:
         JobDefinition(
             "channel_health", "crm", "interval", "900", "check page tokens, webhook subscriptions and silent pages"
         ),
+        JobDefinition(
+            "ai.redo", "ai", "interval", "1800", "offer heuristic or failed analyses to Gemini again once it is healthy"
+        ),
     ]

@@ -26,6 +26,7 @@ from jggl_common.outbox import Outbox
 
 from .audit import endpoints as audit_endpoints
 from .auth import endpoints as auth_endpoints
+from .auth.browser import BrowserSessions
 from .auth.keys import derive_key
 from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter
@@ -85,6 +86,13 @@ def create_app(
         tokens=Tokens(derive_key(settings.app_key, "access-token"), settings.token_ttl_seconds),
         login_limiter=LoginLimiter(cache, settings.login_attempts_per_15_min, timeout=REDIS_TIMEOUT_SECONDS),
         cursors=CursorCodec(derive_key(settings.app_key, "list-cursor")),
+        browser=BrowserSessions(
+            csrf_key=derive_key(settings.app_key, "csrf-token"),
+            secure=settings.session_cookie_secure
+            if settings.session_cookie_secure is not None
+            else settings.app_url.lower().startswith("https://"),
+            max_age=settings.token_ttl_seconds,
+        ),
         outbox=outbox,
     )
 

@@ -32,6 +32,9 @@ class CrmSettings(ServiceSettings):
     admin_email: str = ""
     admin_password: str = ""
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
+    session_cookie_secure: bool | None = Field(
+        default=None, description="Secure flag of the browser session cookies; unset: on when APP_URL is https"
+    )
     login_attempts_per_15_min: int = Field(default=10, ge=1)
     consumer_workers: int = Field(default=64, ge=1, description="messages handled concurrently per replica")
     inbound_transactions: int = Field(

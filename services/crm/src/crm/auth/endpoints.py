@@ -1,30 +1,26 @@
-"""``/api/auth/login`` and ``/api/me``."""
+"""``/api/auth/login``, ``/api/auth/session`` and ``/api/me``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response, status
 from prometheus_client import Counter
 
+from crm.models import User
 from crm.users.schemas import UserRead
 from crm.web.errors import CrmError, error_responses
 from crm.web.state import Session, State
 
 from . import service
 from .dependencies import CurrentUser
-from .schemas import LoginRequest, TokenResponse
+from .schemas import LoginRequest, SessionResponse, TokenResponse
 
 router = APIRouter(tags=["auth"])
 
 LOGINS = Counter("crm_logins_total", "Login attempts by outcome", ["outcome"])
 
 
-@router.post("/api/auth/login", summary="Log in", responses=error_responses(401, 429))
-async def login(request: Request, session: Session, state: State, credentials: LoginRequest) -> TokenResponse:
-    """Exchange e-mail and password for a bearer token.
-
-    Attempts are limited per e-mail and per client address; past the limit the answer is
-    429 with ``Retry-After``.
-    """
+async def _sign_in(request: Request, session: Session, state: State, credentials: LoginRequest) -> tuple[User, str]:
+    """Check the credentials (throttled) and issue an access token: one path for both flows."""
     address = request.client.host if request.client else "unknown"
     try:
         user = await service.authenticate(
@@ -41,12 +37,57 @@ async def login(request: Request, session: Session, state: State, credentials: L
     await session.commit()
     LOGINS.labels("ok").inc()
     assert user.id is not None
-    return TokenResponse(
-        access_token=state.tokens.issue(user.id, user.password_hash), expires_in=state.tokens.ttl_seconds
-    )
+    return user, state.tokens.issue(user.id, user.password_hash)
+
+
+@router.post("/api/auth/login", summary="Log in", responses=error_responses(401, 429))
+async def login(request: Request, session: Session, state: State, credentials: LoginRequest) -> TokenResponse:
+    """Exchange e-mail and password for a bearer token.
+
+    Attempts are limited per e-mail and per client address; past the limit the answer is
+    429 with ``Retry-After``.
+    """
+    _, token = await _sign_in(request, session, state, credentials)
+    return TokenResponse(access_token=token, expires_in=state.tokens.ttl_seconds)
+
+
+@router.post(
+    "/api/auth/session",
+    summary="Sign in the browser",
+    responses=error_responses(401, 429),
+)
+async def open_session(
+    request: Request, response: Response, session: Session, state: State, credentials: LoginRequest
+) -> SessionResponse:
+    """Sign in with e-mail and password and keep the session in cookies (the web app's way).
+
+    Sets the httpOnly cookie ``jggl_session`` (the access token, for the token's
+    lifetime) and the readable cookie ``jggl_csrf``; every later POST/PUT/PATCH/DELETE
+    authenticated by the cookie must send ``X-CSRF-Token`` with that value. Same limits as
+    ``POST /api/auth/login``.
+    """
+    user, token = await _sign_in(request, session, state, credentials)
+    csrf = state.browser.open(response, token)
+    return SessionResponse(user=UserRead.model_validate(user), csrf_token=csrf)
+
+
+@router.delete(
+    "/api/auth/session",
+    summary="Sign the browser out",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+)
+async def close_session(state: State) -> Response:
+    """Forget the browser session: both cookies (``jggl_session``, ``jggl_csrf``) are cleared.
+
+    Always 204, signed in or not, so a page whose session already expired can still sign out.
+    """
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    state.browser.close(response)
+    return response
 
 
 @router.get("/api/me", summary="The logged-in user", responses=error_responses(401))
 async def me(user: CurrentUser) -> UserRead:
-    """Who the token belongs to."""
+    """Who the token (bearer header or session cookie) belongs to."""
     return UserRead.model_validate(user)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm.auth.passwords import MAX_PASSWORD_LENGTH
+from crm.users.schemas import UserRead
 from crm.web.types import CleanStr
 
 
@@ -25,3 +26,10 @@ class TokenResponse(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int = Field(description="seconds until the token expires")
+
+
+class SessionResponse(BaseModel):
+    """A browser session opened: who signed in, and the CSRF token to echo in ``X-CSRF-Token``."""
+
+    user: UserRead
+    csrf_token: str = Field(description="also set as the readable cookie jggl_csrf; send it in X-CSRF-Token")

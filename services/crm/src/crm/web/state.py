@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from crm.auth.browser import BrowserSessions
 from crm.auth.passwords import Passwords
 from crm.auth.ratelimit import LoginLimiter
 from crm.auth.tokens import Tokens
@@ -31,6 +32,7 @@ class CrmState:
     tokens: Tokens
     login_limiter: LoginLimiter
     cursors: CursorCodec
+    browser: BrowserSessions
     outbox: Outbox | None = None
 
     async def announce(self, session: AsyncSession) -> None:

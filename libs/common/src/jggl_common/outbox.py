@@ -205,24 +205,27 @@ class Outbox:
         async with autocommit(self._sessions) as db:
             return await delete_oldest(db, "outbox", "published_at", utcnow() - self._retention, batch)
 
-    async def relay(self, interval: float = 2.0) -> None:
+    async def relay(self, interval: float = 2.0, *, prune: bool = True) -> None:
         """Forever: publish what was committed but not yet published, mark what was, and
-        delete what was published longer ago than the retention."""
+        (with ``prune``) delete what was published longer ago than the retention. A service
+        whose daily retention job prunes its outbox (``jggl_common.retention``) passes
+        ``prune=False``."""
         try:
             while True:
-                await self.relay_once()
+                await self.relay_once(prune=prune)
                 await asyncio.sleep(interval)
         finally:
             with suppress(Exception):
                 await asyncio.shield(self.mark_published())
 
-    async def relay_once(self) -> None:
+    async def relay_once(self, *, prune: bool = True) -> None:
         """One pass of :meth:`relay`; failures are logged, never raised."""
         try:
             await self.mark_published()
             while await self.flush() > 0:
                 pass
-            await self.prune()
+            if prune:
+                await self.prune()
         except BusUnavailable as exc:
             log.warning("outbox relay waiting for NATS", error=str(exc))
         except Exception as exc:

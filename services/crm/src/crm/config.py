@@ -48,6 +48,11 @@ class CrmSettings(ServiceSettings):
     inbound_leftovers_retention_days: float = Field(
         default=7.0, gt=0, description="updates waiting for a message that never came, and receipts, are kept this long"
     )
+    system_log_retention_days: float = Field(
+        default=90.0,
+        ge=31,
+        description="dead letters and integration failures stay in the system log this long (past the DLQ's 30 days)",
+    )
     db_pool_size: int = Field(
         default=24, ge=2, description="PostgreSQL connections kept open per replica (consumers, sender, API)"
     )

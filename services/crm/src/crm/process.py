@@ -17,7 +17,6 @@ from crm.api import create_app
 from crm.audit import register_system_log
 from crm.config import CrmSettings
 from crm.graph import GraphClient
-from crm.inbound.housekeeping import run_housekeeping
 from crm.profiles import ProfileEnricher
 from crm.settings import settings_sync_lifespan
 from crm.worker import register_analyses, register_inbound, register_jobs, register_outbound, run_profile_sweeper
@@ -54,12 +53,9 @@ async def serve(settings: CrmSettings) -> None:
     async def workers(app: FastAPI) -> AsyncIterator[None]:
         await bus.broker.start()
         background: list[asyncio.Task[Any]] = [
-            asyncio.create_task(outbox.relay(), name="outbox-relay"),
+            # The outbox and the inbound leftovers are pruned by the daily retention.crm job.
+            asyncio.create_task(outbox.relay(prune=False), name="outbox-relay"),
             asyncio.create_task(run_profile_sweeper(sessions, settings, graph, enricher=enricher), name="profiles"),
-            asyncio.create_task(
-                run_housekeeping(sessions, timedelta(days=settings.inbound_leftovers_retention_days)),
-                name="inbound-housekeeping",
-            ),
         ]
         frozen = freeze_startup_heap()
         log.info("crm consumers started", frozen_objects=frozen)

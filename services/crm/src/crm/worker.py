@@ -16,6 +16,7 @@ from crm.inbound import subscribers
 from crm.inbound.service import InboundService
 from crm.jobs import ScheduledWork
 from crm.jobs import subscribers as jobs_subscribers
+from crm.jobs.retention import RETENTION_DURABLE, crm_retention
 from crm.outbound import subscribers as outbound_subscribers
 from crm.outbound.commands import Commands
 from crm.outbound.ratelimit import SendRateLimiter
@@ -23,6 +24,7 @@ from crm.outbound.sender import Sender
 from crm.profiles import ProfileEnricher
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.outbox import Outbox
+from jggl_common.retention import register as register_retention
 
 __all__ = [
     "Outbound",
@@ -159,11 +161,15 @@ def register_jobs(
 ) -> ScheduledWork:
     """Register the consumers of the scheduler's stream on ``bus`` (start the bus
     afterwards): crm's jobs run on their ticks (SLA check, due tasks, daily digest, channel
-    health, and with ``graph`` the Meta backfill) and report their outcome; the jobs'
-    announced state is kept for ``/api/jobs``."""
+    health, and with ``graph`` the Meta backfill) and report their outcome, as does the
+    daily ``retention.crm``; the jobs' announced state is kept for ``/api/jobs``."""
     backfill = MetaBackfill(sessions, graph, bus.publisher, settings) if graph is not None else None
     work = ScheduledWork(outbox, settings, backfill=backfill)
     jobs_subscribers.register(bus, sessions, work, durable_prefix=durable_prefix, policy=policy)
+    # The daily retention.crm, on its own durable consumer (a long run holds no other tick back).
+    register_retention(
+        bus, crm_retention(sessions, outbox, settings), durable=durable_prefix + RETENTION_DURABLE, policy=policy
+    )
     return work
 
 

@@ -1,0 +1,36 @@
+import createClient, { type Middleware } from "openapi-fetch";
+import type { paths } from "./schema";
+import { withCsrf } from "./csrf";
+
+type UnauthorizedHandler = () => void;
+
+let onUnauthorized: UnauthorizedHandler = () => undefined;
+
+/** The app's reaction to a 401 (the session ended): set once by the auth provider. */
+export function setUnauthorizedHandler(handler: UnauthorizedHandler): void {
+  onUnauthorized = handler;
+}
+
+export const csrfAndSessionMiddleware: Middleware = {
+  onRequest({ request }) {
+    return withCsrf(request);
+  },
+  onResponse({ response }) {
+    if (response.status === 401) onUnauthorized();
+    return response;
+  },
+};
+
+/** Every call to crm goes through this typed client, with the session cookie. */
+export function makeApi(fetchImpl?: typeof fetch) {
+  const client = createClient<paths>({
+    baseUrl: "",
+    credentials: "include",
+    // Resolved at call time so tests can replace the global fetch.
+    fetch: (request: Request) => (fetchImpl ?? globalThis.fetch)(request),
+  });
+  client.use(csrfAndSessionMiddleware);
+  return client;
+}
+
+export const api = makeApi();

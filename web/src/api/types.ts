@@ -1,0 +1,26 @@
+import type { components } from "./schema";
+
+type S = components["schemas"];
+export type User = S["UserRead"];
+export type Deal = S["DealItem"];
+export type DealDetail = S["DealDetail"];
+export type DealPatch = S["DealPatch"];
+export type Message = S["MessageItem"];
+export type Activity = S["ActivityItem"];
+export type Task = S["TaskRead"];
+export type Pipeline = S["Pipeline"];
+export type PipelineStage = S["PipelineStage"];
+export type Stage = S["StageRead"];
+export type StageRef = S["StageRef"];
+export type Contact = S["ContactItem"];
+export type ContactDetail = S["ContactDetail"];
+export type SearchHit = S["SearchHit"];
+export type ManagerStats = S["ManagerStats"];
+export type FunnelReport = S["FunnelReport"];
+export type Setting = S["SettingRead"];
+export type Channel = S["ChannelRead"];
+export type AuditEntry = S["AuditEntryRead"];
+export type SystemEntry = S["SystemEntryRead"];
+export type Job = S["JobUpdatedData"];
+export type TelegramLink = S["TelegramLink"];
+export type Platform = Deal["platform"];

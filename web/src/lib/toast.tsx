@@ -1,0 +1,48 @@
+import { createContext, useCallback, useContext, useMemo, useState, type ReactNode } from "react";
+
+interface Toast {
+  id: number;
+  text: string;
+  tone: "error" | "info";
+}
+
+interface ToastValue {
+  show: (text: string, tone?: Toast["tone"]) => void;
+}
+
+const ToastContext = createContext<ToastValue>({ show: () => undefined });
+let nextId = 1;
+
+/** Short messages in a polite live region, e.g. "the move failed and was undone". */
+export function ToastProvider({ children }: { children: ReactNode }) {
+  const [toasts, setToasts] = useState<Toast[]>([]);
+  const dismiss = useCallback((id: number) => setToasts((all) => all.filter((t) => t.id !== id)), []);
+  const show = useCallback(
+    (text: string, tone: Toast["tone"] = "info") => {
+      const id = nextId++;
+      setToasts((all) => [...all.slice(-3), { id, text, tone }]);
+      window.setTimeout(() => dismiss(id), 8000);
+    },
+    [dismiss],
+  );
+  const value = useMemo(() => ({ show }), [show]);
+  return (
+    <ToastContext.Provider value={value}>
+      {children}
+      <div className="toasts" role="status" aria-live="polite">
+        {toasts.map((t) => (
+          <div key={t.id} className={`toast toast-${t.tone}`}>
+            <span>{t.text}</span>
+            <button type="button" className="link" onClick={() => dismiss(t.id)} aria-label="×">
+              ×
+            </button>
+          </div>
+        ))}
+      </div>
+    </ToastContext.Provider>
+  );
+}
+
+export function useToast(): ToastValue {
+  return useContext(ToastContext);
+}

@@ -1,0 +1,68 @@
+import type { Activity } from "../../api/types";
+import { useI18n, type MessageKey, type Translate } from "../../lib/i18n";
+import { formatDateTime, useTimeZone } from "../../lib/time";
+import { ErrorState, Loading } from "../../components/states";
+import { useActivities } from "./api";
+
+const KINDS: Record<string, MessageKey> = {
+  created: "timeline.created",
+  stage_changed: "timeline.stageChanged",
+  amount_changed: "timeline.amountChanged",
+  comment_changed: "timeline.commentChanged",
+  assigned: "timeline.assigned",
+  won: "timeline.won",
+  lost: "timeline.lost",
+  reopened: "timeline.reopened",
+  lost_reason_changed: "timeline.lostReasonChanged",
+  task_created: "timeline.taskCreated",
+  task_done: "timeline.taskDone",
+  task_updated: "timeline.taskUpdated",
+  reply: "timeline.reply",
+  reply_failed: "timeline.replyFailed",
+  ai_analysis: "timeline.aiAnalysis",
+};
+
+function plain(value: unknown): string {
+  if (value === null || value === undefined || value === "") return "—";
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+export function describeActivity(a: Activity, t: Translate): string {
+  const key = KINDS[a.kind];
+  const data = a.data as Record<string, unknown>;
+  const base = key ? t(key) : a.kind.replace(/_/g, " ");
+  if ("from" in data || "to" in data) return `${base}: ${plain(data.from)} → ${plain(data.to)}`;
+  if (typeof data.reason === "string" && data.reason) return `${base}: ${data.reason}`;
+  if (typeof data.title === "string") return `${base}: ${data.title}`;
+  if (typeof data.error === "string") return `${base}: ${data.error}`;
+  return base;
+}
+
+export function Timeline({ dealId }: { dealId: number }) {
+  const { t, locale } = useI18n();
+  const zone = useTimeZone();
+  const activities = useActivities(dealId);
+  return (
+    <section className="card" aria-label={t("timeline.title")}>
+      <h2>{t("timeline.title")}</h2>
+      {activities.isPending ? (
+        <Loading />
+      ) : activities.isError ? (
+        <ErrorState error={activities.error} onRetry={() => void activities.refetch()} />
+      ) : activities.data.items.length === 0 ? (
+        <p className="muted">{t("timeline.none")}</p>
+      ) : (
+        <ol className="timeline">
+          {[...activities.data.items].reverse().map((a) => (
+            <li key={a.id}>
+              <time dateTime={a.created_at}>{formatDateTime(a.created_at, locale, zone)}</time>
+              <span>{describeActivity(a, t)}</span>
+              <span className="muted small">{a.actor_label ?? (a.actor_user_id ? `#${a.actor_user_id}` : "")}</span>
+            </li>
+          ))}
+        </ol>
+      )}
+    </section>
+  );
+}

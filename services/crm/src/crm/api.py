@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from nats.aio.client import Client as NatsClient
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,6 +38,8 @@ from .config import CrmSettings
 from .contacts import endpoints as contacts_endpoints
 from .deals import endpoints as deals_endpoints
 from .jobs import endpoints as jobs_endpoints
+from .live import endpoints as live_endpoints
+from .live.streams import LiveEvents
 from .outbound import endpoints as outbound_endpoints
 from .pipeline import endpoints as pipeline_endpoints
 from .search import endpoints as search_endpoints
@@ -64,12 +67,14 @@ def create_app(
     redis: Redis | None = None,
     outbox: Outbox | None = None,
     lifespan_extras: Sequence[LifespanExtra] | None = None,
+    nats: NatsClient | None = None,
 ) -> FastAPI:
     """The crm HTTP application.
 
     ``outbox``, when given, publishes the events a request staged right after it commits
     (otherwise they wait for the relay). ``lifespan_extras`` run inside the app's lifespan,
-    e.g. ``lambda app: run_consumer(app.state.crm.sessions)``.
+    e.g. ``lambda app: run_consumer(app.state.crm.sessions)``. ``nats``, crm's connection
+    to the broker, feeds the live event streams (``GET /api/events`` answers 503 without it).
     """
     owns_engine = engine is None
     owns_redis = redis is None
@@ -94,6 +99,9 @@ def create_app(
             max_age=settings.token_ttl_seconds,
         ),
         outbox=outbox,
+        live=LiveEvents(nats, heartbeat_seconds=settings.live_events_heartbeat_seconds)
+        if nats is not None
+        else None,
     )
 
     @asynccontextmanager
@@ -153,6 +161,7 @@ def create_app(
         audit_endpoints.router,
         jobs_endpoints.router,
         channels_endpoints.router,
+        live_endpoints.router,
     ):
         app.include_router(router)
     return app

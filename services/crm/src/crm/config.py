@@ -36,6 +36,9 @@ class CrmSettings(ServiceSettings):
         default=None, description="Secure flag of the browser session cookies; unset: on when APP_URL is https"
     )
     login_attempts_per_15_min: int = Field(default=10, ge=1)
+    live_events_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, description="a live stream sends a heartbeat comment after this many idle seconds"
+    )
     consumer_workers: int = Field(default=64, ge=1, description="messages handled concurrently per replica")
     inbound_transactions: int = Field(
         default=2,

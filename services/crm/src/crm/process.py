@@ -17,6 +17,7 @@ from crm.api import create_app
 from crm.audit import register_system_log
 from crm.config import CrmSettings
 from crm.graph import GraphClient
+from crm.live.server import Server as LiveServer
 from crm.profiles import ProfileEnricher
 from crm.settings import settings_sync_lifespan
 from crm.worker import register_analyses, register_inbound, register_jobs, register_outbound, run_profile_sweeper
@@ -72,8 +73,16 @@ async def serve(settings: CrmSettings) -> None:
             await graph.aclose()
             await redis.aclose()
 
-    app = create_app(settings, engine=engine, outbox=outbox, lifespan_extras=[workers, settings_sync_lifespan()])
-    server = uvicorn.Server(
+    app = create_app(
+        settings,
+        engine=engine,
+        outbox=outbox,
+        lifespan_extras=[workers, settings_sync_lifespan()],
+        nats=bus.broker.connection,
+    )
+    live = app.state.crm.live
+    # Open event streams end as soon as shutdown begins, so they do not hold it up.
+    server = LiveServer(
         uvicorn.Config(
             app,
             host=settings.host,
@@ -81,7 +90,8 @@ async def serve(settings: CrmSettings) -> None:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=10,
-        )
+        ),
+        before_shutdown=live.close,
     )
     try:
         await server.serve()

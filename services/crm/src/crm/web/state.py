@@ -15,6 +15,7 @@ from crm.auth.passwords import Passwords
 from crm.auth.ratelimit import LoginLimiter
 from crm.auth.tokens import Tokens
 from crm.config import CrmSettings
+from crm.live.streams import LiveEvents
 from jggl_common.outbox import Outbox
 
 from .pagination import CursorCodec
@@ -34,6 +35,7 @@ class CrmState:
     cursors: CursorCodec
     browser: BrowserSessions
     outbox: Outbox | None = None
+    live: LiveEvents | None = None
 
     async def announce(self, session: AsyncSession) -> None:
         """Publish the events ``session`` staged, once the endpoint committed it; never raises.

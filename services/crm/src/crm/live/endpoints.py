@@ -1,0 +1,87 @@
+"""``GET /api/events``: the live event stream (Server-Sent Events)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from crm.auth.dependencies import CurrentCaller
+from crm.deals.access import is_admin
+from crm.web.errors import ServiceUnavailable, error_responses
+from crm.web.state import Session, State
+
+from .streams import LiveStream
+from .visibility import LIVE_EVENTS
+
+router = APIRouter(tags=["live"])
+
+_EVENT_TYPES = ", ".join(f"`{name}`" for name in LIVE_EVENTS)
+_DESCRIPTION = f"""crm's events as they happen, for the web app to update its pages in place.
+
+`text/event-stream`. The first event is `ready` (its `id` is the position the stream
+resumes after, its data `{{"last_event_id": n}}`); then each event as `id: <stream
+sequence>`, `event: <type>`, `data: <the event's JSON envelope: id, type, version,
+occurred_at, producer, correlation_id, data>`. Types: {_EVENT_TYPES} (the last for admins
+only). A manager receives the events of their own and unassigned deals, and the
+`crm.deal.updated` that takes a deal away from them. A comment line (`: heartbeat`) comes
+after every 15 seconds of silence.
+
+Reconnecting with `Last-Event-ID` (browsers do it on their own) or `?last_event_id=`
+resumes right after that event; without it the stream starts with new events. The stream
+ends when the session expires (reconnecting then answers 401), when crm shuts down, and
+when the client falls too far behind; reconnect with the last id to go on.
+"""
+
+
+async def open_stream(
+    caller: CurrentCaller,
+    session: Session,
+    state: State,
+    last_event_id: Annotated[
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, description="the id of the last event received (browsers send it)"),
+    ] = None,
+    resume_after: Annotated[
+        int | None,
+        Query(
+            alias="last_event_id",
+            ge=0,
+            description="the same as the Last-Event-ID header, for clients that cannot set it",
+        ),
+    ] = None,
+) -> AsyncIterator[LiveStream]:
+    """The caller's stream, open before the answer starts (so a broker failure is a 503, not a broken 200)."""
+    # The stream may stay open for hours: it must not hold a database connection meanwhile.
+    await session.close()
+    if state.live is None:
+        raise ServiceUnavailable("Live events are not available in this process")
+    assert caller.user.id is not None
+    try:
+        stream = await state.live.open(
+            user_id=caller.user.id,
+            admin=is_admin(caller.user),
+            after=last_event_id if last_event_id is not None else resume_after,
+            expires_at=caller.claims.expires_at,
+        )
+    except ConnectionError:
+        raise ServiceUnavailable("Live events are unavailable right now; try again shortly") from None
+    try:
+        yield stream
+    finally:
+        await stream.aclose()
+
+
+@router.get(
+    "/api/events",
+    summary="Live events",
+    description=_DESCRIPTION,
+    response_class=EventSourceResponse,
+    responses=error_responses(401, 403, 503),
+)
+async def live_events(stream: Annotated[LiveStream, Depends(open_stream)]) -> AsyncIterable[ServerSentEvent]:
+    """crm's events as they happen (see the description above)."""
+    async for event in stream.events():
+        yield event

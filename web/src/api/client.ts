@@ -21,10 +21,16 @@ export const csrfAndSessionMiddleware: Middleware = {
   },
 };
 
+export function apiOrigin(): string {
+  return typeof window === "undefined" ? "" : window.location.origin;
+}
+
 /** Every call to crm goes through this typed client, with the session cookie. */
 export function makeApi(fetchImpl?: typeof fetch) {
   const client = createClient<paths>({
-    baseUrl: "",
+    // Same origin as the page (crm serves the app), written out so Request objects never
+    // depend on how a runtime resolves relative URLs.
+    baseUrl: apiOrigin(),
     credentials: "include",
     // Resolved at call time so tests can replace the global fetch.
     fetch: (request: Request) => (fetchImpl ?? globalThis.fetch)(request),

@@ -1,5 +1,6 @@
 import { ApiError, errorMessage } from "./errors";
 import { rememberCsrfToken, withCsrf } from "./csrf";
+import { apiOrigin } from "./client";
 import type { User } from "./types";
 
 /**
@@ -15,7 +16,7 @@ export interface SessionAnswer {
 export async function signIn(email: string, password: string): Promise<SessionAnswer> {
   const response = await fetch(
     withCsrf(
-      new Request("/api/auth/session", {
+      new Request(`${apiOrigin()}/api/auth/session`, {
         method: "POST",
         credentials: "include",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
@@ -35,7 +36,7 @@ export async function signIn(email: string, password: string): Promise<SessionAn
 export async function signOut(): Promise<void> {
   try {
     await fetch(
-      withCsrf(new Request("/api/auth/session", { method: "DELETE", credentials: "include" })),
+      withCsrf(new Request(`${apiOrigin()}/api/auth/session`, { method: "DELETE", credentials: "include" })),
     );
   } finally {
     rememberCsrfToken(null);

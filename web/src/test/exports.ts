@@ -1,0 +1,2 @@
+export { deal, message, pages, pipeline, snapshotOf } from "./fixtures";
+export { manager } from "./render";

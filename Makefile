@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run test lint bench bench-e2e bench-crm bench-ai fmt
+.PHONY: help install run test lint bench bench-e2e bench-crm bench-ai bench-notifier fmt
 
 help:
 	@echo "make run    start the whole system (infrastructure, migrations, first admin, services)"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench-e2e  webhooks through ingest and crm at fixed rates: latency, lost"
 	@echo "make bench-crm  search and deal lists at a million deals (builds the database once)"
 	@echo "make bench-ai   AI analyses: Gemini calls per 100 messages, analyses/min, time to the deal's summary (BENCH_ARGS=--quick)"
+	@echo "make bench-notifier  Telegram notifications: webhook -> chat latency at 50/s, notifications/s to 1,000 chats (BENCH_ARGS=--help)"
 
 install:
 	@bash scripts/bootstrap.sh
@@ -50,3 +51,7 @@ bench-crm: install
 bench-ai: install
 	@bash scripts/infra.sh ensure
 	@$(UV) run --frozen python bench/ai_bench.py $(BENCH_ARGS)
+
+bench-notifier: install
+	@bash scripts/infra.sh ensure
+	@$(UV) run --frozen python bench/notifier_bench.py $(BENCH_ARGS)

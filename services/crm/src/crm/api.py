@@ -48,6 +48,7 @@ from .stats import endpoints as stats_endpoints
 from .tasks import endpoints as tasks_endpoints
 from .telegram_link import endpoints as telegram_link_endpoints
 from .users import endpoints as users_endpoints
+from .web.app_files import find_web_dist, install_app_files
 from .web.errors import install_error_handlers
 from .web.pagination import CursorCodec
 from .web.state import CrmState
@@ -164,6 +165,8 @@ def create_app(
         live_endpoints.router,
     ):
         app.include_router(router)
+    # Last: the web app answers the GETs no route above took.
+    install_app_files(app, find_web_dist(settings.web_dist))
     return app
 
 

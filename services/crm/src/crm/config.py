@@ -36,6 +36,9 @@ class CrmSettings(ServiceSettings):
         default=None, description="Secure flag of the browser session cookies; unset: on when APP_URL is https"
     )
     login_attempts_per_15_min: int = Field(default=10, ge=1)
+    web_dist: str = Field(
+        default="", description="directory of the built web app served at /; unset: web/dist of the repository"
+    )
     live_events_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="a live stream sends a heartbeat comment after this many idle seconds"
     )

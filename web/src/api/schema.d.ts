@@ -78,6 +78,37 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/auth/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign in the browser
+         * @description Sign in with e-mail and password and keep the session in cookies (the web app's way).
+         *
+         *     Sets the httpOnly cookie ``jggl_session`` (the access token, for the token's
+         *     lifetime) and the readable cookie ``jggl_csrf``; every later POST/PUT/PATCH/DELETE
+         *     authenticated by the cookie must send ``X-CSRF-Token`` with that value. Same limits as
+         *     ``POST /api/auth/login``.
+         */
+        post: operations["open_session_api_auth_session_post"];
+        /**
+         * Sign the browser out
+         * @description Forget the browser session: both cookies (``jggl_session``, ``jggl_csrf``) are cleared.
+         *
+         *     Always 204, signed in or not, so a page whose session already expired can still sign out.
+         */
+        delete: operations["close_session_api_auth_session_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/me": {
         parameters: {
             query?: never;
@@ -87,7 +118,7 @@ export interface paths {
         };
         /**
          * The logged-in user
-         * @description Who the token belongs to.
+         * @description Who the token (bearer header or session cookie) belongs to.
          */
         get: operations["me_api_me_get"];
         put?: never;
@@ -762,6 +793,39 @@ export interface paths {
          *     not health-checked); every change is in the audit log.
          */
         patch: operations["patch_channel_api_channels__channel_id__patch"];
+        trace?: never;
+    };
+    "/api/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Live events
+         * @description crm's events as they happen, for the web app to update its pages in place.
+         *
+         *     `text/event-stream`. The first event is `ready` (its `id` is the position the stream
+         *     resumes after, its data `{"last_event_id": n}`); then each event as `id: <stream
+         *     sequence>`, `event: <type>`, `data: <the event's JSON envelope: id, type, version,
+         *     occurred_at, producer, correlation_id, data>`. Types: `crm.deal.created`, `crm.deal.updated`, `crm.deal.hot_lead`, `crm.deal.sla_breached`, `crm.message.received`, `crm.message.sent`, `crm.message.failed`, `crm.task.due`, `crm.channel.health_changed` (the last for admins
+         *     only). A manager receives the events of their own and unassigned deals, and the
+         *     `crm.deal.updated` that takes a deal away from them. A comment line (`: heartbeat`) comes
+         *     after every 15 seconds of silence.
+         *
+         *     Reconnecting with `Last-Event-ID` (browsers do it on their own) or `?last_event_id=`
+         *     resumes right after that event; without it the stream starts with new events. The stream
+         *     ends when the session expires (reconnecting then answers 401), when crm shuts down, and
+         *     when the client falls too far behind; reconnect with the last id to go on.
+         */
+        get: operations["live_events_api_events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
 }
@@ -2019,6 +2083,18 @@ export interface components {
             items: components["schemas"]["SearchHit"][];
         };
         /**
+         * SessionResponse
+         * @description A browser session opened: who signed in, and the CSRF token to echo in ``X-CSRF-Token``.
+         */
+        SessionResponse: {
+            user: components["schemas"]["UserRead"];
+            /**
+             * Csrf Token
+             * @description also set as the readable cookie jggl_csrf; send it in X-CSRF-Token
+             */
+            csrf_token: string;
+        };
+        /**
          * SettingAuthor
          * @description The admin who last overrode a setting.
          */
@@ -2637,6 +2713,75 @@ export interface operations {
             };
         };
     };
+    open_session_api_auth_session_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LoginRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionResponse"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Too many attempts */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+        };
+    };
+    close_session_api_auth_session_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     me_api_me_get: {
         parameters: {
             query?: never;
@@ -2876,7 +3021,7 @@ export interface operations {
                     "application/json": components["schemas"]["DealPage"];
                 };
             };
-            /** @description Bad input */
+            /** @description Bad input (e.g. a body that is not valid JSON) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3111,7 +3256,7 @@ export interface operations {
                     "application/json": components["schemas"]["MessagePage"];
                 };
             };
-            /** @description Bad input */
+            /** @description Bad input (e.g. a body that is not valid JSON) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3298,7 +3443,7 @@ export interface operations {
                     "application/json": components["schemas"]["ContactPage"];
                 };
             };
-            /** @description Bad input */
+            /** @description Bad input (e.g. a body that is not valid JSON) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4251,7 +4396,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuditPage"];
                 };
             };
-            /** @description Bad input */
+            /** @description Bad input (e.g. a body that is not valid JSON) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4318,7 +4463,7 @@ export interface operations {
                     "application/json": components["schemas"]["SystemPage"];
                 };
             };
-            /** @description Bad input */
+            /** @description Bad input (e.g. a body that is not valid JSON) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4680,6 +4825,68 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    live_events_api_events_get: {
+        parameters: {
+            query?: {
+                /** @description the same as the Last-Event-ID header, for clients that cannot set it */
+                last_event_id?: number | null;
+            };
+            header?: {
+                /** @description the id of the last event received (browsers send it) */
+                "Last-Event-ID"?: number | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Not allowed for this role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description A service this request needs is unavailable; try again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["ErrorMessage"];
                 };
             };
         };

@@ -14,6 +14,7 @@ export const EVENT_TYPES = [
   "crm.message.sent",
   "crm.message.failed",
   "crm.task.due",
+  "crm.channel.health_changed",
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];

@@ -215,6 +215,10 @@ export function applyEvent(client: QueryClient, event: LiveEvent, me: User | nul
       dealId = d.deal_id;
       break;
     }
+    case "crm.channel.health_changed":
+      // Admins only: the channels page shows the new findings.
+      void client.invalidateQueries({ queryKey: ["channels"] });
+      return { listsStale: false };
     default:
       return { listsStale: false };
   }

@@ -122,9 +122,25 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
+def _build_web() -> None:
+    """Build ``web/dist`` when the app's sources are newer, so crm serves the current app."""
+    import build_web  # scripts/build_web.py, beside this file
+
+    try:
+        build_web.build()
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        _say(f"web app not rebuilt ({error}); crm serves the last build, if any")
+
+
 def main() -> int:
     env = _load_env()
     subprocess.run(["bash", str(ROOT / "scripts" / "infra.sh"), "ensure"], check=True)
+    if (ROOT / "web" / "package.json").exists():
+        _build_web()
+    if not env.get("META_APP_SECRET"):
+        _say(
+            "no Meta app configured (META_APP_SECRET); `make demo` runs it all with the sandbox and simulated customers"
+        )
     _ensure_database(env["DATABASE_URL"].split("?")[0])
     python = sys.executable
     runnable = [name for name in SERVICES if importlib.util.find_spec(f"{name}.__main__") is not None]

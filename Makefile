@@ -8,8 +8,8 @@ BENCH_ARGS ?=
 
 help:
 	@echo "make run    start the whole system (infrastructure, migrations, first admin, services)"
-	@echo "make test   run the test suite against real PostgreSQL, Redis and NATS"
-	@echo "make lint   ruff, mypy --strict, import-linter"
+	@echo "make test   run the test suite against real PostgreSQL, Redis and NATS (with the web app's unit tests and browser tests)"
+	@echo "make lint   ruff, mypy --strict, import-linter; the web app: eslint and tsc"
 	@echo "make bench  ingest throughput and latency against a bare FastAPI endpoint"
 	@echo "make bench-e2e  webhooks through ingest and crm at fixed rates: latency, lost"
 	@echo "make bench-crm  search and deal lists at a million deals (builds the database once)"
@@ -24,6 +24,7 @@ run: install
 
 test: install
 	@bash scripts/infra.sh ensure
+	@cd web && npm test --silent
 	@$(UV) run --frozen pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
 
 lint: install
@@ -31,6 +32,7 @@ lint: install
 	@$(UV) run --frozen ruff format --check .
 	@$(UV) run --frozen mypy libs/common/src services/ingest/src services/crm/src services/ai/src services/notifier/src services/scheduler/src sandbox/src
 	@$(UV) run --frozen lint-imports
+	@cd web && npm run --silent lint
 
 fmt: install
 	@$(UV) run --frozen ruff format .

@@ -19,6 +19,7 @@ __all__ = [
     "CRM",
     "DLQ",
     "INGEST",
+    "NOTIFIER",
     "SCHEDULER",
     "StreamSpec",
     "ensure_streams",
@@ -82,6 +83,13 @@ SCHEDULER = StreamSpec(
     duplicate_window_seconds=60 * 60,
     description="Scheduler ticks; message id <job>:<slot> keeps one tick per slot",
 )
+NOTIFIER = StreamSpec(
+    name="NOTIFIER",
+    subjects=("notifier.>",),
+    max_age_seconds=7 * DAY,
+    duplicate_window_seconds=15 * 60,
+    description="The notifier's own events: the outcomes of its jobs (notifier.job.finished)",
+)
 DLQ = StreamSpec(
     name="DLQ",
     subjects=("dlq.>",),
@@ -90,7 +98,7 @@ DLQ = StreamSpec(
     description="Messages a consumer gave up on, with the original subject, payload, delivery count and error",
 )
 
-ALL_STREAMS: tuple[StreamSpec, ...] = (INGEST, CRM, AI, SCHEDULER, DLQ)
+ALL_STREAMS: tuple[StreamSpec, ...] = (INGEST, CRM, AI, NOTIFIER, SCHEDULER, DLQ)
 
 
 async def ensure_streams(

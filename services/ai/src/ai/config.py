@@ -45,3 +45,11 @@ class AiSettings(ServiceSettings):
     ai_retry_max_seconds: float = Field(default=60.0, gt=0, description="longest wait between two calls, even on 429")
     ai_breaker_failures: int = Field(default=5, ge=1, description="failed calls in a row that open the breaker")
     ai_breaker_cooldown_seconds: float = Field(default=30.0, gt=0, description="open breaker: seconds before a trial")
+    ai_analyses_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="analyses older than this go (each conversation's newest, and newest Gemini, one stays)",
+    )
+    outbox_retention_hours: float = Field(
+        default=24.0, gt=0, description="how long published events stay in the outbox table"
+    )

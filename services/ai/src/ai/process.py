@@ -21,6 +21,8 @@ from ai.analysis.service import Analyser
 from ai.config import AiSettings
 from ai.knobs import Knobs
 from ai.migrate import MIGRATIONS
+from ai.retention import DURABLE as RETENTION_DURABLE
+from ai.retention import ai_retention
 from ai.transcripts import subscribers
 from ai.transcripts.service import TranscriptProjection
 from jggl_common.bus import RetryPolicy, ServiceBus
@@ -30,6 +32,7 @@ from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
 from jggl_common.migrations import is_current, wait_until_current
 from jggl_common.outbox import Outbox
+from jggl_common.retention import register as register_retention
 from jggl_common.runtime import freeze_startup_heap
 
 __all__ = ["AiService", "build", "create_app"]
@@ -72,7 +75,8 @@ class AiService:
         self.knobs.apply_limits(self.analyser.limiter)
         await self.bus.broker.start()
         self._tasks = [
-            asyncio.create_task(self.outbox.relay(), name="outbox-relay"),
+            # The outbox is pruned by the daily retention.ai job.
+            asyncio.create_task(self.outbox.relay(prune=False), name="outbox-relay"),
             asyncio.create_task(self.dispatcher.run(), name="analysis-dispatcher"),
         ]
 
@@ -102,6 +106,7 @@ async def build(
     engine: AsyncEngine | None = None,
     durable: str = subscribers.DURABLE,
     redo_durable: str = REDO_DURABLE,
+    retention_durable: str = RETENTION_DURABLE,
     policy: RetryPolicy | None = None,
 ) -> AiService:
     """Connect to NATS and wire an ai process (nothing is consumed until :meth:`AiService.start`)."""
@@ -122,6 +127,8 @@ async def build(
     # The scheduler's ai.redo: heuristic or failed analyses go back to Gemini once it is healthy.
     redo = Redo(sessions, outbox, knobs.gemini, knobs.enabled, breaker, dispatcher.due)
     register_redo(bus, redo, durable=redo_durable, policy=policy)
+    # The scheduler's retention.ai: old analyses history and published outbox rows.
+    register_retention(bus, ai_retention(sessions, outbox, settings), durable=retention_durable, policy=policy)
     return AiService(settings, engine, sessions, bus, outbox, knobs, analyser, dispatcher, projection, [])
 
 

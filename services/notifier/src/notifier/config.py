@@ -51,3 +51,14 @@ class NotifierSettings(ServiceSettings):
     telegram_poll_lock_retry_seconds: float = Field(
         default=5.0, gt=0, description="how often a replica not polling tries to take over polling"
     )
+    notifications_retention_days: float = Field(
+        default=30.0,
+        ge=8,
+        description="sent, skipped and failed notifications, and answered button actions, are kept this long",
+    )
+    handled_updates_retention_days: float = Field(
+        default=14.0, ge=8, description="Telegram update ids already handled are kept this long (INGEST replays 7 days)"
+    )
+    outbox_retention_hours: float = Field(
+        default=24.0, gt=0, description="how long published events stay in the outbox table"
+    )

@@ -20,6 +20,7 @@ from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
 from jggl_common.migrations import is_current, wait_until_current
 from jggl_common.outbox import Outbox
+from jggl_common.retention import register as register_retention
 from notifier import subscribers
 from notifier.actions import ActionAnswers, DealActions
 from notifier.bot import make_dispatcher
@@ -38,6 +39,8 @@ from notifier.notifications import (
 )
 from notifier.projection import Projection
 from notifier.reminders import DailyDigestNotifier, SlaBreachNotifier, TaskDueNotifier
+from notifier.retention import DURABLE as RETENTION_DURABLE
+from notifier.retention import notifier_retention
 from notifier.store import Store
 from notifier.telegram import make_bot
 from notifier.updates import UpdateModes
@@ -92,7 +95,8 @@ class NotifierService:
             log.warning("live settings unavailable, using the environment", error=f"{type(exc).__name__}: {exc}")
         await self.updates.start(self._live)
         await self.bus.broker.start()
-        self._tasks = [asyncio.create_task(self.outbox.relay(), name="outbox-relay")]
+        # The outbox is pruned by the daily retention.notifier job.
+        self._tasks = [asyncio.create_task(self.outbox.relay(prune=False), name="outbox-relay")]
         sweeping = self.notifiers.deferred.run(self.settings.quiet_hours_sweep_seconds)
         self._sweeper = asyncio.create_task(sweeping, name="deferred-notifications")
 
@@ -189,6 +193,9 @@ async def build(
         current_bot=updates.current_bot,
         projection=projection,
     )
+    # The scheduler's retention.notifier: the notification log, handled updates, codes, actions, drafts, outbox.
+    retention = notifier_retention(sessions, outbox, settings)
+    register_retention(bus, retention, durable=durable_prefix + RETENTION_DURABLE, policy=policy)
     return NotifierService(settings, engine, bus, outbox, store, bot, dispatcher, notifiers, updates, clock)
 
 

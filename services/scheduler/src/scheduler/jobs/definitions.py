@@ -15,9 +15,11 @@ from jggl_common.contracts import JOB_NAME_PATTERN
 
 from .schedule import Schedule
 
-__all__ = ["JobDefinition", "builtin_jobs"]
+__all__ = ["RETENTION_OWNERS", "JobDefinition", "builtin_jobs"]
 
 _NAME = re.compile(JOB_NAME_PATTERN)
+RETENTION_OWNERS = ("crm", "ai", "notifier")
+"""The services with a ``retention.<service>`` job (``jggl_common.retention``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,5 +62,13 @@ def builtin_jobs(daily_digest_at: str = "09:00") -> list[JobDefinition]:
         ),
         JobDefinition(
             "ai.redo", "ai", "interval", "1800", "offer heuristic or failed analyses to Gemini again once it is healthy"
+        ),
+        # The retention job: one per owner (an outcome belongs to one service), daily at 03:30
+        # business time; each service prunes its own tables under its own retention settings.
+        *(
+            JobDefinition(
+                f"retention.{owner}", owner, "cron", "30 3 * * *", f"delete what {owner} keeps only for a while"
+            )
+            for owner in RETENTION_OWNERS
         ),
     ]

@@ -2,7 +2,8 @@
 # Installs what the project needs from the package registries: uv, then the locked
 # dependencies of every package of the workspace into .venv; for the web app, Node.js
 # and npm (Debian's, when missing), web/node_modules (`npm ci`, when package-lock.json
-# changed or node_modules is missing) and Debian's Chromium for the browser tests.
+# changed or node_modules is missing) and Debian's Chromium for the browser tests; and
+# Debian's prometheus package for promtool (the alert rules' checks).
 # Quiet, idempotent, and fast when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,3 +54,6 @@ fi
 
 # The browser tests drive Debian's Chromium (never a browser downloaded by a test tool).
 [ -x /usr/bin/chromium ] || apt_install chromium
+
+# promtool (Debian's prometheus package) checks and unit-tests deploy/prometheus/alerts.yml.
+command -v promtool >/dev/null 2>&1 || apt_install prometheus

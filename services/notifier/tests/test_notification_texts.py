@@ -172,3 +172,12 @@ def test_a_channel_to_reconnect_names_it_and_meta_s_error() -> None:
     )
     assert "<b>Shop &amp; &lt;Co&gt;</b> · Instagram" in text
     assert "(code 190): Session has expired &lt;now&gt;" in text
+
+
+def test_a_customer_whose_profile_is_not_read_yet_is_a_new_customer_not_a_number() -> None:
+    nameless = ContactRef(id=2, platform="instagram", external_id="17841400000000001", display_name="17841400000000001")
+    text, _ = render_new_lead(received(contact=nameless, is_first_message=True), APP_URL)
+    assert "<b>New customer</b> · Instagram" in text
+    assert "17841400000000001" not in text
+    named = ContactRef(id=3, platform="instagram", external_id="17841400000000002", display_name="@olha")
+    assert "<b>@olha</b>" in render_new_lead(received(contact=named, is_first_message=True), APP_URL)[0]

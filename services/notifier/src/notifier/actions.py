@@ -48,7 +48,7 @@ from jggl_common.contracts import (
 from jggl_common.db import autocommit, driver_connection, session_scope
 from jggl_common.logs import get_logger
 from jggl_common.outbox import Outbox, stage
-from notifier.notification_texts import render_action_rejected, render_reply_sent, render_taken
+from notifier.notification_texts import contact_name, render_action_rejected, render_reply_sent, render_taken
 from notifier.notifications import SKIP_REASON, Notifier
 from notifier.projection import Projection, parse
 from notifier.store import Link
@@ -248,7 +248,7 @@ class ActionAnswers(Notifier):
         chats = await self._settle(
             event.id, _REPLY_MATCH, data.deal_id, data.author_user_id, data.text, "done", None, utcnow()
         )
-        await self.deliver(event.id, chats, render_reply_sent(data.contact.display_name), None)
+        await self.deliver(event.id, chats, render_reply_sent(contact_name(data.contact)), None)
 
     async def _failed(self, event: MessageFailed) -> None:
         data = event.data
@@ -270,7 +270,7 @@ class ActionAnswers(Notifier):
             deal.assignee_id,
             utcnow(),
         )
-        await self.deliver(event.id, chats, render_taken(deal.contact.display_name), None)
+        await self.deliver(event.id, chats, render_taken(contact_name(deal.contact)), None)
 
     async def _settle(self, event_id: str, statement: str, *args: Any) -> list[Link]:
         """Run ``statement`` (settling actions, returning their user and chat) and log in the

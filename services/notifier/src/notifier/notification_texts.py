@@ -30,6 +30,7 @@ __all__ = [
     "SUMMARY_CHARS",
     "TAKE",
     "TAKE_DATA",
+    "contact_name",
     "deal_keyboard",
     "deal_url",
     "failure_reason",
@@ -116,8 +117,16 @@ def _ai_line(summary: str | None) -> str:
     return f"\n\n🤖 <i>{html.escape(_cut(summary, SUMMARY_CHARS))}</i>" if summary and summary.strip() else ""
 
 
+def contact_name(contact: ContactRef) -> str:
+    """The customer's name as managers know it; until Meta's profile has been read (crm
+    falls back to the platform's numeric id), "a new customer" rather than a number."""
+    if contact.display_name == contact.external_id:
+        return "New customer"
+    return contact.display_name
+
+
 def _heading(icon: str, title: str, contact: ContactRef, platform: str, stage: str) -> str:
-    name = html.escape(contact.display_name)
+    name = html.escape(contact_name(contact))
     return f"{icon} <b>{title}</b>\n<b>{name}</b> · {platform_name(platform)}\nStage: {html.escape(stage)}"
 
 

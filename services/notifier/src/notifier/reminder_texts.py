@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from jggl_common.contracts import DailyDigestData, DealSnapshot, SlaBreachData, TaskDueData
-from notifier.notification_texts import deal_keyboard, deal_url, platform_name, preview
+from notifier.notification_texts import contact_name, deal_keyboard, deal_url, platform_name, preview
 
 __all__ = [
     "DIGEST_DEALS",
@@ -51,7 +51,7 @@ def _moment(at: datetime, now: datetime, zone: ZoneInfo) -> str:
 
 def _deal_lines(deal: DealSnapshot) -> list[str]:
     return [
-        f"<b>{html.escape(deal.contact.display_name)}</b> · {platform_name(deal.platform)}",
+        f"<b>{html.escape(contact_name(deal.contact))}</b> · {platform_name(deal.platform)}",
         f"Stage: {html.escape(deal.stage)}",
     ]
 

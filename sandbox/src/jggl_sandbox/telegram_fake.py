@@ -421,6 +421,13 @@ def _too_many(retry_after: int) -> TelegramApiError:
     return TelegramApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
 
 
+
+def _first_update_id() -> int:
+    """Where a fake bot's update ids start: a large random number, as Telegram's look, so
+    a restarted fake never repeats an id that ingest (whose dedupe window outlives the
+    fake) has seen and would drop as a repeat."""
+    return secrets.randbelow(900_000_000) + 100_000_000
+
 @dataclass
 class SentMessage:
     """A message the bot sent (sendMessage that succeeded)."""
@@ -581,7 +588,7 @@ class FakeTelegram:
     _chats: dict[int, _Chat] = field(default_factory=dict, repr=False)
     _pending: collections.deque[dict[str, Any]] = field(default_factory=collections.deque, repr=False)
     _all_updates: collections.deque[dict[str, Any]] = field(default_factory=collections.deque, repr=False)
-    _next_update_id: int = 1
+    _next_update_id: int = field(default_factory=_first_update_id, repr=False)
     _sent: collections.deque[SentMessage] = field(default_factory=collections.deque, repr=False)
     _calls: collections.deque[RecordedCall] = field(default_factory=collections.deque, repr=False)
     _deliveries: collections.deque[WebhookDelivery] = field(default_factory=collections.deque, repr=False)
@@ -768,7 +775,7 @@ class FakeTelegram:
             self._chats.clear()
             self._pending.clear()
             self._all_updates.clear()
-            self._next_update_id = 1
+            self._next_update_id = _first_update_id()
             self._sent.clear()
             self._calls.clear()
             self._deliveries.clear()

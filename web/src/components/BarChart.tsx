@@ -1,4 +1,8 @@
-/** A horizontal bar chart in plain SVG: one labelled bar per row, values written out. */
+/**
+ * A horizontal bar chart: one row per item with its label, an SVG bar scaled to the
+ * largest value, and the value written out. Rows are HTML so text keeps its size on any
+ * screen; bars are SVG so they stay crisp.
+ */
 export interface Bar {
   label: string;
   value: number | null;
@@ -6,31 +10,26 @@ export interface Bar {
 }
 
 export function BarChart({ title, bars }: { title: string; bars: Bar[] }) {
-  const max = Math.max(1, ...bars.map((b) => b.value ?? 0));
-  const rowHeight = 28;
-  const labelWidth = 140;
-  const width = 520;
-  const barSpace = width - labelWidth - 90;
+  const max = Math.max(1e-9, ...bars.map((b) => b.value ?? 0));
   return (
     <figure className="chart card">
       <figcaption>{title}</figcaption>
-      <svg viewBox={`0 0 ${width} ${bars.length * rowHeight + 8}`} role="img" aria-label={title} preserveAspectRatio="xMinYMin meet">
+      <ul className="chart-rows">
         {bars.map((b, i) => {
-          const y = i * rowHeight + 4;
-          const w = b.value ? Math.max(2, (b.value / max) * barSpace) : 0;
+          const pct = b.value ? Math.max(1, (b.value / max) * 100) : 0;
           return (
-            <g key={b.label + i}>
-              <text x={labelWidth - 8} y={y + 17} textAnchor="end" className="chart-label">
-                {b.label.length > 18 ? `${b.label.slice(0, 17)}…` : b.label}
-              </text>
-              <rect x={labelWidth} y={y + 4} width={w} height={rowHeight - 10} rx={3} className="chart-bar" />
-              <text x={labelWidth + w + 6} y={y + 17} className="chart-value">
-                {b.text}
-              </text>
-            </g>
+            <li key={`${b.label}-${i}`} className="chart-row">
+              <span className="chart-label" title={b.label}>
+                {b.label}
+              </span>
+              <svg className="chart-track" width="100%" height="16" aria-hidden="true">
+                <rect x="0" y="0" width={`${pct}%`} height="16" rx="3" className="chart-bar" />
+              </svg>
+              <span className="chart-value">{b.text}</span>
+            </li>
           );
         })}
-      </svg>
+      </ul>
     </figure>
   );
 }

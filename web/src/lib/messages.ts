@@ -187,7 +187,7 @@ export const en = {
   "timeline.taskCreated": "Task added",
   "timeline.taskDone": "Task done",
   "timeline.taskUpdated": "Task changed",
-  "timeline.reply": "Reply sent",
+  "timeline.reply": "Reply written",
   "timeline.replyFailed": "Reply failed",
   "timeline.aiAnalysis": "AI analysis",
 
@@ -548,7 +548,7 @@ export const ru: Record<MessageKey, string> = {
   "timeline.taskCreated": "Задача добавлена",
   "timeline.taskDone": "Задача выполнена",
   "timeline.taskUpdated": "Задача изменена",
-  "timeline.reply": "Ответ отправлен",
+  "timeline.reply": "Ответ написан",
   "timeline.replyFailed": "Ответ не отправлен",
   "timeline.aiAnalysis": "Анализ ИИ",
 

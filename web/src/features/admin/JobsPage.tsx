@@ -87,13 +87,15 @@ function JobRow({ job }: { job: Job }) {
         )}
       </td>
       <td>{formatDateTime(job.last_success_at, locale, zone)}</td>
-      <td className="row">
+      <td>
+        <div className="row">
         <button type="button" disabled={run.isPending} onClick={() => run.mutate()}>
           {t("jobs.runNow")}
         </button>
         <button type="button" className="secondary" disabled={toggle.isPending} onClick={() => toggle.mutate()}>
           {job.enabled ? t("jobs.disable") : t("jobs.enable")}
         </button>
+        </div>
       </td>
     </tr>
   );

@@ -92,13 +92,15 @@ function UserRow({ user }: { user: User }) {
         </select>
       </td>
       <td>{user.is_active ? t("common.yes") : t("common.no")}</td>
-      <td className="row">
+      <td>
+        <div className="row">
         <button type="button" className={user.is_active ? "danger" : "secondary"} disabled={update.isPending} onClick={() => change({ is_active: !user.is_active })}>
           {user.is_active ? t("users.deactivate") : t("users.activate")}
         </button>
         <button type="button" className="secondary" disabled={unlink.isPending} onClick={() => unlink.mutate(undefined, { onError: (e) => toast.show(e.message, "error") })}>
           {t("users.unlinkTelegram")}
         </button>
+        </div>
       </td>
     </tr>
   );

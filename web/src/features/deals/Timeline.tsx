@@ -3,6 +3,7 @@ import { useI18n, type MessageKey, type Translate } from "../../lib/i18n";
 import { formatDateTime, useTimeZone } from "../../lib/time";
 import { ErrorState, Loading } from "../../components/states";
 import { useActivities } from "./api";
+import { useUserName } from "./useUserName";
 
 const KINDS: Record<string, MessageKey> = {
   created: "timeline.created",
@@ -28,10 +29,14 @@ function plain(value: unknown): string {
   return String(value);
 }
 
-export function describeActivity(a: Activity, t: Translate): string {
+export function describeActivity(a: Activity, t: Translate, userName: (id: number | null) => string = (id) => (id === null ? "" : `#${id}`)): string {
   const key = KINDS[a.kind];
   const data = a.data as Record<string, unknown>;
   const base = key ? t(key) : a.kind.replace(/_/g, " ");
+  if (a.kind === "assigned") {
+    const who = (v: unknown) => (typeof v === "number" ? userName(v) : t("deal.unassigned"));
+    return `${base}: ${who(data.from)} → ${who(data.to)}`;
+  }
   if ("from" in data || "to" in data) return `${base}: ${plain(data.from)} → ${plain(data.to)}`;
   if (typeof data.reason === "string" && data.reason) return `${base}: ${data.reason}`;
   if (typeof data.title === "string") return `${base}: ${data.title}`;
@@ -43,6 +48,7 @@ export function Timeline({ dealId }: { dealId: number }) {
   const { t, locale } = useI18n();
   const zone = useTimeZone();
   const activities = useActivities(dealId);
+  const userName = useUserName();
   return (
     <section className="card" aria-label={t("timeline.title")}>
       <h2>{t("timeline.title")}</h2>
@@ -57,8 +63,8 @@ export function Timeline({ dealId }: { dealId: number }) {
           {[...activities.data.items].reverse().map((a) => (
             <li key={a.id}>
               <time dateTime={a.created_at}>{formatDateTime(a.created_at, locale, zone)}</time>
-              <span>{describeActivity(a, t)}</span>
-              <span className="muted small">{a.actor_label ?? (a.actor_user_id ? `#${a.actor_user_id}` : "")}</span>
+              <span>{describeActivity(a, t, userName)}</span>
+              <span className="muted small">{a.actor_label ?? userName(a.actor_user_id)}</span>
             </li>
           ))}
         </ol>

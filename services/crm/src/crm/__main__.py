@@ -1,8 +1,9 @@
-"""``python -m crm [serve|migrate|create-admin]``.
+"""``python -m crm [serve|migrate|create-admin|openapi [path]]``.
 
 ``serve`` (the default) runs the API and the consumers; ``migrate`` brings the schema to
 the latest revision; ``create-admin`` creates the admin named by ADMIN_EMAIL and
-ADMIN_PASSWORD unless it exists (``crm-admin`` has the full command).
+ADMIN_PASSWORD unless it exists (``crm-admin`` has the full command); ``openapi`` prints
+the API's OpenAPI schema, or writes it to ``path`` (``web/openapi.json`` for the web app).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from crm.cli import CliSettings, create_admin
+from crm.cli import CliSettings, create_admin, write_openapi
 from crm.config import CrmSettings
 from crm.migrate import upgrade_sync
 from jggl_common.logs import configure_logging
@@ -45,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
             outcome = f"admin {settings.admin_email} already exists"
         print(outcome)
         return 0
+    if command == "openapi":
+        configure_logging("crm", "WARNING")  # stdout carries the schema
+        outcome = write_openapi(args[1] if len(args) > 1 else None)
+        print(outcome, file=sys.stderr)
+        return 0
     if command != "serve":
-        print(f"unknown command {command!r}: use serve, migrate or create-admin", file=sys.stderr)
+        print(f"unknown command {command!r}: use serve, migrate, create-admin or openapi", file=sys.stderr)
         return 2
     settings = load_settings(CrmSettings)
     configure_logging("crm", settings.log_level)

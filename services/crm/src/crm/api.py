@@ -50,6 +50,7 @@ from .telegram_link import endpoints as telegram_link_endpoints
 from .users import endpoints as users_endpoints
 from .web.app_files import find_web_dist, install_app_files
 from .web.errors import install_error_handlers
+from .web.openapi import install_openapi
 from .web.pagination import CursorCodec
 from .web.state import CrmState
 
@@ -122,7 +123,9 @@ def create_app(
         title="JGGL CRM",
         description=(
             "The managers' API: deals, conversations, contacts, the pipeline and search. "
-            "Log in with POST /api/auth/login and send the token as `Authorization: Bearer …`."
+            "Log in with POST /api/auth/login and send the token as `Authorization: Bearer …`; "
+            "the web app signs in with POST /api/auth/session (an httpOnly session cookie, and "
+            "X-CSRF-Token on every POST/PUT/PATCH/DELETE)."
         ),
         version="1.0.0",
         lifespan=lifespan,
@@ -167,6 +170,7 @@ def create_app(
         app.include_router(router)
     # Last: the web app answers the GETs no route above took.
     install_app_files(app, find_web_dist(settings.web_dist))
+    install_openapi(app)
     return app
 
 

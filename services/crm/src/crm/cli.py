@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +56,40 @@ async def create_admin(
             return f"admin {email} updated"
     finally:
         await engine.dispose()
+
+
+def openapi_document() -> str:
+    """crm's OpenAPI schema as JSON text (what ``/openapi.json`` answers), made offline.
+
+    Nothing is connected and no configuration is read: the schema depends on the code
+    alone, so the web app's client can be generated on any machine.
+    """
+    import json
+
+    from .api import create_app
+    from .config import CrmSettings
+
+    settings = CrmSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        app_key=base64.b64encode(bytes(32)).decode(),
+        database_url="postgresql://schema-only/crm",
+        redis_url="redis://schema-only",
+        nats_url="nats://schema-only",
+        app_url="http://localhost:8000",
+    )
+    return json.dumps(create_app(settings).openapi(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_openapi(path: str | None) -> str:
+    """Write the schema to ``path`` (stdout when None or ``-``); returns what was done, in one sentence."""
+    document = openapi_document()
+    if path in (None, "-"):
+        sys.stdout.write(document)
+        return "OpenAPI schema written to stdout"
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(document, encoding="utf-8")
+    return f"OpenAPI schema written to {target}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,6 @@
-"""Property-based fuzzing of every operation in the OpenAPI schema: no input gives a 5xx.
+"""Property-based fuzzing of every operation in the OpenAPI schema: no input gives a 5xx,
+and no answer contradicts the schema (its status, content type, headers and body are all
+documented), since the web app's client is generated from it.
 
 Schemathesis generates valid and invalid requests from the app's own schema and sends
 them in-process (its ASGI transport runs the app on one event loop of its own, so the app
@@ -8,25 +10,47 @@ here makes its own engine and Redis client instead of borrowing the fixtures').
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
+import nats
 import pytest
 import schemathesis
+from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm.api import create_app
+from crm.live.streams import LiveEvents
 from crm.models import User
+from jggl_common.contracts import utcnow
 from jggl_common.db import create_engine, session_factory, session_scope
+from jggl_common.streams import ensure_streams
 from jggl_common.testing import TEST_DATABASE_URL
 
 from .conftest import api_settings
 from .factories import create_contact, create_deal, create_message, create_user
 
 EXAMPLES_PER_OPERATION = 25
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 async def _seed(schema: str) -> tuple[User, list[int]]:
@@ -53,12 +77,41 @@ def _order(operation: Any) -> tuple[int, str]:
     return (1 if operation.path.startswith("/api/users/") else 0), operation.label
 
 
-@pytest.mark.timeout(240)
-def test_no_generated_request_gets_a_server_error(crm_engine: AsyncEngine, pg_schema: str) -> None:
+def _live_events(nats_url: str) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Live events on the app's own event loop (schemathesis runs the app on a loop of its own)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nc = await nats.connect(nats_url)
+        await ensure_streams(nc.jetstream())
+        app.state.crm.live = LiveEvents(nc, heartbeat_seconds=0.2)
+        try:
+            yield
+        finally:
+            app.state.crm.live.close()
+            await nc.close()
+
+    return lifespan
+
+
+@pytest.mark.timeout(300)
+def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
+    crm_engine: AsyncEngine, pg_schema: str, private_nats: tuple[Any, int]
+) -> None:
     admin, _ = asyncio.run(_seed(pg_schema))
-    app = create_app(api_settings(pg_schema))
+    app = create_app(api_settings(pg_schema), lifespan_extras=[_live_events(f"nats://127.0.0.1:{private_nats[1]}")])
     assert admin.id is not None
-    headers = {"Authorization": f"Bearer {app.state.crm.tokens.issue(admin.id, admin.password_hash)}"}
+    tokens = app.state.crm.tokens
+    headers = {"Authorization": f"Bearer {tokens.issue(admin.id, admin.password_hash)}"}
+
+    def headers_for(operation: Any) -> dict[str, str]:
+        if operation.path != "/api/events":
+            return headers
+        # An event stream ends when its session does: a token with a second or two left
+        # makes each generated request's stream end, so its whole answer can be checked.
+        ending = tokens.issue(admin.id, admin.password_hash, now=utcnow() - timedelta(seconds=tokens.ttl_seconds - 2))
+        return {"Authorization": f"Bearer {ending}"}
+
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = sorted((result.ok() for result in schema.get_all_operations()), key=_order)
     assert len(operations) >= 15
@@ -69,7 +122,7 @@ def test_no_generated_request_gets_a_server_error(crm_engine: AsyncEngine, pg_sc
 
                 @given(case=operation.as_strategy(generation_mode=mode))
                 @settings(
-                    max_examples=EXAMPLES_PER_OPERATION,
+                    max_examples=3 if operation.path == "/api/events" else EXAMPLES_PER_OPERATION,
                     deadline=None,
                     database=None,
                     derandomize=True,
@@ -77,9 +130,13 @@ def test_no_generated_request_gets_a_server_error(crm_engine: AsyncEngine, pg_sc
                     suppress_health_check=list(HealthCheck),
                 )
                 def check(case: schemathesis.Case) -> None:
-                    response = case.call(headers=headers, timeout=30)
-                    if response.status_code >= 500:
-                        failures.append(f"{response.status_code} {case.as_curl_command(headers=headers)}")
+                    sent = headers_for(case.operation)
+                    response = case.call(headers=sent, timeout=30)
+                    try:
+                        case.validate_response(response, checks=CHECKS, headers=sent)
+                    except (Exception, BaseExceptionGroup) as exc:
+                        problem = " | ".join(line for line in str(exc).strip().splitlines()[:6] if line.strip())
+                        failures.append(f"{response.status_code} {problem}\n    {case.as_curl_command(headers=sent)}")
 
                 try:
                     check()
@@ -88,4 +145,4 @@ def test_no_generated_request_gets_a_server_error(crm_engine: AsyncEngine, pg_sc
                     assert mode is GenerationMode.NEGATIVE, operation.label
     finally:
         asgi.shutdown_lifespans()
-    assert not failures, "\n".join(failures[:10])
+    assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures[:40])

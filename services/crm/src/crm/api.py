@@ -101,9 +101,7 @@ def create_app(
             max_age=settings.token_ttl_seconds,
         ),
         outbox=outbox,
-        live=LiveEvents(nats, heartbeat_seconds=settings.live_events_heartbeat_seconds)
-        if nats is not None
-        else None,
+        live=LiveEvents(nats, heartbeat_seconds=settings.live_events_heartbeat_seconds) if nats is not None else None,
     )
 
     @asynccontextmanager

@@ -69,6 +69,7 @@ describe("the shared event stream", () => {
     live.onStatus((s) => statuses.push(s));
     live.start();
     sources[0]?.open();
+    sources[0]?.emit("crm.task.due", JSON.stringify({ id: "e", type: "crm.task.due", occurred_at: "x", data: {} }), "41");
     sources[0]?.fail(false);
     expect(live.getStatus()).toBe("reconnecting");
     expect(sources).toHaveLength(1);
@@ -78,6 +79,7 @@ describe("the shared event stream", () => {
     expect(refused).toHaveBeenCalledTimes(1);
     vi.advanceTimersByTime(2500);
     expect(sources).toHaveLength(2);
+    expect(sources[1]?.url).toBe("/api/events?last_event_id=41");
     expect(statuses).toEqual(["offline", "connecting", "live", "reconnecting", "offline", "reconnecting"]);
 
     live.stop();

@@ -2,8 +2,9 @@
  * The app's one connection to crm's live events (`GET /api/events`, Server-Sent Events).
  * EventSource reconnects by itself and sends Last-Event-ID, so crm resumes where the
  * stream broke. When crm refuses the stream (the session ended, or crm is down) the
- * browser gives up; we then try again with a growing pause, and the caller's `onRefused`
- * lets the auth layer check the session.
+ * browser gives up; we then try again with a growing pause, resuming after the last event
+ * seen (`?last_event_id=`, since a new EventSource has no Last-Event-ID of its own), and
+ * the caller's `onRefused` lets the auth layer check the session.
  */
 export const EVENT_TYPES = [
   "crm.deal.created",
@@ -49,6 +50,7 @@ export class LiveEvents {
   private status: LiveStatus = "offline";
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private failures = 0;
+  private lastEventId = "";
 
   constructor(
     private readonly factory: EventSourceFactory = (url) =>
@@ -60,7 +62,8 @@ export class LiveEvents {
   start(): void {
     if (this.source) return;
     this.setStatus(this.failures ? "reconnecting" : "connecting");
-    const source = this.factory(this.url);
+    const url = this.lastEventId ? `${this.url}?last_event_id=${encodeURIComponent(this.lastEventId)}` : this.url;
+    const source = this.factory(url);
     this.source = source;
     source.onopen = () => {
       this.failures = 0;
@@ -82,6 +85,8 @@ export class LiveEvents {
         this.setStatus("reconnecting");
       }
     };
+    // `ready` carries the position the stream resumes after; nothing to apply.
+    source.addEventListener("ready", (message) => this.remember(message));
     for (const type of EVENT_TYPES) {
       source.addEventListener(type, (message) => this.dispatch(type, message));
     }
@@ -93,6 +98,7 @@ export class LiveEvents {
     this.source?.close();
     this.source = null;
     this.failures = 0;
+    this.lastEventId = "";
     this.setStatus("offline");
   }
 
@@ -113,6 +119,7 @@ export class LiveEvents {
 
   /** Parses one SSE message; a malformed one is skipped rather than breaking the stream. */
   dispatch(type: string, message: MessageEvent<string>): void {
+    this.remember(message);
     let parsed: unknown;
     try {
       parsed = JSON.parse(message.data);
@@ -128,6 +135,10 @@ export class LiveEvents {
       data: body.data,
     };
     for (const listener of this.listeners) listener(event);
+  }
+
+  private remember(message: MessageEvent<string>): void {
+    if (message.lastEventId) this.lastEventId = message.lastEventId;
   }
 
   private setStatus(status: LiveStatus): void {

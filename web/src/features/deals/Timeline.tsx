@@ -2,7 +2,7 @@ import type { Activity } from "../../api/types";
 import { useI18n, type MessageKey, type Translate } from "../../lib/i18n";
 import { formatDateTime, useTimeZone } from "../../lib/time";
 import { ErrorState, Loading } from "../../components/states";
-import { useActivities } from "./api";
+import { useActivities, usePipeline } from "./api";
 import { useUserName } from "./useUserName";
 
 const KINDS: Record<string, MessageKey> = {
@@ -29,10 +29,13 @@ function plain(value: unknown): string {
   return String(value);
 }
 
-export function describeActivity(a: Activity, t: Translate, userName: (id: number | null) => string = (id) => (id === null ? "" : `#${id}`)): string {
+export function describeActivity(a: Activity, t: Translate, userName: (id: number | null) => string = (id) => (id === null ? "" : `#${id}`), stageName?: (key: string) => string): string {
   const key = KINDS[a.kind];
   const data = a.data as Record<string, unknown>;
   const base = key ? t(key) : a.kind.replace(/_/g, " ");
+  if (a.kind === "stage_changed" && stageName) {
+    return `${base}: ${stageName(plain(data.from))} → ${stageName(plain(data.to))}`;
+  }
   if (a.kind === "assigned") {
     const who = (v: unknown) => (typeof v === "number" ? userName(v) : t("deal.unassigned"));
     return `${base}: ${who(data.from)} → ${who(data.to)}`;
@@ -49,6 +52,8 @@ export function Timeline({ dealId }: { dealId: number }) {
   const zone = useTimeZone();
   const activities = useActivities(dealId);
   const userName = useUserName();
+  const stages = usePipeline().data?.stages;
+  const stageName = (key: string) => stages?.find((s) => s.key === key)?.name ?? key;
   return (
     <section className="card" aria-label={t("timeline.title")}>
       <h2>{t("timeline.title")}</h2>
@@ -63,7 +68,7 @@ export function Timeline({ dealId }: { dealId: number }) {
           {[...activities.data.items].reverse().map((a) => (
             <li key={a.id}>
               <time dateTime={a.created_at}>{formatDateTime(a.created_at, locale, zone)}</time>
-              <span>{describeActivity(a, t, userName)}</span>
+              <span>{describeActivity(a, t, userName, stageName)}</span>
               <span className="muted small">{a.actor_label ?? userName(a.actor_user_id)}</span>
             </li>
           ))}

@@ -1,4 +1,4 @@
-import { createContext, useContext, useEffect, useState, type ReactNode } from "react";
+import { createContext, useContext, useSyncExternalStore, type ReactNode } from "react";
 import type { Translate } from "./i18n";
 
 /** The business time zone every date is shown in (see README: where it comes from). */
@@ -53,14 +53,44 @@ export function formatDuration(seconds: number | null | undefined, t: Translate)
   return t("duration.daysHours", { d: Math.floor(hours / 24), h: hours % 24 });
 }
 
+// One timer per refresh period for the whole page, however many rows show a waiting time.
+const clocks = new Map<number, { now: number; listeners: Set<() => void>; timer: number | undefined }>();
+
+function clock(everyMs: number) {
+  let entry = clocks.get(everyMs);
+  if (!entry) {
+    entry = { now: Date.now(), listeners: new Set(), timer: undefined };
+    clocks.set(everyMs, entry);
+  }
+  return entry;
+}
+
+function subscribe(everyMs: number, listener: () => void): () => void {
+  const entry = clock(everyMs);
+  entry.listeners.add(listener);
+  if (entry.timer === undefined) {
+    entry.now = Date.now();
+    entry.timer = window.setInterval(() => {
+      entry.now = Date.now();
+      for (const l of entry.listeners) l();
+    }, everyMs);
+  }
+  return () => {
+    entry.listeners.delete(listener);
+    if (entry.listeners.size === 0) {
+      window.clearInterval(entry.timer);
+      entry.timer = undefined;
+    }
+  };
+}
+
 /** The current time, refreshed every `everyMs` so waiting times and countdowns move. */
 export function useNow(everyMs = 30_000): number {
-  const [now, setNow] = useState(() => Date.now());
-  useEffect(() => {
-    const id = window.setInterval(() => setNow(Date.now()), everyMs);
-    return () => window.clearInterval(id);
-  }, [everyMs]);
-  return now;
+  return useSyncExternalStore(
+    (listener) => subscribe(everyMs, listener),
+    // A stored value, never a fresh Date.now(): React needs a stable snapshot per tick.
+    () => clock(everyMs).now,
+  );
 }
 
 export function formatMoney(amount: string | number | null | undefined, locale: string): string {

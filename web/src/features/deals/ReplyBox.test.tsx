@@ -61,4 +61,23 @@ describe("the reply box", () => {
     expect(bodies[0]).toMatchObject({ text: "Hi!", idempotency_key: expect.any(String) });
     expect(client.getQueryData<{ items: { status: string }[] }>(messagesKey(1))?.items).toEqual([expect.objectContaining({ id: 99, status: "queued" })]);
   });
+
+  it("sends a file by link with its kind", async () => {
+    const bodies: unknown[] = [];
+    vi.stubGlobal(
+      "fetch",
+      vi.fn(async (request: Request) => {
+        bodies.push(await request.json());
+        return json({ detail: "queued elsewhere" }, 409);
+      }),
+    );
+    renderWith(<ReplyBox deal={detail} lastCustomerAt="2026-12-02T11:00:00Z" />);
+    const user = userEvent.setup();
+    await user.click(screen.getByRole("button", { name: "Attach by link" }));
+    await user.selectOptions(screen.getByLabelText("Kind"), "file");
+    await user.type(screen.getByLabelText("Link (https://…)"), "https://cdn.example/price.pdf");
+    await user.click(screen.getByRole("button", { name: "Send" }));
+    await screen.findByRole("alert");
+    expect(bodies[0]).toMatchObject({ text: null, attachments: [{ type: "file", url: "https://cdn.example/price.pdf" }] });
+  });
 });

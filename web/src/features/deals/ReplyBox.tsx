@@ -5,6 +5,10 @@ import { useI18n } from "../../lib/i18n";
 import { formatDuration, useNow } from "../../lib/time";
 import { messagingWindow, type WindowState } from "../../lib/window";
 import { useSendReply } from "./mutations";
+import { safeUrl } from "./Attachment";
+
+type AttachmentType = "image" | "video" | "audio" | "file";
+const ATTACHMENT_TYPES: AttachmentType[] = ["image", "video", "audio", "file"];
 
 function newKey(): string {
   return typeof crypto !== "undefined" && "randomUUID" in crypto ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
@@ -30,6 +34,9 @@ export function ReplyBox({ deal, lastCustomerAt }: { deal: DealDetail; lastCusto
   const state = messagingWindow(lastCustomerAt, now);
   const [text, setText] = useState("");
   const [refusal, setRefusal] = useState<string | null>(null);
+  const [attaching, setAttaching] = useState(false);
+  const [fileType, setFileType] = useState<AttachmentType>("image");
+  const [fileUrl, setFileUrl] = useState("");
   // One key per draft: a double click or a retry after a timeout sends once.
   const key = useRef(newKey());
   const send = useSendReply(deal.id);
@@ -39,11 +46,14 @@ export function ReplyBox({ deal, lastCustomerAt }: { deal: DealDetail; lastCusto
   async function submit(event?: FormEvent) {
     event?.preventDefault();
     const body = text.trim();
-    if (!body || send.isPending) return;
+    const url = attaching ? safeUrl(fileUrl.trim()) : null;
+    if ((!body && !url) || send.isPending) return;
     setRefusal(null);
     try {
-      await send.mutateAsync({ text: body, idempotency_key: key.current });
+      await send.mutateAsync({ text: body || null, attachments: url ? [{ type: fileType, url }] : [], idempotency_key: key.current });
       setText("");
+      setFileUrl("");
+      setAttaching(false);
       key.current = newKey();
     } catch (e) {
       setRefusal(e instanceof ApiError || e instanceof Error ? e.message : t("common.unknownError"));
@@ -77,9 +87,31 @@ export function ReplyBox({ deal, lastCustomerAt }: { deal: DealDetail; lastCusto
           {refusal}
         </p>
       )}
+      {attaching && (
+        <fieldset className="attach">
+          <legend>{t("reply.attachTitle")}</legend>
+          <label>
+            {t("reply.attachType")}
+            <select value={fileType} onChange={(e) => setFileType(e.target.value as AttachmentType)}>
+              {ATTACHMENT_TYPES.map((type) => (
+                <option key={type} value={type}>
+                  {t(`attachment.${type}`)}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {t("reply.attachUrl")}
+            <input type="url" inputMode="url" placeholder="https://" value={fileUrl} onChange={(e) => setFileUrl(e.target.value)} />
+          </label>
+        </fieldset>
+      )}
       <div className="reply-actions">
         <span className="muted">{t("reply.hint")}</span>
-        <button type="submit" disabled={closed || !text.trim() || send.isPending}>
+        <button type="button" className="secondary" aria-expanded={attaching} onClick={() => setAttaching((a) => !a)} disabled={closed}>
+          {attaching ? t("reply.attachRemove") : t("reply.attach")}
+        </button>
+        <button type="submit" disabled={closed || (!text.trim() && !(attaching && safeUrl(fileUrl.trim()))) || send.isPending}>
           {send.isPending ? t("reply.sending") : t("reply.send")}
         </button>
       </div>

@@ -39,7 +39,7 @@ export function useTakeDeal(id: number) {
 export function useSendReply(id: number) {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: async (body: { text: string; idempotency_key: string }) =>
+    mutationFn: async (body: components["schemas"]["ReplyIn"]) =>
       unwrap(await api.POST("/api/deals/{deal_id}/messages", { params: { path: { deal_id: id } }, body })),
     onSuccess: (message) => {
       // The reply shows at once as "queued"; live events turn it sent or failed.

@@ -4,7 +4,7 @@ import userEvent from "@testing-library/user-event";
 import { deal, pipeline } from "../../test/fixtures";
 import { json, renderWith } from "../../test/render";
 import PipelinePage from "./PipelinePage";
-import { shiftTotals } from "./useMoveDeal";
+import { shiftTotals, targetPatch } from "./useMoveDeal";
 
 afterEach(() => vi.unstubAllGlobals());
 
@@ -66,6 +66,14 @@ describe("moving a card on the pipeline", () => {
     await userEvent.setup().selectOptions(screen.getByLabelText("Move Customer 6 to"), "stage:qualified");
     await waitFor(() => expect(names(column("Qualified"))).toContain("Customer 6"));
     expect(names(column("New"))).toEqual(["Customer 7"]);
+  });
+});
+
+describe("a move's request", () => {
+  it("reopens a closed deal dropped on a stage, and carries the loss reason", () => {
+    expect(targetPatch({ kind: "stage", key: "new" }, { status: "open" })).toEqual({ stage: "new" });
+    expect(targetPatch({ kind: "stage", key: "new" }, { status: "won" })).toEqual({ stage: "new", status: "open" });
+    expect(targetPatch({ kind: "lost", reason: "price" }, { status: "open" })).toEqual({ status: "lost", lost_reason: "price" });
   });
 });
 

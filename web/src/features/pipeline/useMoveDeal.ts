@@ -10,8 +10,9 @@ import { useToast } from "../../lib/toast";
 /** Where a card can go: an open stage (by key), or the won / lost columns. */
 export type Target = { kind: "stage"; key: string } | { kind: "won" } | { kind: "lost"; reason: string | null };
 
-export function targetPatch(target: Target): DealPatch {
-  if (target.kind === "stage") return { stage: target.key };
+/** The PATCH for a move; a closed deal dropped on a stage is reopened there. */
+export function targetPatch(target: Target, deal: Pick<Deal, "status">): DealPatch {
+  if (target.kind === "stage") return deal.status === "open" ? { stage: target.key } : { stage: target.key, status: "open" };
   if (target.kind === "won") return { status: "won" };
   return { status: "lost", lost_reason: target.reason };
 }
@@ -48,7 +49,7 @@ export function useMoveDeal() {
   const toast = useToast();
   return useMutation({
     mutationFn: async ({ deal, target }: { deal: Deal; target: Target }) =>
-      unwrap(await api.PATCH("/api/deals/{deal_id}", { params: { path: { deal_id: deal.id } }, body: targetPatch(target) })),
+      unwrap(await api.PATCH("/api/deals/{deal_id}", { params: { path: { deal_id: deal.id } }, body: targetPatch(target, deal) })),
     onMutate: async ({ deal, target }) => {
       await client.cancelQueries({ queryKey: ["deals"] });
       const snapshot = snapshotDeals(client);

@@ -89,16 +89,21 @@ export function findCachedDeal(client: QueryClient, id: number): Deal | undefine
 
 /**
  * Applies a change to a deal everywhere it is cached: each list gains it, loses it or
- * reorders it according to its own filters; the detail is merged. Returns the deal after.
+ * reorders it according to its own filters; the detail is merged. Returns whether some
+ * cached list now shows it.
  */
-export function upsertDeal(client: QueryClient, next: Deal, me: User | null): void {
+export function upsertDeal(client: QueryClient, next: Deal, me: User | null): boolean {
+  let shown = false;
   for (const [key, data] of client.getQueriesData<InfiniteData<DealPage>>({ queryKey: ["deals"] })) {
     if (!data) continue;
     const params = key[1] as DealListParams;
-    client.setQueryData(key, placeInPages(data, next, matchesList(next, params, me), params.sort));
+    const belongs = matchesList(next, params, me);
+    shown ||= belongs;
+    client.setQueryData(key, placeInPages(data, next, belongs, params.sort));
   }
   const detail = client.getQueryData<DealDetail>(dealKey(next.id));
   if (detail) client.setQueryData<DealDetail>(dealKey(next.id), { ...detail, ...next });
+  return shown;
 }
 
 export type DealPatchFields = Partial<Omit<Deal, "id">>;

@@ -117,6 +117,15 @@ describe("live events in the query cache", () => {
     expect(row?.sla).toBe("breached");
   });
 
+  it("asks for a refetch only when a list shows a deal known from the event alone", () => {
+    const client = testClient();
+    client.setQueryData(dealListKey(newColumn), pages([deal(6)]));
+    const elsewhere = deal(20, { stage: { id: 2, key: "qualified", name: "Qualified" } });
+    expect(applyEvent(client, event("crm.deal.updated", { deal: snapshotOf(elsewhere), changes: {} }), manager).listsStale).toBe(false);
+    expect(applyEvent(client, event("crm.deal.updated", { deal: snapshotOf(deal(21)), changes: {} }), manager).listsStale).toBe(true);
+    expect(applyEvent(client, event("crm.deal.updated", { deal: snapshotOf(deal(6)), changes: {} }), manager).listsStale).toBe(false);
+  });
+
   it("ignores events it does not know", () => {
     const client = testClient();
     expect(applyEvent(client, event("crm.something.else", { x: 1 }), manager)).toEqual({ listsStale: false });

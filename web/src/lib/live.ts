@@ -146,7 +146,8 @@ function dealForMessage(client: QueryClient, d: MessageEventData): Deal | undefi
 /**
  * Applies one live event to the query cache so open pages change in place, then asks for
  * a quiet refetch of what an event cannot carry (AI fields, timeline, counts).
- * Returns whether some cached list lacked the deal, so the caller can refetch lists.
+ * Returns whether a list now shows a deal it only knows from the event (no last message,
+ * no AI fields), so the caller refetches the lists.
  */
 export function applyEvent(client: QueryClient, event: LiveEvent, me: User | null): { listsStale: boolean } {
   const data = event.data as Record<string, unknown> | null;
@@ -157,8 +158,8 @@ export function applyEvent(client: QueryClient, event: LiveEvent, me: User | nul
   switch (event.type) {
     case "crm.deal.created": {
       const snap = data as unknown as DealSnapshot;
-      listsStale = !findCachedDeal(client, snap.id);
-      upsertDeal(client, fromSnapshot(client, snap), me);
+      const known = findCachedDeal(client, snap.id) !== undefined;
+      listsStale = upsertDeal(client, fromSnapshot(client, snap), me) && !known;
       dealId = snap.id;
       break;
     }
@@ -167,7 +168,7 @@ export function applyEvent(client: QueryClient, event: LiveEvent, me: User | nul
     case "crm.deal.sla_breached":
     case "crm.task.due": {
       const snap = (data as { deal: DealSnapshot }).deal;
-      listsStale = !findCachedDeal(client, snap.id);
+      const known = findCachedDeal(client, snap.id) !== undefined;
       let deal = fromSnapshot(client, snap);
       if (event.type === "crm.deal.sla_breached") {
         deal = { ...deal, sla: (data as { level: string }).level === "escalation" ? "escalated" : "breached" };
@@ -176,7 +177,7 @@ export function applyEvent(client: QueryClient, event: LiveEvent, me: User | nul
         const hot = data as { summary: string; intent: string; provider: string };
         deal = { ...deal, ai_temperature: "hot", ai_summary: hot.summary, ai_intent: hot.intent, ai_source: hot.provider };
       }
-      upsertDeal(client, deal, me);
+      listsStale = upsertDeal(client, deal, me) && !known;
       dealId = snap.id;
       break;
     }

@@ -8,6 +8,7 @@ BENCH_ARGS ?=
 
 help:
 	@echo "make run    start the whole system (infrastructure, migrations, first admin, services)"
+	@echo "make demo   the whole system against the sandbox fakes with simulated customers (open http://localhost:8000)"
 	@echo "make test   run the test suite against real PostgreSQL, Redis and NATS (with the web app's unit tests and browser tests)"
 	@echo "make lint   ruff, mypy --strict, import-linter; the web app: eslint and tsc"
 	@echo "make bench  ingest throughput and latency against a bare FastAPI endpoint"
@@ -57,3 +58,7 @@ bench-ai: install
 bench-notifier: install
 	@bash scripts/infra.sh ensure
 	@$(UV) run --frozen python bench/notifier_bench.py $(BENCH_ARGS)
+
+.PHONY: demo
+demo: install
+	@$(UV) run --frozen python scripts/run.py --demo

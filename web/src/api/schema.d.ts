@@ -816,8 +816,9 @@ export interface paths {
          *
          *     Reconnecting with `Last-Event-ID` (browsers do it on their own) or `?last_event_id=`
          *     resumes right after that event; without it the stream starts with new events. The stream
-         *     ends when the session expires (reconnecting then answers 401), when crm shuts down, and
-         *     when the client falls too far behind; reconnect with the last id to go on.
+         *     ends when the session expires (reconnecting then answers 401) and when crm shuts down;
+         *     reconnect with the last id to go on. Events are read from JetStream as the client takes
+         *     them, so a slow client or a long backlog costs crm no memory and loses nothing.
          */
         get: operations["live_events_api_events_get"];
         put?: never;
@@ -1527,11 +1528,6 @@ export interface components {
              */
             lost: number;
         };
-        /** HTTPValidationError */
-        HTTPValidationError: {
-            /** Detail */
-            detail?: components["schemas"]["ValidationError"][];
-        };
         /**
          * HealthProblemRead
          * @description One problem the health check found.
@@ -1983,6 +1979,21 @@ export interface components {
             position: number;
             /** Is Active */
             is_active: boolean;
+        };
+        /**
+         * Readiness
+         * @description What ``/readyz`` answers: overall, and each dependency by name.
+         */
+        Readiness: {
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "ready" | "not ready";
+            /** Checks */
+            checks: {
+                [key: string]: "ok" | "down";
+            };
         };
         /**
          * ReplyIn
@@ -2573,18 +2584,65 @@ export interface components {
              */
             password?: string | null;
         };
-        /** ValidationError */
-        ValidationError: {
-            /** Location */
+        /**
+         * FieldError
+         * @description One input that was refused: where it is and what is wrong with it.
+         */
+        FieldError: {
+            /**
+             * Loc
+             * @description where: ["body", "email"], ["query", "limit"], ["header", "Last-Event-ID"]...
+             */
             loc: (string | number)[];
-            /** Message */
+            /**
+             * Msg
+             * @description what is wrong, as a sentence
+             */
             msg: string;
-            /** Error Type */
+            /**
+             * Type
+             * @description pydantic's error type, e.g. missing, string_too_long, value_error
+             */
             type: string;
-            /** Input */
-            input?: unknown;
-            /** Context */
-            ctx?: Record<string, never>;
+        };
+        /**
+         * ValidationErrorMessage
+         * @description The body of a 422: a sentence to show, and each refused input when the request's shape was wrong.
+         */
+        ValidationErrorMessage: {
+            /**
+             * Detail
+             * @description every problem in one sentence, fit to show as it is
+             */
+            detail: string;
+            /**
+             * Errors
+             * @description each refused input (empty when the values fit but the request cannot be done)
+             */
+            errors?: components["schemas"]["FieldError"][];
+            $defs: {
+                /**
+                 * FieldError
+                 * @description One input that was refused: where it is and what is wrong with it.
+                 */
+                FieldError: {
+                    /**
+                     * Loc
+                     * @description where: ["body", "email"], ["query", "limit"], ["header", "Last-Event-ID"]...
+                     */
+                    loc: (string | number)[];
+                    /**
+                     * Msg
+                     * @description what is wrong, as a sentence
+                     */
+                    msg: string;
+                    /**
+                     * Type
+                     * @description pydantic's error type, e.g. missing, string_too_long, value_error
+                     */
+                    type: string;
+                };
+            };
         };
     };
     responses: never;
@@ -2632,7 +2690,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Readiness"];
                 };
             };
             /** @description not ready */
@@ -2640,7 +2698,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["Readiness"];
+                };
             };
         };
     };
@@ -2658,7 +2718,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "text/plain": string;
+                };
             };
         };
     };
@@ -2684,6 +2746,15 @@ export interface operations {
                     "application/json": components["schemas"]["TokenResponse"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -2693,13 +2764,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
             /** @description Too many attempts */
@@ -2735,6 +2806,15 @@ export interface operations {
                     "application/json": components["schemas"]["SessionResponse"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -2744,13 +2824,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
             /** @description Too many attempts */
@@ -2871,6 +2951,15 @@ export interface operations {
                     "application/json": components["schemas"]["UserRead"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -2880,7 +2969,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2898,13 +2987,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -2934,6 +3023,15 @@ export interface operations {
                     "application/json": components["schemas"]["UserRead"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -2943,7 +3041,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2970,13 +3068,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3039,13 +3137,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3089,13 +3187,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3125,6 +3223,15 @@ export interface operations {
                     "application/json": components["schemas"]["DealDetail"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -3134,7 +3241,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3161,13 +3268,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3202,6 +3309,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
+            /** @description Refused: a browser session's request without its X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Not found, or not visible to you */
             404: {
                 headers: {
@@ -3220,13 +3336,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3283,13 +3399,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3328,8 +3444,26 @@ export interface operations {
                     "application/json": components["schemas"]["OutgoingMessage"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Refused: a browser session's request without its X-CSRF-Token header */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3355,13 +3489,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3407,13 +3541,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3461,13 +3595,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3511,13 +3645,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3611,6 +3745,15 @@ export interface operations {
                     "application/json": components["schemas"]["StageRead"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -3620,7 +3763,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3638,13 +3781,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3674,6 +3817,15 @@ export interface operations {
                     "application/json": components["schemas"]["StageRead"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -3683,7 +3835,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3710,13 +3862,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3752,13 +3904,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3802,13 +3954,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3838,6 +3990,15 @@ export interface operations {
                     "application/json": components["schemas"]["TaskRead"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -3847,7 +4008,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3865,13 +4026,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3901,6 +4062,15 @@ export interface operations {
                     "application/json": components["schemas"]["TaskRead"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -3910,7 +4080,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3928,13 +4098,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -3971,13 +4141,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -4014,13 +4184,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -4045,6 +4215,15 @@ export interface operations {
             };
             /** @description Missing, invalid or expired token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Refused: a browser session's request without its X-CSRF-Token header */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4088,6 +4267,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
+            /** @description Refused: a browser session's request without its X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     telegram_unlink_user_api_users__user_id__telegram_link_delete: {
@@ -4118,7 +4306,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4136,13 +4324,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -4233,13 +4421,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -4269,6 +4457,15 @@ export interface operations {
                     "application/json": components["schemas"]["SettingChange"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -4278,7 +4475,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4296,13 +4493,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -4337,7 +4534,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4355,13 +4552,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -4423,13 +4620,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -4490,13 +4687,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -4564,6 +4761,15 @@ export interface operations {
                     "application/json": components["schemas"]["JobCommandAccepted"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -4573,7 +4779,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4591,13 +4797,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -4627,6 +4833,15 @@ export interface operations {
                     "application/json": components["schemas"]["JobCommandAccepted"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -4636,7 +4851,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4654,13 +4869,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -4728,6 +4943,15 @@ export interface operations {
                     "application/json": components["schemas"]["ChannelRead"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -4737,7 +4961,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4755,13 +4979,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -4791,6 +5015,15 @@ export interface operations {
                     "application/json": components["schemas"]["ChannelRead"];
                 };
             };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -4800,7 +5033,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4818,13 +5051,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
         };
@@ -4859,25 +5092,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": components["schemas"]["ErrorMessage"];
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Not allowed for this role */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/event-stream": components["schemas"]["ErrorMessage"];
-                };
-            };
-            /** @description Validation Error */
+            /** @description Invalid input: a sentence, and each refused input */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
             /** @description A service this request needs is unavailable; try again shortly */
@@ -4886,7 +5110,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": components["schemas"]["ErrorMessage"];
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,8 +48,17 @@ def build(force: bool = False, say: bool = True) -> bool:
         subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=WEB, check=True)
     if say:
         print("[web] building the web app (web/dist)...", file=sys.stderr, flush=True)
-    done = subprocess.run([npm, "run", "build", "--silent"], check=False, cwd=WEB, capture_output=True, text=True)
-    if done.returncode != 0:
+    deadline = time.monotonic() + 120
+    while True:
+        done = subprocess.run([npm, "run", "build", "--silent"], check=False, cwd=WEB, capture_output=True, text=True)
+        if done.returncode == 0:
+            break
+        # Another build of this project is running (vite's lock): wait for it, then look again.
+        if "Found another Vite build process" in done.stdout + done.stderr and time.monotonic() < deadline:
+            time.sleep(1)
+            if not force and not stale():
+                return False
+            continue
         sys.stderr.write(done.stdout + done.stderr)
         raise RuntimeError(f"the web app's build failed (npm run build exited with {done.returncode})")
     DIST_INDEX.touch()  # the build is as new as the moment it finished, whatever vite copied

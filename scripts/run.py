@@ -10,6 +10,13 @@ Every child gets the same environment (the real one over ``.env``). Without a Ge
 only. ``JGGL_SANDBOX=1`` also runs the sandbox's Gemini fake (``jggl-gemini-fake`` on
 127.0.0.1:8092) and points ai at it (``GEMINI_BASE_URL``, ``GEMINI_API_KEY=sandbox``), so
 analyses take the Gemini path without a Google account and no request leaves the machine.
+
+``--demo`` (``make demo``): the same system against the sandbox only, with its data in the
+database ``jggl_demo`` and its live settings in the ``SETTINGS_DEMO`` bucket: the Graph fake
+(on 127.0.0.1:8090, echoing sends back to ingest) and the simulated customers
+(``jggl_sandbox.demo``), the Telegram fake (8093, the notifier polling it) and the Gemini
+fake (8092); a demo admin and two managers whose credentials are printed. The customers
+write for ``DEMO_MINUTES`` (20) minutes; the system runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -25,12 +32,21 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / ".env"
 SERVICES = ("crm", "ingest", "notifier", "ai", "scheduler")
 MIGRATED = ("crm", "ai", "notifier", "scheduler")  # services with a ``migrate`` command, in this order
 GEMINI_FAKE = ("127.0.0.1", 8092)
+GRAPH_FAKE = ("127.0.0.1", 8090)
+TELEGRAM_FAKE = ("127.0.0.1", 8093)
+DEMO_NATS = ("127.0.0.1", 4223)
+DEMO_ADMIN = ("admin@demo.local", "demo-admin-pass")
+DEMO_MANAGERS = (
+    ("anna@demo.local", "demo-anna-pass", "Anna Petrova"),
+    ("boris@demo.local", "demo-boris-pass", "Boris Orlov"),
+)
 DEFAULTS = {
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/jggl",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -92,19 +108,84 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-def _listening(host: str, port: int, child: subprocess.Popen[bytes], stopping: Callable[[], bool]) -> bool:
+def _listening(
+    host: str, port: int, child: subprocess.Popen[bytes], stopping: Callable[[], bool], what: str = "the Gemini fake"
+) -> bool:
     """Wait until ``child`` accepts connections on ``host:port``; False if it never does."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and not stopping():
         if child.poll() is not None:
-            _say(f"the Gemini fake exited with {child.returncode} (is {host}:{port} in use?)")
+            _say(f"{what} exited with {child.returncode} (is {host}:{port} in use?)")
             return False
         if _answers(host, port):
             return True
         time.sleep(0.1)
     if not stopping():
-        _say(f"the Gemini fake did not start listening on {host}:{port}")
+        _say(f"{what} did not start listening on {host}:{port}")
     return False
+
+
+def _demo_log(what: str) -> IO[bytes]:
+    """A log file in .run/ for one of the demo's servers."""
+    path = ROOT / ".run" / ("demo-" + what.lower().replace(" ", "-") + ".log")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("ab")
+
+
+def _demo_env(env: dict[str, str]) -> dict[str, str]:
+    """``--demo``: every outside API is the sandbox's; the demo's own database and settings."""
+    from jggl_sandbox.meta_webhooks import DEFAULT_APP_ID, DEFAULT_PAGE_ID
+
+    base = env["DATABASE_URL"].split("?")[0].rpartition("/")[0]
+    env.setdefault("LOG_LEVEL", "WARNING")  # the printed credentials stay in sight
+    env.update(
+        {
+            "DATABASE_URL": f"{base}/jggl_demo",
+            "NATS_URL": "nats://{}:{}".format(*DEMO_NATS),
+            "REDIS_URL": env["REDIS_URL"].rpartition("/")[0] + "/2",
+            "SETTINGS_BUCKET": "SETTINGS_DEMO",
+            "JGGL_SANDBOX": "1",
+            "META_APP_SECRET": "demo-app-secret",
+            "META_VERIFY_TOKEN": "demo-verify-token",
+            "META_ACCESS_TOKEN": "demo-page-token",
+            "META_APP_ID": str(DEFAULT_APP_ID),
+            "META_PAGE_ID": DEFAULT_PAGE_ID,
+            "META_GRAPH_URL": "http://{}:{}".format(*GRAPH_FAKE),
+            "TELEGRAM_BOT_TOKEN": "123456789:demo-bot-token",
+            "TELEGRAM_API_URL": "http://{}:{}".format(*TELEGRAM_FAKE),
+            "TELEGRAM_MODE": "polling",
+            "ADMIN_EMAIL": DEMO_ADMIN[0],
+            "ADMIN_PASSWORD": DEMO_ADMIN[1],
+            "AI_DEBOUNCE_SECONDS": env.get("AI_DEBOUNCE_SECONDS", "8"),
+            "RATE_LIMIT_PER_MINUTE": "6000",
+        }
+    )
+    return env
+
+
+def _demo_helpers(env: dict[str, str], python: str) -> dict[str, tuple[list[str], tuple[str, int]]]:
+    """The demo's JetStream server (its own, so nothing it sends reaches ``make run``'s streams
+    and nothing left there reaches the demo) and its outside world: the Graph fake with the
+    customers, and the Telegram fake."""
+    from jggl_common.testing import nats_server_binary
+
+    store = ROOT / ".run" / "demo-nats"
+    store.mkdir(parents=True, exist_ok=True)
+    nats = [nats_server_binary(), "-a", DEMO_NATS[0], "-p", str(DEMO_NATS[1]), "-js", "-sd", str(store)]
+    customers = [
+        *(python, "-m", "jggl_sandbox.demo", "--graph-host", GRAPH_FAKE[0], "--graph-port", str(GRAPH_FAKE[1])),
+        *("--ingest", "http://127.0.0.1:8001"),
+        *("--crm", "http://127.0.0.1:8000", "--app-secret", env["META_APP_SECRET"]),
+        *("--admin", ":".join(DEMO_ADMIN), "--minutes", env.get("DEMO_MINUTES", "20")),
+    ]
+    for manager in DEMO_MANAGERS:
+        customers += ["--manager", ":".join(manager)]
+    telegram = [python, "-m", "jggl_sandbox.telegram_fake", "--host", TELEGRAM_FAKE[0], "--port", str(TELEGRAM_FAKE[1])]
+    return {
+        "JetStream server": (nats, DEMO_NATS),
+        "Graph fake and customers": (customers, GRAPH_FAKE),
+        "Telegram fake": (telegram, TELEGRAM_FAKE),
+    }
 
 
 def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -133,11 +214,14 @@ def _build_web() -> None:
 
 
 def main() -> int:
+    demo = "--demo" in sys.argv[1:]
     env = _load_env()
+    if demo:
+        env = _demo_env(env)
     subprocess.run(["bash", str(ROOT / "scripts" / "infra.sh"), "ensure"], check=True)
     if (ROOT / "web" / "package.json").exists():
         _build_web()
-    if not env.get("META_APP_SECRET"):
+    if not demo and not env.get("META_APP_SECRET"):
         _say(
             "no Meta app configured (META_APP_SECRET); `make demo` runs it all with the sandbox and simulated customers"
         )
@@ -171,13 +255,28 @@ def main() -> int:
         if _answers(host, port):
             _say(f"JGGL_SANDBOX=1, but {host}:{port} is already in use (another Gemini fake?); stop it first")
             return 1
-        helpers["gemini-fake"] = subprocess.Popen(fake, env=env, start_new_session=True)
+        log = _demo_log("Gemini fake") if demo else None
+        helpers["gemini-fake"] = subprocess.Popen(fake, env=env, start_new_session=True, stdout=log, stderr=log)
         _say(f"started the Gemini fake on {env['GEMINI_BASE_URL']} (pid {helpers['gemini-fake'].pid})")
         if not _listening(host, port, helpers["gemini-fake"], lambda: stopping):
             failed = "gemini-fake"
             stopping = True
     elif "ai" in runnable and not env.get("GEMINI_API_KEY"):
         _say("ai: no GEMINI_API_KEY, heuristic analyses until an admin sets gemini.api_key (or JGGL_SANDBOX=1)")
+    if demo:
+        for what, (command, (host, port)) in _demo_helpers(env, python).items():
+            if stopping:
+                break
+            if _answers(host, port):
+                _say(f"make demo: {host}:{port} is already in use (another demo?); stop it first")
+                failed, stopping = what, True
+                break
+            # The customers print what a newcomer needs; the servers' own logs go to .run/.
+            log = None if "customers" in what else _demo_log(what)
+            helpers[what] = subprocess.Popen(command, env=env, start_new_session=True, stdout=log, stderr=log)
+            _say(f"started the {what} on {host}:{port} (pid {helpers[what].pid})")
+            if not _listening(host, port, helpers[what], lambda: stopping, what=f"the {what}"):  # noqa: B023
+                failed, stopping = what, True
     for name in runnable:
         if stopping:
             break

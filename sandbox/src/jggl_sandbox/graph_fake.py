@@ -570,12 +570,14 @@ class GraphFakeServer:
     ``server.fake`` scripts profiles and errors while it runs.
     """
 
-    def __init__(self, fake: FakeGraph | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, fake: FakeGraph | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.fake = fake or FakeGraph()
         self.app = create_app(self.fake)
         self._host = host
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._want_port = port
+        """The port to bind (``make demo``: 8090); 0 (the tests): a free one."""
         self.port = 0
 
     @property
@@ -584,10 +586,10 @@ class GraphFakeServer:
         return f"http://{self._host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> GraphFakeServer:
-        """Bind a free port, start serving, and return once it accepts connections."""
+        """Bind the port (a free one by default), start serving, and return once it accepts connections."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, 0))
+        sock.bind((self._host, self._want_port))
         self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
         server = uvicorn.Server(config)

@@ -1,4 +1,4 @@
-import { createContext, useContext, useSyncExternalStore, type ReactNode } from "react";
+import { createContext, useCallback, useContext, useSyncExternalStore, type ReactNode } from "react";
 import type { Translate } from "./i18n";
 
 /** The business time zone every date is shown in (see README: where it comes from). */
@@ -87,7 +87,7 @@ function subscribe(everyMs: number, listener: () => void): () => void {
 /** The current time, refreshed every `everyMs` so waiting times and countdowns move. */
 export function useNow(everyMs = 30_000): number {
   return useSyncExternalStore(
-    (listener) => subscribe(everyMs, listener),
+    useCallback((listener: () => void) => subscribe(everyMs, listener), [everyMs]),
     // A stored value, never a fresh Date.now(): React needs a stable snapshot per tick.
     () => clock(everyMs).now,
   );

@@ -14,6 +14,7 @@ help:
 	@echo "make bench  ingest throughput and latency against a bare FastAPI endpoint"
 	@echo "make bench-e2e  webhooks through ingest and crm at fixed rates: latency, lost"
 	@echo "make bench-crm  search and deal lists at a million deals (builds the database once)"
+	@echo "make bench-web  the web app in headless Chromium at a million deals: time to a usable inbox and pipeline, gzip JS, webhook -> browser p50/p99"
 	@echo "make bench-ai   AI analyses: Gemini calls per 100 messages, analyses/min, time to the deal's summary (BENCH_ARGS=--quick)"
 	@echo "make bench-notifier  Telegram notifications: webhook -> chat latency at 50/s, notifications/s to 1,000 chats (BENCH_ARGS=--help)"
 
@@ -62,3 +63,8 @@ bench-notifier: install
 .PHONY: demo
 demo: install
 	@$(UV) run --frozen python scripts/run.py --demo
+
+.PHONY: bench-web
+bench-web: install
+	@bash scripts/infra.sh ensure
+	@$(UV) run --frozen python bench/web_bench.py $(BENCH_ARGS)

@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run test lint bench bench-e2e bench-crm bench-ai bench-notifier fmt
+.PHONY: help install run test lint bench bench-e2e bench-crm bench-ai bench-notifier bench-scheduler fmt
 
 help:
 	@echo "make run    start the whole system (infrastructure, migrations, first admin, services)"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-web  the web app in headless Chromium at a million deals: time to a usable inbox and pipeline, gzip JS, webhook -> browser p50/p99"
 	@echo "make bench-ai   AI analyses: Gemini calls per 100 messages, analyses/min, time to the deal's summary (BENCH_ARGS=--quick)"
 	@echo "make bench-notifier  Telegram notifications: webhook -> chat latency at 50/s, notifications/s to 1,000 chats (BENCH_ARGS=--help)"
+	@echo "make bench-scheduler  SLA check at a million deals (p50/p95, EXPLAIN), Meta backfill messages/s at 2 and 50 Graph calls/s (BENCH_ARGS=--quick)"
 
 install:
 	@bash scripts/bootstrap.sh
@@ -59,6 +60,10 @@ bench-ai: install
 bench-notifier: install
 	@bash scripts/infra.sh ensure
 	@$(UV) run --frozen python bench/notifier_bench.py $(BENCH_ARGS)
+
+bench-scheduler: install
+	@bash scripts/infra.sh ensure
+	@$(UV) run --frozen python bench/scheduler_bench.py $(BENCH_ARGS)
 
 .PHONY: demo
 demo: install

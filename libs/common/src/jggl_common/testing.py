@@ -13,6 +13,7 @@ those would wait in its ``INGEST`` stream for the next ``make run`` to turn into
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -22,7 +23,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
@@ -189,3 +190,17 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield started
     finally:
         started.close()
+
+
+async def wait_consumers_idle(js: Any, stream: str, prefix: str, timeout: float = 20.0) -> None:
+    """Wait until every durable consumer of ``stream`` whose name starts with ``prefix`` has
+    nothing pending and nothing unacknowledged (what they did is committed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        names = [c.name for c in await js.consumers_info(stream) if c.name.startswith(prefix)]
+        infos = [await js.consumer_info(stream, name) for name in names]
+        if names and all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the consumers {prefix}* of {stream} did not catch up: {names}")
+        await asyncio.sleep(0.05)

@@ -142,6 +142,8 @@ class BackfillCounts:
     conversations: int = 0
     messages: int = 0
     failed_channels: int = 0
+    unfinished_channels: int = 0
+    """Channels left for the next run: the time budget ran out first."""
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -149,7 +151,12 @@ class BackfillCounts:
             "conversations": self.conversations,
             "messages": self.messages,
             "failed_channels": self.failed_channels,
+            "unfinished_channels": self.unfinished_channels,
         }
+
+
+class _OutOfTime(Exception):
+    """The run's time budget is used up: the channel at hand is left for the next run."""
 
 
 class MetaBackfill:
@@ -169,12 +176,22 @@ class MetaBackfill:
         self._tokens = PageTokens(settings)
         self._interval = 1.0 / settings.meta_sync_calls_per_second
         self._next_call = 0.0
+        self._deadline: float | None = None
 
     async def run(
-        self, *, since: datetime | None = None, until: datetime | None = None, correlation_id: str | None = None
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        max_seconds: float | None = None,
+        correlation_id: str | None = None,
     ) -> BackfillCounts:
-        """Backfill every active channel: from its cursor (or ``since``), up to now (or ``until``)."""
+        """Backfill every active channel: from its cursor (or ``since``), up to now (or
+        ``until``); after ``max_seconds`` the channels not done are left, cursors unmoved,
+        for the next run."""
         started = utcnow()
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + max_seconds if max_seconds is not None else None
         async with self._sessions() as session:
             channels = list(
                 (
@@ -192,6 +209,10 @@ class MetaBackfill:
             counts.channels += 1
             try:
                 await self._channel(channel, token, start, until or started, counts, correlation_id)
+            except _OutOfTime:
+                counts.unfinished_channels = len(channels) - channels.index(channel)
+                log.warning("backfill stopped at its time budget", unfinished_channels=counts.unfinished_channels)
+                break
             except GraphError as exc:
                 counts.failed_channels += 1
                 log.warning("backfill of a channel stopped", channel_id=channel.id, error=str(exc))
@@ -205,6 +226,8 @@ class MetaBackfill:
 
     async def _call(self, path: str, token: str, params: dict[str, str], after: str | None) -> Any:
         loop = asyncio.get_running_loop()
+        if self._deadline is not None and loop.time() > self._deadline:
+            raise _OutOfTime
         wait = self._next_call - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)

@@ -25,6 +25,9 @@ class CrmSettings(ServiceSettings):
     meta_sync_first_hours: int = Field(
         default=24, ge=1, le=24 * 30, description="how far back a channel's first backfill looks"
     )
+    meta_sync_max_seconds: int = Field(
+        default=600, ge=10, description="a Meta backfill run stops taking new channels after this; the next run goes on"
+    )
     meta_sync_overlap_minutes: int = Field(
         default=10, ge=0, description="each backfill looks again this far before the previous one's start"
     )

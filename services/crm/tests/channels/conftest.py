@@ -4,7 +4,6 @@ to it): what the channel health job and the channels API need."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -25,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm.api import create_app
 from crm.config import CrmSettings
-from crm.jobs.subscribers import TICKS_DURABLE
 from crm.models import Channel, User
 from crm.worker import register_jobs
 from jggl_common.bus import EventPublisher, RetryPolicy, ServiceBus
@@ -33,7 +31,7 @@ from jggl_common.contracts import SchedulerTick, SchedulerTickData, tick_id, tic
 from jggl_common.db import session_scope
 from jggl_common.outbox import Outbox
 from jggl_common.streams import SCHEDULER, ensure_streams
-from jggl_common.testing import start_nats_server
+from jggl_common.testing import start_nats_server, wait_consumers_idle
 from jggl_sandbox.graph_fake import GraphFakeServer
 
 from ..api.factories import create_user
@@ -106,20 +104,8 @@ class World:
         return found
 
     async def settled(self) -> None:
-        """Wait until the ticks consumer acknowledged everything in the stream."""
-        deadline = asyncio.get_running_loop().time() + 20
-        while True:
-            stream = await self.js.stream_info(SCHEDULER.name)
-            info = await self.js.consumer_info(SCHEDULER.name, TICKS_DURABLE)
-            if (
-                info.num_pending == 0
-                and info.num_ack_pending == 0
-                and info.delivered.stream_seq >= stream.state.last_seq
-            ):
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError("the ticks consumer did not catch up")
-            await asyncio.sleep(0.05)
+        """Wait until crm's tick consumers acknowledged every tick (their work is committed)."""
+        await wait_consumers_idle(self.js, SCHEDULER.name, "crm-tick-")
 
     async def channel(self, channel_id: int | None) -> dict[str, Any]:
         """The channel as ``GET /api/channels`` shows it to an admin."""

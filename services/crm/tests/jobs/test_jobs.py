@@ -24,7 +24,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm.api import create_app
-from crm.jobs.subscribers import TICKS_DURABLE
+from crm.jobs.subscribers import ACK_MARGIN_SECONDS, tick_durable
+from crm.jobs.work import JOB_SECONDS
 from crm.models import Task, User
 from crm.worker import register_jobs
 from jggl_common.bus import EventPublisher, RetryPolicy, ServiceBus
@@ -41,7 +42,7 @@ from jggl_common.contracts import (
 from jggl_common.db import session_scope
 from jggl_common.outbox import Outbox
 from jggl_common.streams import SCHEDULER, ensure_streams
-from jggl_common.testing import start_nats_server
+from jggl_common.testing import start_nats_server, wait_consumers_idle
 
 from ..api.factories import create_deal, create_user
 from ..support import API_REDIS_URL, crm_settings, random_address
@@ -83,21 +84,9 @@ class World:
             await sub.unsubscribe()
         return found
 
-    async def settled(self, durable: str = TICKS_DURABLE) -> None:
-        """Wait until the ticks consumer acknowledged everything in the stream."""
-        deadline = asyncio.get_running_loop().time() + 20
-        while True:
-            stream = await self.js.stream_info(SCHEDULER.name)
-            info = await self.js.consumer_info(SCHEDULER.name, durable)
-            if (
-                info.num_pending == 0
-                and info.num_ack_pending == 0
-                and info.delivered.stream_seq >= stream.state.last_seq
-            ):
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError("the ticks consumer did not catch up")
-            await asyncio.sleep(0.05)
+    async def settled(self) -> None:
+        """Wait until crm's tick consumers acknowledged every tick (their work is committed)."""
+        await wait_consumers_idle(self.js, SCHEDULER.name, "crm-tick-")
 
     async def eventually(self, subject: str, count: int) -> list[dict[str, Any]]:
         deadline = asyncio.get_running_loop().time() + 20
@@ -278,3 +267,13 @@ async def test_admins_see_the_announced_jobs_and_run_or_switch_them(world: World
 
 def test_slot_format_is_the_scheduler_s() -> None:
     assert tick("sla_check", at=datetime(2026, 12, 6, 9, 0, tzinfo=UTC)).id == "sla_check:20261206T090000Z"
+
+
+async def test_each_job_has_a_consumer_of_its_own_that_waits_out_its_budget(world: World) -> None:
+    consumers = {info.name: info.config for info in await world.js.consumers_info(SCHEDULER.name)}
+    ticks = {name: config for name, config in consumers.items() if name.startswith("crm-tick-")}
+    assert set(ticks) == {tick_durable(job) for job in ("sla_check", "tasks_due", "daily_digest", "channel_health")}
+    assert ticks["crm-tick-sla_check"].filter_subject == "scheduler.tick.sla_check"
+    # A run still working is never delivered again to another replica mid-way.
+    assert ticks["crm-tick-sla_check"].ack_wait == JOB_SECONDS["sla_check"] + ACK_MARGIN_SECONDS
+    assert ticks["crm-tick-channel_health"].ack_wait == JOB_SECONDS["channel_health"] + ACK_MARGIN_SECONDS

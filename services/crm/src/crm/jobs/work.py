@@ -39,6 +39,8 @@ log = get_logger(__name__)
 
 PRODUCER = "crm"
 BATCH = 500
+DEFAULT_JOB_SECONDS = 300.0
+JOB_SECONDS = {"sla_check": 120.0, "tasks_due": 120.0, "daily_digest": 300.0, "channel_health": 600.0}
 MAX_BATCHES = 200
 """Batches of :data:`BATCH` rows one tick works through at most; the next tick takes the rest."""
 DEFAULTS = {"sla.minutes": "30", "business.hours": "09:00-18:00", "business.timezone": "UTC"}
@@ -67,6 +69,15 @@ class ScheduledWork:
     def jobs(self) -> frozenset[str]:
         """The jobs crm does."""
         return frozenset(self._jobs)
+
+    @property
+    def budgets(self) -> dict[str, float]:
+        """Each job's time budget in seconds: a run stops taking new work past it (the
+        next tick goes on), and the tick's acknowledgement waits that long."""
+        budgets = {job: JOB_SECONDS.get(job, DEFAULT_JOB_SECONDS) for job in self._jobs}
+        if "meta_sync" in budgets:
+            budgets["meta_sync"] = float(self._settings.meta_sync_max_seconds)
+        return budgets
 
     async def handle(self, tick: SchedulerTick) -> bool:
         """Do the tick's job and report it; False for a job that is not crm's."""
@@ -152,5 +163,10 @@ class ScheduledWork:
         assert self._backfill is not None
         # An admin's run may name a time range; the schedule's runs start at each channel's cursor.
         window = BackfillRange.model_validate(tick.data.params)
-        counts = await self._backfill.run(since=window.since, until=window.until, correlation_id=tick.id)
+        counts = await self._backfill.run(
+            since=window.since,
+            until=window.until,
+            max_seconds=self._settings.meta_sync_max_seconds,
+            correlation_id=tick.id,
+        )
         return counts.as_dict()

@@ -39,7 +39,7 @@ from jggl_common.contracts import (
     MessageSent,
 )
 from jggl_common.db import autocommit, driver_connection, session_scope
-from notifier.notification_texts import plain_preview
+from notifier.notification_texts import contact_name, plain_preview
 
 __all__ = ["AWAITING_REPLY", "DEAL_EVENTS", "DealView", "MyFigures", "Projection", "WaitingDeals"]
 
@@ -186,7 +186,7 @@ class Projection:
                 deal.status,
                 deal.stage,
                 deal.platform,
-                deal.contact.display_name,
+                contact_name(deal.contact),
                 at,
                 None,
                 None,
@@ -203,7 +203,7 @@ class Projection:
                 "open",  # a customer writing after a deal closed opens a new deal
                 data.deal_stage,
                 data.contact.platform,
-                data.contact.display_name,
+                contact_name(data.contact),
                 event.occurred_at,
                 data.sent_at,
                 plain_preview(data.text, data.attachments, data.kind),
@@ -218,7 +218,7 @@ class Projection:
                 data.deal_id,
                 data.conversation_id,
                 data.contact.platform,
-                data.contact.display_name,
+                contact_name(data.contact),
                 data.sent_at,
             )
             await db.execute(

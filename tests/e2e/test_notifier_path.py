@@ -16,13 +16,10 @@ private server, its expiry in the past) and then typed through the whole webhook
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import secrets
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -36,7 +33,8 @@ from crm import migrate as crm_migrate
 from crm.cli import create_admin
 from jggl_common.bus import EventPublisher
 from jggl_common.contracts import TelegramLinkRequested, TelegramLinkRequestedData, link_code_hash
-from jggl_common.testing import TEST_DATABASE_URL, TEST_REDIS_URL, free_port, start_nats_server
+from jggl_common.e2e import APP_SECRET, Cluster, eventually
+from jggl_common.testing import TEST_DATABASE_URL
 from jggl_sandbox.graph_fake import GraphFakeServer
 from jggl_sandbox.meta_webhooks import Customer, signed, webhook
 from jggl_sandbox.telegram_fake import SentMessage, TelegramFakeServer
@@ -44,7 +42,6 @@ from notifier import migrate as notifier_migrate
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
-APP_SECRET = "e2e-app-secret"
 BOT_TOKEN = "424242:e2e-notifier-token"
 WEBHOOK_SECRET = "e2e-Telegram_secret-1"
 BOT_USERNAME = "jggl_e2e_bot"
@@ -57,32 +54,6 @@ show up before the chat is counted again (a check that nothing more came, not a 
 T = TypeVar("T")
 
 
-def _eventually(check: Callable[[], T | None], what: str, timeout: float = 30.0, interval: float = 0.1) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout}s (last seen: {last!r})")
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
-
-
 @dataclass
 class System:
     """The running system and the handles a test drives it with."""
@@ -93,7 +64,7 @@ class System:
     nats_url: str
     notifier_schema: str
     admin_email: str
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    cluster: Cluster
     page: str = field(default_factory=lambda: f"1000{secrets.randbelow(10**9)}")
     rng: random.Random = field(default_factory=lambda: random.Random(secrets.randbits(64)))
 
@@ -119,7 +90,7 @@ class System:
         assert answer.status_code == 201, answer.text
         code = str(answer.json()["code"])
         assert answer.json()["deep_link"] == f"https://t.me/{BOT_USERNAME}?start={code}"
-        _eventually(lambda: self._notifier_knows(code), f"the notifier learning code {code}")
+        eventually(lambda: self._notifier_knows(code), f"the notifier learning code {code}")
         return code
 
     def _notifier_knows(self, code: str) -> bool:
@@ -157,7 +128,7 @@ class System:
                 await nc.close()
 
         asyncio.run(publish())
-        _eventually(lambda: self._notifier_knows(code), f"the notifier learning code {code}")
+        eventually(lambda: self._notifier_knows(code), f"the notifier learning code {code}")
 
     # ---------------------------------------------------------------- Telegram
 
@@ -178,7 +149,7 @@ class System:
             messages = self.sent(chat_id)
             return messages if len(messages) >= count else None
 
-        return [message.plain_text for message in _eventually(enough, what)]
+        return [message.plain_text for message in eventually(enough, what)]
 
     def link(self, user: httpx.Client, chat_id: int, first_name: str) -> None:
         before = len(self.sent(chat_id))
@@ -214,107 +185,52 @@ class System:
         return [message.plain_text for message in self.sent(chat_id)]
 
     def notifiers_alive(self) -> bool:
-        return all(self.procs[f"notifier{i}"].poll() is None for i in range(NOTIFIERS))
+        return all(self.cluster.running(f"notifier{i}") for i in range(NOTIFIERS))
 
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """ingest, crm and two notifiers as processes on private ports, schemas and NATS."""
-    nats_proc, nats_port = start_nats_server(tmp_path_factory.mktemp("js"))
-    nats_url = f"nats://127.0.0.1:{nats_port}"
-    tag = secrets.token_hex(4)
-    admin_email = f"admin.{tag}@e2e.local"
-    crm_schema, notifier_schema = f"crm_e2e_{tag}", f"notifier_e2e_{tag}"
-    base = {
-        **os.environ,
-        "APP_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-        "NATS_URL": nats_url,
-        "REDIS_URL": TEST_REDIS_URL,
-        "DATABASE_URL": TEST_DATABASE_URL,
-        "META_APP_SECRET": APP_SECRET,
-        "SETTINGS_BUCKET": f"SETTINGS_{tag}",
-        "LOG_LEVEL": "WARNING",
-    }
+    cluster = Cluster(tmp_path_factory.mktemp("js"))
+    admin_email = f"admin.{cluster.tag}@e2e.local"
     telegram = TelegramFakeServer(tokens={BOT_TOKEN})
-    # Telegram's update ids start "at a certain positive number", not at 1: ingest remembers
-    # the ids it stored (Redis, days), and a fake restarting at 1 would repeat earlier runs'.
-    telegram.fake._next_update_id = secrets.randbelow(10**9) + 1
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    with GraphFakeServer() as graph, telegram:
-        names = ["ingest", "crm", *(f"notifier{i}" for i in range(NOTIFIERS))]
-        ports = {name: free_port() for name in names}
-        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        notifier = {
-            **base,
-            "DB_SCHEMA": notifier_schema,
-            # The bot registers {APP_URL}/webhooks/telegram: ingest's endpoint.
-            "APP_URL": urls["ingest"],
-            "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
-            "TELEGRAM_API_URL": telegram.url,
-            "TELEGRAM_MODE": "webhook",
-            "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        }
-        envs = {
-            "crm": {
-                **base,
-                "PORT": str(ports["crm"]),
-                "APP_URL": "http://localhost:8000",
-                "DB_SCHEMA": crm_schema,
-                "META_GRAPH_URL": graph.url,
-                "META_ACCESS_TOKEN": "e2e-page-token",
-                "TELEGRAM_BOT_USERNAME": BOT_USERNAME,
-            },
-            "ingest": {
-                **base,
-                "PORT": str(ports["ingest"]),
-                "APP_URL": "http://localhost:8000",
-                "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            },
-            **{f"notifier{i}": {**notifier, "PORT": str(ports[f"notifier{i}"])} for i in range(NOTIFIERS)},
-        }
-
-        try:
+    try:
+        with GraphFakeServer() as graph, telegram:
             # The schemas and the first admin from this process (fewer interpreters to start
-            # on a machine of two cores); the services started as soon as their schema is
-            # there, the slowest to import (the notifiers, aiogram) first.
-            def start(name: str) -> None:
-                procs[name] = subprocess.Popen([sys.executable, "-m", name.rstrip("0123456789")], env=envs[name])
-
-            notifier_migrate.upgrade_sync(TEST_DATABASE_URL, notifier_schema)
+            # on a machine of two cores).
+            notifier_migrate.upgrade_sync(TEST_DATABASE_URL, cluster.schema("notifier"))
+            crm_migrate.upgrade_sync(TEST_DATABASE_URL, cluster.schema("crm"))
+            ingest = cluster.start("ingest", TELEGRAM_WEBHOOK_SECRET=WEBHOOK_SECRET)
             for i in range(NOTIFIERS):
-                start(f"notifier{i}")
-            start("ingest")
-            crm_migrate.upgrade_sync(TEST_DATABASE_URL, crm_schema)
-            start("crm")
-            asyncio.run(create_admin(TEST_DATABASE_URL, crm_schema, email=admin_email, password=PASSWORD, name="Ada"))
-            for name in names:
-                _wait_ready(urls[name], procs[name])
-            hook = urls["ingest"] + "/webhooks/telegram"
-            _eventually(lambda: (telegram.fake.webhook or {}).get("url") == hook, "the bot's webhook registered")
-            yield System(urls, telegram, graph, nats_url, notifier_schema, admin_email, procs)
-        finally:
-            for proc in procs.values():
-                proc.terminate()
-            for proc in procs.values():
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            nats_proc.terminate()
-            nats_proc.wait(10)
-            _drop_schemas(crm_schema, notifier_schema)
-
-
-def _drop_schemas(*schemas: str) -> None:
-    async def drop() -> None:
-        conn = await asyncpg.connect(TEST_DATABASE_URL)
-        try:
-            for schema in schemas:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+                cluster.start(
+                    "notifier",
+                    f"notifier{i}",
+                    APP_URL=ingest,  # the bot registers {APP_URL}/webhooks/telegram: ingest's endpoint
+                    TELEGRAM_BOT_TOKEN=BOT_TOKEN,
+                    TELEGRAM_API_URL=telegram.url,
+                    TELEGRAM_MODE="webhook",
+                    TELEGRAM_WEBHOOK_SECRET=WEBHOOK_SECRET,
+                )
+            cluster.start(
+                "crm", META_GRAPH_URL=graph.url, META_ACCESS_TOKEN="e2e-page-token", TELEGRAM_BOT_USERNAME=BOT_USERNAME
+            )
+            asyncio.run(
+                create_admin(TEST_DATABASE_URL, cluster.schema("crm"), email=admin_email, password=PASSWORD, name="Ada")
+            )
+            cluster.wait_ready()
+            hook = ingest + "/webhooks/telegram"
+            eventually(lambda: (telegram.fake.webhook or {}).get("url") == hook, "the bot's webhook registered")
+            yield System(
+                cluster.urls,
+                telegram,
+                graph,
+                cluster.base["NATS_URL"],
+                cluster.schema("notifier"),
+                admin_email,
+                cluster,
+            )
+    finally:
+        cluster.close()
 
 
 def _new_leads(texts: list[str]) -> list[str]:
@@ -414,7 +330,7 @@ def test_a_webhook_delivered_twice_becomes_one_telegram_message_for_the_manager(
         contact = max_.get(f"/api/deals/{deal['id']}").json()["contact"]
         return bool(contact.get("name") == "Olha Melnyk")
 
-    _eventually(named, "the customer's profile name in crm", interval=0.5)
+    eventually(named, "the customer's profile name in crm", interval=0.5)
     system.customer_writes(customer, "Can you deliver it on Friday?", deliveries=2)
     texts = system.answers(max_chat, 3, "the new-message notification")
     new_message = texts[2]

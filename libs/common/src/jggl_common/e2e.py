@@ -92,6 +92,7 @@ class Cluster:
         }
         self.urls: dict[str, str] = {}
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._by_name: dict[str, subprocess.Popen[bytes]] = {}
 
     def schema(self, service: str) -> str:
         """The test's schema of ``service``."""
@@ -118,7 +119,12 @@ class Cluster:
         url = f"http://127.0.0.1:{port}"
         self._procs.append((url, proc))
         self.urls[name or service] = url
+        self._by_name[name or service] = proc
         return url
+
+    def running(self, name: str) -> bool:
+        """Whether the process started as ``name`` is still running."""
+        return self._by_name[name].poll() is None
 
     def wait_ready(self) -> None:
         """Wait for every started service."""

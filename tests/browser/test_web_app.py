@@ -224,6 +224,33 @@ def test_a_webhook_appears_in_the_open_inbox_without_a_reload(page: Page, system
     shot(page, "inbox")
 
 
+def test_a_full_inbox_renders_without_errors(page: Page, system: System) -> None:
+    """More customers waiting than one page of the inbox holds (a million-deal inbox
+    once crashed into a blank page with React's "Maximum update depth exceeded")."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    items = []
+    for i in range(32):
+        psid = system.customer(f"Crowd{i:02d}", "Waiting")
+        system._at += 1
+        message = {"mid": f"m_browser_{secrets.token_hex(8)}", "text": f"Crowd message {i}"}
+        items.append(
+            {"sender": {"id": psid}, "recipient": {"id": PAGE_ID}, "timestamp": system._at, "message": message}
+        )
+    request = signed(webhook("messenger", PAGE_ID, items, system._at), APP_SECRET)
+    assert (
+        httpx.post(system.ingest + "/webhooks/meta", content=request.body, headers=request.headers).status_code == 200
+    )
+    eventually(
+        lambda: len(system.admin.get("/api/deals", params={"limit": 100}).json()["items"]) >= 32,
+        "the 32 waiting customers' deals",
+    )
+    sign_in(page, *ADMIN)
+    expect(page.locator(".deal-row.awaiting").nth(29)).to_be_visible()
+    expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
+    assert errors == []
+
+
 def test_a_reply_reaches_the_graph_fake_and_turns_sent(page: Page, system: System) -> None:
     psid = system.customer("Pavel", "Reply")
     system.write(psid, "Do you deliver to Kazan?")

@@ -60,13 +60,17 @@ def _say(message: str) -> None:
     print(f"[run] {message}", file=sys.stderr, flush=True)
 
 
-def _load_env() -> dict[str, str]:
+def _load_env(demo: bool = False) -> dict[str, str]:
     if not ENV_FILE.exists():
         key = base64.b64encode(secrets.token_bytes(32)).decode()
         password = secrets.token_urlsafe(12)
         ENV_FILE.write_text(f"APP_KEY={key}\nADMIN_PASSWORD={password}\n", encoding="utf-8")
         ENV_FILE.chmod(0o600)
-        _say(f"created .env with a new APP_KEY; first admin: {DEFAULTS['ADMIN_EMAIL']} / {password}")
+        # The demo has its own admin (printed later); this one is make run's.
+        _say(
+            "created .env with a new APP_KEY"
+            + ("" if demo else f"; first admin: {DEFAULTS['ADMIN_EMAIL']} / {password}")
+        )
     env = dict(os.environ)
     for line in ENV_FILE.read_text(encoding="utf-8").splitlines():
         name, sep, value = line.strip().partition("=")
@@ -215,7 +219,7 @@ def _build_web() -> None:
 
 def main() -> int:
     demo = "--demo" in sys.argv[1:]
-    env = _load_env()
+    env = _load_env(demo)
     if demo:
         env = _demo_env(env)
     subprocess.run(["bash", str(ROOT / "scripts" / "infra.sh"), "ensure"], check=True)

@@ -421,12 +421,12 @@ def _too_many(retry_after: int) -> TelegramApiError:
     return TelegramApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
 
 
-
 def _first_update_id() -> int:
     """Where a fake bot's update ids start: a large random number, as Telegram's look, so
     a restarted fake never repeats an id that ingest (whose dedupe window outlives the
     fake) has seen and would drop as a repeat."""
     return secrets.randbelow(900_000_000) + 100_000_000
+
 
 @dataclass
 class SentMessage:

@@ -352,21 +352,27 @@ class Store:
         return row is not None
 
     async def claim_deferred(self, now: datetime, lease_until: datetime, limit: int) -> list[Deferred]:
-        """Take up to ``limit`` deferred notifications that are due (oldest due first) for
-        sending, leasing them until ``lease_until``: a replica that dies mid-send leaves them
-        to be taken again then. Those of a muted user wait for ``/unmute``."""
+        """Take every due deferred notification of up to ``limit`` chats for sending, leasing
+        them until ``lease_until`` (a replica that dies mid-send leaves them to be taken again
+        then). A chat is taken whole, under a transaction-scoped advisory lock, so what waited
+        for one chat is sent by one replica, in the order it came. Those of a muted user wait
+        for ``/unmute``."""
         async with autocommit(self.sessions) as db:
             rows = await db.fetch(
                 """
+                WITH due AS MATERIALIZED (
+                     SELECT DISTINCT d.chat_id FROM notifications AS d
+                      WHERE d.status = 'deferred' AND d.not_before <= $1
+                        AND NOT EXISTS (SELECT 1 FROM preferences AS p WHERE p.user_id = d.user_id AND p.muted)
+                      LIMIT $3),
+                     mine AS MATERIALIZED (
+                     SELECT chat_id FROM due
+                      WHERE pg_try_advisory_xact_lock(
+                            hashtext(current_schema() || ':deferred'), (chat_id % 2147483647)::int))
                 UPDATE notifications AS n
                    SET attempts = n.attempts + 1, claimed_at = $1, not_before = $2
-                 WHERE n.id IN (
-                       SELECT d.id FROM notifications AS d
-                        WHERE d.status = 'deferred' AND d.not_before <= $1
-                          AND NOT EXISTS (SELECT 1 FROM preferences AS p WHERE p.user_id = d.user_id AND p.muted)
-                        ORDER BY d.not_before, d.id
-                        LIMIT $3
-                          FOR UPDATE SKIP LOCKED)
+                 WHERE n.chat_id IN (SELECT chat_id FROM mine) AND n.status = 'deferred' AND n.not_before <= $1
+                   AND NOT EXISTS (SELECT 1 FROM preferences AS p WHERE p.user_id = n.user_id AND p.muted)
                 RETURNING n.id, n.event_id, n.chat_id, n.user_id, n.kind, n.text, n.markup, n.attempts,
                           n.created_at
                 """,

@@ -46,14 +46,19 @@ def deal(*, assignee_id: int | None, name: str = "Ann Customer", stage: str = "n
 
 
 def sla_breached(
-    *, assignee_id: int | None, level: str = "breach", name: str = "Ann Customer", last_text: str | None = None
+    *,
+    assignee_id: int | None,
+    level: str = "breach",
+    name: str = "Ann Customer",
+    last_text: str | None = None,
+    waiting_since: datetime | None = None,
 ) -> SlaBreached:
     return SlaBreached(
         producer="crm",
         data=SlaBreachData(
             deal=deal(assignee_id=assignee_id, name=name),
             level=level,  # type: ignore[arg-type]
-            waiting_since=datetime.now(UTC) - timedelta(minutes=47),
+            waiting_since=waiting_since or datetime.now(UTC) - timedelta(minutes=47),
             waited_minutes=47 if level == "breach" else 95,
             sla_minutes=30,
             last_text=last_text,
@@ -151,7 +156,8 @@ def test_a_quiet_digest_has_no_list_and_no_buttons() -> None:
 
 
 def test_times_are_shown_in_the_business_time_zone() -> None:
-    event = sla_breached(assignee_id=1)
+    # 03:00 UTC is noon in Tokyo: 47 minutes later is the same day there (no date shown).
+    event = sla_breached(assignee_id=1, waiting_since=datetime(2026, 12, 7, 3, 0, tzinfo=UTC))
     since = event.data.waiting_since
     text, _ = render_sla_breach(event.data, APP_URL, ZoneInfo("Asia/Tokyo"), since + timedelta(minutes=47))
     assert f"since {since.astimezone(ZoneInfo('Asia/Tokyo')):%H:%M}" in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -418,7 +418,7 @@ async def test_events_are_published_right_after_commit_or_left_to_the_relay(
 
 async def test_a_late_wait_shows_as_breached_then_escalated_until_it_ends(api: Api) -> None:
     always = BusinessHours.from_settings("00:00-23:59", "UTC", frozenset(range(7)))
-    now = utcnow()
+    now = datetime(2026, 12, 9, 12, 0, tzinfo=UTC)  # midday: no closing minute in the waits
     async with session_scope(api.sessions) as session:
         admin = await create_user(session, role="admin")
         late = await create_deal(session, awaiting_reply_since=now - timedelta(minutes=40))

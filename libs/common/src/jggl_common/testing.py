@@ -204,3 +204,25 @@ async def wait_consumers_idle(js: Any, stream: str, prefix: str, timeout: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"the consumers {prefix}* of {stream} did not catch up: {names}")
         await asyncio.sleep(0.05)
+
+
+async def stored_events(js: Any, subject: str, *, idle: float = 0.3) -> list[dict[str, Any]]:
+    """Every payload stored on ``subject`` (wildcards allowed) in the server's streams,
+    oldest first, read with an ordered consumer until ``idle`` seconds pass without one."""
+    import json
+
+    import nats
+    from nats.js.api import ConsumerConfig, DeliverPolicy
+
+    sub = await js.subscribe(subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+    found: list[dict[str, Any]] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=idle)
+            except nats.errors.TimeoutError:
+                break
+            found.append(json.loads(msg.data))
+    finally:
+        await sub.unsubscribe()
+    return found

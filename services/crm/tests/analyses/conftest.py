@@ -7,7 +7,6 @@ over the test's schema, and read-backs of what managers see and what crm announc
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ import nats
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -43,7 +41,7 @@ from jggl_common.contracts import (
 from jggl_common.db import session_scope
 from jggl_common.outbox import Outbox
 from jggl_common.streams import AI, ensure_streams
-from jggl_common.testing import start_nats_server
+from jggl_common.testing import start_nats_server, stored_events
 
 from ..api.factories import create_deal, create_user
 from ..support import API_REDIS_URL, crm_settings, random_address
@@ -192,20 +190,7 @@ class Crm:
     async def events(self, subject: str, *, idle: float = 0.3) -> list[dict[str, Any]]:
         """Payloads stored on ``subject`` in this test's JetStream, oldest first (call after
         :meth:`settled`: events are published before the consumer acknowledges)."""
-        sub = await self.js.subscribe(
-            subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-        )
-        found = []
-        try:
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=idle)
-                except nats.errors.TimeoutError:
-                    break
-                found.append(json.loads(msg.data))
-        finally:
-            await sub.unsubscribe()
-        return found
+        return await stored_events(self.js, subject, idle=idle)
 
     async def about(self, subject: str, deal: Deal) -> list[dict[str, Any]]:
         """The events on ``subject`` about ``deal``."""

@@ -4,7 +4,6 @@ to it): what the channel health job and the channels API need."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ import nats
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -31,7 +29,7 @@ from jggl_common.contracts import SchedulerTick, SchedulerTickData, tick_id, tic
 from jggl_common.db import session_scope
 from jggl_common.outbox import Outbox
 from jggl_common.streams import SCHEDULER, ensure_streams
-from jggl_common.testing import start_nats_server, wait_consumers_idle
+from jggl_common.testing import start_nats_server, stored_events, wait_consumers_idle
 from jggl_sandbox.graph_fake import GraphFakeServer
 
 from ..api.factories import create_user
@@ -88,20 +86,7 @@ class World:
         return dict(report["data"])
 
     async def events(self, subject: str, *, idle: float = 0.3) -> list[dict[str, Any]]:
-        sub = await self.js.subscribe(
-            subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-        )
-        found = []
-        try:
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=idle)
-                except nats.errors.TimeoutError:
-                    break
-                found.append(json.loads(msg.data))
-        finally:
-            await sub.unsubscribe()
-        return found
+        return await stored_events(self.js, subject, idle=idle)
 
     async def settled(self) -> None:
         """Wait until crm's tick consumers acknowledged every tick (their work is committed)."""

@@ -5,7 +5,6 @@ at /api/jobs, and their commands go back to the scheduler."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ import nats
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -42,7 +40,7 @@ from jggl_common.contracts import (
 from jggl_common.db import session_scope
 from jggl_common.outbox import Outbox
 from jggl_common.streams import SCHEDULER, ensure_streams
-from jggl_common.testing import start_nats_server, wait_consumers_idle
+from jggl_common.testing import start_nats_server, stored_events, wait_consumers_idle
 
 from ..api.factories import create_deal, create_user
 from ..support import API_REDIS_URL, crm_settings, random_address
@@ -69,20 +67,7 @@ class World:
             await self.publisher.publish(event, subject)
 
     async def events(self, subject: str, *, idle: float = 0.3) -> list[dict[str, Any]]:
-        sub = await self.js.subscribe(
-            subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-        )
-        found = []
-        try:
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=idle)
-                except nats.errors.TimeoutError:
-                    break
-                found.append(json.loads(msg.data))
-        finally:
-            await sub.unsubscribe()
-        return found
+        return await stored_events(self.js, subject, idle=idle)
 
     async def settled(self) -> None:
         """Wait until crm's tick consumers acknowledged every tick (their work is committed)."""

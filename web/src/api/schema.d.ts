@@ -118,7 +118,8 @@ export interface paths {
         };
         /**
          * The logged-in user
-         * @description Who the token (bearer header or session cookie) belongs to.
+         * @description Who the token (bearer header or session cookie) belongs to, and the business time
+         *     zone their app shows dates in.
          */
         get: operations["me_api_me_get"];
         put?: never;
@@ -1770,6 +1771,40 @@ export interface components {
             items: components["schemas"]["ManagerStats"][];
         };
         /**
+         * MeRead
+         * @description The signed-in user, with what their app needs to show times right.
+         */
+        MeRead: {
+            /** Id */
+            id: number;
+            /** Email */
+            email: string;
+            /** Name */
+            name: string;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "admin" | "manager";
+            /** Is Active */
+            is_active: boolean;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /**
+             * Business Timezone
+             * @description IANA zone the business works in (setting business.timezone): dates and times are shown in it
+             */
+            business_timezone: string;
+        };
+        /**
          * MessageItem
          * @description One message of the conversation.
          */
@@ -2098,7 +2133,7 @@ export interface components {
          * @description A browser session opened: who signed in, and the CSRF token to echo in ``X-CSRF-Token``.
          */
         SessionResponse: {
-            user: components["schemas"]["UserRead"];
+            user: components["schemas"]["MeRead"];
             /**
              * Csrf Token
              * @description also set as the readable cookie jggl_csrf; send it in X-CSRF-Token
@@ -2877,7 +2912,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["UserRead"];
+                    "application/json": components["schemas"]["MeRead"];
                 };
             };
             /** @description Missing, invalid or expired token */

@@ -2,6 +2,8 @@ import type { components } from "./schema";
 
 type S = components["schemas"];
 export type User = S["UserRead"];
+/** The signed-in user, with the business time zone their app shows dates in. */
+export type Me = S["MeRead"];
 export type Deal = S["DealItem"];
 export type DealDetail = S["DealDetail"];
 export type DealPatch = S["DealPatch"];

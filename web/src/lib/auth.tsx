@@ -3,19 +3,19 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, setUnauthorizedHandler } from "../api/client";
 import { unwrap } from "../api/errors";
 import { signIn, signOut } from "../api/session";
-import type { User } from "../api/types";
+import type { Me } from "../api/types";
 
 interface AuthValue {
-  user: User | null;
+  user: Me | null;
   loading: boolean;
-  login: (email: string, password: string) => Promise<User>;
+  login: (email: string, password: string) => Promise<Me>;
   logout: () => Promise<void>;
 }
 
 const AuthContext = createContext<AuthValue | null>(null);
 export const meKey = ["me"] as const;
 
-async function fetchMe(): Promise<User | null> {
+async function fetchMe(): Promise<Me | null> {
   const result = await api.GET("/api/me");
   if (result.response.status === 401) return null;
   return unwrap(result);

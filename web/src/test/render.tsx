@@ -5,9 +5,9 @@ import { MemoryRouter } from "react-router";
 import { I18nProvider, type Language } from "../lib/i18n";
 import { ToastProvider } from "../lib/toast";
 import { AuthProvider } from "../lib/auth";
-import type { User } from "../api/types";
+import type { Me } from "../api/types";
 
-export const manager: User = {
+export const manager: Me = {
   id: 7,
   email: "anna@example.com",
   name: "Anna",
@@ -15,6 +15,7 @@ export const manager: User = {
   is_active: true,
   created_at: "2026-01-01T00:00:00Z",
   updated_at: "2026-01-01T00:00:00Z",
+  business_timezone: "UTC",
 };
 
 export function testClient(): QueryClient {
@@ -29,7 +30,7 @@ interface Options {
   client?: QueryClient;
   route?: string;
   language?: Language;
-  user?: User | null;
+  user?: Me | null;
 }
 
 export function Wrapper({ client, route = "/", language = "en", children }: { client: QueryClient; route?: string; language?: Language; children: ReactNode }) {

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -177,3 +178,22 @@ async def test_first_admin_is_created_once_from_the_environment(
             me = await client.get("/api/me", headers={"Authorization": f"Bearer {login.json()['access_token']}"})
             assert me.json()["role"] == "admin"
     assert await admins() == 1
+
+
+async def test_me_tells_a_manager_the_business_time_zone_an_admin_sets(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BUSINESS_TIMEZONE", raising=False)
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+        manager = await create_user(session)
+    me = await api.client.get("/api/me", headers=api.headers(manager))
+    assert me.json()["business_timezone"] == "UTC"  # nothing set anywhere
+    changed = await api.client.put(
+        "/api/settings/business.timezone", json={"value": "Europe/Kyiv"}, headers=api.headers(admin)
+    )
+    assert changed.status_code == 200, changed.text
+    me = await api.client.get("/api/me", headers=api.headers(manager))
+    assert me.json()["business_timezone"] == "Europe/Kyiv"
+    session_answer = await api.client.post("/api/auth/session", json={"email": manager.email, "password": PASSWORD})
+    assert session_answer.json()["user"]["business_timezone"] == "Europe/Kyiv"

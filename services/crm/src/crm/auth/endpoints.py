@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import User
-from crm.users.schemas import UserRead
+from crm.settings.service import get_setting
+from crm.users.schemas import MeRead, UserRead
 from crm.web.errors import CrmError, error_responses
-from crm.web.state import Session, State
+from crm.web.state import CrmState, Session, State
 
 from . import service
 from .dependencies import CurrentUser
@@ -68,7 +70,7 @@ async def open_session(
     """
     user, token = await _sign_in(request, session, state, credentials)
     csrf = state.browser.open(response, token)
-    return SessionResponse(user=UserRead.model_validate(user), csrf_token=csrf)
+    return SessionResponse(user=await _me(session, state, user), csrf_token=csrf)
 
 
 @router.delete(
@@ -88,6 +90,12 @@ async def close_session(state: State) -> Response:
 
 
 @router.get("/api/me", summary="The logged-in user", responses=error_responses(401))
-async def me(user: CurrentUser) -> UserRead:
-    """Who the token (bearer header or session cookie) belongs to."""
-    return UserRead.model_validate(user)
+async def me(user: CurrentUser, session: Session, state: State) -> MeRead:
+    """Who the token (bearer header or session cookie) belongs to, and the business time
+    zone their app shows dates in."""
+    return await _me(session, state, user)
+
+
+async def _me(session: AsyncSession, state: CrmState, user: User) -> MeRead:
+    zone = await get_setting(session, state.settings, "business.timezone")
+    return MeRead(**UserRead.model_validate(user).model_dump(), business_timezone=zone.value or "UTC")

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm.auth.passwords import MAX_PASSWORD_LENGTH
-from crm.users.schemas import UserRead
+from crm.users.schemas import MeRead
 from crm.web.types import CleanStr
 
 
@@ -31,5 +31,5 @@ class TokenResponse(BaseModel):
 class SessionResponse(BaseModel):
     """A browser session opened: who signed in, and the CSRF token to echo in ``X-CSRF-Token``."""
 
-    user: UserRead
+    user: MeRead
     csrf_token: str = Field(description="also set as the readable cookie jggl_csrf; send it in X-CSRF-Token")

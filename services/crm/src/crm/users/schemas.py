@@ -58,6 +58,14 @@ class UserRead(BaseModel):
     updated_at: datetime
 
 
+class MeRead(UserRead):
+    """The signed-in user, with what their app needs to show times right."""
+
+    business_timezone: str = Field(
+        description="IANA zone the business works in (setting business.timezone): dates and times are shown in it"
+    )
+
+
 class UserList(BaseModel):
     """Every user, admins first, then by name."""
 

@@ -862,11 +862,18 @@ export interface components {
         };
         /**
          * ActivityList
-         * @description A deal's timeline, oldest first.
+         * @description A deal's timeline, oldest first, with the names of the users it mentions.
          */
         ActivityList: {
             /** Items */
             items: components["schemas"]["ActivityItem"][];
+            /**
+             * User Names
+             * @description user id -> name, for every actor and every assignee (from/to) of the entries
+             */
+            user_names?: {
+                [key: string]: string;
+            };
         };
         /**
          * AiManagerNotes

@@ -471,3 +471,18 @@ async def test_deals_with_overdue_tasks_are_found_by_the_filter(api: Api) -> Non
         finished.id,
         none.id,
     }
+
+
+async def test_a_timeline_names_the_users_it_mentions_to_a_manager_too(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin", name="Ada Admin")
+        manager = await create_user(session, name="Mia Manager")
+        deal = await create_deal(session)
+    assigned = await api.client.patch(
+        f"/api/deals/{deal.id}", json={"assignee_id": manager.id}, headers=api.headers(admin)
+    )
+    assert assigned.status_code == 200, assigned.text
+    timeline = (await api.client.get(f"/api/deals/{deal.id}/activities", headers=api.headers(manager))).json()
+    (entry,) = [item for item in timeline["items"] if item["kind"] == "assigned"]
+    assert (entry["actor_user_id"], entry["data"]) == (admin.id, {"from": None, "to": manager.id})
+    assert timeline["user_names"] == {str(admin.id): "Ada Admin", str(manager.id): "Mia Manager"}

@@ -51,7 +51,10 @@ export function Timeline({ dealId }: { dealId: number }) {
   const { t, locale } = useI18n();
   const zone = useTimeZone();
   const activities = useActivities(dealId);
-  const userName = useUserName();
+  const knownName = useUserName();
+  const named = activities.data?.user_names ?? {};
+  // crm names the users a timeline mentions; the app's own knowledge covers the rest.
+  const userName = (id: number | null) => (id !== null && named[String(id)]) || knownName(id);
   const stages = usePipeline().data?.stages;
   const stageName = (key: string) => stages?.find((s) => s.key === key)?.name ?? key;
   return (

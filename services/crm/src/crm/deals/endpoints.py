@@ -26,6 +26,7 @@ from .schemas import (
     MessagePage,
     Platform,
     SlaState,
+    mentioned_users,
 )
 
 router = APIRouter(prefix="/api/deals", tags=["deals"], responses=error_responses(401))
@@ -132,4 +133,8 @@ async def list_activities(
 ) -> ActivityList:
     """The latest timeline entries (stage moves, assignments, closing...), oldest first."""
     activities = await service.list_activities(session, user, deal_id, limit=limit)
-    return ActivityList(items=[ActivityItem.of(activity) for activity in activities])
+    names = await service.user_names(session, mentioned_users(activities))
+    return ActivityList(
+        items=[ActivityItem.of(activity) for activity in activities],
+        user_names={str(user_id): name for user_id, name in names.items()},
+    )

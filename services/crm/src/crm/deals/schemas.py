@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
@@ -288,6 +289,19 @@ class ActivityItem(BaseModel):
 
 
 class ActivityList(BaseModel):
-    """A deal's timeline, oldest first."""
+    """A deal's timeline, oldest first, with the names of the users it mentions."""
 
     items: list[ActivityItem]
+    user_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="user id -> name, for every actor and every assignee (from/to) of the entries",
+    )
+
+
+def mentioned_users(activities: Sequence[Activity]) -> set[int]:
+    """The user ids a timeline mentions: its actors, and who an assignment moved between."""
+    found = {a.actor_user_id for a in activities if a.actor_user_id is not None}
+    for activity in activities:
+        if activity.kind == "assigned":
+            found |= {v for k in ("from", "to") if isinstance(v := activity.data.get(k), int)}
+    return found

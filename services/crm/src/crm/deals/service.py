@@ -11,8 +11,10 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from crm.models import Activity, Contact, Deal, Message, User
 from crm.web.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
@@ -120,6 +122,14 @@ async def list_activities(session: AsyncSession, user: User, deal_id: int, *, li
     activities = list(await DealRepository(session).activities(deal_id, limit=limit))
     activities.reverse()
     return activities
+
+
+async def user_names(session: AsyncSession, user_ids: set[int]) -> dict[int, str]:
+    """The names of these users (those that exist), by id."""
+    if not user_ids:
+        return {}
+    rows = await session.execute(select(col(User.id), col(User.name)).where(col(User.id).in_(user_ids)))
+    return {user_id: name for user_id, name in rows.all() if user_id is not None}
 
 
 async def _announce(

@@ -373,14 +373,13 @@ class Store:
                    SET attempts = n.attempts + 1, claimed_at = $1, not_before = $2
                  WHERE n.chat_id IN (SELECT chat_id FROM mine) AND n.status = 'deferred' AND n.not_before <= $1
                    AND NOT EXISTS (SELECT 1 FROM preferences AS p WHERE p.user_id = n.user_id AND p.muted)
-                RETURNING n.id, n.event_id, n.chat_id, n.user_id, n.kind, n.text, n.markup, n.attempts,
-                          n.created_at
+                RETURNING n.id, n.event_id, n.chat_id, n.user_id, n.kind, n.text, n.markup, n.attempts
                 """,
                 now,
                 lease_until,
                 limit,
             )
-        ordered = sorted(rows, key=lambda row: (row["created_at"], row["id"]))
+        ordered = sorted(rows, key=lambda row: row["id"])  # the order they were stored in
         return [
             Deferred(
                 id=row["id"],

@@ -42,6 +42,9 @@ async def test_a_tick_sends_what_stayed_heuristic_back_to_a_healthy_gemini(
         return [e for e in await bus.ai_events("failed") if not e["data"]["will_retry"]]
 
     await eventually(given_up, timeout=20)
+    # ...and its claim released, owed nothing more: left heuristic for good.
+    settled = "SELECT 1 FROM transcripts WHERE conversation_id = $1 AND due_at IS NULL AND claimed_by IS NULL"
+    await eventually(lambda: rows(ai_engine, settled, conversation), timeout=20)
     gemini.clear_faults()
     await bus.publisher.publish(redo_tick("20261206T120000Z"), tick_subject("ai.redo"))
 

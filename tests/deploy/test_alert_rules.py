@@ -3,7 +3,7 @@ the code defines, and every scheduler job has one "not succeeded for too long" t
 that fits its schedule.
 
 The metric discovery is the Grafana dashboard test's (``test_compose_and_monitoring``),
-loaded from its file; ``promtool`` checks the rules and the configuration when installed
+loaded from its file; ``promtool`` (installed by the bootstrap) checks the rules and the configuration
 (Debian's ``prometheus`` package has it).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,7 +131,6 @@ def test_each_job_has_one_not_succeeding_threshold_that_fits_its_schedule(job: A
         assert 3 * period <= float(threshold) <= max(3 * period, 600), f"{job.name}: about 3x its interval"
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (Debian: prometheus)")
 def test_promtool_accepts_the_rules_and_the_configuration_and_the_rules_fire_as_meant() -> None:
     checks = (
         ["check", "rules", str(ALERTS)],

@@ -1,4 +1,11 @@
-"""``/healthz``, ``/readyz`` and ``/metrics``, the same on every service."""
+"""``/healthz``, ``/readyz`` and ``/metrics``, the same on every service.
+
+Readiness tells apart what a service cannot work without (``checks``: one down and
+``/readyz`` answers 503, the pod leaves the load balancer) from what it works around
+(``optional``: one down and ``/readyz`` still answers 200, with ``"status": "degraded"``).
+Each ``/readyz`` also sets ``jggl_dependency_up{dependency, required}`` to 1 or 0, so a
+degraded service shows on dashboards and alerts while it keeps serving.
+"""
 
 from __future__ import annotations
 
@@ -8,39 +15,70 @@ from typing import Literal
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel
 
-__all__ = ["Readiness", "ReadinessCheck", "health_router"]
+__all__ = ["DEPENDENCY_UP", "Readiness", "ReadinessCheck", "dependency_gauge", "health_router"]
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 """An async callable answering whether one dependency is usable right now."""
+
+DEPENDENCY_UP = "jggl_dependency_up"
+"""The gauge's name: 1 while a dependency answered the last ``/readyz``, 0 while it did not."""
+
+_GAUGES: dict[CollectorRegistry, Gauge] = {}
 
 
 class Readiness(BaseModel):
     """What ``/readyz`` answers: overall, and each dependency by name."""
 
-    status: Literal["ready", "not ready"]
+    status: Literal["ready", "degraded", "not ready"]
     checks: dict[str, Literal["ok", "down"]]
+
+
+def dependency_gauge(registry: CollectorRegistry = REGISTRY) -> Gauge:
+    """``jggl_dependency_up`` in ``registry`` (created once per registry, shared by every router)."""
+    known = _GAUGES.get(registry)
+    if known is not None:
+        return known
+    gauge = Gauge(
+        DEPENDENCY_UP,
+        "1 while the dependency answered the last readiness check, 0 while it did not",
+        ["dependency", "required"],
+        registry=registry,
+    )
+    _GAUGES[registry] = gauge
+    return gauge
 
 
 def health_router(
     checks: Mapping[str, ReadinessCheck] | None = None,
     *,
+    optional: Mapping[str, ReadinessCheck] | None = None,
     registry: CollectorRegistry = REGISTRY,
     timeout: float = 2.0,
 ) -> APIRouter:
     """A router with the three operational endpoints.
 
-    ``/healthz`` answers while the process runs; ``/readyz`` runs every check (each bounded
-    by ``timeout``) and answers 503 naming the failing ones; ``/metrics`` is Prometheus.
+    ``/healthz`` answers while the process runs. ``/readyz`` runs every check, required
+    (``checks``) and ``optional`` alike, each bounded by ``timeout``, and names each
+    dependency ``"ok"`` or ``"down"``: a required one down answers 503 ``"not ready"``;
+    only optional ones down answers 200 ``"degraded"``; all up answers 200 ``"ready"``.
+    ``/metrics`` is Prometheus, with ``jggl_dependency_up`` as of the last ``/readyz``.
     """
     router = APIRouter(tags=["operations"])
-    named = dict(checks or {})
+    required = dict(checks or {})
+    extra = dict(optional or {})
+    clash = required.keys() & extra.keys()
+    if clash:
+        raise ValueError(f"a dependency is either required or optional, not both: {sorted(clash)}")
+    named: dict[str, tuple[ReadinessCheck, bool]] = {name: (check, True) for name, check in required.items()}
+    named.update({name: (check, False) for name, check in extra.items()})
+    gauge = dependency_gauge(registry)
 
     async def run(check: ReadinessCheck) -> bool:
         try:
-            return await asyncio.wait_for(check(), timeout)
+            return bool(await asyncio.wait_for(check(), timeout))
         except Exception:
             return False
 
@@ -50,15 +88,25 @@ def health_router(
 
     @router.get(
         "/readyz",
-        summary="Every dependency answers",
+        summary="Every required dependency answers (optional ones down: degraded)",
         response_model=Readiness,
         responses={503: {"description": "not ready", "model": Readiness}},
     )
     async def readyz() -> JSONResponse:
-        results = await asyncio.gather(*(run(check) for check in named.values()))
-        status = {name: ("ok" if ok else "down") for name, ok in zip(named, results, strict=True)}
-        ready = all(results)
-        return JSONResponse({"status": "ready" if ready else "not ready", "checks": status}, 200 if ready else 503)
+        results = await asyncio.gather(*(run(check) for check, _ in named.values()))
+        status: dict[str, str] = {}
+        ready, degraded = True, False
+        for (name, (_, is_required)), ok in zip(named.items(), results, strict=True):
+            status[name] = "ok" if ok else "down"
+            gauge.labels(dependency=name, required="true" if is_required else "false").set(1 if ok else 0)
+            if not ok:
+                if is_required:
+                    ready = False
+                else:
+                    degraded = True
+        if not ready:
+            return JSONResponse({"status": "not ready", "checks": status}, 503)
+        return JSONResponse({"status": "degraded" if degraded else "ready", "checks": status}, 200)
 
     @router.get(
         "/metrics",

@@ -1,0 +1,150 @@
+"""``/readyz`` against real sockets: required down → 503, optional down → degraded, and the gauge."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from jggl_common.health import ReadinessCheck, health_router
+
+
+async def _server() -> tuple[asyncio.Server, int]:
+    server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # bound then released: nothing listens there
+
+
+def _tcp(port: int) -> ReadinessCheck:
+    async def check() -> bool:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        await writer.wait_closed()
+        return True
+
+    return check
+
+
+@pytest.fixture
+async def ports() -> AsyncIterator[tuple[int, int]]:
+    server, up = await _server()
+    try:
+        yield up, _closed_port()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _get(app: FastAPI, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        return await client.get(path)
+
+
+def _app(
+    registry: CollectorRegistry,
+    checks: dict[str, ReadinessCheck] | None = None,
+    optional: dict[str, ReadinessCheck] | None = None,
+    timeout: float = 2.0,
+) -> FastAPI:
+    app = FastAPI()
+    app.include_router(health_router(checks, optional=optional, registry=registry, timeout=timeout))
+    return app
+
+
+def _gauge(registry: CollectorRegistry, dependency: str, required: str) -> float | None:
+    return registry.get_sample_value("jggl_dependency_up", {"dependency": dependency, "required": required})
+
+
+async def test_everything_up_is_ready_and_every_dependency_reads_one(ports: tuple[int, int]) -> None:
+    up, _ = ports
+    registry = CollectorRegistry()
+    app = _app(registry, checks={"postgres": _tcp(up)}, optional={"redis": _tcp(up)})
+
+    response = await _get(app, "/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}}
+    assert _gauge(registry, "postgres", "true") == 1
+    assert _gauge(registry, "redis", "false") == 1
+
+
+async def test_an_optional_dependency_down_is_degraded_yet_ready(ports: tuple[int, int]) -> None:
+    up, closed = ports
+    registry = CollectorRegistry()
+    app = _app(registry, checks={"postgres": _tcp(up)}, optional={"redis": _tcp(closed)})
+
+    response = await _get(app, "/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "degraded", "checks": {"postgres": "ok", "redis": "down"}}
+    assert _gauge(registry, "redis", "false") == 0
+    metrics = (await _get(app, "/metrics")).text
+    assert 'jggl_dependency_up{dependency="redis",required="false"} 0.0' in metrics
+    assert 'jggl_dependency_up{dependency="postgres",required="true"} 1.0' in metrics
+
+
+async def test_a_required_dependency_down_is_not_ready_whatever_the_optional_ones(ports: tuple[int, int]) -> None:
+    up, closed = ports
+    registry = CollectorRegistry()
+    app = _app(registry, checks={"postgres": _tcp(closed), "nats": _tcp(up)}, optional={"redis": _tcp(up)})
+
+    response = await _get(app, "/readyz")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "not ready", "checks": {"postgres": "down", "nats": "ok", "redis": "ok"}}
+    assert _gauge(registry, "postgres", "true") == 0
+
+
+async def test_the_gauge_follows_a_dependency_coming_back(ports: tuple[int, int]) -> None:
+    up, closed = ports
+    registry = CollectorRegistry()
+    target = {"port": closed}
+
+    async def moving() -> bool:
+        return await _tcp(target["port"])()
+
+    app = _app(registry, checks={"nats": moving})
+    assert (await _get(app, "/readyz")).status_code == 503
+    assert _gauge(registry, "nats", "true") == 0
+
+    target["port"] = up
+    assert (await _get(app, "/readyz")).status_code == 200
+    assert _gauge(registry, "nats", "true") == 1
+
+
+async def test_a_check_that_hangs_counts_as_down_within_the_timeout() -> None:
+    registry = CollectorRegistry()
+
+    async def hangs() -> bool:
+        await asyncio.sleep(30)
+        return True
+
+    app = _app(registry, optional={"gemini": hangs}, timeout=0.2)
+    response = await asyncio.wait_for(_get(app, "/readyz"), 5)
+
+    assert response.json() == {"status": "degraded", "checks": {"gemini": "down"}}
+
+
+def test_routers_sharing_a_registry_share_one_gauge_and_a_name_cannot_be_both() -> None:
+    registry = CollectorRegistry()
+    health_router({"postgres": _tcp(1)}, registry=registry)
+    health_router({"postgres": _tcp(1)}, registry=registry)  # a second app in the same process
+    with pytest.raises(ValueError, match="either required or optional"):
+        health_router({"redis": _tcp(1)}, optional={"redis": _tcp(1)}, registry=registry)
+
+
+async def test_no_checks_at_all_is_ready() -> None:
+    app = _app(CollectorRegistry())
+    response = await _get(app, "/readyz")
+    assert (response.status_code, response.json()) == (200, {"status": "ready", "checks": {}})

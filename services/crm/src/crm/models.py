@@ -233,6 +233,10 @@ class Deal(SQLModel, table=True):
     )
     first_response_seconds: int | None = None
     first_response_at: datetime | None = _ts(default=None)
+    manager_read_at: datetime | None = _ts(
+        default=None,
+        description="a manager read the conversation up to this customer message (its sent_at); shared by the team",
+    )
     last_message_text: str | None = None
     last_message_at: datetime | None = _ts(default=None)
     created_at: datetime = _ts(default_factory=utcnow)

@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from jggl_common.health import ReadinessCheck, health_router
+from jggl_common.health import ReadinessCheck, cached, health_router
 
 
 async def _server() -> tuple[asyncio.Server, int]:
@@ -148,3 +148,24 @@ async def test_no_checks_at_all_is_ready() -> None:
     app = _app(CollectorRegistry())
     response = await _get(app, "/readyz")
     assert (response.status_code, response.json()) == (200, {"status": "ready", "checks": {}})
+
+
+async def test_a_cached_check_asks_once_per_period_failures_included(ports: tuple[int, int]) -> None:
+    up, closed = ports
+    now = [0.0]
+    asked: list[int] = []
+    target = {"port": closed}
+
+    async def remote() -> bool:
+        asked.append(target["port"])
+        return await _tcp(target["port"])()
+
+    check = cached(remote, 30.0, clock=lambda: now[0])
+    assert [await check() for _ in range(3)] == [False, False, False]
+    assert len(asked) == 1
+    target["port"] = up
+    now[0] = 29.0
+    assert await check() is False  # still the answer of t=0
+    now[0] = 30.0
+    assert await check() is True
+    assert asked == [closed, up]

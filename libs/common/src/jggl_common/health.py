@@ -10,6 +10,7 @@ degraded service shows on dashboards and alerts while it keeps serving.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel
 
-__all__ = ["DEPENDENCY_UP", "Readiness", "ReadinessCheck", "dependency_gauge", "health_router"]
+__all__ = ["DEPENDENCY_UP", "Readiness", "ReadinessCheck", "cached", "dependency_gauge", "health_router"]
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 """An async callable answering whether one dependency is usable right now."""
@@ -49,6 +50,26 @@ def dependency_gauge(registry: CollectorRegistry = REGISTRY) -> Gauge:
     )
     _GAUGES[registry] = gauge
     return gauge
+
+
+def cached(check: ReadinessCheck, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> ReadinessCheck:
+    """``check``, asked at most once per ``seconds``: a remote API (Telegram, say) is not
+    called on every probe. A failure counts as an answer too (it is not retried sooner);
+    concurrent probes share one call."""
+    answer: dict[str, float | bool] = {"at": float("-inf"), "ok": False}
+    lock = asyncio.Lock()
+
+    async def ask() -> bool:
+        async with lock:
+            if clock() - float(answer["at"]) >= seconds:
+                try:
+                    ok = bool(await check())
+                except Exception:
+                    ok = False
+                answer.update(at=clock(), ok=ok)
+            return bool(answer["ok"])
+
+    return ask
 
 
 def health_router(

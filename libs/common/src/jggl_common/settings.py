@@ -15,6 +15,8 @@ from typing import Annotated, TypeVar
 from pydantic import AfterValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .forwarded import TrustedProxies
+
 __all__ = ["AppKey", "ConfigurationError", "ServiceSettings", "load_settings"]
 
 
@@ -47,6 +49,13 @@ class ServiceSettings(BaseSettings):
     settings_bucket: str = Field(default="SETTINGS", description="JetStream key-value bucket of live settings")
     log_level: str = "INFO"
     host: str = "0.0.0.0"
+    forwarded_allow_ips: str = Field(
+        default="",
+        description=(
+            "reverse proxies whose X-Forwarded-For is believed: comma-separated IPs or CIDRs "
+            "(e.g. 10.0.0.0/8); empty trusts none (see jggl_common.forwarded)"
+        ),
+    )
 
     @field_validator("nats_stream_replicas")
     @classmethod
@@ -54,6 +63,17 @@ class ServiceSettings(BaseSettings):
         if value is not None and value not in (1, 3, 5):
             raise ValueError("must be 1, 3 or 5 (a JetStream replica group needs a majority)")
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_list(cls, value: str) -> str:
+        TrustedProxies.parse(value)
+        return value
+
+    @property
+    def trusted_proxies(self) -> TrustedProxies:
+        """``FORWARDED_ALLOW_IPS`` parsed."""
+        return TrustedProxies.parse(self.forwarded_allow_ips)
 
 
 class ConfigurationError(SystemExit):

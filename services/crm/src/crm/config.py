@@ -39,6 +39,20 @@ class CrmSettings(ServiceSettings):
         default=None, description="Secure flag of the browser session cookies; unset: on when APP_URL is https"
     )
     login_attempts_per_15_min: int = Field(default=10, ge=1)
+    api_rate_per_minute: int = Field(
+        default=60, ge=0, description="API requests a minute per user calling with a bearer token; 0: unlimited"
+    )
+    api_rate_burst: int = Field(default=30, ge=1, description="of those, how many may come at once")
+    api_browser_rate_per_minute: int = Field(
+        default=600, ge=0, description="API requests a minute per user signed in to the web app; 0: unlimited"
+    )
+    api_browser_rate_burst: int = Field(default=300, ge=1, description="of those, how many may come at once")
+    api_address_rate_per_minute: int = Field(
+        default=120,
+        ge=0,
+        description="API requests a minute per client address without valid credentials; 0: unlimited",
+    )
+    api_address_rate_burst: int = Field(default=60, ge=1, description="of those, how many may come at once")
     web_dist: str = Field(
         default="", description="directory of the built web app served at /; unset: web/dist of the repository"
     )

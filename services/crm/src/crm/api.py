@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_common.db import create_engine, session_factory, session_scope
+from jggl_common.forwarded import ForwardedMiddleware
 from jggl_common.health import health_router
 from jggl_common.logs import CORRELATION_HEADER, correlation_from_headers, get_logger, set_correlation_id
 from jggl_common.outbox import Outbox
@@ -169,6 +170,9 @@ def create_app(
     # Last: the web app answers the GETs no route above took.
     install_app_files(app, find_web_dist(settings.web_dist))
     install_openapi(app)
+    # Outermost: everything inside (login limits, audit rows, rate limits) sees the client's own
+    # address, found behind the proxies FORWARDED_ALLOW_IPS trusts (uvicorn's own handling is off).
+    app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)
     return app
 
 

@@ -90,6 +90,8 @@ async def serve(settings: CrmSettings) -> None:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=10,
+            # The app resolves client addresses itself (jggl_common.forwarded, FORWARDED_ALLOW_IPS).
+            proxy_headers=False,
         ),
         before_shutdown=live.close,
     )

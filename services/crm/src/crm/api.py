@@ -19,10 +19,11 @@ from nats.aio.client import Client as NatsClient
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
 
 from jggl_common.db import create_engine, session_factory, session_scope
 from jggl_common.forwarded import ForwardedMiddleware
-from jggl_common.health import health_router
+from jggl_common.health import ReadinessCheck, health_router
 from jggl_common.logs import CORRELATION_HEADER, correlation_from_headers, get_logger, set_correlation_id
 from jggl_common.outbox import Outbox
 
@@ -39,6 +40,7 @@ from .config import CrmSettings
 from .contacts import endpoints as contacts_endpoints
 from .deals import endpoints as deals_endpoints
 from .jobs import endpoints as jobs_endpoints
+from .limits import install_rate_limits
 from .live import endpoints as live_endpoints
 from .live.streams import LiveEvents
 from .outbound import endpoints as outbound_endpoints
@@ -148,7 +150,17 @@ def create_app(
     async def redis_ready() -> bool:
         return bool(await cache.ping())
 
-    app.include_router(health_router({"postgres": postgres_ready, "redis": redis_ready}))
+    async def nats_ready() -> bool:
+        return nats is not None and nats.is_connected
+
+    # PostgreSQL holds everything and NATS brings the messages: crm cannot work without
+    # either (NATS is checked when crm is given its connection). Redis only shares the
+    # login and send rate limits between replicas, each replica falls back to its own
+    # while it is down: optional, shown as degraded.
+    required: dict[str, ReadinessCheck] = {"postgres": postgres_ready}
+    if nats is not None:
+        required["nats"] = nats_ready
+    app.include_router(health_router(required, optional={"redis": redis_ready}))
     for router in (
         auth_endpoints.router,
         users_endpoints.router,
@@ -170,10 +182,17 @@ def create_app(
     # Last: the web app answers the GETs no route above took.
     install_app_files(app, find_web_dist(settings.web_dist))
     install_openapi(app)
+    install_rate_limits(
+        app, settings, cache, state.tokens, client_address=_client_address, timeout=REDIS_TIMEOUT_SECONDS
+    )
     # Outermost: everything inside (login limits, audit rows, rate limits) sees the client's own
     # address, found behind the proxies FORWARDED_ALLOW_IPS trusts (uvicorn's own handling is off).
     app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)
     return app
+
+
+def _client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
 
 
 async def _bootstrap_admin(state: CrmState) -> None:

@@ -145,8 +145,9 @@ async def test_login_keeps_working_and_throttling_when_redis_is_down(
             ]
             assert statuses == [401, 401, 401, 429]
             ready = await client.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.json()["checks"] == {"postgres": "ok", "redis": "down"}
+            # Logins still work without Redis: the API stays ready, degraded.
+            assert ready.status_code == 200
+            assert ready.json() == {"status": "degraded", "checks": {"postgres": "ok", "redis": "down"}}
     await dead_redis.aclose()
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import sys
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .forwarded import TrustedProxies
@@ -30,6 +32,8 @@ def _check_app_key(value: str) -> str:
     return value
 
 
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
+
 AppKey = Annotated[str, AfterValidator(_check_app_key)]
 """A base64 string of exactly 32 bytes: the root secret every encryption key derives from."""
 
@@ -43,6 +47,10 @@ class ServiceSettings(BaseSettings):
     app_key: AppKey = Field(description="base64 32-byte root key (APP_KEY)")
     nats_url: str = Field(description="NATS server URL, e.g. nats://127.0.0.1:4222")
     app_url: str = Field(description="public base URL of the CRM, used in links")
+    nats_user: str | None = Field(
+        default=None, description="this service's NATS user (deploy/nats/auth.conf); unset connects anonymously"
+    )
+    nats_password: SecretStr | None = Field(default=None, description="the password of NATS_USER")
     nats_stream_replicas: int | None = Field(
         default=None, description="servers storing each stream (1, 3 or 5); unset keeps what exists"
     )
@@ -56,6 +64,31 @@ class ServiceSettings(BaseSettings):
             "(e.g. 10.0.0.0/8); empty trusts none (see jggl_common.forwarded)"
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nats_credentials(cls, data: Any) -> Any:
+        """Fold ``NATS_USER``/``NATS_PASSWORD`` into ``nats_url``: every connection a
+        service opens (its bus, its live settings) then authenticates, and nothing prints
+        the password (FastStream strips it from what it shows, our logs never name the URL)."""
+        if not isinstance(data, dict):
+            return data
+        user, password = data.get("nats_user"), data.get("nats_password")
+        if isinstance(password, SecretStr):
+            password = password.get_secret_value()
+        url = data.get("nats_url")
+        if not user or not isinstance(url, str):
+            return data
+        parts = urlsplit(url)
+        if parts.username:  # already folded in (settings built again from their own values)
+            return data
+        if not password:
+            raise ValueError("NATS_PASSWORD is missing: NATS_USER needs it")
+        for name, value in (("NATS_USER", str(user)), ("NATS_PASSWORD", str(password))):
+            if not _URL_SAFE.fullmatch(value):
+                raise ValueError(f"{name} may hold only letters, digits and - _ . ~ (e.g. openssl rand -hex 24)")
+        netloc = f"{user}:{password}@{parts.netloc}"
+        return {**data, "nats_url": urlunsplit(parts._replace(netloc=netloc))}
 
     @field_validator("nats_stream_replicas")
     @classmethod

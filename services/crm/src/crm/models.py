@@ -45,6 +45,11 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=500)
     role: str = Field(max_length=20, description="admin | manager")
     is_active: bool = True
+    tokens_valid_after: datetime | None = _ts(
+        default=None,
+        nullable=True,
+        description="access tokens issued before this are refused (sign-out, deactivation, role or password change)",
+    )
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
 

@@ -12,7 +12,7 @@ help:
 	@echo "make test   run the test suite against real PostgreSQL, Redis and NATS (with the web app's unit tests and browser tests)"
 	@echo "make lint   ruff, mypy --strict, import-linter; the web app: eslint and tsc"
 	@echo "make bench  ingest throughput and latency against a bare FastAPI endpoint"
-	@echo "make bench-e2e  webhooks through ingest and crm at fixed rates: latency, lost"
+	@echo "make bench-e2e  webhooks through ingest and crm at fixed rates, a realistic mix (returning customers, bursts, echoes, reads, reactions): p50/p99, per tenth, lost, CPU per process (E2E_MIX=new: new customers only; E2E_CRM_REPLICAS=2; see docs/benchmarks.md)"
 	@echo "make bench-crm  search and deal lists at a million deals (builds the database once)"
 	@echo "make bench-web  the web app in headless Chromium at a million deals: time to a usable inbox and pipeline, gzip JS, webhook -> browser p50/p99"
 	@echo "make bench-ai   AI analyses: Gemini calls per 100 messages, analyses/min, time to the deal's summary (BENCH_ARGS=--quick)"

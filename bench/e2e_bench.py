@@ -1,19 +1,48 @@
-"""End to end: signed webhooks at a sustained rate through ingest and crm, to the deal
-and message being visible through the managers' API.
+"""End to end: signed webhooks at a sustained rate through ingest and crm, to what crm
+stores being committed.
 
-Starts ingest and crm (API + consumer) on free ports against a scratch database, sends
-new-customer text messages open-loop at each rate of ``E2E_RATES`` for ``E2E_SECONDS``,
-then reports for each rate: sent, accepted (200), stored (messages in crm), lost, the
-profiles fetched by then, and the latency from the webhook's send to the message being
-committed in crm (p50, p99), which is when the API shows it. A sample of deals is fetched
-through the API to confirm. Every new customer's profile is fetched, as in production,
-from the sandbox's Graph API running in a process of its own (its CPU is Meta's in real
-life, but here it shares the machine).
+Starts ingest, crm (``E2E_CRM_REPLICAS`` processes sharing the durable consumer, each with
+its API) and the sandbox's Graph API on free ports against a scratch database and a NATS
+server of the benchmark's own, then sends webhooks open-loop, one item per webhook, at
+each rate of ``E2E_RATES`` for ``E2E_SECONDS``.
 
-A warm-up (100 messages/s for ``E2E_WARMUP_SECONDS``) comes first and is not reported.
+Two mixes (``E2E_MIX``):
 
-Environment: E2E_RATES ("500,700,800"), E2E_SECONDS (60), E2E_CONNECTIONS (64),
-E2E_WARMUP_SECONDS (10).
+``real`` (the default) models a page's traffic. Customers write 1–8 messages each;
+``E2E_BURST_SHARE`` of them in a quick burst (0.3–3 s apart), the others spread over the
+run (5–30 s apart). ``E2E_NEW_SHARE`` of the customers are new; the others already have
+a conversation: before the measured run each wrote a first message 1–48 hours ago (by
+Meta's timestamps in the payload) and the page answered from Meta's inbox within the
+hour, so their messages in the run come hours after their last one. During the run the
+page answers ``E2E_ECHO_SHARE`` of the customers from Meta's inbox (an echo, stored as an
+outgoing message), ``E2E_READ_SHARE`` of those with a page message read it (a read
+receipt) and ``E2E_REACTION_SHARE`` react to it. Events are ordered per customer and sent
+at the rate, with Meta timestamps equal to their send time.
+
+``new``: every webhook is a new customer's first message (the most expensive single
+item: contact, conversation, deal, message, a profile fetch).
+
+For each rate it reports: sent, accepted (200), stored, lost (by kind: a customer message
+or an echo is stored when its row in ``messages`` exists, a read when its receipt is in
+``receipts``, a reaction when the reacted message holds the customer's reaction), the
+latency from the webhook's send to the message's row being committed in crm (customer
+messages and echoes; p50, p99), the median latency of each tenth of the run by send time
+(a growing backlog shows as later tenths waiting longer), and the CPU each process used
+while the rate was being sent (share of one core: ingest, each crm replica, the Graph
+fake, nats-server, PostgreSQL's backends serving the scratch database, the load
+generator). Every new customer's profile is fetched, as in production, from the Graph
+fake running in a process of its own (its CPU is Meta's in real life, but here it
+shares the machine).
+
+A warm-up (the same mix at 100 events/s for ``E2E_WARMUP_SECONDS``) comes first and is
+not reported; each rate's history (returning customers) is sent and stored before the
+rate's clock starts, and is not reported either.
+
+Environment: E2E_MIX (real | new), E2E_RATES ("200,350,500"), E2E_SECONDS (60),
+E2E_CONNECTIONS (64), E2E_WARMUP_SECONDS (10), E2E_CRM_REPLICAS (1), E2E_NEW_SHARE (0.2),
+E2E_BURST_SHARE (0.5), E2E_ECHO_SHARE (0.1), E2E_READ_SHARE (0.2), E2E_REACTION_SHARE
+(0.1), E2E_SEED_RATE (history items/s, 500), E2E_DRAIN_SECONDS (how long to wait for the
+last items to be stored, 120), E2E_SEED (random seed; default from the clock).
 """
 
 from __future__ import annotations
@@ -28,22 +57,41 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import uvloop
 
 from jggl_common.testing import start_nats_server
-from jggl_sandbox.meta_webhooks import Customer, signed, webhook
+from jggl_sandbox.meta_webhooks import Customer, JSONObject, signed, webhook
 
 SECRET = "e2e-app-secret"  # noqa: S105 - a throwaway secret of the benchmark
-RATES = [int(r) for r in os.environ.get("E2E_RATES", "500,700,800").split(",")]
+MIX = os.environ.get("E2E_MIX", "real")
+RATES = [int(r) for r in os.environ.get("E2E_RATES", "200,350,500").split(",")]
 SECONDS = float(os.environ.get("E2E_SECONDS", "60"))
 CONNECTIONS = int(os.environ.get("E2E_CONNECTIONS", "64"))
 WARMUP_RATE, WARMUP_SECONDS = 100, float(os.environ.get("E2E_WARMUP_SECONDS", "10"))
+REPLICAS = int(os.environ.get("E2E_CRM_REPLICAS", "1"))
+NEW_SHARE = float(os.environ.get("E2E_NEW_SHARE", "0.2"))
+BURST_SHARE = float(os.environ.get("E2E_BURST_SHARE", "0.5"))
+ECHO_SHARE = float(os.environ.get("E2E_ECHO_SHARE", "0.1"))
+READ_SHARE = float(os.environ.get("E2E_READ_SHARE", "0.2"))
+REACTION_SHARE = float(os.environ.get("E2E_REACTION_SHARE", "0.1"))
+SEED_RATE = int(os.environ.get("E2E_SEED_RATE", "500"))
+DRAIN_SECONDS = float(os.environ.get("E2E_DRAIN_SECONDS", "120"))
 PG = os.environ.get("E2E_PG", "postgresql://postgres@127.0.0.1:5432")
 DB = "jggl_e2e_bench"
+# Echoes of replies typed in Meta's Page inbox carry this app id (not crm's own app).
+META_INBOX_APP_ID = 263902037430900
+HOUR_MS = 3_600_000
+SEED_ITEMS_PER_WEBHOOK = 5
+
+if MIX not in ("real", "new"):
+    raise SystemExit(f"E2E_MIX must be 'real' or 'new', not {MIX!r}")
 
 
 def _free_port() -> int:
@@ -67,26 +115,132 @@ async def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 
     raise SystemExit(f"{url} not ready after {timeout}s")
 
 
-def _prepare(port: int, rate: int, seconds: float, page: str) -> list[tuple[str, bytes]]:
-    """Every webhook of a run, signed and framed as HTTP/1.1 before the clock starts, so
-    the load generator spends its time sending, not building (it shares the machine)."""
-    rng = random.Random(time.time_ns())
-    start_ms = int(time.time() * 1000)
-    out = []
+def _frame(port: int, items: list[JSONObject], page: str, at_ms: int) -> bytes:
+    """A signed webhook framed as an HTTP/1.1 request, built before the clock starts."""
+    hook = signed(webhook("messenger", page, items, at_ms), SECRET)
+    head = f"POST /webhooks/meta HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(hook.body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in hook.headers.items())
+    return head.encode() + b"\r\n" + hook.body
+
+
+@dataclass
+class Plan:
+    """What one run sends and what crm should store for it.
+
+    ``requests`` are (key, framed request) in send order; a key names what the request
+    should leave in crm: a message id (a customer message or an echo), ``read:<user>:<ms>``
+    (a receipt with that watermark) or ``reaction:<user>:<mid>`` (the customer's reaction
+    on message ``mid``).
+    """
+
+    requests: list[tuple[str, bytes]] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)
+    reads: dict[str, tuple[str, int]] = field(default_factory=dict)
+    reactions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    seed_first: list[tuple[str, JSONObject]] = field(default_factory=list)
+    seed_echoes: list[tuple[str, JSONObject]] = field(default_factory=list)
+    customers: int = 0
+    new_customers: int = 0
+
+    def add(self, port: int, page: str, kind: str, item: JSONObject, at_ms: int, customer: str) -> None:
+        if kind == "read":
+            key = f"read:{customer}:{item['read']['watermark']}"
+            self.reads[key] = (customer, int(item["read"]["watermark"]))
+        elif kind == "reaction":
+            key = f"reaction:{customer}:{item['reaction']['mid']}"
+            self.reactions[key] = (item["reaction"]["mid"], customer)
+        else:
+            key = item["message"]["mid"]
+        self.kinds[key] = kind
+        self.requests.append((key, _frame(port, [item], page, at_ms)))
+
+
+def _plan_new(port: int, rate: int, seconds: float, page: str, rng: random.Random, start_ms: int) -> Plan:
+    plan = Plan()
     for i in range(int(rate * seconds)):
         at_ms = start_ms + int(i * 1000 / rate)
-        item = Customer.new("messenger", rng, page_id=page).text(timestamp_ms=at_ms)
-        hook = signed(webhook("messenger", page, [item], at_ms), SECRET)
-        head = f"POST /webhooks/meta HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(hook.body)}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in hook.headers.items())
-        out.append((item["message"]["mid"], head.encode() + b"\r\n" + hook.body))
+        customer = Customer.new("messenger", rng, page_id=page)
+        plan.add(port, page, "message", customer.text(timestamp_ms=at_ms), at_ms, customer.user_id)
+    plan.customers = plan.new_customers = len(plan.requests)
+    return plan
+
+
+def _plan_real(port: int, rate: int, seconds: float, page: str, rng: random.Random, start_ms: int) -> Plan:
+    """The realistic mix: who writes when (relative seconds), then each item built in send order."""
+    total = int(rate * seconds)
+    # (wanted time, order, customer index, what): sorted by wanted time, then sent at the rate.
+    events: list[tuple[float, int, int, str]] = []
+    people: list[tuple[Customer, bool]] = []
+    order = 0
+    kept = 0
+    while kept < total:
+        customer = Customer.new("messenger", rng, page_id=page)
+        customer.app_id = META_INBOX_APP_ID
+        returning = rng.random() >= NEW_SHARE
+        index = len(people)
+        people.append((customer, returning))
+        burst = rng.random() < BURST_SHARE
+        t = rng.uniform(0, seconds)
+        times = []
+        for _ in range(rng.randint(1, 8)):
+            times.append(t)
+            t += rng.uniform(0.3, 3) if burst else rng.uniform(5, 30)
+        wanted = [(at, "message") for at in times]
+        # The page answers some customers from Meta's inbox, a little after one of their messages.
+        echo_at = rng.choice(times) + rng.uniform(2, 15) if rng.random() < ECHO_SHARE else None
+        if echo_at is not None:
+            wanted.append((echo_at, "echo"))
+        # Reads and reactions need a page message: the run's echo, or the history's reply.
+        seen_from = echo_at if echo_at is not None else (times[0] if returning else None)
+        if seen_from is not None:
+            if rng.random() < READ_SHARE:
+                wanted.append((seen_from + rng.uniform(1, 10), "read"))
+            if rng.random() < REACTION_SHARE:
+                wanted.append((seen_from + rng.uniform(1, 20), "reaction"))
+        for at, what in wanted:
+            order += 1
+            events.append((at, order, index, what))
+            kept += at < seconds
+    events = sorted(e for e in events if e[0] < seconds)[:total]
+    writing = sorted({index for _, _, index, _ in events})
+    plan = Plan(customers=len(writing), new_customers=sum(1 for i in writing if not people[i][1]))
+    # The history of returning customers: a first message hours ago, the page's reply within the hour.
+    for i in writing:
+        customer, returning = people[i]
+        if not returning:
+            continue
+        first_ms = start_ms - rng.randint(HOUR_MS, 48 * HOUR_MS)
+        first = customer.text(timestamp_ms=first_ms)
+        reply = customer.echo(timestamp_ms=first_ms + rng.randint(60_000, HOUR_MS))
+        plan.seed_first.append((first["message"]["mid"], first))
+        plan.seed_echoes.append((reply["message"]["mid"], reply))
+    for slot, (_, _, index, what) in enumerate(events):
+        customer = people[index][0]
+        at_ms = start_ms + int(slot * 1000 / rate)
+        if what == "message":
+            item = customer.text(timestamp_ms=at_ms)
+        elif what == "echo":
+            item = customer.echo(timestamp_ms=at_ms)
+        elif what == "read":
+            item = customer.read(timestamp_ms=at_ms)
+        else:
+            item = customer.reaction("react", timestamp_ms=at_ms)
+        plan.add(port, page, what, item, at_ms, customer.user_id)
+    return plan
+
+
+def _seed_requests(port: int, page: str, items: list[tuple[str, JSONObject]]) -> list[tuple[str, bytes]]:
+    """History items, several per webhook (Meta batches too); the key is the first item's mid."""
+    out = []
+    for i in range(0, len(items), SEED_ITEMS_PER_WEBHOOK):
+        chunk = [item for _, item in items[i : i + SEED_ITEMS_PER_WEBHOOK]]
+        out.append((items[i][0], _frame(port, chunk, page, int(time.time() * 1000))))
     return out
 
 
-async def _send_at_rate(port: int, rate: int, seconds: float, page: str) -> tuple[dict[str, float], int]:
-    """Open-loop: one new customer's first message every 1/rate s over keep-alive
-    connections; returns mid -> send time and the number of 200 answers."""
-    requests = _prepare(port, rate, seconds, page)
+async def _send_at_rate(port: int, requests: list[tuple[str, bytes]], rate: float) -> tuple[dict[str, float], int]:
+    """Open-loop: one request every 1/rate s over keep-alive connections; returns key ->
+    send time and the number of 200 answers."""
     sent: dict[str, float] = {}
     accepted = 0
     queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
@@ -96,8 +250,8 @@ async def _send_at_rate(port: int, rate: int, seconds: float, page: str) -> tupl
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while (job := await queue.get()) is not None:
-                mid, request = job
-                sent[mid] = time.time()
+                key, request = job
+                sent[key] = time.time()
                 writer.write(request)
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = next(
@@ -121,18 +275,141 @@ async def _send_at_rate(port: int, rate: int, seconds: float, page: str) -> tupl
     return sent, accepted
 
 
-async def _stored(conn: asyncpg.Connection, mids: list[str], wait: float = 60) -> dict[str, float]:
+async def _stored(conn: asyncpg.Connection, plan_kinds: dict[str, str], plan: Plan, wait: float) -> dict[str, float]:
+    """What of ``plan_kinds`` crm has stored: key -> commit time (epoch s) for messages and
+    echoes, -1 for reads and reactions (they carry no commit time)."""
+    mids = [k for k, kind in plan_kinds.items() if kind in ("message", "echo")]
+    reads = {k: plan.reads[k] for k in plan_kinds if k in plan.reads}
+    reactions = {k: plan.reactions[k] for k in plan_kinds if k in plan.reactions}
     deadline = time.monotonic() + wait
     found: dict[str, float] = {}
-    while time.monotonic() < deadline:
+    while True:
         rows = await conn.fetch(
             "SELECT mid, extract(epoch FROM created_at) AS at FROM crm.messages WHERE mid = ANY($1)", mids
         )
         found = {row["mid"]: float(row["at"]) for row in rows}
-        if len(found) == len(mids):
-            break
+        if reads:
+            rows = await conn.fetch(
+                "SELECT ct.external_id AS who, (extract(epoch FROM r.watermark) * 1000)::bigint AS wm"
+                " FROM crm.receipts r JOIN crm.conversations c ON c.id = r.conversation_id"
+                " JOIN crm.contacts ct ON ct.id = c.contact_id"
+                " WHERE r.kind = 'read' AND ct.external_id = ANY($1)",
+                list({who for who, _ in reads.values()}),
+            )
+            have = {(row["who"], int(row["wm"])) for row in rows}
+            found.update((k, -1.0) for k, wanted in reads.items() if wanted in have)
+        if reactions:
+            rows = await conn.fetch(
+                "SELECT mid, jsonb_object_keys(reactions) AS who FROM crm.messages WHERE mid = ANY($1)",
+                list({mid for mid, _ in reactions.values()}),
+            )
+            have = {(row["mid"], row["who"]) for row in rows}
+            found.update((k, -1.0) for k, wanted in reactions.items() if wanted in have)
+        if len(found) == len(plan_kinds) or time.monotonic() >= deadline:
+            return found
         await asyncio.sleep(1)
-    return found
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process from /proc, or None when it is gone or unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+async def _pg_backends(conn: asyncpg.Connection) -> list[int]:
+    rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", DB)
+    return [int(r["pid"]) for r in rows]
+
+
+async def _cpu_snapshot(conn: asyncpg.Connection, named: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far: each named process, PostgreSQL's backends of the scratch database
+    (one entry each, ``pg:<pid>``) and this process."""
+    out = {name: s for name, pid in named.items() if (s := _cpu_seconds(pid)) is not None}
+    for pid in await _pg_backends(conn):
+        if (s := _cpu_seconds(pid)) is not None:
+            out[f"pg:{pid}"] = s
+    out["load generator"] = time.process_time()
+    return out
+
+
+def _cpu_share(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
+    """Percent of one core per process over ``wall`` seconds; PostgreSQL's backends summed."""
+    shares: dict[str, float] = {}
+    for name, end in after.items():
+        used = end - before.get(name, 0.0)
+        label = "postgres" if name.startswith("pg:") else name
+        shares[label] = shares.get(label, 0.0) + 100 * used / wall
+    return shares
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return round(values[int(q * (len(values) - 1))], 1) if values else None
+
+
+async def _run(
+    conn: asyncpg.Connection, ingest_port: int, rate: int, seconds: float, named: dict[str, int]
+) -> dict[str, Any]:
+    page = "77" + str(random.randrange(10**12))
+    rng = random.Random(int(os.environ.get("E2E_SEED", "0")) or time.time_ns())
+    # Timestamps are the planned send times: building takes a moment, the clock starts after.
+    start_ms = int(time.time() * 1000) + 2000
+    planner = _plan_real if MIX == "real" else _plan_new
+    plan = planner(ingest_port, rate, seconds, page, rng, start_ms)
+    # History first (not measured): returning customers' first messages, then the page's replies.
+    for part in (plan.seed_first, plan.seed_echoes):
+        if part:
+            keys = {mid: "message" for mid, _ in part}
+            await _send_at_rate(
+                ingest_port, _seed_requests(ingest_port, page, part), SEED_RATE / SEED_ITEMS_PER_WEBHOOK
+            )
+            have = await _stored(conn, keys, plan, DRAIN_SECONDS)
+            if len(have) < len(keys):
+                print(f"history: {len(keys) - len(have)} of {len(keys)} not stored", file=sys.stderr, flush=True)
+    if plan.seed_first:
+        # Let the history's profile fetches and background work settle before the clock starts.
+        await asyncio.sleep(3)
+    wait = start_ms / 1000 - time.time()
+    if wait > 0:
+        await asyncio.sleep(wait)
+    cpu_before, wall = await _cpu_snapshot(conn, named), time.perf_counter()
+    sent, accepted = await _send_at_rate(ingest_port, plan.requests, rate)
+    cpu = _cpu_share(cpu_before, await _cpu_snapshot(conn, named), time.perf_counter() - wall)
+    stored = await _stored(conn, plan.kinds, plan, DRAIN_SECONDS)
+    timed = [k for k in stored if stored[k] >= 0]
+    latencies = sorted((stored[k] - sent[k]) * 1000 for k in timed)
+    # By send time: a growing backlog shows as later tenths waiting longer than the first.
+    in_order = [(stored[k] - sent[k]) * 1000 for k in sorted(timed, key=sent.__getitem__)]
+    tenth = max(1, len(in_order) // 10)
+    tenths = [round(statistics.median(in_order[i : i + tenth])) for i in range(0, tenth * 10, tenth)]
+    lost = Counter(kind for key, kind in plan.kinds.items() if key not in stored)
+    profiles = await conn.fetchval(
+        "SELECT count(*) FROM crm.contacts c JOIN crm.channels ch ON ch.id = c.channel_id"
+        " WHERE ch.external_id = $1 AND c.profile_status = 'fetched'",
+        page,
+    )
+    return {
+        "rate": rate,
+        "sent": len(sent),
+        "accepted": accepted,
+        "stored": len(stored),
+        "lost": sum(lost.values()),
+        "lost_by_kind": dict(lost),
+        "kinds": dict(Counter(plan.kinds.values())),
+        "customers": plan.customers,
+        "new_customers": plan.new_customers,
+        "history_items": len(plan.seed_first) + len(plan.seed_echoes),
+        "profiles_fetched": profiles,
+        "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+        "p99_ms": _percentile(latencies, 0.99),
+        "p50_by_tenth_ms": tenths if len(in_order) >= 10 else [],
+        "cpu_percent": {name: round(share) for name, share in sorted(cpu.items(), key=lambda kv: -kv[1])},
+    }
 
 
 async def main() -> None:
@@ -158,26 +435,31 @@ async def main() -> None:
     nats_proc, nats_port = start_nats_server(Path(tempfile.mkdtemp(prefix="e2e-nats-")))
     env["NATS_URL"] = f"nats://127.0.0.1:{nats_port}"
     subprocess.run([sys.executable, "-m", "crm", "migrate"], env=env, check=True)
-    ingest_port, crm_port, graph_port = _free_port(), _free_port(), _free_port()
+    ingest_port, graph_port = _free_port(), _free_port()
+    crm_ports = [_free_port() for _ in range(REPLICAS)]
     # Every new customer's profile is fetched, from the sandbox's Graph API in a process of its own.
     env["META_GRAPH_URL"] = f"http://127.0.0.1:{graph_port}"
-    procs = [
-        subprocess.Popen(
-            [
-                *(sys.executable, "-m", "uvicorn", "--factory", "jggl_sandbox.graph_fake:create_app"),
-                *("--host", "127.0.0.1", "--port", str(graph_port), "--log-level", "warning", "--no-access-log"),
-            ]
-        ),
-        subprocess.Popen([sys.executable, "-m", "ingest"], env={**env, "PORT": str(ingest_port)}),
-        subprocess.Popen([sys.executable, "-m", "crm"], env={**env, "PORT": str(crm_port)}),
-    ]
+    graph = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "--factory", "jggl_sandbox.graph_fake:create_app"),
+            *("--host", "127.0.0.1", "--port", str(graph_port), "--log-level", "warning", "--no-access-log"),
+        ]
+    )
+    ingest = subprocess.Popen([sys.executable, "-m", "ingest"], env={**env, "PORT": str(ingest_port)})
+    procs = [graph, ingest]
+    named = {"graph fake": graph.pid, "ingest": ingest.pid, "nats-server": nats_proc.pid}
     results = []
     try:
-        await _wait_ready(f"http://127.0.0.1:{graph_port}", procs[0], path="/_fake/requests")
-        await _wait_ready(f"http://127.0.0.1:{ingest_port}", procs[1])
-        await _wait_ready(f"http://127.0.0.1:{crm_port}", procs[2])
+        await _wait_ready(f"http://127.0.0.1:{graph_port}", graph, path="/_fake/requests")
+        await _wait_ready(f"http://127.0.0.1:{ingest_port}", ingest)
+        for n, port in enumerate(crm_ports, 1):
+            # One at a time: the first migrates nothing and creates the admin, the next find it there.
+            crm = subprocess.Popen([sys.executable, "-m", "crm"], env={**env, "PORT": str(port)})
+            procs.append(crm)
+            named[f"crm {n}" if REPLICAS > 1 else "crm"] = crm.pid
+            await _wait_ready(f"http://127.0.0.1:{port}", crm)
         conn = await asyncpg.connect(f"{PG}/{DB}")
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{crm_port}") as api:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{crm_ports[0]}") as api:
             token = ""
             for _ in range(30):
                 login = await api.post(
@@ -189,38 +471,12 @@ async def main() -> None:
                 await asyncio.sleep(0.5)
             # Warm up (connections opened, statements prepared) and let the backlog drain,
             # so each rate measures the steady state.
-            warm, _ = await _send_at_rate(
-                ingest_port, WARMUP_RATE, WARMUP_SECONDS, "76" + str(random.randrange(10**12))
-            )
-            await _stored(conn, list(warm))
-            print(f"warm-up: {len(warm)} messages at {WARMUP_RATE}/s", file=sys.stderr, flush=True)
+            warm = await _run(conn, ingest_port, WARMUP_RATE, WARMUP_SECONDS, named)
+            print(f"warm-up: {warm['sent']} events at {WARMUP_RATE}/s", file=sys.stderr, flush=True)
             for rate in RATES:
-                page = "77" + str(random.randrange(10**12))
-                sent, accepted = await _send_at_rate(ingest_port, rate, SECONDS, page)
-                stored = await _stored(conn, list(sent))
-                latencies = sorted((stored[mid] - sent[mid]) * 1000 for mid in stored)
-                # By send time: a growing backlog shows as the last tenth waiting longer than the first.
-                in_order = [(stored[mid] - sent[mid]) * 1000 for mid in sorted(stored, key=sent.__getitem__)]
-                tenth = max(1, len(in_order) // 10)
-                profiles = await conn.fetchval(
-                    "SELECT count(*) FROM crm.contacts c JOIN crm.channels ch ON ch.id = c.channel_id"
-                    " WHERE ch.external_id = $1 AND c.profile_status = 'fetched'",
-                    page,
-                )
+                row = await _run(conn, ingest_port, rate, SECONDS, named)
                 deals = await api.get("/api/deals", params={"limit": 5}, headers={"Authorization": f"Bearer {token}"})
-                row = {
-                    "rate": rate,
-                    "sent": len(sent),
-                    "accepted": accepted,
-                    "stored": len(stored),
-                    "lost": len(sent) - len(stored),
-                    "profiles_fetched": profiles,
-                    "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
-                    "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else None,
-                    "p50_first_tenth_ms": round(statistics.median(in_order[:tenth]), 1) if in_order else None,
-                    "p50_last_tenth_ms": round(statistics.median(in_order[-tenth:]), 1) if in_order else None,
-                    "api_deals_ok": deals.status_code == 200 and len(deals.json()["items"]) > 0,
-                }
+                row["api_deals_ok"] = deals.status_code == 200 and len(deals.json()["items"]) > 0
                 results.append(row)
                 print(row, file=sys.stderr, flush=True)
         await conn.close()
@@ -231,13 +487,21 @@ async def main() -> None:
             proc.wait(20)
         nats_proc.terminate()
         nats_proc.wait(10)
-    print(f"\nend to end (webhook sent -> message committed in crm), {SECONDS:.0f} s per rate")
-    print(f"{'rate/s':>7} {'sent':>7} {'200':>7} {'stored':>7} {'lost':>5} {'profiles':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    print(
+        f"\nend to end (webhook sent -> stored in crm), mix {MIX!r}, {SECONDS:.0f} s per rate,"
+        f" {REPLICAS} crm replica(s)"
+    )
+    print(f"{'rate/s':>7} {'sent':>7} {'200':>7} {'stored':>7} {'lost':>5} {'p50 ms':>8} {'p99 ms':>8}  lost by kind")
     for r in results:
         print(
             f"{r['rate']:>7} {r['sent']:>7} {r['accepted']:>7} {r['stored']:>7} {r['lost']:>5}"
-            f" {r['profiles_fetched']:>8} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8}"
+            f" {r['p50_ms']!s:>8} {r['p99_ms']!s:>8}  {r['lost_by_kind'] or '-'}"
         )
+    for r in results:
+        print(f"\n{r['rate']}/s: {r['customers']} customers ({r['new_customers']} new), events {r['kinds']},")
+        print(f"  history sent first: {r['history_items']} items; profiles fetched by the end: {r['profiles_fetched']}")
+        print(f"  p50 ms per tenth of the run: {r['p50_by_tenth_ms']}")
+        print("  CPU while sending, % of one core: " + ", ".join(f"{k} {v}" for k, v in r["cpu_percent"].items()))
 
 
 if __name__ == "__main__":

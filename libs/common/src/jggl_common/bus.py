@@ -43,6 +43,7 @@ __all__ = [
     "RetryPolicy",
     "ServiceBus",
     "dead_letter_subject",
+    "inbox_prefix",
 ]
 
 log = get_logger(__name__)
@@ -78,6 +79,13 @@ class _IdleFetchNoise(logging.Filter):
             exc = record.exc_info[1]
             return type(exc) is not TimeoutError
         return True
+
+
+def inbox_prefix(service: str) -> str:
+    """Where the broker answers ``service``'s requests and delivers its pulled messages:
+    ``_INBOX_<service>``. The broker lets each service subscribe to its own prefix only
+    (deploy/nats/auth.conf), so no service can read the replies meant for another."""
+    return f"_INBOX_{service}"
 
 
 class BusUnavailable(RuntimeError):
@@ -234,12 +242,15 @@ class ServiceBus:
             middlewares=[self._middleware()],
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
-            **broker_options,
+            **{"inbox_prefix": inbox_prefix(service), **broker_options},
         )
 
     async def connect(self, *, replicas: int | None = None, max_delay: float = 10.0) -> None:
         """Connect to NATS and declare the streams (``replicas`` as ``ensure_streams``),
-        retrying with growing delays until it works: a service may start before its broker."""
+        retrying with growing delays until it works: a service may start before its broker.
+
+        On a broker with per-service users only crm may declare streams; the others find
+        them declared (and wait here until crm has done so)."""
         delay = 0.5
         while True:
             try:
@@ -247,7 +258,7 @@ class ServiceBus:
                 await ensure_streams(self.broker.connection.jetstream(), replicas=replicas)
                 return
             except Exception as exc:
-                log.warning("NATS not reachable yet, retrying", error=_describe(exc), retry_in=delay)
+                log.warning("NATS or its streams not ready yet, retrying", error=_describe(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, max_delay)
 

@@ -109,6 +109,10 @@ async def ensure_streams(
     ``replicas`` (``NATS_STREAM_REPLICAS``) sets how many servers store each stream; when
     it is not given, an existing stream keeps its count, so a process started without the
     setting never shrinks a clustered stream back to one copy.
+
+    A stream already as declared is left alone: on a broker with per-service users only
+    crm may create or update streams (deploy/nats/auth.conf), every other service only
+    reads their configuration.
     """
     for spec in specs:
         try:
@@ -116,4 +120,25 @@ async def ensure_streams(
         except NotFoundError:
             await js.add_stream(spec.config(replicas or 1))
         else:
-            await js.update_stream(spec.config(replicas or info.config.num_replicas or 1))
+            wanted = spec.config(replicas or info.config.num_replicas or 1)
+            if not _as_declared(info.config, wanted):
+                await js.update_stream(wanted)
+
+
+def _as_declared(current: StreamConfig, wanted: StreamConfig) -> bool:
+    """Whether the server's configuration of a stream already is the declared one."""
+
+    def seconds(value: float | None) -> float:
+        return round(value or 0.0, 3)
+
+    return (
+        sorted(current.subjects or []) == sorted(wanted.subjects or [])
+        and (current.description or "") == (wanted.description or "")
+        and current.retention == wanted.retention
+        and current.storage == wanted.storage
+        and current.discard == wanted.discard
+        and seconds(current.max_age) == seconds(wanted.max_age)
+        and seconds(current.duplicate_window) == seconds(wanted.duplicate_window)
+        and (current.max_bytes or -1) == (wanted.max_bytes or -1)
+        and (current.num_replicas or 1) == (wanted.num_replicas or 1)
+    )

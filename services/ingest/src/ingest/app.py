@@ -24,7 +24,7 @@ from nats.aio.client import Client as NatsClient
 from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
 
-from jggl_common.bus import BusUnavailable, EventPublisher
+from jggl_common.bus import BusUnavailable, EventPublisher, inbox_prefix
 from jggl_common.contracts import (
     MetaItemData,
     MetaItemReceived,
@@ -129,6 +129,7 @@ class Ingest:
                 nc = await nats.connect(
                     self.settings.nats_url,
                     name="ingest",
+                    inbox_prefix=inbox_prefix("ingest"),
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     connect_timeout=2,

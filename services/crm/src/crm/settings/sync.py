@@ -27,7 +27,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jggl_common.bus import BusUnavailable
+from jggl_common.bus import BusUnavailable, inbox_prefix
 from jggl_common.live_settings import KNOWN_SETTINGS, LiveSettings, SettingSpec
 from jggl_common.logs import get_logger
 
@@ -180,6 +180,7 @@ class SettingsSync:
             self._nc = await nats.connect(
                 self._nats_url,
                 name="crm-settings",
+                inbox_prefix=inbox_prefix("crm"),
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=1,

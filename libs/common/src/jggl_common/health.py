@@ -17,9 +17,18 @@ from typing import Literal
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Gauge, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
-__all__ = ["DEPENDENCY_UP", "Readiness", "ReadinessCheck", "cached", "dependency_gauge", "health_router"]
+__all__ = [
+    "DEPENDENCY_UP",
+    "Readiness",
+    "ReadinessCheck",
+    "cached",
+    "dependencies_up",
+    "dependency_gauge",
+    "health_router",
+]
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 """An async callable answering whether one dependency is usable right now."""
@@ -50,6 +59,16 @@ def dependency_gauge(registry: CollectorRegistry = REGISTRY) -> Gauge:
     )
     _GAUGES[registry] = gauge
     return gauge
+
+
+def dependencies_up(metrics: str) -> dict[tuple[str, str], float]:
+    """``(dependency, required) → 1.0 or 0.0`` as a ``/metrics`` page shows ``jggl_dependency_up``."""
+    return {
+        (sample.labels["dependency"], sample.labels["required"]): sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == DEPENDENCY_UP
+        for sample in family.samples
+    }
 
 
 def cached(check: ReadinessCheck, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> ReadinessCheck:

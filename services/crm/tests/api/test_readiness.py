@@ -10,7 +10,6 @@ import subprocess
 import httpx
 import nats
 from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm.api import create_app
 from jggl_common.db import create_engine
+from jggl_common.health import dependencies_up
 from jggl_common.testing import free_port
 
 from .conftest import api_settings
@@ -29,23 +29,13 @@ def _dead_redis() -> Redis:
     )
 
 
-def dependency_up(metrics: str) -> dict[tuple[str, str], float]:
-    """``(dependency, required) → value`` of ``jggl_dependency_up`` in a /metrics page."""
-    return {
-        (sample.labels["dependency"], sample.labels["required"]): sample.value
-        for family in text_string_to_metric_families(metrics)
-        if family.name == "jggl_dependency_up"
-        for sample in family.samples
-    }
-
-
 async def _probe(app: FastAPI) -> tuple[httpx.Response, dict[tuple[str, str], float]]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://crm.test", timeout=10) as client:
             ready = await client.get("/readyz")
             metrics = (await client.get("/metrics")).text
-    return ready, dependency_up(metrics)
+    return ready, dependencies_up(metrics)
 
 
 async def test_redis_down_is_degraded_not_unready(crm_engine: AsyncEngine, pg_schema: str) -> None:

@@ -44,15 +44,37 @@ def visible_contacts(user: User) -> ColumnElement[bool]:
     return sa.exists().where(col(Deal.contact_id) == col(Contact.id), visible_deals(user))
 
 
+_SURROGATES = range(0xD800, 0xE000)
+_LAST_CHARACTER = 0x10FFFF
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The first text after every text starting with ``prefix``, in code point order (the
+    byte order of UTF-8, that of ``text_pattern_ops``); None when nothing comes after.
+
+    The last character is stepped to the next one text can hold: surrogates (U+D800 to
+    U+DFFF) are skipped, since they are not characters and PostgreSQL refuses them, and a
+    last U+10FFFF is dropped and the one before stepped instead.
+    """
+    stem = prefix
+    while stem:
+        last = ord(stem[-1])
+        stem = stem[:-1]
+        if last < _LAST_CHARACTER:
+            following = last + 1
+            return stem + chr(_SURROGATES.stop if following in _SURROGATES else following)
+    return None
+
+
 def _name_prefix(name_column: Any, prefix: str) -> ColumnElement[bool]:
     # A range over lower(name) with text_pattern_ops operators: the same index as
     # LIKE 'prefix%', but also under generic (prepared) plans, and no LIKE escaping.
     name = sa.func.lower(name_column)
     lower = prefix.lower()
     condition: ColumnElement[bool] = name.op("~>=~")(lower)
-    last = ord(lower[-1])
-    if last < 0x10FFFF:
-        condition = sa.and_(condition, name.op("~<~")(lower[:-1] + chr(last + 1)))
+    end = prefix_end(lower)
+    if end is not None:
+        condition = sa.and_(condition, name.op("~<~")(end))
     return condition
 
 

@@ -28,7 +28,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every dependency answers */
+        /** Every required dependency answers (optional ones down: degraded) */
         get: operations["readyz_readyz_get"];
         put?: never;
         post?: never;
@@ -209,7 +209,7 @@ export interface paths {
         };
         /**
          * Read a deal
-         * @description A deal with its contact, response tracking and AI analysis.
+         * @description A deal with its contact, response tracking, unread count, reply window and AI analysis.
          */
         get: operations["get_deal_api_deals__deal_id__get"];
         put?: never;
@@ -241,6 +241,31 @@ export interface paths {
          * @description Assign the deal to yourself; 409 if someone else already has it.
          */
         post: operations["take_deal_api_deals__deal_id__take_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/deals/{deal_id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark a deal read
+         * @description You read the conversation: its customer messages are no longer unread, for the whole team.
+         *
+         *     The web app calls it when a deal is opened and when new messages arrive while it is
+         *     open. When something was unread it is announced as ``crm.deal.updated`` with the change
+         *     ``manager_read_at`` (every open inbox clears the count); otherwise nothing changes.
+         *     Answers the deal (``unread`` 0).
+         */
+        post: operations["read_deal_api_deals__deal_id__read_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1303,6 +1328,16 @@ export interface components {
              * Format: date-time
              */
             updated_at: string;
+            /**
+             * Unread
+             * @description the customer's messages no manager has read: written since the last reply and after the deal was last opened (POST /api/deals/{deal_id}/read); counted up to 100 (100: 100 or more)
+             */
+            unread: number;
+            /**
+             * Last Inbound At
+             * @description when the customer last wrote in the conversation: Meta's reply window (24 hours, 7 days with the HUMAN_AGENT tag) counts from it
+             */
+            last_inbound_at: string | null;
             /** Conversation Id */
             conversation_id: number;
             /** Channel Id */
@@ -1352,10 +1387,10 @@ export interface components {
             closed_at: string | null;
         };
         /**
-         * DealItem
-         * @description A deal in lists and search results.
+         * DealListItem
+         * @description A deal in the deal list: the item and its unread count.
          */
-        DealItem: {
+        DealListItem: {
             /** Id */
             id: number;
             contact: components["schemas"]["ContactBrief"];
@@ -1412,6 +1447,11 @@ export interface components {
              * Format: date-time
              */
             updated_at: string;
+            /**
+             * Unread
+             * @description the customer's messages no manager has read: written since the last reply and after the deal was last opened (POST /api/deals/{deal_id}/read); counted up to 100 (100: 100 or more)
+             */
+            unread: number;
         };
         /**
          * DealPage
@@ -1419,7 +1459,7 @@ export interface components {
          */
         DealPage: {
             /** Items */
-            items: components["schemas"]["DealItem"][];
+            items: components["schemas"]["DealListItem"][];
             /**
              * Next Cursor
              * @description null on the last page
@@ -2031,7 +2071,7 @@ export interface components {
              * Status
              * @enum {string}
              */
-            status: "ready" | "not ready";
+            status: "ready" | "degraded" | "not ready";
             /** Checks */
             checks: {
                 [key: string]: "ok" | "down";
@@ -2815,9 +2855,11 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
-            /** @description Too many attempts */
+            /** @description Too many attempts; or too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
             429: {
                 headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2875,9 +2917,11 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
-            /** @description Too many attempts */
+            /** @description Too many attempts; or too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
             429: {
                 headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2902,6 +2946,17 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     me_api_me_get: {
@@ -2925,6 +2980,17 @@ export interface operations {
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2963,6 +3029,17 @@ export interface operations {
             /** @description Not allowed for this role */
             403: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3036,6 +3113,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };
@@ -3119,6 +3207,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     list_deals_api_deals_get: {
@@ -3188,6 +3287,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     get_deal_api_deals__deal_id__get: {
@@ -3236,6 +3346,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };
@@ -3319,6 +3440,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     take_deal_api_deals__deal_id__take_post: {
@@ -3387,6 +3519,87 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+        };
+    };
+    read_deal_api_deals__deal_id__read_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description deal id */
+                deal_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DealDetail"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Refused: a browser session's request without its X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Not found, or not visible to you */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Invalid input: a sentence, and each refused input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     list_messages_api_deals__deal_id__messages_get: {
@@ -3448,6 +3661,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };
@@ -3540,6 +3764,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     list_activities_api_deals__deal_id__activities_get: {
@@ -3590,6 +3825,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };
@@ -3646,6 +3892,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     get_contact_api_contacts__contact_id__get: {
@@ -3696,6 +3953,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     get_pipeline_api_pipeline_get: {
@@ -3719,6 +3987,17 @@ export interface operations {
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3757,6 +4036,17 @@ export interface operations {
             /** @description Not allowed for this role */
             403: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3830,6 +4120,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };
@@ -3913,6 +4214,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     search_api_search_get: {
@@ -3953,6 +4265,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };
@@ -4003,6 +4326,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };
@@ -4077,6 +4411,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     update_task_api_tasks__task_id__patch: {
@@ -4149,6 +4494,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     managers_api_stats_managers_get: {
@@ -4190,6 +4546,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };
@@ -4235,6 +4602,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     telegram_link_api_me_telegram_link_post: {
@@ -4273,9 +4651,11 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
-            /** @description Too many attempts */
+            /** @description Too many attempts; or too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
             429: {
                 headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4312,6 +4692,17 @@ export interface operations {
             /** @description Refused: a browser session's request without its X-CSRF-Token header */
             403: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4375,6 +4766,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     list_settings_api_settings_get: {
@@ -4407,6 +4809,17 @@ export interface operations {
             /** @description Not allowed for this role */
             403: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4470,6 +4883,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };
@@ -4544,6 +4968,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     delete_setting_api_settings__key__delete: {
@@ -4601,6 +5036,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };
@@ -4671,6 +5117,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     system_log_api_system_log_get: {
@@ -4738,6 +5195,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     list_jobs_api_jobs_get: {
@@ -4770,6 +5238,17 @@ export interface operations {
             /** @description Not allowed for this role */
             403: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4848,6 +5327,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     switch_job_api_jobs__name__patch: {
@@ -4920,6 +5410,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     list_channels_api_channels_get: {
@@ -4952,6 +5453,17 @@ export interface operations {
             /** @description Not allowed for this role */
             403: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5030,6 +5542,17 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
                 };
             };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
         };
     };
     patch_channel_api_channels__channel_id__patch: {
@@ -5100,6 +5623,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };

@@ -17,7 +17,7 @@ from .schemas import (
     ActivityItem,
     ActivityList,
     DealDetail,
-    DealItem,
+    DealListItem,
     DealPage,
     DealPatch,
     DealSort,
@@ -75,13 +75,15 @@ async def list_deals(
     rows, next_cursor = await service.list_deals(
         session, user, state.cursors, filters, sort=sort, limit=limit, cursor=cursor
     )
-    return DealPage(items=[DealItem.of(*row) for row in rows], next_cursor=next_cursor)
+    unread = await service.unread_counts(session, rows)
+    items = [DealListItem.with_unread(row, unread.get(row[0].id or 0, 0)) for row in rows]
+    return DealPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{deal_id}", summary="Read a deal", responses=error_responses(404))
 async def get_deal(user: CurrentUser, session: Session, deal_id: DealId) -> DealDetail:
-    """A deal with its contact, response tracking and AI analysis."""
-    return DealDetail.of(*await service.get_deal(session, user, deal_id))
+    """A deal with its contact, response tracking, unread count, reply window and AI analysis."""
+    return await service.detail(session, await service.get_deal(session, user, deal_id))
 
 
 @router.patch("/{deal_id}", summary="Change a deal", responses=error_responses(403, 404, 409))
@@ -96,7 +98,7 @@ async def update_deal(
     row, _ = await service.update_deal(session, user, deal_id, patch)
     await session.commit()
     await state.announce(session)
-    return DealDetail.of(*row)
+    return await service.detail(session, row)
 
 
 @router.post("/{deal_id}/take", summary="Take an unassigned deal", responses=error_responses(404, 409))
@@ -105,7 +107,22 @@ async def take_deal(user: CurrentUser, session: Session, state: State, deal_id: 
     row, _ = await service.take_deal(session, user, deal_id)
     await session.commit()
     await state.announce(session)
-    return DealDetail.of(*row)
+    return await service.detail(session, row)
+
+
+@router.post("/{deal_id}/read", summary="Mark a deal read", responses=error_responses(404))
+async def read_deal(user: CurrentUser, session: Session, state: State, deal_id: DealId) -> DealDetail:
+    """You read the conversation: its customer messages are no longer unread, for the whole team.
+
+    The web app calls it when a deal is opened and when new messages arrive while it is
+    open. When something was unread it is announced as ``crm.deal.updated`` with the change
+    ``manager_read_at`` (every open inbox clears the count); otherwise nothing changes.
+    Answers the deal (``unread`` 0).
+    """
+    row, _ = await service.mark_read(session, user, deal_id)
+    await session.commit()
+    await state.announce(session)
+    return await service.detail(session, row)
 
 
 @router.get("/{deal_id}/messages", summary="A deal's messages", responses=error_responses(400, 404))

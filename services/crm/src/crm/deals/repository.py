@@ -11,16 +11,35 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
-from crm.models import Activity, Contact, Deal, Message, Stage, Task, User
+from crm.models import Activity, Contact, Conversation, Deal, Message, Stage, Task, User
 from jggl_common.contracts import utcnow
 
 from .access import visible_deals
 
 DealRow = tuple[Deal, Contact, Stage, str | None]
 """A deal with its contact, its stage and the assignee's name."""
+
+UNREAD_CAP = 100
+"""Unread messages are counted up to this many (the app shows "99+"): a deal nobody read
+for months costs the list no more than a recent one."""
+
+_NEVER_READ: ColumnElement[Any] = sa.literal_column("'-infinity'::timestamptz")
+
+
+def may_have_unread(deal: Deal) -> bool:
+    """Whether the deal can have unread messages at all, judged from its own columns: the
+    customer waits for a reply (a manager's reply clears the wait, and so reads the
+    conversation) and wrote since the last read. Deals that cannot are not queried."""
+    waiting = deal.awaiting_reply_since
+    if waiting is None:
+        return False
+    read = deal.manager_read_at
+    return read is None or deal.last_message_at is None or deal.last_message_at > read
+
 
 # Missing values sort as the smallest ones (ASC NULLS FIRST / DESC NULLS LAST), through
 # the same expressions the expression indexes are built on, so one index serves both
@@ -127,6 +146,84 @@ class DealRepository:
             query = query.order_by(expression.asc(), col(Deal.id).asc())
         result = await self.session.execute(query.limit(limit))
         return [(row[0], row[1], row[2], row[3]) for row in result.all()]
+
+    async def unread_counts(self, deals: Sequence[Deal]) -> dict[int, int]:
+        """Unread customer messages per deal (only the deals that have some; capped at ``UNREAD_CAP``).
+
+        Unread are the customer's messages since the wait began (``awaiting_reply_since``:
+        the first message after the last reply) and after the manager's read marker. One
+        query for the whole page; each deal reads at most ``UNREAD_CAP`` entries of the
+        ``(deal_id, sent_at, id)`` index, starting at the later of the two moments.
+        """
+        wanted = [deal for deal in deals if may_have_unread(deal)]
+        if not wanted:
+            return {}
+        ids = sa.func.unnest(sa.bindparam("ids", [deal.id for deal in wanted], type_=sa.ARRAY(sa.Integer)))
+        waits = sa.func.unnest(
+            sa.bindparam("waits", [deal.awaiting_reply_since for deal in wanted], type_=sa.ARRAY(sa.DateTime(True)))
+        )
+        reads = sa.func.unnest(
+            sa.bindparam("reads", [deal.manager_read_at for deal in wanted], type_=sa.ARRAY(sa.DateTime(True)))
+        )
+        page = select(ids.label("deal_id"), waits.label("waiting_since"), reads.label("read_at")).subquery("page")
+        recent = (
+            select(sa.literal(1).label("one"))
+            .select_from(Message)
+            .where(
+                col(Message.deal_id) == page.c.deal_id,
+                col(Message.direction) == "in",
+                col(Message.sent_at) >= page.c.waiting_since,
+                col(Message.sent_at) > sa.func.coalesce(page.c.read_at, _NEVER_READ),
+            )
+            .order_by(col(Message.sent_at), col(Message.id))
+            .limit(UNREAD_CAP)
+            .subquery()
+            .lateral("recent")
+        )
+        query = (
+            select(page.c.deal_id, sa.func.count(recent.c.one))
+            .select_from(page.join(recent, sa.true()))
+            .group_by(page.c.deal_id)
+        )
+        return {int(deal_id): int(count) for deal_id, count in (await self.session.execute(query)).all()}
+
+    async def last_inbound_at(self, conversation_id: int) -> datetime | None:
+        """When the customer last wrote in the conversation (Meta's reply window counts from it)."""
+        query = select(col(Conversation.last_inbound_at)).where(col(Conversation.id) == conversation_id)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def mark_read(self, deal: Deal) -> tuple[datetime | None, datetime] | None:
+        """Move the deal's read marker to the customer's latest message, if that is unread.
+
+        Returns ``(old marker, new marker)`` when it moved; None when nothing was unread
+        (nothing is written then). The marker only ever moves forward, so two
+        managers reading at once end at the same place.
+        """
+        newest = (
+            select(col(Message.sent_at))
+            .where(col(Message.deal_id) == deal.id, col(Message.direction) == "in")
+            .order_by(col(Message.sent_at).desc(), col(Message.id).desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        result = await self.session.execute(
+            update(Deal)
+            .where(
+                col(Deal.id) == deal.id,
+                # Answered conversations have nothing unread: no write, no event.
+                col(Deal.awaiting_reply_since) <= newest,
+                sa.func.coalesce(col(Deal.manager_read_at), _NEVER_READ) < newest,
+            )
+            .values(manager_read_at=newest)
+            .returning(col(Deal.manager_read_at))
+            .execution_options(synchronize_session=False)
+        )
+        new = result.scalar_one_or_none()
+        if new is None:
+            return None
+        old = deal.manager_read_at
+        set_committed_value(deal, "manager_read_at", new)  # as written, nothing left to flush
+        return old, new
 
     async def get_visible(self, user: User, deal_id: int, *, for_update: bool = False) -> DealRow | None:
         """The deal if ``user`` may see it (locked for the transaction when ``for_update``)."""

@@ -13,6 +13,7 @@ from crm.models import Activity, Contact, Deal, Message, Stage
 from crm.web.types import CleanStr
 
 from .events import display_name
+from .repository import UNREAD_CAP
 
 DealStatus = Literal["open", "won", "lost"]
 SlaState = Literal["breached", "escalated"]
@@ -141,10 +142,27 @@ class DealItem(BaseModel):
         return cls(**cls.fields_of(deal, contact, stage, assignee_name))
 
 
+UNREAD_DESCRIPTION = (
+    "the customer's messages no manager has read: written since the last reply and after the "
+    "deal was last opened (POST /api/deals/{deal_id}/read); counted up to 100 (100: 100 or more)"
+)
+
+
+class DealListItem(DealItem):
+    """A deal in the deal list: the item and its unread count."""
+
+    unread: int = Field(ge=0, le=UNREAD_CAP, description=UNREAD_DESCRIPTION)
+
+    @classmethod
+    def with_unread(cls, row: tuple[Deal, Contact, Stage, str | None], unread: int) -> Self:
+        """From the models and the deal's unread count."""
+        return cls(**cls.fields_of(*row), unread=unread)
+
+
 class DealPage(BaseModel):
     """One page of deals; pass ``next_cursor`` back as ``cursor`` for the next one."""
 
-    items: list[DealItem]
+    items: list[DealListItem]
     next_cursor: str | None = Field(description="null on the last page")
 
 
@@ -157,9 +175,13 @@ class AiManagerNotes(BaseModel):
     next_step: str | None = Field(default=None, description="whether a next step was proposed")
 
 
-class DealDetail(DealItem):
+class DealDetail(DealListItem):
     """A deal with everything a manager needs to work it."""
 
+    last_inbound_at: datetime | None = Field(
+        description="when the customer last wrote in the conversation: Meta's reply window "
+        "(24 hours, 7 days with the HUMAN_AGENT tag) counts from it"
+    )
     conversation_id: int
     channel_id: int
     lead_source: str | None
@@ -177,10 +199,19 @@ class DealDetail(DealItem):
     closed_at: datetime | None
 
     @classmethod
-    def of(cls, deal: Deal, contact: Contact, stage: Stage, assignee_name: str | None) -> Self:
-        """From the models."""
+    def of(  # type: ignore[override]
+        cls,
+        row: tuple[Deal, Contact, Stage, str | None],
+        *,
+        unread: int,
+        last_inbound_at: datetime | None,
+    ) -> Self:
+        """From the models, the unread count and the conversation's last customer message."""
+        deal = row[0]
         return cls(
-            **cls.fields_of(deal, contact, stage, assignee_name),
+            **cls.fields_of(*row),
+            unread=unread,
+            last_inbound_at=last_inbound_at,
             conversation_id=deal.conversation_id,
             channel_id=deal.channel_id,
             lead_source=deal.lead_source,

@@ -26,7 +26,7 @@ from jggl_common.logs import correlation_id
 from .access import is_admin
 from .events import load_snapshot, snapshot
 from .repository import DealFilters, DealRepository, DealRow, sort_value
-from .schemas import DealPatch
+from .schemas import DealDetail, DealPatch
 
 PRODUCER = "crm"
 _NOT_FOUND = "Deal not found"
@@ -81,6 +81,36 @@ async def list_deals(
     value = sort_value(last, field)
     position = [value.isoformat() if isinstance(value, datetime) else _plain(value), last.id]
     return rows, cursors.encode(kind, position)
+
+
+async def unread_counts(session: AsyncSession, rows: list[DealRow]) -> dict[int, int]:
+    """The unread count of each deal of a page (deals with none are absent)."""
+    return await DealRepository(session).unread_counts([row[0] for row in rows])
+
+
+async def detail(session: AsyncSession, row: DealRow) -> DealDetail:
+    """The deal as ``GET /api/deals/{id}`` answers it: with its unread count and reply window."""
+    deal = row[0]
+    assert deal.id is not None
+    repository = DealRepository(session)
+    unread = (await repository.unread_counts([deal])).get(deal.id, 0)
+    return DealDetail.of(row, unread=unread, last_inbound_at=await repository.last_inbound_at(deal.conversation_id))
+
+
+async def mark_read(session: AsyncSession, user: User, deal_id: int) -> tuple[DealRow, list[str]]:
+    """``user`` read the deal's conversation: its customer messages are no longer unread, for
+    everyone. Announced as ``crm.deal.updated`` (change ``manager_read_at``) so every open
+    inbox clears the count; reading what was read already writes and announces nothing."""
+    repository = DealRepository(session)
+    row = await repository.get_visible(user, deal_id)
+    if row is None:
+        raise NotFound(_NOT_FOUND)
+    deal, contact, stage, _ = row
+    moved = await repository.mark_read(deal)
+    if moved is None:
+        return row, []
+    event_id = await _announce(session, deal, contact, stage.key, {"manager_read_at": moved}, user)
+    return row, [event_id]
 
 
 async def get_deal(session: AsyncSession, user: User, deal_id: int) -> DealRow:

@@ -95,8 +95,14 @@ class AiService:
 
     async def ready(self) -> bool:
         """The database answers with the schema migrated, and NATS is connected."""
-        if not await is_current(MIGRATIONS, self.engine):
-            return False
+        return await self.postgres_ready() and self.nats_ready()
+
+    async def postgres_ready(self) -> bool:
+        """The database answers and its schema is at the latest migration."""
+        return await is_current(MIGRATIONS, self.engine)
+
+    def nats_ready(self) -> bool:
+        """The connection to NATS is up (it reconnects by itself after an outage)."""
         return bool(self.bus.broker.connection and self.bus.broker.connection.is_connected)
 
 
@@ -150,8 +156,19 @@ def create_app(settings: AiSettings) -> FastAPI:
 
     app = FastAPI(title="JGGL CRM ai", lifespan=lifespan, docs_url=None, redoc_url=None)
 
-    async def database_and_nats() -> bool:
-        return bool(running) and await running[0].ready()
+    async def postgres() -> bool:
+        return bool(running) and await running[0].postgres_ready()
 
-    app.include_router(health_router({"database_and_nats": database_and_nats}))
+    async def nats() -> bool:
+        return bool(running) and running[0].nats_ready()
+
+    async def gemini() -> bool:
+        # Asks nothing of Google: Gemini is "down" while no key is set or the circuit breaker
+        # is open, i.e. while analyses are the heuristic ones. That never makes ai unready.
+        if not running:
+            return False
+        service = running[0]
+        return service.knobs.gemini().client is not None and service.analyser.breaker.state != "open"
+
+    app.include_router(health_router({"postgres": postgres, "nats": nats}, optional={"gemini": gemini}))
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from crm.auth.passwords import WeakPassword
 from crm.cli import CliSettings, create_admin, write_openapi
 from crm.config import CrmSettings
 from crm.migrate import upgrade_sync
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         except SystemExit:
             outcome = f"admin {settings.admin_email} already exists"
+        except WeakPassword as exc:
+            raise SystemExit(f"admin not created: ADMIN_PASSWORD is refused: {exc}") from None
         print(outcome)
         return 0
     if command == "openapi":

@@ -21,7 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from jggl_common.db import create_engine, session_factory, session_scope
 from jggl_common.settings import load_settings
 
-from .auth.passwords import MIN_PASSWORD_LENGTH, Passwords
+from .auth.passwords import MIN_PASSWORD_LENGTH, Passwords, WeakPassword, check_policy
+from .auth.service import revoke_tokens
 from .models import User
 from .users.repository import UserRepository
 from .users.schemas import normalize_email
@@ -39,12 +40,19 @@ class CliSettings(BaseSettings):
 async def create_admin(
     database_url: str, schema: str, *, email: str, password: str, name: str, update: bool = False
 ) -> str:
-    """Create (or with ``update`` reset) an admin; returns what happened, in one sentence."""
+    """Create (or with ``update`` reset) an admin; returns what happened, in one sentence.
+
+    :class:`WeakPassword` when the password policy refuses ``password`` (nothing changed).
+    Resetting an existing account ends every session it had open.
+    """
     engine = create_engine(database_url, schema, pool_size=1)
     passwords = Passwords(concurrency=1)
     try:
         async with session_scope(session_factory(engine)) as session:
             repository = UserRepository(session)
+            if not update and await repository.get_by_email(email) is not None:
+                raise SystemExit(f"a user {email} already exists (add --update to make it an active admin)")
+            check_policy(password)
             password_hash = await passwords.hash(password)
             if await repository.insert_if_absent(email=email, name=name, password_hash=password_hash, role="admin"):
                 return f"admin {email} created"
@@ -53,6 +61,7 @@ async def create_admin(
             user = await repository.get_by_email(email)
             assert isinstance(user, User)
             user.password_hash, user.role, user.is_active, user.name = password_hash, "admin", True, name
+            revoke_tokens(user)
             return f"admin {email} updated"
     finally:
         await engine.dispose()
@@ -107,8 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         email = normalize_email(args.email)
     except ValueError:
         parser.error(f"--email {args.email!r} is not an e-mail address")
-    if len(args.password) < MIN_PASSWORD_LENGTH:
-        parser.error(f"--password must have at least {MIN_PASSWORD_LENGTH} characters")
+    try:
+        check_policy(args.password, "--password")
+    except WeakPassword as exc:
+        parser.error(str(exc))
     if not args.name.strip():
         parser.error("--name must not be blank")
     settings = load_settings(CliSettings)

@@ -70,6 +70,7 @@ async def current_caller(
     if (
         user is None
         or not user.is_active
+        or claims.revoked_by(user.tokens_valid_after)
         or state.tokens.fingerprint(user.password_hash) != claims.password_fingerprint
     ):
         raise Unauthorized("Invalid or expired token", headers=_CHALLENGE)

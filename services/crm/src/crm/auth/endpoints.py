@@ -13,12 +13,15 @@ from crm.web.errors import CrmError, error_responses
 from crm.web.state import CrmState, Session, State
 
 from . import service
-from .dependencies import CurrentUser
+from .browser import CSRF_HEADER, SESSION_COOKIE
+from .dependencies import CurrentCaller, CurrentUser
 from .schemas import LoginRequest, SessionResponse, TokenResponse
+from .tokens import InvalidToken
 
 router = APIRouter(tags=["auth"])
 
 LOGINS = Counter("crm_logins_total", "Login attempts by outcome", ["outcome"])
+LOGOUTS = Counter("crm_logouts_total", "Sign-outs that revoked a user's tokens")
 
 
 async def _sign_in(request: Request, session: Session, state: State, credentials: LoginRequest) -> tuple[User, str]:
@@ -79,14 +82,51 @@ async def open_session(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
 )
-async def close_session(state: State) -> Response:
-    """Forget the browser session: both cookies (``jggl_session``, ``jggl_csrf``) are cleared.
+async def close_session(request: Request, session: Session, state: State) -> Response:
+    """Sign out: both cookies (``jggl_session``, ``jggl_csrf``) are cleared, and when the
+    session is still valid (with its ``X-CSRF-Token``), every token of its user issued
+    until now is revoked, in this browser and everywhere else.
 
     Always 204, signed in or not, so a page whose session already expired can still sign out.
     """
+    token = request.cookies.get(SESSION_COOKIE)
+    if token and state.browser.csrf_refusal(request.method, token, request.headers.get(CSRF_HEADER)) is None:
+        await _revoke(session, state, token)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     state.browser.close(response)
     return response
+
+
+@router.post(
+    "/api/auth/logout",
+    summary="Log out everywhere",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(401, 403),
+)
+async def logout(caller: CurrentCaller, session: Session, state: State) -> Response:
+    """Revoke every token of the caller issued until now (this one included), bearer or
+    browser session; a browser's cookies are cleared too. Log in again for a new token."""
+    service.revoke_tokens(caller.user)
+    await session.commit()
+    LOGOUTS.inc()
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    if caller.via_cookie:
+        state.browser.close(response)
+    return response
+
+
+async def _revoke(session: AsyncSession, state: CrmState, token: str) -> None:
+    try:
+        claims = state.tokens.verify(token)
+    except InvalidToken:
+        return
+    user = await session.get(User, claims.user_id, with_for_update=True)
+    if user is None or claims.revoked_by(user.tokens_valid_after):
+        return
+    service.revoke_tokens(user)
+    await session.commit()
+    LOGOUTS.inc()
 
 
 @router.get("/api/me", summary="The logged-in user", responses=error_responses(401))

@@ -16,6 +16,18 @@ MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
 
 
+class WeakPassword(ValueError):
+    """A password the policy refuses; the message says why, as a sentence."""
+
+
+def check_policy(password: str, what: str = "the password") -> None:
+    """The password policy, for every way a password is set; :class:`WeakPassword` when refused."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPassword(f"{what} must have at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise WeakPassword(f"{what} must have at most {MAX_PASSWORD_LENGTH} characters")
+
+
 class Passwords:
     """Hashes and verifies passwords."""
 

@@ -10,7 +10,7 @@ from crm.web.errors import TooManyRequests, Unauthorized
 from jggl_common.contracts import utcnow
 from jggl_common.logs import get_logger
 
-from .passwords import MIN_PASSWORD_LENGTH, Passwords
+from .passwords import Passwords, WeakPassword, check_policy
 from .ratelimit import LoginLimiter
 
 log = get_logger(__name__)
@@ -49,19 +49,29 @@ async def authenticate(
     return user
 
 
+def revoke_tokens(user: User) -> None:
+    """End every session of ``user`` opened until now: tokens issued before are refused."""
+    user.tokens_valid_after = utcnow()
+    user.updated_at = user.tokens_valid_after
+
+
 async def ensure_first_admin(
     session: AsyncSession, passwords: Passwords, *, email: str, password: str, name: str = "Admin"
 ) -> bool:
     """Create an admin with this e-mail unless a user already has it; True if created.
 
     Safe to run on every replica at once: the unique e-mail decides, not a check-then-act.
+    A password the policy refuses creates nobody (an error is logged, without the password).
     """
     email = email.strip().lower()
     repository = UserRepository(session)
     if await repository.get_by_email(email) is not None:
         return False
-    if len(password) < MIN_PASSWORD_LENGTH:
-        log.warning("ADMIN_PASSWORD is shorter than the password policy asks", minimum=MIN_PASSWORD_LENGTH)
+    try:
+        check_policy(password, "ADMIN_PASSWORD")
+    except WeakPassword as exc:
+        log.error("first admin not created: the password policy refuses ADMIN_PASSWORD", reason=str(exc))
+        return False
     created = await repository.insert_if_absent(
         email=email, name=name, password_hash=await passwords.hash(password), role="admin"
     )

@@ -1,8 +1,11 @@
-"""Access tokens: HS256 JWTs signed with a key derived from ``APP_KEY``.
+"""Access tokens: HS256 JWTs signed with a key derived from crm's own ``AUTH_SIGNING_KEY``.
 
-``sub`` is the user id. ``pwd`` is a keyed fingerprint of the password hash, so changing
-a password ends every session opened with the old one. The user's ``is_active`` is
-checked on every request, so deactivating someone takes effect at once.
+``sub`` is the user id; ``iat`` is when the token was issued, to the microsecond, and a
+token issued before the user's ``tokens_valid_after`` is refused (signing out, being
+deactivated, a new role or a new password move that moment forward). ``pwd`` is a keyed
+fingerprint of the password hash, so a password changed anywhere (``crm-admin``) ends the
+sessions opened with the old one too. The user's row is read on every request anyway
+(``is_active``), so the check costs no query.
 """
 
 from __future__ import annotations
@@ -30,7 +33,13 @@ class AccessClaims:
 
     user_id: int
     password_fingerprint: str
+    issued_at: float
+    """POSIX seconds, with microseconds."""
     expires_at: datetime
+
+    def revoked_by(self, tokens_valid_after: datetime | None) -> bool:
+        """Whether the token was issued before ``tokens_valid_after`` (the user's)."""
+        return tokens_valid_after is not None and self.issued_at < tokens_valid_after.timestamp()
 
 
 class Tokens:
@@ -51,7 +60,8 @@ class Tokens:
         claims = {
             "sub": str(user_id),
             "iss": ISSUER,
-            "iat": int(issued.timestamp()),
+            # Not rounded: a token issued just after a sign-out must outlive it.
+            "iat": issued.timestamp(),
             "exp": int((issued + timedelta(seconds=self.ttl_seconds)).timestamp()),
             "pwd": self.fingerprint(password_hash),
         }
@@ -69,9 +79,17 @@ class Tokens:
             )
             user_id = int(claims["sub"])
             fingerprint = claims.get("pwd")
-            if not isinstance(fingerprint, str) or not 0 < user_id <= 2_147_483_647:
+            issued_at = claims["iat"]
+            if (
+                not isinstance(fingerprint, str)
+                or not 0 < user_id <= 2_147_483_647
+                or isinstance(issued_at, bool)
+                or not isinstance(issued_at, int | float)
+            ):
                 raise InvalidToken("malformed claims")
             expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=utcnow().tzinfo)
         except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
             raise InvalidToken(str(exc)) from None
-        return AccessClaims(user_id=user_id, password_fingerprint=fingerprint, expires_at=expires_at)
+        return AccessClaims(
+            user_id=user_id, password_fingerprint=fingerprint, issued_at=float(issued_at), expires_at=expires_at
+        )

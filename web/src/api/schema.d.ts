@@ -209,7 +209,7 @@ export interface paths {
         };
         /**
          * Read a deal
-         * @description A deal with its contact, response tracking and AI analysis.
+         * @description A deal with its contact, response tracking, unread count, reply window and AI analysis.
          */
         get: operations["get_deal_api_deals__deal_id__get"];
         put?: never;
@@ -241,6 +241,31 @@ export interface paths {
          * @description Assign the deal to yourself; 409 if someone else already has it.
          */
         post: operations["take_deal_api_deals__deal_id__take_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/deals/{deal_id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark a deal read
+         * @description You read the conversation: its customer messages are no longer unread, for the whole team.
+         *
+         *     The web app calls it when a deal is opened and when new messages arrive while it is
+         *     open. When something was unread it is announced as ``crm.deal.updated`` with the change
+         *     ``manager_read_at`` (every open inbox clears the count); otherwise nothing changes.
+         *     Answers the deal (``unread`` 0).
+         */
+        post: operations["read_deal_api_deals__deal_id__read_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1303,6 +1328,16 @@ export interface components {
              * Format: date-time
              */
             updated_at: string;
+            /**
+             * Unread
+             * @description the customer's messages no manager has read: written since the last reply and after the deal was last opened (POST /api/deals/{deal_id}/read); counted up to 100 (100: 100 or more)
+             */
+            unread: number;
+            /**
+             * Last Inbound At
+             * @description when the customer last wrote in the conversation: Meta's reply window (24 hours, 7 days with the HUMAN_AGENT tag) counts from it
+             */
+            last_inbound_at: string | null;
             /** Conversation Id */
             conversation_id: number;
             /** Channel Id */
@@ -1352,10 +1387,10 @@ export interface components {
             closed_at: string | null;
         };
         /**
-         * DealItem
-         * @description A deal in lists and search results.
+         * DealListItem
+         * @description A deal in the deal list: the item and its unread count.
          */
-        DealItem: {
+        DealListItem: {
             /** Id */
             id: number;
             contact: components["schemas"]["ContactBrief"];
@@ -1412,6 +1447,11 @@ export interface components {
              * Format: date-time
              */
             updated_at: string;
+            /**
+             * Unread
+             * @description the customer's messages no manager has read: written since the last reply and after the deal was last opened (POST /api/deals/{deal_id}/read); counted up to 100 (100: 100 or more)
+             */
+            unread: number;
         };
         /**
          * DealPage
@@ -1419,7 +1459,7 @@ export interface components {
          */
         DealPage: {
             /** Items */
-            items: components["schemas"]["DealItem"][];
+            items: components["schemas"]["DealListItem"][];
             /**
              * Next Cursor
              * @description null on the last page
@@ -3463,6 +3503,76 @@ export interface operations {
             };
             /** @description Conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Invalid input: a sentence, and each refused input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+        };
+    };
+    read_deal_api_deals__deal_id__read_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description deal id */
+                deal_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DealDetail"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Refused: a browser session's request without its X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Not found, or not visible to you */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -99,11 +99,34 @@ export interface paths {
         post: operations["open_session_api_auth_session_post"];
         /**
          * Sign the browser out
-         * @description Forget the browser session: both cookies (``jggl_session``, ``jggl_csrf``) are cleared.
+         * @description Sign out: both cookies (``jggl_session``, ``jggl_csrf``) are cleared, and when the
+         *     session is still valid (with its ``X-CSRF-Token``), every token of its user issued
+         *     until now is revoked, in this browser and everywhere else.
          *
          *     Always 204, signed in or not, so a page whose session already expired can still sign out.
          */
         delete: operations["close_session_api_auth_session_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Log out everywhere
+         * @description Revoke every token of the caller issued until now (this one included), bearer or
+         *     browser session; a browser's cookies are cleared too. Log in again for a new token.
+         */
+        post: operations["logout_api_auth_logout_post"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -2945,6 +2968,53 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+        };
+    };
+    logout_api_auth_logout_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Not allowed for this role; or a browser session's request without its X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
             };
             /** @description Too many requests from you (or, without credentials, from your address); wait Retry-After seconds */
             429: {

@@ -1,0 +1,102 @@
+"""Who a task belongs to: a manager never takes or drops a colleague's task, and a task goes
+with its deal to whoever the deal goes to, so nobody keeps a task on a deal they cannot see."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlmodel import col
+
+from crm.models import Task
+from jggl_common.db import session_scope
+
+from .conftest import Api
+from .factories import create_deal, create_user
+
+
+async def _assignees(api: Api, deal_id: int | None) -> dict[str, int | None]:
+    async with api.sessions() as session:
+        tasks = (await session.execute(select(Task).where(col(Task.deal_id) == deal_id))).scalars().all()
+    return {task.title: task.assignee_id for task in tasks}
+
+
+async def test_a_manager_cannot_clear_or_take_a_colleagues_task_on_a_shared_deal(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        olena, petro = await create_user(session), await create_user(session)
+        admin = await create_user(session, role="admin")
+        shared = await create_deal(session)
+    created = await api.client.post(
+        f"/api/deals/{shared.id}/tasks", json={"title": "Call back"}, headers=api.headers(olena)
+    )
+    assert created.status_code == 201, created.text
+    task = f"/api/tasks/{created.json()['id']}"
+
+    for change in ({"assignee_id": None}, {"assignee_id": petro.id}):
+        refused = await api.client.patch(task, json=change, headers=api.headers(petro))
+        assert refused.status_code == 403, (change, refused.text)
+        assert refused.json() == {"detail": "This task is assigned to someone else; only an admin can reassign it"}
+    assert await _assignees(api, shared.id) == {"Call back": olena.id}
+    # Petro still works the task of a deal he sees: only its owner changes hands.
+    renamed = await api.client.patch(task, json={"title": "Call back today"}, headers=api.headers(petro))
+    assert (renamed.status_code, renamed.json()["assignee_id"]) == (200, olena.id)
+
+    # Olena lets go of her own; then it is nobody's, and Petro may take it.
+    released = await api.client.patch(task, json={"assignee_id": None}, headers=api.headers(olena))
+    assert (released.status_code, released.json()["assignee"]) == (200, None)
+    taken = await api.client.patch(task, json={"assignee_id": petro.id}, headers=api.headers(petro))
+    assert (taken.status_code, taken.json()["assignee_id"]) == (200, petro.id)
+    # An admin reassigns anyone's task.
+    moved = await api.client.patch(task, json={"assignee_id": olena.id}, headers=api.headers(admin))
+    assert (moved.status_code, moved.json()["assignee_id"]) == (200, olena.id)
+    assert await _assignees(api, shared.id) == {"Call back today": olena.id}
+
+
+async def test_a_deals_tasks_go_with_it_to_the_manager_an_admin_gives_it_to(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        olena, petro, ivan = await create_user(session), await create_user(session), await create_user(session)
+        admin = await create_user(session, role="admin")
+        shared = await create_deal(session)
+    for user, title in ((olena, "Olena's"), (petro, "Petro's"), (ivan, "Ivan's"), (admin, "Admin's")):
+        created = await api.client.post(
+            f"/api/deals/{shared.id}/tasks", json={"title": title}, headers=api.headers(user)
+        )
+        assert created.status_code == 201, created.text
+    done = (await api.client.get(f"/api/deals/{shared.id}/tasks", headers=api.headers(petro))).json()["items"]
+    petros = next(item["id"] for item in done if item["title"] == "Petro's")
+    assert (await api.client.patch(f"/api/tasks/{petros}", json={"done": True}, headers=api.headers(petro))).is_success
+
+    given = await api.client.patch(f"/api/deals/{shared.id}", json={"assignee_id": ivan.id}, headers=api.headers(admin))
+    assert given.status_code == 200, given.text
+
+    # Olena and Petro no longer see the deal: their tasks, open or done, are Ivan's now;
+    # the admin still sees it and keeps theirs.
+    assert await _assignees(api, shared.id) == {
+        "Olena's": ivan.id,
+        "Petro's": ivan.id,
+        "Ivan's": ivan.id,
+        "Admin's": admin.id,
+    }
+    listed = (await api.client.get(f"/api/deals/{shared.id}/tasks", headers=api.headers(ivan))).json()["items"]
+    assert {item["title"]: item["assignee"]["id"] for item in listed}["Olena's"] == ivan.id
+    assert (await api.client.get(f"/api/deals/{shared.id}/tasks", headers=api.headers(olena))).status_code == 404
+
+    # Given back to nobody, the deal is everyone's again: the tasks stay with Ivan.
+    freed = await api.client.patch(f"/api/deals/{shared.id}", json={"assignee_id": None}, headers=api.headers(admin))
+    assert freed.status_code == 200, freed.text
+    assert set((await _assignees(api, shared.id)).values()) == {ivan.id, admin.id}
+
+
+async def test_a_deals_tasks_go_with_it_to_the_manager_who_takes_it(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        olena, petro = await create_user(session), await create_user(session)
+        shared = await create_deal(session)
+    created = await api.client.post(
+        f"/api/deals/{shared.id}/tasks", json={"title": "Quote"}, headers=api.headers(olena)
+    )
+    assert created.status_code == 201, created.text
+
+    taken = await api.client.post(f"/api/deals/{shared.id}/take", headers=api.headers(petro))
+    assert taken.status_code == 200, taken.text
+
+    assert await _assignees(api, shared.id) == {"Quote": petro.id}
+    mine = (await api.client.get(f"/api/deals/{shared.id}/tasks", headers=api.headers(petro))).json()["items"]
+    assert [(item["title"], item["assignee"]["id"]) for item in mine] == [("Quote", petro.id)]

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .forwarded import TrustedProxies
 
-__all__ = ["AppKey", "ConfigurationError", "ServiceSettings", "load_settings"]
+__all__ = ["AppKey", "ConfigurationError", "KeyList", "OptionalKey", "ServiceSettings", "load_settings", "split_keys"]
 
 
 def _check_app_key(value: str) -> str:
@@ -38,6 +38,31 @@ AppKey = Annotated[str, AfterValidator(_check_app_key)]
 """A base64 string of exactly 32 bytes: the root secret every encryption key derives from."""
 
 
+def split_keys(value: str) -> tuple[str, ...]:
+    """The keys of a comma-separated list, blanks dropped."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _check_key_list(value: str) -> str:
+    for position, key in enumerate(split_keys(value), start=1):
+        try:
+            _check_app_key(key)
+        except ValueError as exc:
+            raise ValueError(f"key {position} {exc}") from None
+    return value
+
+
+def _check_optional_key(value: str) -> str:
+    return _check_app_key(value) if value else value
+
+
+OptionalKey = Annotated[str, AfterValidator(_check_optional_key)]
+"""Like :data:`AppKey`, or empty (unset)."""
+
+KeyList = Annotated[str, AfterValidator(_check_key_list)]
+"""Comma-separated base64 32-byte keys, possibly none (e.g. the keys in force before a rotation)."""
+
+
 class ServiceSettings(BaseSettings):
     """Settings every service needs. Required fields have no default."""
 
@@ -45,6 +70,10 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = Field(default="jggl", description="name used in logs, metrics and DLQ subjects")
     app_key: AppKey = Field(description="base64 32-byte root key (APP_KEY)")
+    app_key_previous: KeyList = Field(
+        default="",
+        description="APP_KEY values before a rotation, comma-separated: still read, never used to seal",
+    )
     nats_url: str = Field(description="NATS server URL, e.g. nats://127.0.0.1:4222")
     app_url: str = Field(description="public base URL of the CRM, used in links")
     nats_user: str | None = Field(
@@ -102,6 +131,11 @@ class ServiceSettings(BaseSettings):
     def _proxy_list(cls, value: str) -> str:
         TrustedProxies.parse(value)
         return value
+
+    @property
+    def app_keys(self) -> tuple[str, ...]:
+        """``APP_KEY`` first, then ``APP_KEY_PREVIOUS``: the key ring sealed values are opened with."""
+        return (self.app_key, *split_keys(self.app_key_previous))
 
     @property
     def trusted_proxies(self) -> TrustedProxies:

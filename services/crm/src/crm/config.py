@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from jggl_common.settings import ServiceSettings
+from jggl_common.settings import KeyList, OptionalKey, ServiceSettings
 
 
 class CrmSettings(ServiceSettings):
@@ -34,7 +34,24 @@ class CrmSettings(ServiceSettings):
     meta_page_id: str = ""
     admin_email: str = ""
     admin_password: str = ""
+    auth_signing_key: OptionalKey = Field(
+        default="",
+        description=(
+            "crm's own base64 32-byte key signing access tokens, CSRF tokens and list cursors (no other service "
+            "holds it); unset: a random key per process (sessions end at restart and are not shared by replicas)"
+        ),
+    )
+    auth_signing_key_previous: KeyList = Field(
+        default="",
+        description="AUTH_SIGNING_KEY values before a rotation, comma-separated: their tokens stay valid until expiry",
+    )
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
+    api_docs: bool = Field(default=True, description="serve /docs, /redoc and /openapi.json; switch off in production")
+    hsts_max_age_seconds: int = Field(
+        default=365 * 24 * 3600,
+        ge=0,
+        description="Strict-Transport-Security max-age on answers to requests that came over TLS; 0 sends none",
+    )
     session_cookie_secure: bool | None = Field(
         default=None, description="Secure flag of the browser session cookies; unset: on when APP_URL is https"
     )

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from crm.models import Activity, Contact, Deal, Message, User
+from crm.tasks.service import follow_deal_assignee
 from crm.web.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from crm.web.pagination import CursorCodec, InvalidCursor
 from jggl_common import outbox
@@ -232,6 +233,7 @@ async def update_deal(session: AsyncSession, actor: User, deal_id: int, patch: D
         timeline.append(("assigned", {"from": deal.assignee_id, "to": patch.assignee_id}))
         deal.assignee_id = patch.assignee_id
         assignee_name = None if patch.assignee_id is None else await _user_name(session, patch.assignee_id)
+        await follow_deal_assignee(session, deal_id, patch.assignee_id)
 
     new_status = patch.status if patch.status is not None else deal.status
     if "lost_reason" in fields and new_status != "lost":
@@ -295,6 +297,7 @@ async def take_deal(session: AsyncSession, actor: User, deal_id: int) -> tuple[D
             return row, []
         raise Conflict("This deal is already assigned to someone else")
     repository.add_activity(deal_id, "assigned", actor, {"from": None, "to": actor.id})
+    await follow_deal_assignee(session, deal_id, actor.id)
     event_id = await _announce(session, deal, contact, stage.key, {"assignee_id": (None, actor.id)}, actor)
     return row, [event_id]
 

@@ -12,6 +12,7 @@ from sqlmodel import col
 
 from crm.deals.access import visible_deals
 from crm.models import Deal, Task, User
+from jggl_common.contracts import utcnow
 
 __all__ = ["TaskRepository", "due_tasks", "mark_due_notified"]
 
@@ -45,6 +46,22 @@ class TaskRepository:
         if for_update:
             query = query.with_for_update(of=Task)
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def hand_over(self, deal_id: int, assignee_id: int) -> list[int]:
+        """Give the deal's tasks of managers other than ``assignee_id`` to ``assignee_id``; their ids."""
+        managers = select(col(User.id)).where(col(User.role) != "admin")
+        result = await self.session.execute(
+            update(Task)
+            .where(
+                col(Task.deal_id) == deal_id,
+                col(Task.assignee_id) != assignee_id,
+                col(Task.assignee_id).in_(managers),
+            )
+            .values(assignee_id=assignee_id, updated_at=utcnow())
+            .returning(col(Task.id))
+            .execution_options(synchronize_session="fetch")
+        )
+        return sorted(int(task_id) for (task_id,) in result.all() if task_id is not None)
 
     async def deal_visible_to(self, user: User, deal_id: int) -> bool:
         """Whether ``user`` may see the deal (so could work a task on it)."""

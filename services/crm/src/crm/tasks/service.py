@@ -2,8 +2,10 @@
 
 Who may touch a task follows who may see its deal. A task goes to someone who can see
 its deal (else they could never open it), and managers give tasks only to themselves,
-as with deals. Creating, completing and reopening a task leave an entry in the deal's
-timeline, in the same transaction.
+as with deals: a manager takes a task nobody has or lets go of their own, never a
+colleague's. When a deal goes to someone, the tasks of managers who can then no longer
+see it go with it (:func:`follow_deal_assignee`). Creating, completing and reopening a
+task leave an entry in the deal's timeline, in the same transaction.
 """
 
 from __future__ import annotations
@@ -37,11 +39,19 @@ async def user_names(session: AsyncSession, ids: Iterable[int | None]) -> dict[i
     return {int(user_id or 0): str(name) for user_id, name in rows.all()}
 
 
-async def _check_assignee(session: AsyncSession, actor: User, deal_id: int, assignee_id: int | None) -> None:
+async def _check_assignee(
+    session: AsyncSession, actor: User, deal_id: int, assignee_id: int | None, *, current: int | None = None
+) -> None:
+    if not is_admin(actor):
+        # As with deals: a manager takes a task nobody has or lets go of their own, and
+        # never hands one to someone else nor takes one from a colleague (on an unassigned
+        # deal several managers see the same tasks).
+        if current is not None and current != actor.id:
+            raise Forbidden("This task is assigned to someone else; only an admin can reassign it")
+        if assignee_id is not None and assignee_id != actor.id:
+            raise Forbidden("Managers can assign tasks only to themselves")
     if assignee_id is None:
         return
-    if not is_admin(actor) and assignee_id != actor.id:
-        raise Forbidden("Managers can assign tasks only to themselves")
     assignee = await session.get(User, assignee_id)
     if assignee is None or not assignee.is_active:
         raise Unprocessable("assignee_id must be an active user")
@@ -104,7 +114,7 @@ async def update_task(session: AsyncSession, actor: User, task_id: int, patch: T
         # A new due time is announced again when it comes.
         task.due_at, task.due_notified_at, changed = patch.due_at, None, True
     if "assignee_id" in fields and patch.assignee_id != task.assignee_id:
-        await _check_assignee(session, actor, task.deal_id, patch.assignee_id)
+        await _check_assignee(session, actor, task.deal_id, patch.assignee_id, current=task.assignee_id)
         task.assignee_id, changed = patch.assignee_id, True
     if "done" in fields and patch.done is not None and patch.done != task.done:
         now = utcnow()
@@ -123,3 +133,15 @@ async def update_task(session: AsyncSession, actor: User, task_id: int, patch: T
         repository.add_activity(task.deal_id, kind, actor, data)
     await session.flush()
     return task
+
+
+async def follow_deal_assignee(session: AsyncSession, deal_id: int, assignee_id: int | None) -> list[int]:
+    """The deal now belongs to ``assignee_id``: its tasks assigned to managers who can no
+    longer see it go to that assignee; the ids of the tasks handed over.
+
+    Called in the transaction that reassigns the deal. An unassigned deal is seen by every
+    manager, and admins see every deal, so their tasks stay where they are.
+    """
+    if assignee_id is None:
+        return []
+    return await TaskRepository(session).hand_over(deal_id, assignee_id)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.db import create_engine, session_factory
-from jggl_common.health import health_router
+from jggl_common.health import cached, health_router
 from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
 from jggl_common.migrations import is_current, wait_until_current
@@ -48,6 +48,9 @@ from notifier.updates import UpdateModes
 __all__ = ["NotifierService", "build", "create_app"]
 
 log = get_logger(__name__)
+
+TELEGRAM_READINESS_SECONDS = 30.0
+"""How often ``/readyz`` asks Telegram ``getMe`` (between, it repeats the last answer)."""
 
 _SWEEP_DRAIN_SECONDS = 10.0
 """At stop, how long the sweep under way may take to finish (then it is cancelled; what
@@ -121,8 +124,14 @@ class NotifierService:
 
     async def ready(self) -> bool:
         """The database answers with the schema migrated, and NATS is connected."""
-        if not await is_current(MIGRATIONS, self.engine):
-            return False
+        return await self.postgres_ready() and self.nats_ready()
+
+    async def postgres_ready(self) -> bool:
+        """The database answers and its schema is at the latest migration."""
+        return await is_current(MIGRATIONS, self.engine)
+
+    def nats_ready(self) -> bool:
+        """The connection to NATS is up (it reconnects by itself after an outage)."""
         return bool(self.bus.broker.connection and self.bus.broker.connection.is_connected)
 
 
@@ -199,9 +208,12 @@ async def build(
     return NotifierService(settings, engine, bus, outbox, store, bot, dispatcher, notifiers, updates, clock)
 
 
-def create_app(settings: NotifierSettings) -> FastAPI:
+def create_app(
+    settings: NotifierSettings, *, telegram_readiness_seconds: float = TELEGRAM_READINESS_SECONDS
+) -> FastAPI:
     """The notifier process as an ASGI app: its lifespan runs the service, its routes are
-    the operational endpoints."""
+    the operational endpoints (``/readyz`` asks Telegram ``getMe`` at most every
+    ``telegram_readiness_seconds``)."""
     running: list[NotifierService] = []
 
     @asynccontextmanager
@@ -217,8 +229,19 @@ def create_app(settings: NotifierSettings) -> FastAPI:
 
     app = FastAPI(title="JGGL CRM notifier", lifespan=lifespan, docs_url=None, redoc_url=None)
 
-    async def database_and_nats() -> bool:
-        return bool(running) and await running[0].ready()
+    async def postgres() -> bool:
+        return bool(running) and await running[0].postgres_ready()
 
-    app.include_router(health_router({"database_and_nats": database_and_nats}))
+    async def nats() -> bool:
+        return bool(running) and running[0].nats_ready()
+
+    async def get_me() -> bool:
+        bot = running[0].updates.current_bot() if running else None
+        return bot is not None and bool(await bot.get_me())
+
+    # Telegram is optional: while it cannot be reached (or no token is set) notifications
+    # wait or are recorded as skipped, and the notifier keeps consuming. getMe is asked at
+    # most every telegram_readiness_seconds, whatever the probe rate.
+    telegram = cached(get_me, telegram_readiness_seconds)
+    app.include_router(health_router({"postgres": postgres, "nats": nats}, optional={"telegram": telegram}))
     return app

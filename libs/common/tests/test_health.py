@@ -169,3 +169,13 @@ async def test_a_cached_check_asks_once_per_period_failures_included(ports: tupl
     now[0] = 30.0
     assert await check() is True
     assert asked == [closed, up]
+
+
+async def test_a_scrape_alone_refreshes_the_gauge(ports: tuple[int, int]) -> None:
+    up, closed = ports
+    registry = CollectorRegistry()
+    app = _app(registry, checks={"postgres": _tcp(up)}, optional={"telegram": _tcp(closed)})
+
+    metrics = (await _get(app, "/metrics")).text  # nothing asked /readyz before
+
+    assert dependencies_up(metrics) == {("postgres", "true"): 1.0, ("telegram", "false"): 0.0}

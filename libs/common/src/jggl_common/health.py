@@ -3,8 +3,8 @@
 Readiness tells apart what a service cannot work without (``checks``: one down and
 ``/readyz`` answers 503, the pod leaves the load balancer) from what it works around
 (``optional``: one down and ``/readyz`` still answers 200, with ``"status": "degraded"``).
-Each ``/readyz`` also sets ``jggl_dependency_up{dependency, required}`` to 1 or 0, so a
-degraded service shows on dashboards and alerts while it keeps serving.
+Each ``/readyz`` and each ``/metrics`` scrape sets ``jggl_dependency_up{dependency, required}``
+to 1 or 0, so a degraded service shows on dashboards and alerts while it keeps serving.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 """An async callable answering whether one dependency is usable right now."""
 
 DEPENDENCY_UP = "jggl_dependency_up"
-"""The gauge's name: 1 while a dependency answered the last ``/readyz``, 0 while it did not."""
+"""The gauge's name: 1 while a dependency answered the last check, 0 while it did not."""
 
 _GAUGES: dict[CollectorRegistry, Gauge] = {}
 
@@ -52,8 +52,8 @@ def dependency_gauge(registry: CollectorRegistry = REGISTRY) -> Gauge:
     if known is not None:
         return known
     gauge = Gauge(
-        DEPENDENCY_UP,
-        "1 while the dependency answered the last readiness check, 0 while it did not",
+        "jggl_dependency_up",
+        "1 while the dependency answered the last readiness check (/readyz or a scrape), 0 while it did not",
         ["dependency", "required"],
         registry=registry,
     )
@@ -104,7 +104,7 @@ def health_router(
     (``checks``) and ``optional`` alike, each bounded by ``timeout``, and names each
     dependency ``"ok"`` or ``"down"``: a required one down answers 503 ``"not ready"``;
     only optional ones down answers 200 ``"degraded"``; all up answers 200 ``"ready"``.
-    ``/metrics`` is Prometheus, with ``jggl_dependency_up`` as of the last ``/readyz``.
+    ``/metrics`` is Prometheus; it runs the checks too, so ``jggl_dependency_up`` is current.
     """
     router = APIRouter(tags=["operations"])
     required = dict(checks or {})
@@ -126,6 +126,12 @@ def health_router(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    async def check_all() -> dict[str, bool]:
+        results = await asyncio.gather(*(run(check) for check, _ in named.values()))
+        for (name, (_, is_required)), ok in zip(named.items(), results, strict=True):
+            gauge.labels(dependency=name, required="true" if is_required else "false").set(1 if ok else 0)
+        return dict(zip(named, results, strict=True))
+
     @router.get(
         "/readyz",
         summary="Every required dependency answers (optional ones down: degraded)",
@@ -133,19 +139,11 @@ def health_router(
         responses={503: {"description": "not ready", "model": Readiness}},
     )
     async def readyz() -> JSONResponse:
-        results = await asyncio.gather(*(run(check) for check, _ in named.values()))
-        status: dict[str, str] = {}
-        ready, degraded = True, False
-        for (name, (_, is_required)), ok in zip(named.items(), results, strict=True):
-            status[name] = "ok" if ok else "down"
-            gauge.labels(dependency=name, required="true" if is_required else "false").set(1 if ok else 0)
-            if not ok:
-                if is_required:
-                    ready = False
-                else:
-                    degraded = True
-        if not ready:
+        results = await check_all()
+        status = {name: "ok" if ok else "down" for name, ok in results.items()}
+        if not all(ok for name, ok in results.items() if named[name][1]):
             return JSONResponse({"status": "not ready", "checks": status}, 503)
+        degraded = not all(results.values())
         return JSONResponse({"status": "degraded" if degraded else "ready", "checks": status}, 200)
 
     @router.get(
@@ -155,6 +153,8 @@ def health_router(
         responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}},
     )
     async def metrics() -> Response:
+        # A scrape refreshes jggl_dependency_up too, so it is current even where nothing probes /readyz.
+        await check_all()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -30,7 +30,8 @@ async def test_the_request_over_the_limit_gets_429_and_is_counted(start_ingest, 
 
 
 async def test_behind_a_trusted_proxy_each_forwarded_address_has_its_own_limit(start_ingest, meta) -> None:
-    async with start_ingest(rate_limit_per_minute=2, trust_forwarded_for=True) as ingest:
+    # The test client connects from 127.0.0.1: the ingress; 10.0.0.0/8 are the proxies behind it.
+    async with start_ingest(rate_limit_per_minute=2, forwarded_allow_ips="127.0.0.1,10.0.0.0/8") as ingest:
         first = [
             (await ingest.post_meta(meta.messages(1)[1], headers={"X-Forwarded-For": "198.51.100.1, 10.0.0.1"}))
             for _ in range(3)
@@ -39,6 +40,27 @@ async def test_behind_a_trusted_proxy_each_forwarded_address_has_its_own_limit(s
 
     assert [r.status_code for r in first] == [200, 200, 429]
     assert second.status_code == 200
+
+
+async def test_an_address_the_client_forged_does_not_escape_its_limit(start_ingest, meta) -> None:
+    # The client sends X-Forwarded-For of its own; the proxy appends the address it saw.
+    async with start_ingest(rate_limit_per_minute=2, forwarded_allow_ips="127.0.0.1") as ingest:
+        answers = [
+            await ingest.post_meta(meta.messages(1)[1], headers={"X-Forwarded-For": f"203.0.113.{i}, 198.51.100.7"})
+            for i in range(3)
+        ]
+        other = await ingest.post_meta(meta.messages(1)[1], headers={"X-Forwarded-For": "203.0.113.1, 198.51.100.8"})
+
+    assert [r.status_code for r in answers] == [200, 200, 429]
+    assert other.status_code == 200
+
+
+async def test_without_trusted_proxies_the_peer_is_the_client(start_ingest, meta) -> None:
+    async with start_ingest(rate_limit_per_minute=1) as ingest:
+        first = await ingest.post_meta(meta.messages(1)[1], headers={"X-Forwarded-For": "198.51.100.1"})
+        second = await ingest.post_meta(meta.messages(1)[1], headers={"X-Forwarded-For": "198.51.100.2"})
+
+    assert (first.status_code, second.status_code) == (200, 429)
 
 
 async def test_metrics_count_published_events_and_publish_time(ingest, meta) -> None:

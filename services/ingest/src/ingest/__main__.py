@@ -22,6 +22,8 @@ def main() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # The client's address is resolved by ingest (FORWARDED_ALLOW_IPS, jggl_common.forwarded).
+        proxy_headers=False,
     )
 
 

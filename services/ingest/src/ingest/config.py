@@ -21,4 +21,3 @@ class IngestSettings(ServiceSettings):
     dedupe_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     publish_timeout_seconds: float = Field(default=3.0, gt=0)
     redis_timeout_seconds: float = Field(default=0.25, gt=0)
-    trust_forwarded_for: bool = Field(default=False, description="rate-limit by X-Forwarded-For (behind a proxy)")

@@ -4,7 +4,8 @@ type S = components["schemas"];
 export type User = S["UserRead"];
 /** The signed-in user, with the business time zone their app shows dates in. */
 export type Me = S["MeRead"];
-export type Deal = S["DealItem"];
+/** A deal as lists show it (with its unread count); the deal answer has all of it and more. */
+export type Deal = S["DealListItem"];
 export type DealDetail = S["DealDetail"];
 export type DealPatch = S["DealPatch"];
 export type Message = S["MessageItem"];

@@ -74,6 +74,14 @@ export function placeInPages(data: InfiniteData<DealPage>, deal: Deal, belongs: 
   return { ...data, pages };
 }
 
+/** crm counts unread messages up to this many; the app shows more than 99 as "99+". */
+export const UNREAD_CAP = 100;
+
+/** The unread count as a badge shows it. */
+export function unreadLabel(count: number): string {
+  return count > 99 ? "99+" : String(count);
+}
+
 /** The deal as some cached list or detail has it. */
 export function findCachedDeal(client: QueryClient, id: number): Deal | undefined {
   const detail = client.getQueryData<DealDetail>(dealKey(id));
@@ -121,12 +129,12 @@ function pickDeal(deal: Deal): Deal {
   const {
     id, contact, stage, status, amount, assignee_id, assignee, platform, awaiting_reply_since, sla,
     last_message_text, last_message_at, ai_summary, ai_intent, ai_temperature, ai_score, ai_source,
-    created_at, updated_at,
+    created_at, updated_at, unread,
   } = deal;
   return {
     id, contact, stage, status, amount, assignee_id, assignee, platform, awaiting_reply_since, sla,
     last_message_text, last_message_at, ai_summary, ai_intent, ai_temperature, ai_score, ai_source,
-    created_at, updated_at,
+    created_at, updated_at, unread,
   };
 }
 

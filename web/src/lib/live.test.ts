@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { InfiniteData } from "@tanstack/react-query";
-import type { Deal, Message } from "../api/types";
+import type { Deal, DealDetail, Message } from "../api/types";
 import { deal, manager, message, pages, pipeline, snapshotOf } from "../test/exports";
 import { testClient } from "../test/render";
-import { dealListKey, type DealListParams } from "./dealCache";
+import { dealKey, dealListKey, type DealListParams } from "./dealCache";
 import { applyEvent, messagesKey } from "./live";
 
 const awaiting: DealListParams = { status: "open", awaiting_reply: true, sort: "-last_message_at" };
@@ -124,6 +124,55 @@ describe("live events in the query cache", () => {
     expect(applyEvent(client, event("crm.deal.updated", { deal: snapshotOf(elsewhere), changes: {} }), manager).listsStale).toBe(false);
     expect(applyEvent(client, event("crm.deal.updated", { deal: snapshotOf(deal(21)), changes: {} }), manager).listsStale).toBe(true);
     expect(applyEvent(client, event("crm.deal.updated", { deal: snapshotOf(deal(6)), changes: {} }), manager).listsStale).toBe(false);
+  });
+
+  it("counts a customer's new message as unread in every list, once, and moves the deal's reply window", () => {
+    const client = testClient();
+    const waiting = deal(3, { awaiting_reply_since: "2026-12-01T10:00:00Z", unread: 2 });
+    client.setQueryData(dealListKey(awaiting), pages([waiting]));
+    client.setQueryData(dealKey(3), { ...waiting, last_inbound_at: "2026-12-01T10:00:00Z" } as DealDetail);
+    client.setQueryData(messagesKey(3), { items: [message(30)], next_cursor: null });
+    const received = event("crm.message.received", {
+      message_id: 31, mid: "m.31", deal_id: 3, conversation_id: 3, kind: "text", text: "Hello?", attachments: [],
+      sent_at: "2026-12-01T12:00:00Z", is_first_message: false, deal_stage: "new", assignee_id: null,
+      contact: { id: 30, platform: "messenger", external_id: "1003", display_name: "Customer 3" },
+    });
+    applyEvent(client, received, manager);
+    // The same event again (a resumed stream) does not count twice.
+    applyEvent(client, received, manager);
+    const row = client.getQueryData<InfiniteData<{ items: Deal[] }>>(dealListKey(awaiting))?.pages[0]?.items[0];
+    expect(row?.unread).toBe(3);
+    expect(client.getQueryData<DealDetail>(dealKey(3))?.last_inbound_at).toBe("2026-12-01T12:00:00Z");
+  });
+
+  it("stops counting at crm's cap", () => {
+    const client = testClient();
+    client.setQueryData(dealListKey(awaiting), pages([deal(3, { awaiting_reply_since: "2026-12-01T10:00:00Z", unread: 100 })]));
+    applyEvent(client, event("crm.message.received", {
+      message_id: 32, deal_id: 3, conversation_id: 3, kind: "text", text: "?", sent_at: "2026-12-01T12:00:00Z",
+      is_first_message: false, deal_stage: "new", assignee_id: null,
+      contact: { id: 30, platform: "messenger", external_id: "1003", display_name: "Customer 3" },
+    }), manager);
+    expect(client.getQueryData<InfiniteData<{ items: Deal[] }>>(dealListKey(awaiting))?.pages[0]?.items[0]?.unread).toBe(100);
+  });
+
+  it("clears the count when someone reads the deal, or a reply is sent", () => {
+    const client = testClient();
+    client.setQueryData(dealListKey(awaiting), pages([deal(4, { awaiting_reply_since: "2026-12-01T10:00:00Z", unread: 2 }), deal(3, { awaiting_reply_since: "2026-12-01T10:00:00Z", unread: 4 })]));
+    const unread = () => client.getQueryData<InfiniteData<{ items: Deal[] }>>(dealListKey(awaiting))?.pages.flatMap((p) => p.items.map((d) => [d.id, d.unread])) ?? [];
+
+    applyEvent(client, event("crm.deal.updated", { deal: snapshotOf(deal(3, { awaiting_reply_since: "2026-12-01T10:00:00Z" })), changes: { manager_read_at: [null, "2026-12-01T11:00:00Z"] }, actor_user_id: 8 }), manager);
+    expect(unread()).toEqual([[4, 2], [3, 0]]);
+    // Another change leaves the count alone.
+    applyEvent(client, event("crm.deal.updated", { deal: snapshotOf(deal(4, { awaiting_reply_since: "2026-12-01T10:00:00Z" })), changes: { amount: [null, "10.00"] } }), manager);
+    expect(unread()).toEqual([[4, 2], [3, 0]]);
+
+    applyEvent(client, event("crm.message.sent", {
+      message_id: 41, mid: "m.41", deal_id: 4, conversation_id: 4, kind: "text", text: "Yes!", sent_at: "2026-12-01T12:00:00Z",
+      deal_stage: "new", assignee_id: null, contact: { id: 40, platform: "messenger", external_id: "1004", display_name: "Customer 4" },
+    }), manager);
+    expect(client.getQueryData<InfiniteData<{ items: Deal[] }>>(dealListKey(others))).toBeUndefined();
+    expect(unread()).toEqual([[3, 0]]);
   });
 
   it("ignores events it does not know", () => {

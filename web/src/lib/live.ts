@@ -1,7 +1,7 @@
 import type { QueryClient } from "@tanstack/react-query";
-import type { Deal, Message, User } from "../api/types";
+import type { Deal, DealDetail, Message, User } from "../api/types";
 import type { LiveEvent } from "./events";
-import { findCachedDeal, patchDeal, stageRef, upsertDeal, type DealPatchFields } from "./dealCache";
+import { dealKey, findCachedDeal, patchDeal, stageRef, UNREAD_CAP, upsertDeal, type DealPatchFields } from "./dealCache";
 
 /** The shapes crm publishes (libs/common/src/jggl_common/contracts), as far as pages use them. */
 interface ContactRef {
@@ -80,6 +80,7 @@ function fromSnapshot(client: QueryClient, snap: DealSnapshot): Deal {
     ai_source: null,
     created_at: snap.created_at,
     updated_at: snap.created_at,
+    unread: 0,
   };
   const stage = base.stage.key === snap.stage ? base.stage : stageRef(client, snap.stage);
   return {
@@ -97,6 +98,10 @@ function fromSnapshot(client: QueryClient, snap: DealSnapshot): Deal {
 
 function preview(kind: string, text: string | null): string {
   return text ?? `[${kind}]`;
+}
+
+function hasMessage(client: QueryClient, dealId: number, id: number): boolean {
+  return client.getQueryData<MessagesData>(messagesKey(dealId))?.items.some((m) => m.id === id) ?? false;
 }
 
 function upsertMessage(client: QueryClient, dealId: number, id: number, change: (old: Message | undefined) => Message): void {
@@ -173,6 +178,10 @@ export function applyEvent(client: QueryClient, event: LiveEvent, me: User | nul
       if (event.type === "crm.deal.sla_breached") {
         deal = { ...deal, sla: (data as { level: string }).level === "escalation" ? "escalated" : "breached" };
       }
+      if (event.type === "crm.deal.updated" && "manager_read_at" in ((data as { changes?: object }).changes ?? {})) {
+        // Someone read the conversation (here or elsewhere): nothing is unread for anyone.
+        deal = { ...deal, unread: 0 };
+      }
       if (event.type === "crm.deal.hot_lead") {
         const hot = data as { summary: string; intent: string; provider: string };
         deal = { ...deal, ai_temperature: "hot", ai_summary: hot.summary, ai_intent: hot.intent, ai_source: hot.provider };
@@ -186,8 +195,13 @@ export function applyEvent(client: QueryClient, event: LiveEvent, me: User | nul
       const at = d.sent_at ?? event.occurred_at;
       const deal = dealForMessage(client, d);
       if (deal) {
-        upsertDeal(client, { ...deal, last_message_text: preview(d.kind, d.text), last_message_at: at, awaiting_reply_since: deal.awaiting_reply_since ?? at }, me);
+        const unread = hasMessage(client, d.deal_id, d.message_id) ? deal.unread : Math.min(UNREAD_CAP, deal.unread + 1);
+        upsertDeal(client, { ...deal, unread, last_message_text: preview(d.kind, d.text), last_message_at: at, awaiting_reply_since: deal.awaiting_reply_since ?? at }, me);
       } else listsStale = true;
+      // Meta's reply window counts from the customer's latest message.
+      client.setQueryData<DealDetail>(dealKey(d.deal_id), (detail) =>
+        detail && (!detail.last_inbound_at || Date.parse(detail.last_inbound_at) < Date.parse(at)) ? { ...detail, last_inbound_at: at } : detail,
+      );
       upsertMessage(client, d.deal_id, d.message_id, (old) => old ?? blankMessage(d, "in", "received", at));
       dealId = d.deal_id;
       break;
@@ -195,7 +209,8 @@ export function applyEvent(client: QueryClient, event: LiveEvent, me: User | nul
     case "crm.message.sent": {
       const d = data as unknown as MessageEventData;
       const at = d.sent_at ?? event.occurred_at;
-      const patch: DealPatchFields = { last_message_text: preview(d.kind, d.text), last_message_at: at, awaiting_reply_since: null, sla: null };
+      // A reply answers the customer: what they wrote before it counts as read.
+      const patch: DealPatchFields = { last_message_text: preview(d.kind, d.text), last_message_at: at, awaiting_reply_since: null, sla: null, unread: 0 };
       if (!patchDeal(client, d.deal_id, patch, me)) listsStale = true;
       upsertMessage(client, d.deal_id, d.message_id, (old) =>
         old

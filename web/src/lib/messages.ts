@@ -84,6 +84,7 @@ export const en = {
   "inbox.noneRecentHint": "Change the filters above, or wait for customers to write.",
   "inbox.noMessages": "No messages yet",
   "inbox.waiting": "waiting {time}",
+  "inbox.unread": "Unread messages: {count}",
 
   "deal.number": "Deal #{id}",
   "deal.history": "Conversation",
@@ -450,6 +451,7 @@ export const ru: Record<MessageKey, string> = {
   "inbox.noneRecentHint": "Измените фильтры выше или дождитесь сообщений клиентов.",
   "inbox.noMessages": "Сообщений пока нет",
   "inbox.waiting": "ждёт {time}",
+  "inbox.unread": "Непрочитанных сообщений: {count}",
 
   "deal.number": "Сделка №{id}",
   "deal.history": "Переписка",

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { lastCustomerMessageAt, messagingWindow } from "./window";
+import { messagingWindow } from "./window";
 
 const at = Date.parse("2026-12-02T12:00:00Z");
 const hoursAgo = (h: number) => new Date(at - h * 3_600_000).toISOString();
@@ -14,13 +14,5 @@ describe("Meta's messaging window", () => {
     expect(messagingWindow(hoursAgo(24 * 7 - 1), at)).toEqual({ phase: "human_agent", remainingMs: 3_600_000 });
     expect(messagingWindow(hoursAgo(24 * 7), at).phase).toBe("closed");
     expect(messagingWindow(null, at).phase).toBe("no_message");
-  });
-  it("counts from the customer's last message, not ours", () => {
-    const last = lastCustomerMessageAt([
-      { direction: "in", sent_at: "2026-12-01T10:00:00Z" },
-      { direction: "in", sent_at: "2026-12-01T11:00:00+00:00" },
-      { direction: "out", sent_at: "2026-12-01T12:00:00Z" },
-    ]);
-    expect(last).toBe("2026-12-01T11:00:00+00:00");
   });
 });

@@ -3,6 +3,8 @@
  * (services/crm/src/crm/outbound/window.py): within 24 hours of the customer's last
  * message a reply is a RESPONSE; from 24 hours to 7 days only with the HUMAN_AGENT tag,
  * when the admin enabled it; after that Meta refuses. crm has the final word (409).
+ * The deal answer's `last_inbound_at` (the conversation's last customer message, as crm
+ * keeps it) is what the window counts from.
  */
 export const RESPONSE_WINDOW_MS = 24 * 60 * 60 * 1000;
 export const HUMAN_AGENT_WINDOW_MS = 7 * 24 * 60 * 60 * 1000;
@@ -21,13 +23,4 @@ export function messagingWindow(lastCustomerMessageAt: string | null, now: numbe
   if (elapsed < RESPONSE_WINDOW_MS) return { phase: "open", remainingMs: RESPONSE_WINDOW_MS - Math.max(0, elapsed) };
   if (elapsed < HUMAN_AGENT_WINDOW_MS) return { phase: "human_agent", remainingMs: HUMAN_AGENT_WINDOW_MS - elapsed };
   return { phase: "closed", remainingMs: 0 };
-}
-
-/** When the customer last wrote: the newest incoming message of the history. */
-export function lastCustomerMessageAt(messages: readonly { direction: string; sent_at: string }[]): string | null {
-  let latest: string | null = null;
-  for (const m of messages) {
-    if (m.direction === "in" && (latest === null || Date.parse(m.sent_at) > Date.parse(latest))) latest = m.sent_at;
-  }
-  return latest;
 }

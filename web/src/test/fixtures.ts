@@ -23,6 +23,7 @@ export function deal(id: number, patch: Partial<Deal> = {}): Deal {
     ai_source: null,
     created_at: "2026-12-01T09:00:00Z",
     updated_at: "2026-12-01T09:00:00Z",
+    unread: 0,
     ...patch,
   };
 }

@@ -6,7 +6,6 @@ import { unwrap } from "../../api/errors";
 import { useI18n } from "../../lib/i18n";
 import { messagesKey } from "../../lib/live";
 import { EmptyState, ErrorState, Loading } from "../../components/states";
-import { lastCustomerMessageAt } from "../../lib/window";
 import { useMessages } from "./api";
 import { MessageBubble } from "./MessageBubble";
 import { ReplyBox } from "./ReplyBox";
@@ -55,7 +54,7 @@ export function Conversation({ deal }: { deal: DealDetail }) {
         )}
         <div ref={endRef} />
       </div>
-      <ReplyBox deal={deal} lastCustomerAt={lastCustomerMessageAt(items)} />
+      <ReplyBox deal={deal} />
     </>
   );
 }

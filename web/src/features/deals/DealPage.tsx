@@ -3,7 +3,9 @@ import { useI18n } from "../../lib/i18n";
 import { ApiError } from "../../api/errors";
 import { EmptyState, ErrorState, Loading } from "../../components/states";
 import { Avatar, PlatformBadge, SlaBadge, StatusBadge } from "../../components/badges";
+import type { DealDetail } from "../../api/types";
 import { useDeal } from "./api";
+import { useMarkRead } from "./mutations";
 import { Conversation } from "./Conversation";
 import { DealControls } from "./DealControls";
 import { AiPanel } from "./AiPanel";
@@ -21,7 +23,12 @@ export function DealPage() {
     if (deal.error instanceof ApiError && deal.error.status === 404) return <EmptyState title={t("deal.notFound")} hint={t("deal.notFoundHint")} />;
     return <ErrorState error={deal.error} onRetry={() => void deal.refetch()} />;
   }
-  const d = deal.data;
+  return <DealView deal={deal.data} />;
+}
+
+function DealView({ deal: d }: { deal: DealDetail }) {
+  const { t } = useI18n();
+  useMarkRead(d);
   return (
     <div className="deal-page">
       <header className="deal-header">

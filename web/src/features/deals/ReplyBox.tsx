@@ -28,10 +28,11 @@ export function WindowNotice({ state }: { state: WindowState }) {
   return <p className={`window-notice window-${state.phase}`}>{text}</p>;
 }
 
-export function ReplyBox({ deal, lastCustomerAt }: { deal: DealDetail; lastCustomerAt: string | null }) {
+export function ReplyBox({ deal }: { deal: DealDetail }) {
   const { t } = useI18n();
   const now = useNow(15_000);
-  const state = messagingWindow(lastCustomerAt, now);
+  // From the conversation's last customer message as crm keeps it, however little history is loaded.
+  const state = messagingWindow(deal.last_inbound_at, now);
   const [text, setText] = useState("");
   const [refusal, setRefusal] = useState<string | null>(null);
   const [attaching, setAttaching] = useState(false);

@@ -1,3 +1,4 @@
+import { useEffect, useRef } from "react";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { api } from "../../api/client";
 import { unwrap } from "../../api/errors";
@@ -34,6 +35,38 @@ export function useTakeDeal(id: number) {
     mutationFn: async () => unwrap(await api.POST("/api/deals/{deal_id}/take", { params: { path: { deal_id: id } } })),
     onSuccess: saved,
   });
+}
+
+/**
+ * Marks the open deal read for the whole team (`POST /api/deals/{id}/read`) when it is
+ * opened with unread messages and whenever new ones arrive while it stays open and
+ * visible; a tab in the background waits until it is looked at again.
+ */
+export function useMarkRead(deal: { id: number; unread: number }) {
+  const client = useQueryClient();
+  const { user } = useAuth();
+  const inFlight = useRef(false);
+  const { id, unread } = deal;
+  useEffect(() => {
+    if (unread === 0) return;
+    const read = () => {
+      if (inFlight.current || document.visibilityState === "hidden") return;
+      inFlight.current = true;
+      void api
+        .POST("/api/deals/{deal_id}/read", { params: { path: { deal_id: id } } })
+        .then(({ data }) => {
+          if (!data) return;
+          client.setQueryData(dealKey(id), data);
+          upsertDeal(client, data, user);
+        })
+        .finally(() => {
+          inFlight.current = false;
+        });
+    };
+    read();
+    document.addEventListener("visibilitychange", read);
+    return () => document.removeEventListener("visibilitychange", read);
+  }, [client, user, id, unread]);
 }
 
 export function useSendReply(id: number) {

@@ -2,6 +2,7 @@ import { Link } from "react-router";
 import type { Deal } from "../../api/types";
 import { useI18n } from "../../lib/i18n";
 import { formatDateTime, formatDuration, useNow, useTimeZone } from "../../lib/time";
+import { unreadLabel } from "../../lib/dealCache";
 import { Avatar, PlatformBadge, SlaBadge, TemperatureBadge } from "../../components/badges";
 
 export function DealRow({ deal }: { deal: Deal }) {
@@ -11,7 +12,7 @@ export function DealRow({ deal }: { deal: Deal }) {
   const waiting = deal.awaiting_reply_since ? (now - Date.parse(deal.awaiting_reply_since)) / 1000 : null;
 
   return (
-    <li className={deal.awaiting_reply_since ? "deal-row awaiting" : "deal-row"}>
+    <li className={["deal-row", deal.awaiting_reply_since ? "awaiting" : "", deal.unread > 0 ? "unread" : ""].filter(Boolean).join(" ")}>
       <Link to={`/deals/${deal.id}`} className="deal-row-link">
         <Avatar name={deal.contact.display_name} url={deal.contact.avatar_url} />
         <span className="deal-row-main">
@@ -20,7 +21,15 @@ export function DealRow({ deal }: { deal: Deal }) {
             <span className="badge badge-stage">{deal.stage.name}</span>
             <TemperatureBadge temperature={deal.ai_temperature} />
           </span>
-          <span className="deal-row-preview">{deal.last_message_text ?? t("inbox.noMessages")}</span>
+          <span className="deal-row-preview">
+            {deal.unread > 0 && (
+              <span className="unread-count">
+                <span aria-hidden="true">{unreadLabel(deal.unread)}</span>
+                <span className="sr-only">{t("inbox.unread", { count: unreadLabel(deal.unread) })}</span>
+              </span>
+            )}
+            {deal.last_message_text ?? t("inbox.noMessages")}
+          </span>
         </span>
         <span className="deal-row-meta">
           <time dateTime={deal.last_message_at ?? deal.created_at}>{formatDateTime(deal.last_message_at ?? deal.created_at, locale, zone)}</time>

@@ -120,6 +120,7 @@ async def prepare_database() -> None:
     digest = await Passwords(concurrency=1).hash(PASSWORD)
     conn = await asyncpg.connect(f"{crm_bench.PG}/{crm_bench.DB}")
     try:
+        await add_inbox_messages(conn)
         await conn.execute(
             f'UPDATE "{crm_bench.SCHEMA}".users SET password_hash = $1 WHERE id = ANY($2::int[])',
             digest,
@@ -129,6 +130,72 @@ async def prepare_database() -> None:
         say(f"{deals:,} deals in {crm_bench.DB}")
     finally:
         await conn.close()
+
+
+INBOX_MID_PREFIX = "bench.inbox."
+
+
+async def add_inbox_messages(conn: asyncpg.Connection) -> None:
+    """The histories of the conversations waiting for a reply, which the inbox counts unread.
+
+    crm_bench generates deals without messages. Every open deal whose customer waits gets
+    a short answered history (a question and a reply before the wait) and its unanswered
+    messages: mostly a few, one in ten 20-60, one in fifty 100-200 (past the count's cap);
+    a third of them were read part of the way (``manager_read_at``). Done once (the
+    messages are recognised by their ids), in SQL.
+    """
+    schema = crm_bench.SCHEMA
+    if await conn.fetchval(
+        f'SELECT EXISTS (SELECT 1 FROM "{schema}".messages WHERE mid LIKE $1)', f"{INBOX_MID_PREFIX}%"
+    ):
+        return
+    started = time.perf_counter()
+    await conn.execute(f'SET search_path TO "{schema}"')
+    await conn.execute(
+        """
+        CREATE TEMP TABLE waiting AS
+        SELECT id, conversation_id, awaiting_reply_since AS since,
+               greatest(last_message_at, awaiting_reply_since) AS until,
+               CASE WHEN r < 0.02 THEN 100 + floor(random() * 100)::int
+                    WHEN r < 0.12 THEN 20 + floor(random() * 40)::int
+                    ELSE 1 + floor(random() * 5)::int END AS unanswered
+        FROM (SELECT *, random() AS r FROM deals WHERE status = 'open' AND awaiting_reply_since IS NOT NULL) d
+        """
+    )
+    await conn.execute(
+        f"""
+        INSERT INTO messages (conversation_id, deal_id, mid, direction, kind, text, status, sent_at, created_at,
+                              author_label, is_edited, edit_count, is_deleted)
+        SELECT w.conversation_id, w.id, '{INBOX_MID_PREFIX}' || w.id || '.q', 'in', 'text',
+               'Здравствуйте, есть в наличии?', 'received', w.since - interval '2 hours', w.since - interval '2 hours',
+               NULL, false, 0, false
+        FROM waiting w
+        UNION ALL
+        SELECT w.conversation_id, w.id, '{INBOX_MID_PREFIX}' || w.id || '.a', 'out', 'text',
+               'Да, есть. Какой размер?', 'sent', w.since - interval '1 hour', w.since - interval '1 hour', 'Meta inbox',
+               false, 0, false
+        FROM waiting w
+        UNION ALL
+        SELECT w.conversation_id, w.id, '{INBOX_MID_PREFIX}' || w.id || '.' || n, 'in', 'text',
+               'Сообщение ' || n, 'received',
+               w.since + (w.until - w.since) * (n - 1) / greatest(w.unanswered - 1, 1),
+               w.since + (w.until - w.since) * (n - 1) / greatest(w.unanswered - 1, 1), NULL, false, 0, false
+        FROM waiting w, generate_series(1, w.unanswered) AS n
+        """
+    )
+    # A third were opened part of the way through: the first half of their messages is read.
+    await conn.execute(
+        """
+        UPDATE deals d SET manager_read_at = w.since + (w.until - w.since) / 2
+        FROM waiting w WHERE w.id = d.id AND w.id % 3 = 0 AND w.unanswered > 1
+        """
+    )
+    await conn.execute(
+        "UPDATE conversations c SET last_inbound_at = w.until FROM waiting w WHERE c.id = w.conversation_id"
+    )
+    await conn.execute("ANALYZE messages")
+    count = await conn.fetchval("SELECT count(*) FROM messages")
+    say(f"inbox histories: {count:,} messages in {time.perf_counter() - started:.0f}s")
 
 
 # ------------------------------------------------------------------------- the browser

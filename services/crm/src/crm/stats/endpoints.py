@@ -16,7 +16,10 @@ from .schemas import FunnelReport, ManagerStatsReport
 
 router = APIRouter(prefix="/api/stats", tags=["statistics"], responses=error_responses(401))
 
-From = Annotated[UtcDatetime | None, Query(alias="from", description="at or after (default: 30 days before 'to')")]
+From = Annotated[
+    UtcDatetime | None,
+    Query(alias="from", description="at or after (default: 30 days before 'to'; at most 366 days before it)"),
+]
 To = Annotated[UtcDatetime | None, Query(alias="to", description="before (default: now)")]
 
 

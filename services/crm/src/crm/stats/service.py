@@ -16,14 +16,18 @@ from .repository import Author, FirstResponseFigures, ReplyFigures, StatsReposit
 from .schemas import FunnelReport, FunnelStage, ManagerStats, ManagerStatsReport
 
 DEFAULT_RANGE = timedelta(days=30)
+MAX_RANGE = timedelta(days=366)
+"""The longest range figures are computed over: a year of replies, whatever is asked."""
 
 
 def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    """``[start, end)``: up to now, over the last 30 days unless given."""
+    """``[start, end)``: up to now, over the last 30 days unless given; at most 366 days."""
     end = end or utcnow()
     start = start or end - DEFAULT_RANGE
     if start >= end:
         raise Unprocessable("'from' must be before 'to'")
+    if end - start > MAX_RANGE:
+        raise Unprocessable(f"The range from 'from' to 'to' may be at most {MAX_RANGE.days} days")
     return start, end
 
 

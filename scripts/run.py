@@ -167,6 +167,27 @@ def _demo_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def demo_customers(
+    python: str,
+    app_secret: str,
+    *,
+    minutes: str,
+    graph: tuple[str, int] = GRAPH_FAKE,
+    ingest: str = "http://127.0.0.1:8001",
+    crm: str = "http://127.0.0.1:8000",
+) -> list[str]:
+    """The command of the demo's Graph fake and customers (``jggl_sandbox.demo``), with the
+    demo admin and managers it creates and prints (tests/browser/test_demo.py runs it too)."""
+    command = [
+        *(python, "-m", "jggl_sandbox.demo", "--graph-host", graph[0], "--graph-port", str(graph[1])),
+        *("--ingest", ingest, "--crm", crm, "--app-secret", app_secret),
+        *("--admin", ":".join(DEMO_ADMIN), "--minutes", minutes),
+    ]
+    for manager in DEMO_MANAGERS:
+        command += ["--manager", ":".join(manager)]
+    return command
+
+
 def _demo_helpers(env: dict[str, str], python: str) -> dict[str, tuple[list[str], tuple[str, int]]]:
     """The demo's JetStream server (its own, so nothing it sends reaches ``make run``'s streams
     and nothing left there reaches the demo) and its outside world: the Graph fake with the
@@ -176,14 +197,7 @@ def _demo_helpers(env: dict[str, str], python: str) -> dict[str, tuple[list[str]
     store = ROOT / ".run" / "demo-nats"
     store.mkdir(parents=True, exist_ok=True)
     nats = [nats_server_binary(), "-a", DEMO_NATS[0], "-p", str(DEMO_NATS[1]), "-js", "-sd", str(store)]
-    customers = [
-        *(python, "-m", "jggl_sandbox.demo", "--graph-host", GRAPH_FAKE[0], "--graph-port", str(GRAPH_FAKE[1])),
-        *("--ingest", "http://127.0.0.1:8001"),
-        *("--crm", "http://127.0.0.1:8000", "--app-secret", env["META_APP_SECRET"]),
-        *("--admin", ":".join(DEMO_ADMIN), "--minutes", env.get("DEMO_MINUTES", "20")),
-    ]
-    for manager in DEMO_MANAGERS:
-        customers += ["--manager", ":".join(manager)]
+    customers = demo_customers(python, env["META_APP_SECRET"], minutes=env.get("DEMO_MINUTES", "20"))
     telegram = [python, "-m", "jggl_sandbox.telegram_fake", "--host", TELEGRAM_FAKE[0], "--port", str(TELEGRAM_FAKE[1])]
     return {
         "JetStream server": (nats, DEMO_NATS),

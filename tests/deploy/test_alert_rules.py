@@ -97,6 +97,7 @@ def test_rules_name_only_metrics_and_labels_the_code_defines() -> None:
         "jggl_messages_consumed_total",
         "jggl_notifier_telegram_retry_after_total",
         "ai_breaker_state",
+        "jggl_dependency_up",  # not ready (a required dependency down) and degraded (an optional one)
     } <= named
 
 

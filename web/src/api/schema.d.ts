@@ -4580,7 +4580,7 @@ export interface operations {
     managers_api_stats_managers_get: {
         parameters: {
             query?: {
-                /** @description at or after (default: 30 days before 'to') */
+                /** @description at or after (default: 30 days before 'to'; at most 366 days before it) */
                 from?: string | null;
                 /** @description before (default: now) */
                 to?: string | null;
@@ -4634,7 +4634,7 @@ export interface operations {
     funnel_api_stats_funnel_get: {
         parameters: {
             query?: {
-                /** @description at or after (default: 30 days before 'to') */
+                /** @description at or after (default: 30 days before 'to'; at most 366 days before it) */
                 from?: string | null;
                 /** @description before (default: now) */
                 to?: string | null;

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
+from crm.conversation import rules
 from crm.inbound.items import preview
 from crm.models import Activity, Channel, Contact, Conversation, Deal, Message, PendingUpdate, Receipt, Stage
 from jggl_common.contracts import utcnow
@@ -101,40 +103,45 @@ class NewContact:
 async def ensure_channel(
     session: AsyncSession, platform: str, external_id: str, webhook_at: datetime
 ) -> tuple[int, str | None]:
-    """The channel's id and sealed page token, creating it on its first webhook; moves
-    ``last_webhook_at`` forward."""
-    excluded = insert(_channels).excluded
-    stmt = (
-        insert(_channels)
-        .values(
-            platform=platform,
-            external_id=external_id,
-            needs_reauth=False,
-            is_active=True,
-            last_webhook_at=webhook_at,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_update(
-            constraint="uq_channels_platform_external_id",
-            set_={"last_webhook_at": func.greatest(_channels.c.last_webhook_at, excluded.last_webhook_at)},
-            # One write per second is plenty for a "last webhook" watchdog.
-            where=sa.or_(
-                _channels.c.last_webhook_at.is_(None),
-                _channels.c.last_webhook_at < excluded.last_webhook_at - sa.text("interval '1 second'"),
-            ),
-        )
-        .returning(_channels.c.id, _channels.c.access_token_sealed)
+    """The channel's id and sealed page token, creating it on its first webhook, and
+    ``last_webhook_at`` moved forward (see :func:`note_webhook`).
+
+    An existing channel's row is only read here, never locked by an upsert: this runs
+    once per channel and process, the later webhooks are noted in the background.
+    """
+    db = await driver_connection(session)
+    row = await db.fetchrow(
+        "INSERT INTO channels (platform, external_id, needs_reauth, is_active, last_webhook_at, created_at)"
+        " VALUES ($1, $2, false, true, $3, $4) ON CONFLICT ON CONSTRAINT uq_channels_platform_external_id"
+        " DO NOTHING RETURNING id, access_token_sealed",
+        platform,
+        external_id,
+        webhook_at,
+        utcnow(),
     )
-    row = (await session.execute(stmt)).one_or_none()
-    if row is None:
-        row = (
-            await session.execute(
-                select(_channels.c.id, _channels.c.access_token_sealed).where(
-                    _channels.c.platform == platform, _channels.c.external_id == external_id
-                )
-            )
-        ).one()
-    return int(row.id), row.access_token_sealed
+    if row is not None:
+        return int(row["id"]), row["access_token_sealed"]
+    row = await db.fetchrow(
+        "SELECT id, access_token_sealed FROM channels WHERE platform = $1 AND external_id = $2", platform, external_id
+    )
+    assert row is not None  # the insert conflicted with it
+    await note_webhook(session, int(row["id"]), webhook_at)
+    return int(row["id"]), row["access_token_sealed"]
+
+
+async def note_webhook(session: AsyncSession, channel_id: int, webhook_at: datetime) -> tuple[bool, str | None]:
+    """Move the channel's ``last_webhook_at`` forward to ``webhook_at`` (written when it
+    moves by more than a second: plenty for a "last webhook" watchdog). Returns whether
+    the channel still exists and its sealed page token."""
+    db = await driver_connection(session)
+    await db.execute(
+        "UPDATE channels SET last_webhook_at = $2::timestamptz WHERE id = $1"
+        " AND (last_webhook_at IS NULL OR last_webhook_at < $2::timestamptz - interval '1 second')",
+        channel_id,
+        webhook_at,
+    )
+    row = await db.fetchrow("SELECT access_token_sealed FROM channels WHERE id = $1", channel_id)
+    return (row is not None), (row["access_token_sealed"] if row is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +212,9 @@ async def upsert_contacts(
     session: AsyncSession, sightings: list[Sighting], *, profile_claimed_until: datetime | None = None
 ) -> dict[tuple[int, str], Customer]:
     """The contacts of these customers, each created once, in one statement, keyed by
-    ``(channel_id, external_id)``; a contact this statement created gets its conversation
-    in it too (``conversation_id`` is None for the others: see :func:`conversation_of`).
+    ``(channel_id, external_id)``, with their conversations: a contact this statement
+    created gets its conversation in it too, an existing one's is read (``conversation_id``
+    is None only for a contact that has none yet: see :func:`conversation_of`).
 
     First/last seen are kept as the min/max of Meta's timestamps. A new contact's profile
     is still to fetch; with ``profile_claimed_until`` its first fetch is claimed for the
@@ -233,9 +241,12 @@ async def upsert_contacts(
         " RETURNING id, channel_id, external_id, (xmax = 0) AS created),"
         " conversation AS (INSERT INTO conversations (channel_id, contact_id, created_at)"
         " SELECT channel_id, id, now() FROM contact WHERE created RETURNING id, contact_id)"
+        # An existing contact's conversation is read in the same statement.
         " SELECT contact.id, contact.channel_id, contact.external_id, contact.created,"
-        " conversation.id AS conversation_id"
-        " FROM contact LEFT JOIN conversation ON conversation.contact_id = contact.id",
+        " coalesce(conversation.id, existing.id) AS conversation_id, conversation.id IS NOT NULL AS fresh"
+        " FROM contact LEFT JOIN conversation ON conversation.contact_id = contact.id"
+        " LEFT JOIN conversations existing ON existing.channel_id = contact.channel_id"
+        " AND existing.contact_id = contact.id",
         [channel_id for channel_id, _ in keys],
         [seen[key][0] for key in keys],
         [external_id for _, external_id in keys],
@@ -248,7 +259,7 @@ async def upsert_contacts(
             int(r["id"]),
             bool(r["created"]),
             int(r["conversation_id"]) if r["conversation_id"] is not None else None,
-            r["conversation_id"] is not None,
+            bool(r["fresh"]),
         )
         for r in rows
     }
@@ -295,37 +306,10 @@ async def message_by_mid(session: AsyncSession, mid: str) -> MessageRef | None:
 
 
 async def deal_for(session: AsyncSession, conversation_id: int, at: datetime, *, outgoing: bool) -> int | None:
-    """The deal a message written at ``at`` belongs to, if it exists yet (``None``: open one).
-
-    Deals of a conversation follow each other in time, so membership is decided by
-    Meta's timestamps, not by arrival order:
-
-    * a closed deal whose customer wrote at or after ``at`` owns the message (it was
-      written before the deal closed and only delivered late);
-    * otherwise the open deal owns a customer's message;
-    * a page's message (echo) goes to the open deal once that deal's customer has
-      written, else it is a follow-up on the latest closed deal; only a conversation
-      with no deal at all gets a deal opened by the page.
-    """
-    rows = await (await driver_connection(session)).fetch(
-        "SELECT d.id, d.status,"
-        " (SELECT min(m.sent_at) FROM messages m WHERE m.deal_id = d.id AND m.direction = 'in') AS first_in,"
-        " (SELECT max(m.sent_at) FROM messages m WHERE m.deal_id = d.id AND m.direction = 'in') AS last_in"
-        " FROM deals d WHERE d.conversation_id = $1 ORDER BY d.id",
-        conversation_id,
-    )
-    closed = [row for row in rows if row["status"] != "open"]
-    open_ = next((row for row in rows if row["status"] == "open"), None)
-    for row in closed:
-        if row["last_in"] is not None and row["last_in"] >= at:
-            return int(row["id"])
-    if not outgoing:
-        return int(open_["id"]) if open_ is not None else None
-    if open_ is not None and (open_["first_in"] is None or open_["first_in"] <= at):
-        return int(open_["id"])
-    if closed:
-        return int(closed[-1]["id"])
-    return int(open_["id"]) if open_ is not None else None
+    """The deal a message written at ``at`` belongs to, if it exists yet (``None``: open one);
+    decided by :func:`crm.conversation.rules.owning_deal`."""
+    spans = await deal_spans(session, [conversation_id])
+    return rules.owning_deal(spans[conversation_id], at, outgoing=outgoing)
 
 
 async def rehome_follow_ups(session: AsyncSession, conversation_id: int, deal_id: int, since: datetime) -> list[int]:
@@ -627,12 +611,8 @@ async def apply_reaction(
     reaction: str | None,
     emoji: str | None,
 ) -> bool:
-    """Apply a reaction unless a newer one from the same reactor was applied already.
-
-    ``reactions`` holds what the customer shows now; ``reaction_clock`` remembers the
-    newest event per reactor (time, then content as a tie-break), so any order of the
-    same events ends in the same state. Returns whether anything changed.
-    """
+    """Apply a reaction unless a newer one from the same reactor was applied already
+    (:func:`crm.conversation.rules.newest_reaction`). Returns whether anything changed."""
     row = (
         await session.execute(
             select(_messages.c.reactions, _messages.c.reaction_clock)
@@ -640,19 +620,15 @@ async def apply_reaction(
             .with_for_update()
         )
     ).one()
-    clock = dict(row.reaction_clock or {})
-    stamp = [at_ms, f"{action}:{reaction or ''}:{emoji or ''}"]
-    previous = clock.get(reactor)
-    if previous is not None and (int(previous[0]), str(previous[1])) >= (at_ms, stamp[1]):
+    change = rules.newest_reaction(
+        row.reactions or {}, row.reaction_clock or {}, reactor, at_ms, action, reaction, emoji
+    )
+    if change is None:
         return False
-    clock[reactor] = stamp
-    reactions = dict(row.reactions or {})
-    if action == "react":
-        reactions[reactor] = {"reaction": reaction, "emoji": emoji, "at": at_ms}
-    else:
-        reactions.pop(reactor, None)
     await session.execute(
-        update(_messages).where(_messages.c.id == message_id).values(reactions=reactions, reaction_clock=clock)
+        update(_messages)
+        .where(_messages.c.id == message_id)
+        .values(reactions=change.reactions, reaction_clock=change.clock)
     )
     return True
 
@@ -734,55 +710,75 @@ async def add_receipt(
 
 
 async def recompute_deal(session: AsyncSession, deal_id: int) -> None:
-    """Derive the deal's last message and response tracking from its messages.
+    """Derive the deal's last message and response tracking from its messages
+    (:func:`recompute_deals` for one deal)."""
+    await recompute_deals(session, [deal_id])
 
-    Computed from the whole history ordered by Meta's timestamps, so the result is the
-    same whatever order the messages arrived in. A reply (an outgoing message that did
-    not fail) answers the customer's earliest message since the previous reply: its
-    ``response_seconds`` is the gap; the first such reply is the deal's first response;
-    customer messages after the last reply make the deal await a reply since the
-    earliest of them.
+
+async def recompute_deals(session: AsyncSession, deal_ids: Iterable[int]) -> None:
+    """Derive each deal's last message and response tracking from its messages, in three
+    statements however many deals: read their histories, write the replies' changed
+    ``response_seconds``, write the deals whose derived fields changed.
+
+    Computed from the whole history ordered by Meta's timestamps
+    (:func:`crm.conversation.rules.track_responses`), so the result is the same
+    whatever order the messages arrived in.
     """
+    ids = sorted(set(deal_ids))
+    if not ids:
+        return
     db = await driver_connection(session)
-    # Ties at the same millisecond: the customer's message first, then by Meta id.
     rows = await db.fetch(
-        "SELECT id, direction, sent_at, response_seconds, status, kind, text, is_deleted FROM messages"
-        " WHERE deal_id = $1 ORDER BY sent_at, direction, coalesce(mid, ''), id",
-        deal_id,
+        "SELECT deal_id, id, mid, direction, sent_at, response_seconds, status, kind, text, is_deleted"
+        " FROM messages WHERE deal_id = ANY($1::bigint[])",
+        ids,
     )
-    waiting_since: datetime | None = None
-    first_response: tuple[int, datetime] | None = None
-    changed: list[tuple[int, int | None]] = []
+    histories: dict[int, list[asyncpg.Record]] = {deal_id: [] for deal_id in ids}
     for row in rows:
-        if row["direction"] == "in":
-            if waiting_since is None:
-                waiting_since = row["sent_at"]
-            continue
-        if row["status"] == "failed":
-            response = None
-        else:
-            response = int((row["sent_at"] - waiting_since).total_seconds()) if waiting_since is not None else None
-            if response is not None and first_response is None:
-                first_response = (response, row["sent_at"])
-            waiting_since = None
-        if response != row["response_seconds"]:
-            changed.append((int(row["id"]), response))
+        histories[int(row["deal_id"])].append(row)
+    changed: list[tuple[int, int | None]] = []
+    summaries: list[tuple[Any, ...]] = []
+    for deal_id, history in histories.items():
+        tracked = {
+            int(r["id"]): rules.TrackedMessage(
+                int(r["id"]), str(r["direction"]), r["sent_at"], r["status"] == "failed", r["mid"]
+            )
+            for r in history
+        }
+        tracking = rules.track_responses(tracked.values())
+        for row in history:
+            seconds = tracking.response_seconds.get(int(row["id"]))
+            if row["direction"] == "out" and seconds != row["response_seconds"]:
+                changed.append((int(row["id"]), seconds))
+        last = max(history, key=lambda r: rules.history_order(tracked[int(r["id"])]), default=None)
+        summaries.append(
+            (
+                deal_id,
+                tracking.awaiting_reply_since,
+                tracking.first_response_seconds,
+                tracking.first_response_at,
+                last["sent_at"] if last is not None else None,
+                preview(last["kind"], last["text"], last["is_deleted"]) if last is not None else None,
+            )
+        )
     if changed:
-        await db.executemany("UPDATE messages SET response_seconds = $2 WHERE id = $1", changed)
-    last = rows[-1] if rows else None
+        await db.execute(
+            "UPDATE messages m SET response_seconds = c.seconds"
+            " FROM unnest($1::bigint[], $2::int[]) AS c(id, seconds) WHERE m.id = ANY($1::bigint[]) AND m.id = c.id",
+            [c[0] for c in changed],
+            [c[1] for c in changed],
+        )
     # Only real changes are written, so the search trigger and updated_at move only then.
     await db.execute(
-        "UPDATE deals SET awaiting_reply_since = $2, first_response_seconds = $3, first_response_at = $4,"
-        " last_message_at = $5, last_message_text = $6, updated_at = $7 WHERE id = $1 AND ("
-        "awaiting_reply_since IS DISTINCT FROM $2 OR first_response_seconds IS DISTINCT FROM $3"
-        " OR first_response_at IS DISTINCT FROM $4 OR last_message_at IS DISTINCT FROM $5"
-        " OR last_message_text IS DISTINCT FROM $6)",
-        deal_id,
-        waiting_since,
-        first_response[0] if first_response else None,
-        first_response[1] if first_response else None,
-        last["sent_at"] if last is not None else None,
-        preview(last["kind"], last["text"], last["is_deleted"]) if last is not None else None,
+        "UPDATE deals d SET awaiting_reply_since = s.awaiting, first_response_seconds = s.first_seconds,"
+        " first_response_at = s.first_at, last_message_at = s.last_at, last_message_text = s.last_text,"
+        " updated_at = $7 FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::timestamptz[],"
+        " $5::timestamptz[], $6::text[]) AS s(id, awaiting, first_seconds, first_at, last_at, last_text)"
+        " WHERE d.id = ANY($1::bigint[]) AND d.id = s.id AND ("
+        "d.awaiting_reply_since IS DISTINCT FROM s.awaiting OR d.first_response_seconds IS DISTINCT FROM"
+        " s.first_seconds OR d.first_response_at IS DISTINCT FROM s.first_at"
+        " OR d.last_message_at IS DISTINCT FROM s.last_at OR d.last_message_text IS DISTINCT FROM s.last_text)",
+        *([summary[i] for summary in summaries] for i in range(6)),
         utcnow(),
     )
 
@@ -790,7 +786,8 @@ async def recompute_deal(session: AsyncSession, deal_id: int) -> None:
 async def set_referral(
     session: AsyncSession, deal_id: int, source: str, data: dict[str, Any]
 ) -> tuple[str | None, str | None] | None:
-    """Record where the lead came from, first touch wins: the earliest referral by Meta time.
+    """Record where the lead came from, first touch wins
+    (:func:`crm.conversation.rules.first_touch_wins`).
 
     Returns ``(old lead source, new lead source)`` when the deal's referral changed.
     """
@@ -800,18 +797,12 @@ async def set_referral(
         )
     ).one()
     current = row.referral if isinstance(row.referral, dict) else None
-    if current is not None:
-        current_key = (int(current.get("timestamp") or 0), _canonical(current))
-        if current_key <= (int(data.get("timestamp") or 0), _canonical(data)):
-            return None
+    if not rules.first_touch_wins(current, data):
+        return None
     await session.execute(
         update(_deals).where(_deals.c.id == deal_id).values(lead_source=source, referral=data, updated_at=utcnow())
     )
     return row.lead_source, source
-
-
-def _canonical(value: dict[str, Any]) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 async def add_activity(session: AsyncSession, deal_id: int, kind: str, data: dict[str, Any], actor_label: str) -> None:
@@ -924,3 +915,142 @@ async def load_deal(session: AsyncSession, deal_id: int) -> tuple[Deal, Contact,
 async def load_message(session: AsyncSession, message_id: int) -> Message:
     """A message, fresh from the database."""
     return (await session.execute(_LOAD_MESSAGE, {"message_id": message_id})).scalar_one()
+
+
+# ------------------------------------------------------- a group's follow-ups at once
+
+
+async def lock_conversations(session: AsyncSession, conversation_ids: Iterable[int]) -> None:
+    """:func:`lock_conversation` for several conversations in one statement, in id order,
+    so two transactions locking overlapping sets never wait for each other in a cycle."""
+    ids = sorted(set(conversation_ids))
+    if ids:
+        await (await driver_connection(session)).execute(
+            "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtext(current_schema()), id)"
+            " FROM unnest($1::int[]) AS id) AS locked",
+            ids,
+        )
+
+
+async def deal_spans(session: AsyncSession, conversation_ids: Iterable[int]) -> dict[int, list[rules.DealSpan]]:
+    """The deals of these conversations, oldest first, as :func:`rules.owning_deal` needs them."""
+    ids = sorted(set(conversation_ids))
+    spans: dict[int, list[rules.DealSpan]] = {conversation_id: [] for conversation_id in ids}
+    rows = await (await driver_connection(session)).fetch(
+        "SELECT d.conversation_id, d.id, d.status = 'open' AS is_open,"
+        " (SELECT min(m.sent_at) FROM messages m WHERE m.deal_id = d.id AND m.direction = 'in') AS first_in,"
+        " (SELECT max(m.sent_at) FROM messages m WHERE m.deal_id = d.id AND m.direction = 'in') AS last_in"
+        " FROM deals d WHERE d.conversation_id = ANY($1::bigint[]) ORDER BY d.id",
+        ids,
+    )
+    for row in rows:
+        spans[int(row["conversation_id"])].append(
+            rules.DealSpan(int(row["id"]), bool(row["is_open"]), row["first_in"], row["last_in"])
+        )
+    return spans
+
+
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    """A message to store in a deal of an existing conversation."""
+
+    conversation_id: int
+    deal_id: int
+    message: dict[str, Any]  # its columns, as for insert_message
+
+
+@functools.cache
+def _insert_messages_sql(columns: tuple[str, ...]) -> str:
+    arrays = [
+        f"${i}::text[]" if name in _JSON_COLUMNS else f"${i}::{_messages.c[name].type.compile(dialect=_PG)}[]"
+        for i, name in enumerate(columns, start=3)
+    ]
+    values = [f"i.m_{name}::jsonb" if name in _JSON_COLUMNS else f"i.m_{name}" for name in columns]
+    return (
+        f"WITH i AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], {', '.join(arrays)}) WITH ORDINALITY"
+        f" AS t(conversation_id, deal_id, {', '.join('m_' + c for c in columns)}, n))"
+        f" INSERT INTO messages (conversation_id, deal_id, {', '.join(columns)})"
+        f" SELECT i.conversation_id, i.deal_id, {', '.join(values)} FROM i ORDER BY i.n"
+        " ON CONFLICT (mid) WHERE mid IS NOT NULL DO NOTHING"
+        f" RETURNING {', '.join(_MESSAGE_FIELDS)}, deal_id"
+    )
+
+
+async def insert_messages(session: AsyncSession, rows: list[NewRow]) -> dict[str, tuple[MessageRow, int]]:
+    """Store messages in one statement; returns what was stored by ``mid``, with its deal.
+    A ``mid`` stored already (a repeat) is left out, as :func:`insert_message` does."""
+    if not rows:
+        return {}
+    values = [_message_row(row.message) for row in rows]
+    columns = tuple(values[0])
+    if any(tuple(value) != columns for value in values):
+        raise ValueError("messages stored together must carry the same columns")
+    result = await (await driver_connection(session)).fetch(
+        _insert_messages_sql(columns),
+        [row.conversation_id for row in rows],
+        [row.deal_id for row in rows],
+        *([value[name] for value in values] for name in columns),
+    )
+    stored: dict[str, tuple[MessageRow, int]] = {}
+    for record in result:
+        fields = list(record.values())
+        message = MessageRow(*fields[:-1])
+        assert message.mid is not None
+        stored[message.mid] = (message, int(fields[-1]))
+    return stored
+
+
+async def take_pending_of(
+    session: AsyncSession, mids: Iterable[str]
+) -> dict[str, list[tuple[str, dict[str, Any], datetime]]]:
+    """:func:`take_pending` for several messages in one statement, by ``mid``."""
+    wanted = sorted(set(mids))
+    if not wanted:
+        return {}
+    rows = await (await driver_connection(session)).fetch(
+        "DELETE FROM pending_updates WHERE mid = ANY($1::text[]) RETURNING mid, kind, payload, occurred_at, dedupe_key",
+        wanted,
+    )
+    taken: dict[str, list[tuple[str, dict[str, Any], datetime]]] = {}
+    for r in sorted(rows, key=lambda r: (r["occurred_at"], r["dedupe_key"])):
+        taken.setdefault(str(r["mid"]), []).append((str(r["kind"]), dict(r["payload"]), r["occurred_at"]))
+    return taken
+
+
+async def touch_conversations(session: AsyncSession, inbound_at: Mapping[int, datetime]) -> None:
+    """:func:`touch_conversation` for customer messages of several conversations in one
+    statement: each conversation's last (customer) message time moved forward."""
+    if not inbound_at:
+        return
+    ids = sorted(inbound_at)
+    await (await driver_connection(session)).execute(
+        "UPDATE conversations c SET last_message_at = greatest(c.last_message_at, t.at),"
+        " last_inbound_at = greatest(c.last_inbound_at, t.at)"
+        " FROM unnest($1::bigint[], $2::timestamptz[]) AS t(id, at) WHERE c.id = ANY($1::bigint[]) AND c.id = t.id",
+        ids,
+        [inbound_at[i] for i in ids],
+    )
+
+
+async def read_deals(session: AsyncSession, deal_ids: Iterable[int]) -> dict[int, tuple[DealRow, ContactRow, str]]:
+    """:func:`read_deal` for several deals in one statement."""
+    ids = sorted(set(deal_ids))
+    if not ids:
+        return {}
+    rows = await (await driver_connection(session)).fetch(
+        f"SELECT {', '.join('d.' + f for f in _DEAL_FIELDS)}, {', '.join('c.' + f for f in _CONTACT_FIELDS)},"
+        " s.key FROM deals d JOIN contacts c ON c.id = d.contact_id JOIN stages s ON s.id = d.stage_id"
+        " WHERE d.id = ANY($1::bigint[])",
+        ids,
+    )
+    deal_end = len(_DEAL_FIELDS)
+    contact_end = deal_end + len(_CONTACT_FIELDS)
+    found = {}
+    for row in rows:
+        values = list(row.values())
+        found[int(values[0])] = (
+            DealRow(*values[:deal_end]),
+            ContactRow(*values[deal_end:contact_end]),
+            str(values[contact_end]),
+        )
+    return found

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm.conversation import rules
 from crm.deals.events import contact_ref, row_key, snapshot
 from crm.inbound import repository as repo
 from crm.inbound.items import (
@@ -48,7 +49,6 @@ from crm.inbound.items import (
     parse_item,
 )
 from crm.outbound import echoes as own_echoes
-from jggl_common.batching import Coalescer
 from jggl_common.contracts import (
     DealCreated,
     DealUpdated,
@@ -72,6 +72,10 @@ ITEMS_PER_TRANSACTION = Histogram(
     "crm_inbound_items_per_transaction",
     "Meta items applied in one transaction (items handled at the same moment share one)",
     buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+GROUPS_SPLIT = Counter(
+    "crm_inbound_groups_split_total",
+    "Groups of items whose shared transaction failed and that were applied one item per transaction",
 )
 
 PRODUCER = "crm"
@@ -113,6 +117,12 @@ class _Unit:
     known_deals: dict[int, tuple[repo.DealRow, str]] = field(default_factory=dict)
     known_messages: dict[int, repo.MessageRow] = field(default_factory=dict)
     _loaded: dict[int, tuple[repo.DealRow, repo.ContactRow, str]] = field(default_factory=dict)
+
+    def preload(self, deals: dict[int, tuple[repo.DealRow, repo.ContactRow, str]]) -> None:
+        """Take deals read for several units at once (the ones this unit knows stay)."""
+        for deal_id, deal in deals.items():
+            if deal_id not in self.known_deals or not self.contact_created:
+                self._loaded.setdefault(deal_id, deal)
 
     async def _deal(self, deal_id: int) -> tuple[repo.DealRow, repo.ContactRow, str]:
         """The deal as committed by this unit (loaded once, after every change was made)."""
@@ -227,6 +237,19 @@ class _Unit:
         return ids
 
 
+async def _load_deals(session: AsyncSession, units: list[_Unit]) -> None:
+    """Read, in one statement, every deal the units' events announce and they do not know."""
+    wanted = {
+        deal_id
+        for unit in units
+        for deal_id in (*unit.created_deals, *unit.updated_deals, *(deal for _, deal in unit.received))
+        if not (deal_id in unit.known_deals and unit.contact_created)
+    }
+    loaded = await repo.read_deals(session, wanted)
+    for unit in units:
+        unit.preload(loaded)
+
+
 def _message_values(message: NewMessage, at: datetime, **extra: Any) -> dict[str, Any]:
     """The stored columns of a new message (besides its conversation and deal)."""
     return {
@@ -259,6 +282,117 @@ class _Work:
 
 # The unit, whether it created the contact, and the ids of the events it staged.
 _Applied = tuple[_Unit, bool, list[str]]
+
+
+class _Groups:
+    """Items waiting for a transaction, grouped so that no two open transactions of this
+    process share a conversation.
+
+    At most ``max_in_flight`` groups are applied at once. Items handled meanwhile wait
+    and go together in the next group (up to ``max_items``), so a busy replica commits
+    bigger groups rather than more of them. An item whose conversation is in a group
+    being applied waits for that group's commit, and so do the later items of that
+    conversation: a conversation's items are applied in the order they were handled,
+    and a transaction never waits on this process's other transaction for a contact or
+    conversation lock. A lone item on a quiet system goes at once (at the end of the
+    event loop's turn).
+    """
+
+    def __init__(
+        self,
+        apply: Callable[[list[_Work]], Awaitable[list[_Applied | BaseException]]],
+        *,
+        max_in_flight: int,
+        max_items: int,
+    ) -> None:
+        if max_in_flight < 1 or max_items < 1:
+            raise ValueError("max_in_flight and max_items must be at least 1")
+        self._apply = apply
+        self._max_in_flight = max_in_flight
+        self._max_items = max_items
+        self._waiting: list[tuple[_Work, asyncio.Future[_Applied | BaseException]]] = []
+        self._busy: set[tuple[str, str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._scheduled = False
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether items wait while every transaction slot is busy."""
+        return bool(self._waiting) and len(self._tasks) >= self._max_in_flight
+
+    async def submit(self, work: _Work) -> _Applied | BaseException:
+        """The outcome of applying ``work`` together with other waiting items."""
+        future: asyncio.Future[_Applied | BaseException] = asyncio.get_running_loop().create_future()
+        self._waiting.append((work, future))
+        self._schedule()
+        return await future
+
+    def _schedule(self) -> None:
+        if self._scheduled or not self._waiting or len(self._tasks) >= self._max_in_flight:
+            return
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self._start)
+
+    def _start(self) -> None:
+        self._scheduled = False
+        while self._waiting and len(self._tasks) < self._max_in_flight:
+            taken: list[tuple[_Work, asyncio.Future[_Applied | BaseException]]] = []
+            left: list[tuple[_Work, asyncio.Future[_Applied | BaseException]]] = []
+            held: set[tuple[str, str, str]] = set()
+            for entry in self._waiting:
+                if entry[1].done():
+                    continue  # its caller was cancelled while it waited
+                key = entry[0].parsed.context.conversation_key
+                if key in self._busy or key in held or len(taken) >= self._max_items:
+                    held.add(key)  # later items of the conversation keep their place behind it
+                    left.append(entry)
+                else:
+                    taken.append(entry)
+            self._waiting = left
+            if not taken:
+                return
+            keys = {work.parsed.context.conversation_key for work, _ in taken}
+            self._busy |= keys
+            task = asyncio.get_running_loop().create_task(self._run(taken, keys))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(
+        self,
+        taken: list[tuple[_Work, asyncio.Future[_Applied | BaseException]]],
+        keys: set[tuple[str, str, str]],
+    ) -> None:
+        try:
+            outcomes = await self._apply([work for work, _ in taken])
+        except BaseException as exc:
+            for _, future in taken:
+                if not future.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_result(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for (_, future), outcome in zip(taken, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+        finally:
+            self._busy -= keys
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)  # before the done callback: the next group may start now
+            self._schedule()
+
+
+@dataclass(slots=True)
+class _KnownChannel:
+    """A channel this process has seen: its id, sealed page token, and when its
+    ``last_webhook_at`` was last noted (event loop time)."""
+
+    id: int
+    sealed_token: str | None
+    noted: float
 
 
 class InboundService:
@@ -294,10 +428,9 @@ class InboundService:
         self._outbox = outbox
         self._on_new_contact = on_new_contact
         self._max_attempts = max_attempts
-        self._channels: dict[tuple[str, str], tuple[int, str | None, float]] = {}
-        self._together: Coalescer[_Work, _Applied | BaseException] = Coalescer(
-            self._apply_group, max_in_flight=max_transactions, max_batch=max_items_per_transaction
-        )
+        self._channels: dict[tuple[str, str], _KnownChannel] = {}
+        self._noting: set[asyncio.Task[None]] = set()
+        self._together = _Groups(self._apply_group, max_in_flight=max_transactions, max_items=max_items_per_transaction)
 
     @property
     def backlogged(self) -> bool:
@@ -316,7 +449,7 @@ class InboundService:
             return HandleResult(applied=False, reason=parsed.reason)
         channel_id, sealed_token = await self._channel(parsed.context)
         work = _Work(parsed, channel_id, sealed_token, event.correlation_id or correlation_id())
-        (outcome,) = await self._together.submit([work])
+        outcome = await self._together.submit(work)
         if isinstance(outcome, BaseException):
             raise outcome
         unit, created_contact, event_ids = outcome
@@ -337,7 +470,12 @@ class InboundService:
                 async with self._outbox.transaction() as session:
                     applied = await self._apply_units(session, [works[i] for i in ordered])
             except Exception as exc:
-                log.info("items applied together failed, applying them one by one", error=f"{type(exc).__name__}")
+                GROUPS_SPLIT.inc()
+                log.info(
+                    "items applied together failed, applying them one by one",
+                    error=f"{type(exc).__name__}",
+                    sqlstate=getattr(getattr(exc, "orig", exc), "sqlstate", None),
+                )
             else:
                 by_index = dict(zip(ordered, applied, strict=True))
                 return [by_index[i] for i in range(len(works))]
@@ -368,26 +506,35 @@ class InboundService:
         return applied
 
     async def _apply_units(self, session: AsyncSession, works: list[_Work]) -> list[_Applied]:
-        """Apply ``works`` in order in ``session``'s transaction: their customers are
-        upserted in one statement, new customers' first messages stored in one more, and
-        their events staged in one more. A lone item takes the single-row statements,
-        which cost less than their multi-row forms for one row."""
+        """Apply ``works`` in order in ``session``'s transaction, then derive the touched
+        deals' fields in one go and stage every event in one statement. A lone item takes
+        the single-row statements, which cost less than their multi-row forms for one row."""
         if len(works) == 1:
             (work,) = works
             unit, created_contact = await self._apply(session, work.parsed, work.channel_id, work.correlation)
-            units = [(unit, created_contact, await unit.events())]
+            applied = [(unit, created_contact)]
         else:
-            units = await self._apply_several(session, works)
-        await stage_all(session, [(event, None) for _, _, events in units for event in events])
+            applied = await self._apply_several(session, works)
+        units = [unit for unit, _ in applied]
+        await repo.recompute_deals(session, {deal_id for unit in units for deal_id in unit.recompute})
+        await _load_deals(session, units)
+        staged = [(unit, created_contact, await unit.events()) for unit, created_contact in applied]
+        await stage_all(session, [(event, None) for _, _, events in staged for event in events])
         return [
             (unit, created_contact, [event.id for event in events] + await unit.stage_sent())
-            for unit, created_contact, events in units
+            for unit, created_contact, events in staged
         ]
 
-    async def _apply_several(
-        self, session: AsyncSession, works: list[_Work]
-    ) -> list[tuple[_Unit, bool, list[Envelope]]]:
-        """:meth:`_apply_units` for more than one item: the multi-row statements first."""
+    async def _apply_several(self, session: AsyncSession, works: list[_Work]) -> list[tuple[_Unit, bool]]:
+        """:meth:`_apply_units` for more than one item: the multi-row statements first.
+
+        Their customers are upserted in one statement (which also finds their
+        conversations), new customers' first messages stored in one more, the existing
+        conversations locked in one more (in id order), and customers' messages that
+        belong to an existing deal stored in one more, with the conversations touched in
+        one more. What is left (echoes, reactions, reads, referrals, messages that open a
+        deal...) is applied item by item, in order.
+        """
         customers = await repo.upsert_contacts(
             session,
             [
@@ -401,9 +548,10 @@ class InboundService:
             ],
             profile_claimed_until=self._claim_until(),
         )
-        # New customers' first messages are stored together, in one more statement.
-        openers: dict[int, tuple[_Unit, NewMessage]] = {}
         keys = [(work.channel_id, work.parsed.context.customer_id) for work in works]
+        done: dict[int, tuple[_Unit, bool]] = {}
+        # New customers' first messages are stored together, in one statement.
+        openers: dict[int, tuple[_Unit, NewMessage]] = {}
         seen: set[tuple[int, str]] = set()
         for index, (work, key) in enumerate(zip(works, keys, strict=True)):
             customer, change = customers[key], work.parsed.change
@@ -417,56 +565,143 @@ class InboundService:
                 and change.referral is None
             ):
                 assert customer.conversation_id is not None
-                unit = _Unit(
-                    session,
-                    work.parsed.context,
-                    work.channel_id,
-                    customer.contact_id,
-                    customer.conversation_id,
-                    work.correlation,
-                    fresh=True,
-                    contact_created=customer.contact_created,
-                )
+                unit = self._unit(session, work, customer, fresh=True)
                 openers[index] = (unit, change)
         if openers:
             stored = await repo.open_with_first_messages(session, [u.opening(m) for u, m in openers.values()])
-            for (unit, message), first in zip(openers.values(), stored, strict=True):
+            for (index, (unit, message)), first in zip(openers.items(), stored, strict=True):
                 unit.opened(message, first)
-        conversations: dict[tuple[int, str], int] = {}
-        units: list[tuple[_Unit, bool, list[Envelope]]] = []
+                done[index] = (unit, customers[keys[index]].contact_created)
+        # A conversation created by this transaction is invisible to every other one
+        # until commit: only the existing ones need the lock.
+        await repo.lock_conversations(
+            session,
+            {
+                c.conversation_id
+                for c in customers.values()
+                if c.conversation_id is not None and not c.conversation_created
+            },
+        )
+        await self._follow_ups(session, works, customers, keys, done)
+        handled = {keys[index] for index in done}
         for index, (work, key) in enumerate(zip(works, keys, strict=True)):
+            if index in done:
+                continue
             customer = customers[key]
-            if index in openers:
-                unit, created_contact = openers[index][0], customer.contact_created
-            else:
-                if key in conversations:  # a later item of a customer an earlier unit handled
-                    customer = repo.Customer(customer.contact_id, False, conversations[key], False)
-                unit, created_contact = await self._apply(
-                    session, work.parsed, work.channel_id, work.correlation, customer
-                )
-            conversations[key] = unit.conversation_id
-            units.append((unit, created_contact, await unit.events()))
-        return units
+            if key in handled:
+                # A later item of a customer finds the conversation (and its deal) as earlier ones left it.
+                customer = repo.Customer(customer.contact_id, False, customer.conversation_id, False)
+            unit, created_contact = await self._apply(
+                session, work.parsed, work.channel_id, work.correlation, customer, locked=True
+            )
+            done[index] = (unit, created_contact)
+            customers[key] = repo.Customer(customer.contact_id, False, unit.conversation_id, False)
+            handled.add(key)
+        return [done[index] for index in range(len(works))]
+
+    async def _follow_ups(
+        self,
+        session: AsyncSession,
+        works: list[_Work],
+        customers: dict[tuple[int, str], repo.Customer],
+        keys: list[tuple[int, str]],
+        done: dict[int, tuple[_Unit, bool]],
+    ) -> None:
+        """Store, in one statement, the customers' messages of the group that belong to a
+        deal that exists already (after the first messages were stored): the message,
+        the conversation's touch, what waited for the message; the deal is recomputed
+        with the others. Adds what it applied to ``done``."""
+        candidates = [
+            index
+            for index, work in enumerate(works)
+            if index not in done
+            and isinstance(work.parsed.change, NewMessage)
+            and work.parsed.change.direction == "in"
+            and work.parsed.change.referral is None
+            and customers[keys[index]].conversation_id is not None
+        ]
+        if not candidates:
+            return
+        conversations = {customers[keys[index]].conversation_id for index in candidates}
+        spans = await repo.deal_spans(session, {c for c in conversations if c is not None})
+        rows: dict[int, repo.NewRow] = {}
+        for index in candidates:
+            work, customer = works[index], customers[keys[index]]
+            assert customer.conversation_id is not None
+            assert isinstance(work.parsed.change, NewMessage)
+            deal_id = rules.owning_deal(spans[customer.conversation_id], work.parsed.context.at, outgoing=False)
+            if deal_id is not None:
+                values = _message_values(work.parsed.change, work.parsed.context.at, read_at=None, delivered_at=None)
+                rows[index] = repo.NewRow(customer.conversation_id, deal_id, values)
+        stored = await repo.insert_messages(session, list(rows.values()))
+        pending = await repo.take_pending_of(session, stored)
+        touched: dict[int, datetime] = {}
+        for index, row in rows.items():
+            work, customer = works[index], customers[keys[index]]
+            unit = self._unit(session, work, customer, fresh=False)
+            done[index] = (unit, False)
+            mid = str(row.message["mid"])
+            if mid not in stored or stored[mid][0].conversation_id != row.conversation_id:
+                continue  # a repeat (stored before, or earlier in this group)
+            message, deal_id = stored.pop(mid)
+            at = work.parsed.context.at
+            touched[row.conversation_id] = max(at, touched.get(row.conversation_id, at))
+            unit.known_messages[message.id] = message
+            unit.received.append((message.id, deal_id))
+            unit.recompute.add(deal_id)
+            ref = repo.MessageRef(message.id, row.conversation_id, deal_id, "in", at)
+            for kind, payload, occurred_at in pending.get(mid, []):
+                await self._apply_update(unit, ref, kind, payload, occurred_at)
+        await repo.touch_conversations(session, touched)
+
+    def _unit(self, session: AsyncSession, work: _Work, customer: repo.Customer, *, fresh: bool) -> _Unit:
+        assert customer.conversation_id is not None
+        return _Unit(
+            session,
+            work.parsed.context,
+            work.channel_id,
+            customer.contact_id,
+            customer.conversation_id,
+            work.correlation,
+            fresh=fresh,
+            contact_created=customer.contact_created,
+        )
 
     def _claim_until(self) -> datetime | None:
         """Until when a new contact's first profile fetch is reserved for the hook."""
         return utcnow() + self._profile_lease if self._profile_lease else None
 
     async def _channel(self, ctx: ItemContext) -> tuple[int, str | None]:
-        """The channel's id; ``last_webhook_at`` is written in its own short transaction.
+        """The channel's id and sealed page token, known to the process after its first
+        webhook; ``last_webhook_at`` is noted in the background, at most once a second.
 
-        Kept out of the item's transaction so items of different conversations of one
-        page never wait for each other on the channel's row.
+        Never in the item's transaction and never awaited by the item: items of one page
+        do not wait for each other on the channel's row.
         """
         key = (ctx.platform, ctx.page_id)
-        loop_time = asyncio.get_running_loop().time()
-        cached = self._channels.get(key)
-        if cached is not None and loop_time - cached[2] < 1.0:
-            return cached[0], cached[1]
-        async with session_scope(self._sessions) as session:
-            channel_id, sealed_token = await repo.ensure_channel(session, ctx.platform, ctx.page_id, utcnow())
-        self._channels[key] = (channel_id, sealed_token, loop_time)
-        return channel_id, sealed_token
+        now = asyncio.get_running_loop().time()
+        known = self._channels.get(key)
+        if known is None:
+            async with session_scope(self._sessions) as session:
+                channel_id, sealed_token = await repo.ensure_channel(session, ctx.platform, ctx.page_id, utcnow())
+            known = self._channels[key] = _KnownChannel(channel_id, sealed_token, now)
+        elif now - known.noted >= 1.0:
+            known.noted = now
+            task = asyncio.get_running_loop().create_task(self._note_webhook(key, known))
+            self._noting.add(task)
+            task.add_done_callback(self._noting.discard)
+        return known.id, known.sealed_token
+
+    async def _note_webhook(self, key: tuple[str, str], known: _KnownChannel) -> None:
+        """Move the channel's ``last_webhook_at`` forward and refresh its page token."""
+        try:
+            async with session_scope(self._sessions) as session:
+                exists, known.sealed_token = await repo.note_webhook(session, known.id, utcnow())
+        except Exception as exc:  # the next webhook notes it again
+            log.warning("channel's last webhook not noted", error=f"{type(exc).__name__}")
+            return
+        if not exists and self._channels.get(key) is known:
+            del self._channels[key]  # removed by an admin: the next webhook creates it again
 
     async def _apply(
         self,
@@ -475,8 +710,12 @@ class InboundService:
         channel_id: int,
         cid: str | None,
         customer: repo.Customer | None = None,
+        *,
+        locked: bool = False,
     ) -> tuple[_Unit, bool]:
-        """Apply one item; ``customer`` when its contact was upserted already (with others)."""
+        """Apply one item; ``customer`` when its contact was upserted already (with others),
+        ``locked`` when its conversation is locked already. The deals it touched are left
+        in ``unit.recompute`` for the caller to derive."""
         ctx = parsed.context
         if customer is None:
             customer = await repo.upsert_customer(
@@ -487,7 +726,7 @@ class InboundService:
             conversation_id, fresh = customer.conversation_id, customer.conversation_created
         else:
             conversation_id, fresh = await repo.conversation_of(session, channel_id, contact_id)
-        if not fresh:
+        if not fresh and not locked:
             # A conversation created by this transaction is invisible to every other one
             # until commit: only an existing one needs the lock.
             await repo.lock_conversation(session, conversation_id)
@@ -527,8 +766,6 @@ class InboundService:
                 await self._update(unit, mid, "delivery", {}, key_suffix=f"#{mid}")
             if change.watermark_ms is not None:
                 await repo.add_receipt(session, conversation_id, "delivery", from_ms(change.watermark_ms), ctx.at)
-        for deal_id in sorted(unit.recompute):
-            await repo.recompute_deal(session, deal_id)
         return unit, contact_created
 
     async def _new_message(self, unit: _Unit, message: NewMessage) -> None:

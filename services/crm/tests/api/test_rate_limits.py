@@ -176,3 +176,19 @@ async def test_the_schema_documents_429_with_retry_after_where_requests_are_coun
             assert refusal["headers"]["Retry-After"]["required"] is True
             assert refusal["content"] == {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorMessage"}}}
     assert counted >= 30
+
+
+async def test_behind_a_trusted_proxy_each_client_address_is_counted_on_its_own(
+    settings: CrmSettings, crm_engine: AsyncEngine, redis: Redis
+) -> None:
+    proxy = random_address()
+    app = create_app(settings.model_copy(update={"forwarded_allow_ips": proxy}), engine=crm_engine, redis=redis)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=(proxy, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://crm.test") as ingress:
+            first = {"X-Forwarded-For": "198.51.100.7"}
+            answers = [(await ingress.get("/api/me", headers=first)).status_code for _ in range(BURST + 1)]
+            other_client = await ingress.get("/api/me", headers={"X-Forwarded-For": "198.51.100.8"})
+    # The ingress's own address is never the one counted: one client's burst leaves another's whole.
+    assert answers == [401] * BURST + [429]
+    assert other_client.status_code == 401

@@ -224,6 +224,47 @@ def test_a_webhook_appears_in_the_open_inbox_without_a_reload(page: Page, system
     shot(page, "inbox")
 
 
+def test_unread_counts_grow_live_and_one_manager_reading_clears_them_for_the_other(
+    browser: Browser, system: System
+) -> None:
+    psid = system.customer("Nina", "Unread")
+    system.write(psid, "First question")
+    deal = system.deal_of(psid)
+    contexts = [
+        browser.new_context(base_url=system.crm, locale="en-GB", viewport={"width": 1280, "height": 860})
+        for _ in range(2)
+    ]
+    try:
+        anna, boris = (ctx.new_page() for ctx in contexts)
+        sign_in(anna, *MANAGERS["anna"][:2])
+        live(anna)
+        anna.evaluate("() => { window.__sameDocument = true; }")
+        row = anna.locator(".deal-row", has_text="Nina Unread")
+        expect(row.locator(".unread-count")).to_have_text("1Unread messages: 1")
+        system.write(psid, "Second question")
+        system.write(psid, "Third question")
+        expect(row.locator(".unread-count")).to_have_text("3Unread messages: 3")
+        shot(anna, "inbox-unread")
+
+        # Boris opens the deal in his own browser: Anna's count goes, without a reload.
+        sign_in(boris, *MANAGERS["boris"][:2], then=f"/deals/{deal['id']}")
+        live(boris)
+        expect(boris.get_by_text("Third question")).to_be_visible()
+        expect(row.locator(".unread-count")).to_have_count(0)
+        expect(row).to_contain_text("Third question")
+        # While he has it open, what the customer writes next is read at once.
+        system.write(psid, "Fourth question")
+        expect(boris.get_by_text("Fourth question")).to_be_visible()
+        expect(row).to_contain_text("Fourth question")
+        expect(row.locator(".unread-count")).to_have_count(0)
+        assert anna.evaluate("() => window.__sameDocument") is True
+        answer = system.admin.get(f"/api/deals/{deal['id']}").json()
+        assert (answer["last_message_text"], answer["unread"]) == ("Fourth question", 0)
+    finally:
+        for ctx in contexts:
+            ctx.close()
+
+
 def test_a_full_inbox_renders_without_errors(page: Page, system: System) -> None:
     """More customers waiting than one page of the inbox holds (a million-deal inbox
     once crashed into a blank page with React's "Maximum update depth exceeded")."""

@@ -25,6 +25,7 @@ __all__ = [
     "history_order",
     "newest_reaction",
     "owning_deal",
+    "preview",
     "track_responses",
 ]
 
@@ -195,3 +196,12 @@ def first_stage(stages: Iterable[StageOption]) -> StageOption | None:
     """The stage a new deal opens in: ``new`` if the pipeline has it, else the first
     active stage by position, else the first by position; ``None`` without stages."""
     return min(stages, key=lambda s: (s.key != "new", not s.is_active, s.position, s.id), default=None)
+
+
+def preview(kind: str, text: str | None, is_deleted: bool) -> str:
+    """How a message reads in a deal list: its text, else its kind in brackets."""
+    if is_deleted:
+        return "[deleted]"
+    if text:
+        return text
+    return f"[{kind}]"

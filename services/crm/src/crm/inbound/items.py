@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from crm.conversation.rules import preview
 from jggl_common.bus import PermanentFailure
 from jggl_common.contracts import MetaItemData
 from jggl_common.numbers import loose_int
@@ -369,12 +370,3 @@ def parse_item(data: MetaItemData, fallback_ms: int) -> ParsedItem | Ignored:
     else:  # pragma: no cover - MetaKind is closed
         return Ignored(f"unknown kind {data.kind}")
     return ParsedItem(ctx, change)
-
-
-def preview(kind: str, text: str | None, is_deleted: bool) -> str:
-    """How a message reads in a deal list: its text, else its kind in brackets."""
-    if is_deleted:
-        return "[deleted]"
-    if text:
-        return text
-    return f"[{kind}]"

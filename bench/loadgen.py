@@ -1,7 +1,9 @@
 """A small closed-loop HTTP/1.1 load generator (keep-alive connections, pre-built requests).
 
 It runs in its own process so the server under test and the generator each get a core.
-Prints one JSON line: requests, seconds, rps, p50/p90/p99 latency in ms, statuses.
+Prints one JSON line: requests, seconds, rps, p50/p90/p99 latency in ms, statuses, and
+the requests per second of each tenth of the run (a server that cannot sustain the load
+shows falling tenths).
 Usage: python loadgen.py PORT REQUESTS_FILE CONNECTIONS DURATION_S WARMUP_S
 """
 
@@ -27,7 +29,7 @@ async def _connection(
     step: int,
     stop_at: float,
     record_from: float,
-    out: list[float],
+    out: list[tuple[float, float]],
     statuses: Counter[int],
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -49,26 +51,30 @@ async def _connection(
                 await reader.readexactly(length)
             done = time.perf_counter()
             if now >= record_from:
-                out.append(done - now)
+                out.append((done, done - now))
                 statuses[status] += 1
     finally:
         writer.close()
 
 
 async def run(port: int, requests: list[bytes], connections: int, duration: float, warmup: float) -> dict[str, object]:
-    latencies: list[float] = []
+    answers: list[tuple[float, float]] = []
     statuses: Counter[int] = Counter()
     began = time.perf_counter()
     record_from = began + warmup
     stop_at = record_from + duration
     await asyncio.gather(
         *(
-            _connection(port, requests, i, connections, stop_at, record_from, latencies, statuses)
+            _connection(port, requests, i, connections, stop_at, record_from, answers, statuses)
             for i in range(connections)
         )
     )
     elapsed = min(time.perf_counter(), stop_at) - record_from
-    latencies.sort()
+    latencies = sorted(latency for _, latency in answers)
+    tenths = [0] * 10
+    if elapsed > 0:
+        for done, _ in answers:
+            tenths[min(9, max(0, int((done - record_from) / elapsed * 10)))] += 1
 
     def pct(p: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2) if latencies else 0.0
@@ -81,6 +87,7 @@ async def run(port: int, requests: list[bytes], connections: int, duration: floa
         "p90_ms": pct(0.90),
         "p99_ms": pct(0.99),
         "statuses": dict(statuses),
+        "rps_by_tenth": [round(n / (elapsed / 10)) for n in tenths] if elapsed > 0 else [],
     }
 
 

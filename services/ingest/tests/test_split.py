@@ -6,6 +6,8 @@ import secrets
 
 import pytest
 
+from jggl_common.contracts import MetaItemReceived
+
 
 def _base(sender: str, recipient: str, ts: int) -> dict:
     return {"sender": {"id": sender}, "recipient": {"id": recipient}, "timestamp": ts}
@@ -83,6 +85,10 @@ async def test_a_batch_becomes_one_event_per_item_with_its_subject_and_payload(i
         assert event.headers["Nats-Msg-Id"] == event.event["id"]
         assert event.headers["X-Correlation-ID"] == correlation
         assert event.event["correlation_id"] == correlation
+        # What consumers read: the contract accepts the event as stored, the item verbatim.
+        contract = MetaItemReceived.model_validate(event.event)
+        assert contract.data.item == item
+        assert contract.occurred_at.tzinfo is not None
     assert len({m.event["id"] for m in stored}) == 6
     assert {m.data["mid"] for m in stored if m.data["kind"] in ("message", "edit")} == {mid}
 

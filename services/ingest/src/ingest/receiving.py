@@ -10,12 +10,13 @@ sending an ``X-Forwarded-For`` of its own.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from jggl_common.bus import BusUnavailable
-from jggl_common.forwarded import client_address
+from jggl_common.forwarded import TrustedProxies, client_address
 from jggl_common.logs import get_logger
 
 from .runtime import REJECTED, Ingest
@@ -41,12 +42,26 @@ UNAVAILABLE = Refused(503, "unavailable", "temporarily unable to store the webho
 """The answer while JetStream cannot acknowledge (the sender retries)."""
 _RATE_LIMITED = Refused(429, "rate_limited", "too many requests from this address")
 _MALFORMED_LENGTH = Refused(400, "malformed", "invalid Content-Length")
+_NO_PROXIES = TrustedProxies()
 
 
 def admit(ingest: Ingest, scope: Mapping[str, Any]) -> None:
     """Take one request of the client's allowance; :class:`Refused` (429) when it is spent."""
-    if not ingest.limiter.allow(client_address(scope, ingest.trusted_proxies) or "unknown"):
+    if ingest.trusted_proxies:
+        address = client_address(scope, ingest.trusted_proxies)
+    else:
+        # No proxy trusted: the peer is the client, whatever the headers say.
+        peer = scope.get("client")
+        address = _peer_address(peer[0]) if peer else None
+    if not ingest.limiter.allow(address or "unknown"):
         raise _RATE_LIMITED
+
+
+@functools.lru_cache(maxsize=4096)
+def _peer_address(host: str) -> str | None:
+    # client_address's answer for a peer when no proxy is trusted, remembered per peer:
+    # parsing the address again on every request costs more than the rest of the limit.
+    return client_address({"client": (host, 0)}, _NO_PROXIES)
 
 
 def _too_large(limit: int) -> Refused:

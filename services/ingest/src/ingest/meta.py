@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from typing import Any
 
 from jggl_common.contracts import MetaItemData, message_dedupe_key
 from jggl_common.numbers import loose_int
 
-__all__ = ["MalformedWebhook", "split_webhook", "verify_signature"]
+__all__ = ["MalformedWebhook", "meta_ms", "split_webhook", "verify_signature"]
 
 SUPPORTED_OBJECTS = frozenset({"page", "instagram"})
+_SECONDS_BELOW = 10**11
 # Payload keys of a messaging item, in the order they decide its kind.
 _KIND_BY_KEY = (
     ("message_edit", "edit"),
@@ -80,9 +82,14 @@ def classify(item: dict[str, Any]) -> tuple[str, str | None]:
 
 
 def _dedupe_key(
-    object_: str, kind: str, item: dict[str, Any], sender: str | None, ts: int | None, mid: str | None
+    object_: str, kind: str, item: dict[str, Any], sender: str | None, ts: int | None, mid: str | None, entry_id: str
 ) -> str:
     """A key equal for repeats of the same item and different for different items."""
+    if kind == "other":
+        # Opt-ins, handovers, comments...: often no sender, time or id of their own, so
+        # the key is the entry and the whole item (two comments never share one).
+        canonical = json.dumps(item, sort_keys=True, separators=(",", ":"))
+        return f"{object_}:other:{entry_id}:{hashlib.sha256(canonical.encode()).hexdigest()[:40]}"
     if kind in ("message", "echo") and mid:
         message = item["message"]
         # A delete reuses the mid of the message it deletes: it is a different item.
@@ -104,15 +111,44 @@ def _dedupe_key(
     return f"{object_}:{kind}:{sender}:{_id(item.get('recipient'))}:{ts}:{detail}"
 
 
+def meta_ms(value: Any) -> int | None:
+    """A Meta timestamp in milliseconds. Items carry milliseconds, but the ``field``/``value``
+    examples carry seconds as a string (``"1527459824"``): a value below 10^11 (March 1973
+    in milliseconds, year 5138 in seconds) is seconds."""
+    number = loose_int(value)
+    if number is not None and 0 < number < _SECONDS_BELOW:
+        return number * 1000
+    return number
+
+
 def split_webhook(payload: Any) -> tuple[str | None, list[MetaItemData]]:
     """Every ``entry[] × messaging[]/standby[]/changes[]`` item of a webhook as its own event.
 
     Returns ``(object, items)``; ``object`` is None and no items are returned for an
     object this system does not handle (the webhook is acknowledged and ignored).
-    Raises :class:`MalformedWebhook` when the body does not have Meta's shape.
+    A JSON array of webhooks (how Meta's Instagram examples page shows a notification)
+    is split envelope by envelope. Raises :class:`MalformedWebhook` when the body does
+    not have Meta's shape.
     """
+    if isinstance(payload, list) and payload:
+        found = [_split_one(envelope) for envelope in payload]
+        handled = [object_ for object_, _ in found if object_ is not None]
+        return (handled[0] if handled else None), [item for _, items in found for item in items]
+    return _split_one(payload)
+
+
+def _entry_changes(entry: dict[str, Any]) -> Any:
+    """``changes[]``, plus the one change an entry may carry itself (``{"id", "time",
+    "field", "value"}``, how Meta's Instagram examples page shows comments)."""
+    changes = entry.get("changes", [])
+    if "field" in entry and "value" in entry and isinstance(changes, list):
+        return [*changes, {"field": entry["field"], "value": entry["value"]}]
+    return changes
+
+
+def _split_one(payload: Any) -> tuple[str | None, list[MetaItemData]]:
     if not isinstance(payload, dict):
-        raise MalformedWebhook("body must be a JSON object")
+        raise MalformedWebhook("body must be a JSON object (or an array of them)")
     object_ = payload.get("object")
     if not isinstance(object_, str):
         raise MalformedWebhook("'object' must be a string")
@@ -128,9 +164,9 @@ def split_webhook(payload: Any) -> tuple[str | None, list[MetaItemData]]:
         entry_id = entry.get("id")
         if not isinstance(entry_id, (str, int)) or isinstance(entry_id, bool):
             raise MalformedWebhook("each entry needs an 'id'")
-        entry_time = loose_int(entry.get("time"))
+        entry_time = meta_ms(entry.get("time"))
         for field, standby in (("messaging", False), ("standby", True), ("changes", False)):
-            items = entry.get(field, [])
+            items = _entry_changes(entry) if field == "changes" else entry.get(field, [])
             if not isinstance(items, list):
                 raise MalformedWebhook(f"'entry[].{field}' must be a list")
             for raw in items:
@@ -138,10 +174,10 @@ def split_webhook(payload: Any) -> tuple[str | None, list[MetaItemData]]:
                     raise MalformedWebhook(f"each entry[].{field} item must be an object")
                 item = _unwrap(raw)
                 if field == "changes" and item is raw:
-                    continue  # a change that is not a messaging item (e.g. a feed change)
+                    continue  # a change whose value is not an object
                 kind, mid = classify(item)
                 sender = _id(item.get("sender"))
-                ts = loose_int(item.get("timestamp"))
+                ts = meta_ms(item.get("timestamp"))
                 # Every field was checked above: construct without a second validation pass.
                 out.append(
                     MetaItemData.model_construct(
@@ -154,7 +190,7 @@ def split_webhook(payload: Any) -> tuple[str | None, list[MetaItemData]]:
                         recipient_id=_id(item.get("recipient")),
                         timestamp=ts,
                         mid=mid,
-                        dedupe_key=_dedupe_key(object_, kind, item, sender, ts, mid),
+                        dedupe_key=_dedupe_key(object_, kind, item, sender, ts, mid, str(entry_id)),
                         item=item,
                     )
                 )

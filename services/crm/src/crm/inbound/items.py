@@ -43,6 +43,8 @@ ECHO_AUTHOR = "Meta inbox"
 # PSIDs, IGSIDs, Page and Instagram account ids are decimal strings.
 _META_ID = re.compile(r"^[0-9]{1,64}$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Below this a Meta time is in seconds (10^11 ms is March 1973; 10^11 s, year 5138).
+_SECONDS_BELOW = 10**11
 _KIND_MAX = 30
 # Attachment types whose kind reads better under another name.
 _KIND_ALIASES = {"fallback": "share", "reel": "ig_reel"}
@@ -53,6 +55,13 @@ class InvalidMetaItem(PermanentFailure, ValueError):
 
     Retrying cannot help, so it goes to the DLQ at once.
     """
+
+
+def _ms(value: int | None) -> int | None:
+    """Meta's time in milliseconds: the ``field``/``value`` examples give seconds (below 10^11)."""
+    if value is not None and 0 < value < _SECONDS_BELOW:
+        return value * 1000
+    return value
 
 
 def from_ms(ms: int) -> datetime:
@@ -295,12 +304,18 @@ def parse_item(data: MetaItemData, fallback_ms: int) -> ParsedItem | Ignored:
     item = _storable(data.item)
     echo = data.kind == "echo"
     page_id = _meta_id(data.entry_id, "entry.id")
+    party = _obj(item.get("recipient" if echo else "sender"))
+    if "id" not in party and _str(party.get("user_ref")):
+        # The Chat plugin's and checkbox plugin's people: no PSID yet, no contact to file it under.
+        return Ignored("a person known only by a plugin's user_ref")
     customer = _meta_id(data.recipient_id if echo else data.sender_id, "recipient.id" if echo else "sender.id")
     if customer == page_id:
         return Ignored("an item about the page itself")
-    at_ms = data.timestamp if data.timestamp is not None else loose_int(item.get("timestamp"))
+    at_ms = _ms(data.timestamp if data.timestamp is not None else loose_int(item.get("timestamp")))
     if at_ms is None:
-        at_ms = data.entry_time if data.entry_time is not None else fallback_ms
+        at_ms = _ms(data.entry_time)
+    if at_ms is None:
+        at_ms = fallback_ms
     ctx = ItemContext(
         platform="messenger" if data.object == "page" else "instagram",
         page_id=page_id,

@@ -192,14 +192,21 @@ class Deal(SQLModel, table=True):
         # directions and every page is an index range, however deep.
         sa.Index("ix_deals_last_message_sort", sa.text("coalesce(last_message_at, '-infinity'::timestamptz)"), "id"),
         sa.Index("ix_deals_amount_sort", sa.text("coalesce(amount, '-Infinity'::numeric)"), "id"),
-        # A manager's "awaiting reply" inbox: their own and the unassigned waiting deals, each
-        # an ordered range of this index, newest message first.
+        # A manager's "awaiting reply" inbox, newest message first: their own waiting deals
+        # (a range of the first index) and the unassigned ones (the second: "assignee_id IS
+        # NULL" cannot use the order of the first).
         sa.Index(
             "ix_deals_waiting_assignee_last_message",
             "assignee_id",
             sa.text("coalesce(last_message_at, '-infinity'::timestamptz)"),
             "id",
             postgresql_where=sa.text("status = 'open' AND awaiting_reply_since IS NOT NULL"),
+        ),
+        sa.Index(
+            "ix_deals_waiting_unassigned_last_message",
+            sa.text("coalesce(last_message_at, '-infinity'::timestamptz)"),
+            "id",
+            postgresql_where=sa.text("status = 'open' AND awaiting_reply_since IS NOT NULL AND assignee_id IS NULL"),
         ),
         sa.CheckConstraint("status IN ('open', 'won', 'lost')", name="ck_deals_status"),
         # Each manager's AI score over a period: the scored deals by analysis time.

@@ -1,4 +1,4 @@
-"""The inbox's "awaiting reply" list per assignee, newest message first, as an index
+"""The inbox's "awaiting reply" list per assignee and unassigned, newest message first, as indexes
 
 Revision ID: 0010
 Revises: 0009
@@ -23,7 +23,16 @@ def upgrade() -> None:
         ["assignee_id", sa.text("coalesce(last_message_at, '-infinity'::timestamptz)"), "id"],
         postgresql_where=sa.text("status = 'open' AND awaiting_reply_since IS NOT NULL"),
     )
+    # The unassigned ones apart: "assignee_id IS NULL" does not let PostgreSQL read the index
+    # above in order.
+    op.create_index(
+        "ix_deals_waiting_unassigned_last_message",
+        "deals",
+        [sa.text("coalesce(last_message_at, '-infinity'::timestamptz)"), "id"],
+        postgresql_where=sa.text("status = 'open' AND awaiting_reply_since IS NOT NULL AND assignee_id IS NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deals_waiting_unassigned_last_message", table_name="deals")
     op.drop_index("ix_deals_waiting_assignee_last_message", table_name="deals")

@@ -32,9 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm.api import create_app
 from crm.config import CrmSettings
+from crm.conversation.repository import recompute_deal
 from crm.graph import GraphClient
 from crm.inbound import InboundService
-from crm.inbound.repository import recompute_deal
 from crm.models import Channel, Contact, Conversation, Deal, Message, Setting, User
 from crm.worker import Outbound, register_outbound
 from ingest.meta import split_webhook, verify_signature

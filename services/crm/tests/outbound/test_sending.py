@@ -9,9 +9,10 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
+from crm.conversation.repository import load_message
 from crm.graph import regain_seconds
 from crm.outbound import events as outbound_events
-from crm.outbound.repository import insert_queued, load_message
+from crm.outbound.repository import insert_queued
 from crm.outbound.sender import retry_delay
 from crm.outbound.window import NEEDS_HUMAN_AGENT
 from jggl_common.contracts import SendRequested

@@ -7,14 +7,12 @@ whatever the timing. Functions take the caller's session and never commit.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
@@ -22,18 +20,19 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import SQLModel, col
 
 from crm.conversation import rules
-from crm.inbound.items import preview
+from crm.conversation.repository import DEAL_FIELDS, MESSAGE_FIELDS, DealRow, MessageRow, recompute_deal, table
 from crm.models import Activity, Channel, Contact, Conversation, Deal, Message, PendingUpdate, Receipt, Stage
 from jggl_common.contracts import utcnow
 from jggl_common.db import driver_connection
 
 __all__ = [
     "Customer",
+    "FirstMessage",
     "MessageRef",
-    "NewContact",
+    "NewRow",
+    "Opening",
     "Sighting",
     "add_activity",
     "add_pending",
@@ -44,28 +43,24 @@ __all__ = [
     "apply_reaction",
     "conversation_of",
     "deal_for",
+    "deal_spans",
     "ensure_channel",
     "insert_message",
-    "load_deal",
-    "load_message",
-    "lock_conversation",
+    "insert_messages",
     "message_by_mid",
+    "note_webhook",
     "open_deal",
+    "open_with_first_message",
+    "open_with_first_messages",
     "receipt_times",
     "recompute_deal",
     "rehome_follow_ups",
     "set_referral",
-    "table",
     "take_pending",
-    "touch_conversation",
+    "take_pending_of",
     "upsert_contacts",
     "upsert_customer",
 ]
-
-
-def table(model: type[SQLModel]) -> sa.Table:
-    """The Core table of a model, for ``INSERT ... ON CONFLICT`` and bulk updates."""
-    return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
 
 
 _messages = table(Message)
@@ -88,16 +83,6 @@ class MessageRef:
     deal_id: int
     direction: str
     sent_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class NewContact:
-    """A contact an item created, with its first profile fetch claimed for the hook."""
-
-    id: int
-    platform: str
-    external_id: str
-    sealed_token: str | None  # the channel's page token, sealed, if it has its own
 
 
 async def ensure_channel(
@@ -283,18 +268,6 @@ async def conversation_of(session: AsyncSession, channel_id: int, contact_id: in
     return int(await db.fetchval(find, channel_id, contact_id)), False
 
 
-async def lock_conversation(session: AsyncSession, conversation_id: int) -> None:
-    """Serialise the transactions of one conversation until commit.
-
-    The constraints already make creation exactly-once; the lock makes the
-    read-then-write steps (pending updates, response tracking) see each other. The
-    schema's name is part of the key, so schemas sharing a database do not collide.
-    """
-    await (await driver_connection(session)).execute(
-        "SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", conversation_id
-    )
-
-
 async def message_by_mid(session: AsyncSession, mid: str) -> MessageRef | None:
     """The stored message with Meta id ``mid``, if any."""
     row = await (await driver_connection(session)).fetchrow(
@@ -395,7 +368,7 @@ def _insert_message_sql(columns: tuple[str, ...]) -> str:
     placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     return (
         f"INSERT INTO messages ({', '.join(columns)}) VALUES ({placeholders})"
-        " ON CONFLICT (mid) WHERE mid IS NOT NULL DO NOTHING RETURNING id"
+        f" ON CONFLICT (mid) WHERE mid IS NOT NULL DO NOTHING RETURNING {', '.join(MESSAGE_FIELDS)}"
     )
 
 
@@ -408,11 +381,11 @@ def _message_row(values: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-async def insert_message(session: AsyncSession, **values: Any) -> int | None:
+async def insert_message(session: AsyncSession, **values: Any) -> MessageRow | None:
     """Store a message; ``None`` when its ``mid`` is already stored (a repeat, or our own send echoed)."""
     row = _message_row(values)
-    message_id = await (await driver_connection(session)).fetchval(_insert_message_sql(tuple(row)), *row.values())
-    return int(message_id) if message_id is not None else None
+    stored = await (await driver_connection(session)).fetchrow(_insert_message_sql(tuple(row)), *row.values())
+    return MessageRow(*stored.values()) if stored is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,17 +417,17 @@ def _first_message_sql(columns: tuple[str, ...]) -> str:
         " deal AS (INSERT INTO deals (conversation_id, contact_id, channel_id, platform, stage_id, status,"
         " lead_source, created_at, updated_at, awaiting_reply_since, last_message_at, last_message_text)"
         " SELECT $1, $2, $3, $4, stage.id, 'open', 'organic', $5, $5, $6, $6, $7 FROM stage"
-        f" RETURNING {', '.join(_DEAL_FIELDS)}),"
+        f" RETURNING {', '.join(DEAL_FIELDS)}),"
         " activity AS (INSERT INTO activities (deal_id, kind, actor_label, data, created_at)"
         " SELECT deal.id, 'created', 'system', $8, $5 FROM deal),"
         f" message AS (INSERT INTO messages (conversation_id, deal_id, {', '.join(columns)})"
         f" SELECT $1, deal.id, {placeholders} FROM deal"
         " ON CONFLICT (mid) WHERE mid IS NOT NULL DO NOTHING"
-        f" RETURNING {', '.join(_MESSAGE_FIELDS)}),"
+        f" RETURNING {', '.join(MESSAGE_FIELDS)}),"
         " touched AS (UPDATE conversations SET last_message_at = greatest(last_message_at, $6),"
         " last_inbound_at = greatest(last_inbound_at, $6) WHERE id = $1)"
-        f" SELECT {', '.join('deal.' + f for f in _DEAL_FIELDS)}, stage.key,"
-        f" {', '.join('message.' + f for f in _MESSAGE_FIELDS)} FROM deal, stage, message"
+        f" SELECT {', '.join('deal.' + f for f in DEAL_FIELDS)}, stage.key,"
+        f" {', '.join('message.' + f for f in MESSAGE_FIELDS)} FROM deal, stage, message"
     )
 
 
@@ -480,7 +453,7 @@ async def open_with_first_message(session: AsyncSession, opening: Opening) -> Fi
         opening.platform,
         now,
         row["sent_at"],
-        preview(str(row["kind"]), row.get("text"), False),
+        rules.preview(str(row["kind"]), row.get("text"), False),
         json.dumps({"opened_by": row["kind"], "platform": opening.platform}),
         *row.values(),
     )
@@ -490,7 +463,7 @@ async def open_with_first_message(session: AsyncSession, opening: Opening) -> Fi
 def _first_message(record: asyncpg.Record) -> FirstMessage:
     """A row of the first-message statements: the deal's fields, the stage key, the message's."""
     values = list(record.values())
-    deal_end = len(_DEAL_FIELDS)
+    deal_end = len(DEAL_FIELDS)
     return FirstMessage(DealRow(*values[:deal_end]), str(values[deal_end]), MessageRow(*values[deal_end + 1 :]))
 
 
@@ -514,7 +487,7 @@ def _openings_sql(columns: tuple[str, ...]) -> str:
         " deal AS (INSERT INTO deals (conversation_id, contact_id, channel_id, platform, stage_id, status,"
         " lead_source, created_at, updated_at, awaiting_reply_since, last_message_at, last_message_text)"
         f" SELECT i.conversation_id, i.contact_id, i.channel_id, i.platform, stage.id, 'open', 'organic', {now}, {now},"
-        f" i.m_sent_at, i.m_sent_at, i.preview FROM i, stage ORDER BY i.n RETURNING {', '.join(_DEAL_FIELDS)}),"
+        f" i.m_sent_at, i.m_sent_at, i.preview FROM i, stage ORDER BY i.n RETURNING {', '.join(DEAL_FIELDS)}),"
         " activity AS (INSERT INTO activities (deal_id, kind, actor_label, data, created_at)"
         f" SELECT deal.id, 'created', 'system', i.activity::jsonb, {now} FROM deal"
         " JOIN i ON i.conversation_id = deal.conversation_id),"
@@ -522,14 +495,14 @@ def _openings_sql(columns: tuple[str, ...]) -> str:
         f" SELECT i.conversation_id, deal.id, {', '.join(values)} FROM deal"
         " JOIN i ON i.conversation_id = deal.conversation_id ORDER BY i.n"
         " ON CONFLICT (mid) WHERE mid IS NOT NULL DO NOTHING"
-        f" RETURNING {', '.join(_MESSAGE_FIELDS)}),"
+        f" RETURNING {', '.join(MESSAGE_FIELDS)}),"
         # By primary key (= ANY), never a join the planner could turn into a scan of the table.
         " touched AS (UPDATE conversations c SET"
         " last_message_at = greatest(c.last_message_at, (SELECT i.m_sent_at FROM i WHERE i.conversation_id = c.id)),"
         " last_inbound_at = greatest(c.last_inbound_at, (SELECT i.m_sent_at FROM i WHERE i.conversation_id = c.id))"
         " WHERE c.id = ANY($1::bigint[]))"
-        f" SELECT {', '.join('deal.' + f for f in _DEAL_FIELDS)}, stage.key,"
-        f" {', '.join('message.' + f for f in _MESSAGE_FIELDS)}"
+        f" SELECT {', '.join('deal.' + f for f in DEAL_FIELDS)}, stage.key,"
+        f" {', '.join('message.' + f for f in MESSAGE_FIELDS)}"
         " FROM deal JOIN message ON message.conversation_id = deal.conversation_id CROSS JOIN stage"
     )
 
@@ -556,24 +529,12 @@ async def open_with_first_messages(session: AsyncSession, openings: list[Opening
         [o.channel_id for o in openings],
         [o.platform for o in openings],
         [json.dumps({"opened_by": o.message["kind"], "platform": o.platform}) for o in openings],
-        [preview(str(row["kind"]), row.get("text"), False) for row in rows],
+        [rules.preview(str(row["kind"]), row.get("text"), False) for row in rows],
         *([row[name] for row in rows] for name in columns),
         utcnow(),
     )
     stored = {first.deal.conversation_id: first for first in map(_first_message, result)}
     return [stored.get(opening.conversation_id) for opening in openings]
-
-
-async def touch_conversation(session: AsyncSession, conversation_id: int, at: datetime, *, inbound: bool) -> None:
-    """Move the conversation's last message (and last customer message) times forward to ``at``."""
-    await (await driver_connection(session)).execute(
-        "UPDATE conversations SET last_message_at = greatest(last_message_at, $2),"
-        " last_inbound_at = CASE WHEN $3 THEN greatest(last_inbound_at, $2) ELSE last_inbound_at END"
-        " WHERE id = $1",
-        conversation_id,
-        at,
-        inbound,
-    )
 
 
 # ---------------------------------------------------------------- pending updates
@@ -706,83 +667,6 @@ async def add_receipt(
     )
 
 
-# ------------------------------------------------------------ deal recomputation
-
-
-async def recompute_deal(session: AsyncSession, deal_id: int) -> None:
-    """Derive the deal's last message and response tracking from its messages
-    (:func:`recompute_deals` for one deal)."""
-    await recompute_deals(session, [deal_id])
-
-
-async def recompute_deals(session: AsyncSession, deal_ids: Iterable[int]) -> None:
-    """Derive each deal's last message and response tracking from its messages, in three
-    statements however many deals: read their histories, write the replies' changed
-    ``response_seconds``, write the deals whose derived fields changed.
-
-    Computed from the whole history ordered by Meta's timestamps
-    (:func:`crm.conversation.rules.track_responses`), so the result is the same
-    whatever order the messages arrived in.
-    """
-    ids = sorted(set(deal_ids))
-    if not ids:
-        return
-    db = await driver_connection(session)
-    rows = await db.fetch(
-        "SELECT deal_id, id, mid, direction, sent_at, response_seconds, status, kind, text, is_deleted"
-        " FROM messages WHERE deal_id = ANY($1::bigint[])",
-        ids,
-    )
-    histories: dict[int, list[asyncpg.Record]] = {deal_id: [] for deal_id in ids}
-    for row in rows:
-        histories[int(row["deal_id"])].append(row)
-    changed: list[tuple[int, int | None]] = []
-    summaries: list[tuple[Any, ...]] = []
-    for deal_id, history in histories.items():
-        tracked = {
-            int(r["id"]): rules.TrackedMessage(
-                int(r["id"]), str(r["direction"]), r["sent_at"], r["status"] == "failed", r["mid"]
-            )
-            for r in history
-        }
-        tracking = rules.track_responses(tracked.values())
-        for row in history:
-            seconds = tracking.response_seconds.get(int(row["id"]))
-            if row["direction"] == "out" and seconds != row["response_seconds"]:
-                changed.append((int(row["id"]), seconds))
-        last = max(history, key=lambda r: rules.history_order(tracked[int(r["id"])]), default=None)
-        summaries.append(
-            (
-                deal_id,
-                tracking.awaiting_reply_since,
-                tracking.first_response_seconds,
-                tracking.first_response_at,
-                last["sent_at"] if last is not None else None,
-                preview(last["kind"], last["text"], last["is_deleted"]) if last is not None else None,
-            )
-        )
-    if changed:
-        await db.execute(
-            "UPDATE messages m SET response_seconds = c.seconds"
-            " FROM unnest($1::bigint[], $2::int[]) AS c(id, seconds) WHERE m.id = ANY($1::bigint[]) AND m.id = c.id",
-            [c[0] for c in changed],
-            [c[1] for c in changed],
-        )
-    # Only real changes are written, so the search trigger and updated_at move only then.
-    await db.execute(
-        "UPDATE deals d SET awaiting_reply_since = s.awaiting, first_response_seconds = s.first_seconds,"
-        " first_response_at = s.first_at, last_message_at = s.last_at, last_message_text = s.last_text,"
-        " updated_at = $7 FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::timestamptz[],"
-        " $5::timestamptz[], $6::text[]) AS s(id, awaiting, first_seconds, first_at, last_at, last_text)"
-        " WHERE d.id = ANY($1::bigint[]) AND d.id = s.id AND ("
-        "d.awaiting_reply_since IS DISTINCT FROM s.awaiting OR d.first_response_seconds IS DISTINCT FROM"
-        " s.first_seconds OR d.first_response_at IS DISTINCT FROM s.first_at"
-        " OR d.last_message_at IS DISTINCT FROM s.last_at OR d.last_message_text IS DISTINCT FROM s.last_text)",
-        *([summary[i] for summary in summaries] for i in range(6)),
-        utcnow(),
-    )
-
-
 async def set_referral(
     session: AsyncSession, deal_id: int, source: str, data: dict[str, Any]
 ) -> tuple[str | None, str | None] | None:
@@ -817,119 +701,7 @@ async def add_activity(session: AsyncSession, deal_id: int, kind: str, data: dic
     )
 
 
-@dataclass(frozen=True, slots=True)
-class DealRow:
-    """A deal as events announce it, read without the ORM."""
-
-    id: int
-    conversation_id: int
-    channel_id: int
-    platform: str
-    status: str
-    assignee_id: int | None
-    amount: Decimal | None
-    lead_source: str | None
-    lost_reason: str | None
-    awaiting_reply_since: datetime | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ContactRow:
-    """A contact as events announce it, read without the ORM."""
-
-    id: int
-    platform: str
-    external_id: str
-    name: str | None
-    username: str | None
-    avatar_url: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class MessageRow:
-    """A message as ``crm.message.received`` announces it, read without the ORM."""
-
-    id: int
-    mid: str | None
-    conversation_id: int
-    kind: str
-    text: str | None
-    attachments: list[Any]
-    sent_at: datetime
-    created_at: datetime
-    is_deleted: bool
-
-
-_DEAL_FIELDS = [f.name for f in dataclasses.fields(DealRow)]
-_CONTACT_FIELDS = [f.name for f in dataclasses.fields(ContactRow)]
-_MESSAGE_FIELDS = [f.name for f in dataclasses.fields(MessageRow)]
-
-
-async def read_deal(session: AsyncSession, deal_id: int) -> tuple[DealRow, ContactRow, str]:
-    """The deal, its contact and its stage key as this transaction sees them."""
-    row = await (await driver_connection(session)).fetchrow(
-        f"SELECT {', '.join('d.' + f for f in _DEAL_FIELDS)}, {', '.join('c.' + f for f in _CONTACT_FIELDS)},"
-        " s.key FROM deals d JOIN contacts c ON c.id = d.contact_id JOIN stages s ON s.id = d.stage_id"
-        " WHERE d.id = $1",
-        deal_id,
-    )
-    if row is None:
-        raise LookupError(f"deal {deal_id} not found")
-    values = list(row.values())
-    deal_end = len(_DEAL_FIELDS)
-    contact_end = deal_end + len(_CONTACT_FIELDS)
-    return DealRow(*values[:deal_end]), ContactRow(*values[deal_end:contact_end]), str(values[contact_end])
-
-
-async def read_message(session: AsyncSession, message_id: int) -> MessageRow:
-    """A message as this transaction sees it."""
-    row = await (await driver_connection(session)).fetchrow(
-        f"SELECT {', '.join(_MESSAGE_FIELDS)} FROM messages WHERE id = $1",
-        message_id,
-    )
-    if row is None:
-        raise LookupError(f"message {message_id} not found")
-    return MessageRow(*row.values())
-
-
-# Built once: constructing an ORM select costs more than running it.
-_LOAD_DEAL = (
-    select(Deal, Contact, col(Stage.key))
-    .join(Contact, col(Contact.id) == col(Deal.contact_id))
-    .join(Stage, col(Stage.id) == col(Deal.stage_id))
-    .where(col(Deal.id) == sa.bindparam("deal_id"))
-    .execution_options(populate_existing=True)
-)
-_LOAD_MESSAGE = (
-    select(Message).where(col(Message.id) == sa.bindparam("message_id")).execution_options(populate_existing=True)
-)
-
-
-async def load_deal(session: AsyncSession, deal_id: int) -> tuple[Deal, Contact, str]:
-    """The deal, its contact and its stage key, fresh from the database."""
-    row = (await session.execute(_LOAD_DEAL, {"deal_id": deal_id})).one()
-    return row[0], row[1], str(row[2])
-
-
-async def load_message(session: AsyncSession, message_id: int) -> Message:
-    """A message, fresh from the database."""
-    return (await session.execute(_LOAD_MESSAGE, {"message_id": message_id})).scalar_one()
-
-
 # ------------------------------------------------------- a group's follow-ups at once
-
-
-async def lock_conversations(session: AsyncSession, conversation_ids: Iterable[int]) -> None:
-    """:func:`lock_conversation` for several conversations in one statement, in id order,
-    so two transactions locking overlapping sets never wait for each other in a cycle."""
-    ids = sorted(set(conversation_ids))
-    if ids:
-        await (await driver_connection(session)).execute(
-            "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtext(current_schema()), id)"
-            " FROM unnest($1::int[]) AS id) AS locked",
-            ids,
-        )
 
 
 async def deal_spans(session: AsyncSession, conversation_ids: Iterable[int]) -> dict[int, list[rules.DealSpan]]:
@@ -972,7 +744,7 @@ def _insert_messages_sql(columns: tuple[str, ...]) -> str:
         f" INSERT INTO messages (conversation_id, deal_id, {', '.join(columns)})"
         f" SELECT i.conversation_id, i.deal_id, {', '.join(values)} FROM i ORDER BY i.n"
         " ON CONFLICT (mid) WHERE mid IS NOT NULL DO NOTHING"
-        f" RETURNING {', '.join(_MESSAGE_FIELDS)}, deal_id"
+        f" RETURNING {', '.join(MESSAGE_FIELDS)}, deal_id"
     )
 
 
@@ -1015,42 +787,3 @@ async def take_pending_of(
     for r in sorted(rows, key=lambda r: (r["occurred_at"], r["dedupe_key"])):
         taken.setdefault(str(r["mid"]), []).append((str(r["kind"]), dict(r["payload"]), r["occurred_at"]))
     return taken
-
-
-async def touch_conversations(session: AsyncSession, inbound_at: Mapping[int, datetime]) -> None:
-    """:func:`touch_conversation` for customer messages of several conversations in one
-    statement: each conversation's last (customer) message time moved forward."""
-    if not inbound_at:
-        return
-    ids = sorted(inbound_at)
-    await (await driver_connection(session)).execute(
-        "UPDATE conversations c SET last_message_at = greatest(c.last_message_at, t.at),"
-        " last_inbound_at = greatest(c.last_inbound_at, t.at)"
-        " FROM unnest($1::bigint[], $2::timestamptz[]) AS t(id, at) WHERE c.id = ANY($1::bigint[]) AND c.id = t.id",
-        ids,
-        [inbound_at[i] for i in ids],
-    )
-
-
-async def read_deals(session: AsyncSession, deal_ids: Iterable[int]) -> dict[int, tuple[DealRow, ContactRow, str]]:
-    """:func:`read_deal` for several deals in one statement."""
-    ids = sorted(set(deal_ids))
-    if not ids:
-        return {}
-    rows = await (await driver_connection(session)).fetch(
-        f"SELECT {', '.join('d.' + f for f in _DEAL_FIELDS)}, {', '.join('c.' + f for f in _CONTACT_FIELDS)},"
-        " s.key FROM deals d JOIN contacts c ON c.id = d.contact_id JOIN stages s ON s.id = d.stage_id"
-        " WHERE d.id = ANY($1::bigint[])",
-        ids,
-    )
-    deal_end = len(_DEAL_FIELDS)
-    contact_end = deal_end + len(_CONTACT_FIELDS)
-    found = {}
-    for row in rows:
-        values = list(row.values())
-        found[int(values[0])] = (
-            DealRow(*values[:deal_end]),
-            ContactRow(*values[deal_end:contact_end]),
-            str(values[contact_end]),
-        )
-    return found

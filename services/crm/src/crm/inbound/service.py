@@ -29,7 +29,8 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm.conversation import rules
+from crm.conversation import replies, rules
+from crm.conversation import repository as core
 from crm.deals.events import contact_ref, row_key, snapshot
 from crm.inbound import repository as repo
 from crm.inbound.items import (
@@ -48,7 +49,7 @@ from crm.inbound.items import (
     from_ms,
     parse_item,
 )
-from crm.outbound import echoes as own_echoes
+from crm.models import Message
 from jggl_common.contracts import (
     DealCreated,
     DealUpdated,
@@ -114,26 +115,26 @@ class _Unit:
     recompute: set[int] = field(default_factory=set)
     contact_created: bool = False
     # Rows this unit already knows in their final state (no need to read them back).
-    known_deals: dict[int, tuple[repo.DealRow, str]] = field(default_factory=dict)
-    known_messages: dict[int, repo.MessageRow] = field(default_factory=dict)
-    _loaded: dict[int, tuple[repo.DealRow, repo.ContactRow, str]] = field(default_factory=dict)
+    known_deals: dict[int, tuple[core.DealRow, str]] = field(default_factory=dict)
+    known_messages: dict[int, core.MessageRow | Message] = field(default_factory=dict)
+    _loaded: dict[int, tuple[core.DealRow, core.ContactRow, str]] = field(default_factory=dict)
 
-    def preload(self, deals: dict[int, tuple[repo.DealRow, repo.ContactRow, str]]) -> None:
+    def preload(self, deals: dict[int, tuple[core.DealRow, core.ContactRow, str]]) -> None:
         """Take deals read for several units at once (the ones this unit knows stay)."""
         for deal_id, deal in deals.items():
             if deal_id not in self.known_deals or not self.contact_created:
                 self._loaded.setdefault(deal_id, deal)
 
-    async def _deal(self, deal_id: int) -> tuple[repo.DealRow, repo.ContactRow, str]:
+    async def _deal(self, deal_id: int) -> tuple[core.DealRow, core.ContactRow, str]:
         """The deal as committed by this unit (loaded once, after every change was made)."""
         if deal_id not in self._loaded:
             known = self.known_deals.get(deal_id)
             if known is not None and self.contact_created:
                 # A contact created by this unit has no profile yet: nothing to read back.
-                contact = repo.ContactRow(self.contact_id, self.ctx.platform, self.ctx.customer_id, None, None, None)
+                contact = core.ContactRow(self.contact_id, self.ctx.platform, self.ctx.customer_id, None, None, None)
                 self._loaded[deal_id] = (known[0], contact, known[1])
             else:
-                self._loaded[deal_id] = await repo.read_deal(self.session, deal_id)
+                self._loaded[deal_id] = await core.read_deal(self.session, deal_id)
         return self._loaded[deal_id]
 
     async def deal_for(self, at_ms: int, opened_by: str, *, outgoing: bool = False) -> int:
@@ -199,7 +200,9 @@ class _Unit:
             data = DealUpdatedData(deal=snapshot(deal, contact, stage_key), changes=changes, actor_label="system")
             events.append(self._announce(DealUpdated, key, data))
         for message_id, deal_id in self.received:
-            message = self.known_messages.get(message_id) or await repo.read_message(self.session, message_id)
+            message = self.known_messages.get(message_id) or await core.load_message(self.session, message_id)
+            if message is None:
+                continue  # removed meanwhile (never in the transaction that stored it)
             if message.is_deleted:
                 continue  # unsent before we even stored it: nothing to notify about
             deal, contact, stage_key = await self._deal(deal_id)
@@ -231,7 +234,7 @@ class _Unit:
         ids = []
         for message_id in self.sent:
             # Replies typed in Meta's apps, and ours whose echo beat the Send API's answer.
-            event_id = await own_echoes.stage_sent(self.session, message_id, self.correlation)
+            event_id = await replies.stage_sent(self.session, message_id, self.correlation)
             if event_id is not None:
                 ids.append(event_id)
         return ids
@@ -245,7 +248,7 @@ async def _load_deals(session: AsyncSession, units: list[_Unit]) -> None:
         for deal_id in (*unit.created_deals, *unit.updated_deals, *(deal for _, deal in unit.received))
         if not (deal_id in unit.known_deals and unit.contact_created)
     }
-    loaded = await repo.read_deals(session, wanted)
+    loaded = await core.read_deals(session, wanted)
     for unit in units:
         unit.preload(loaded)
 
@@ -415,7 +418,7 @@ class InboundService:
         sessions: async_sessionmaker[AsyncSession],
         outbox: Outbox,
         *,
-        on_new_contact: Callable[[repo.NewContact], None] | None = None,
+        on_new_contact: Callable[[core.NewContact], None] | None = None,
         profile_lease: timedelta | None = None,
         max_attempts: int = 4,
         app_id: str | None = None,
@@ -456,7 +459,7 @@ class InboundService:
         new_contact = unit.contact_id if created_contact else None
         if new_contact is not None and self._on_new_contact is not None:
             ctx = parsed.context
-            self._on_new_contact(repo.NewContact(new_contact, ctx.platform, ctx.customer_id, work.sealed_token))
+            self._on_new_contact(core.NewContact(new_contact, ctx.platform, ctx.customer_id, work.sealed_token))
         return HandleResult(applied=True, event_ids=event_ids, new_contact_id=new_contact)
 
     async def _apply_group(self, works: list[_Work]) -> list[_Applied | BaseException]:
@@ -516,7 +519,7 @@ class InboundService:
         else:
             applied = await self._apply_several(session, works)
         units = [unit for unit, _ in applied]
-        await repo.recompute_deals(session, {deal_id for unit in units for deal_id in unit.recompute})
+        await core.recompute_deals(session, {deal_id for unit in units for deal_id in unit.recompute})
         await _load_deals(session, units)
         staged = [(unit, created_contact, await unit.events()) for unit, created_contact in applied]
         await stage_all(session, [(event, None) for _, _, events in staged for event in events])
@@ -574,7 +577,7 @@ class InboundService:
                 done[index] = (unit, customers[keys[index]].contact_created)
         # A conversation created by this transaction is invisible to every other one
         # until commit: only the existing ones need the lock.
-        await repo.lock_conversations(
+        await core.lock_conversations(
             session,
             {
                 c.conversation_id
@@ -646,13 +649,15 @@ class InboundService:
             message, deal_id = stored.pop(mid)
             at = work.parsed.context.at
             touched[row.conversation_id] = max(at, touched.get(row.conversation_id, at))
-            unit.known_messages[message.id] = message
             unit.received.append((message.id, deal_id))
             unit.recompute.add(deal_id)
             ref = repo.MessageRef(message.id, row.conversation_id, deal_id, "in", at)
-            for kind, payload, occurred_at in pending.get(mid, []):
+            waited = pending.get(mid, [])
+            for kind, payload, occurred_at in waited:
                 await self._apply_update(unit, ref, kind, payload, occurred_at)
-        await repo.touch_conversations(session, touched)
+            if not waited:  # as stored; otherwise read back when announced
+                unit.known_messages[message.id] = message
+        await core.touch_conversations(session, touched)
 
     def _unit(self, session: AsyncSession, work: _Work, customer: repo.Customer, *, fresh: bool) -> _Unit:
         assert customer.conversation_id is not None
@@ -729,7 +734,7 @@ class InboundService:
         if not fresh and not locked:
             # A conversation created by this transaction is invisible to every other one
             # until commit: only an existing one needs the lock.
-            await repo.lock_conversation(session, conversation_id)
+            await core.lock_conversation(session, conversation_id)
         unit = _Unit(
             session, ctx, channel_id, contact_id, conversation_id, cid, fresh=fresh, contact_created=contact_created
         )
@@ -777,7 +782,7 @@ class InboundService:
         if not unit.fresh and await repo.message_by_mid(session, message.mid) is not None:
             return  # a repeat, or the echo of a message we sent ourselves
         if message.direction == "out":
-            own = await own_echoes.claim_own_echo(
+            own = await replies.claim_own_echo(
                 session,
                 unit.conversation_id,
                 mid=message.mid,
@@ -796,18 +801,20 @@ class InboundService:
         read_at = delivered_at = None
         if message.direction == "out":
             read_at, delivered_at = await repo.receipt_times(session, unit.conversation_id, ctx.at)
-        message_id = await repo.insert_message(
+        stored = await repo.insert_message(
             session,
             conversation_id=unit.conversation_id,
             deal_id=deal_id,
             **_message_values(message, ctx.at, read_at=read_at, delivered_at=delivered_at),
         )
-        if message_id is None:
+        if stored is None:
             if unit.fresh:
                 # Meta message ids are unique: one stored under another customer is bad input.
                 raise InvalidMetaItem(f"message id {message.mid!r} is already stored in another conversation")
             return
-        await self._landed(unit, message, message_id, deal_id)
+        message_id = stored.id
+        if not await self._landed(unit, message, message_id, deal_id):
+            unit.known_messages[message_id] = stored  # as stored; otherwise read back when announced
         if message.referral is not None:
             await unit.referral(deal_id, message.referral)
         if message.direction == "in":
@@ -817,10 +824,11 @@ class InboundService:
         """The customer's first message in a conversation this unit created: one statement."""
         unit.opened(message, await repo.open_with_first_message(unit.session, unit.opening(message)))
 
-    async def _landed(self, unit: _Unit, message: NewMessage, message_id: int, deal_id: int) -> None:
-        """A message is stored under its ``mid``: apply what waited for it, recompute, announce."""
+    async def _landed(self, unit: _Unit, message: NewMessage, message_id: int, deal_id: int) -> bool:
+        """A message is stored under its ``mid``: apply what waited for it, have its deal
+        recomputed, and announce it if it is a reply. Returns whether updates waited for it."""
         session, ctx = unit.session, unit.ctx
-        await repo.touch_conversation(session, unit.conversation_id, ctx.at, inbound=message.direction == "in")
+        await core.touch_conversation(session, unit.conversation_id, ctx.at, inbound=message.direction == "in")
         ref = repo.MessageRef(message_id, unit.conversation_id, deal_id, message.direction, ctx.at)
         # Updates about a message come from its conversation's items, so a fresh one has none.
         pending = [] if unit.fresh else await repo.take_pending(session, message.mid)
@@ -829,6 +837,7 @@ class InboundService:
         unit.recompute.add(deal_id)
         if message.direction == "out":
             unit.sent.append(message_id)
+        return bool(pending)
 
     async def _update(self, unit: _Unit, mid: str, kind: str, payload: dict[str, Any], key_suffix: str = "") -> None:
         """Apply an update about message ``mid`` now, or keep it until the message arrives."""

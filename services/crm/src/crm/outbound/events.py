@@ -1,26 +1,23 @@
 """The events of replies, staged in the outbox with ids derived from what they announce.
 
-A reply is announced once whoever notices first (the sender on Meta's answer, or the
-inbound consumer on its echo) stages it: both derive the same event id from the row, so
-the second staging is a no-op and JetStream's dedupe window drops a second publish.
+A sent reply is announced by :func:`crm.conversation.replies.stage_sent` (the inbound
+consumer may notice it first, on its echo); a second staging of the same event is a
+no-op and JetStream's dedupe window drops a second publish.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.deals.events import ContactLike, DealLike, contact_ref, row_key
-from crm.inbound.repository import load_deal, load_message
+from crm.conversation.replies import PRODUCER, about
+from crm.conversation.repository import load_message, read_deal
+from crm.deals.events import row_key
 from crm.models import Channel, Message
 from jggl_common.contracts import (
     ChannelNeedsReauth,
     ChannelNeedsReauthData,
     MessageFailed,
     MessageFailedData,
-    MessageSent,
-    MessageSentData,
     SendRequested,
     SendRequestedData,
     stable_event_id,
@@ -29,9 +26,7 @@ from jggl_common.contracts import (
 from jggl_common.contracts.outbound import FailureReason
 from jggl_common.outbox import stage
 
-__all__ = ["PRODUCER", "stage_failed", "stage_needs_reauth", "stage_send_requested", "stage_sent"]
-
-PRODUCER = "crm"
+__all__ = ["PRODUCER", "stage_failed", "stage_needs_reauth", "stage_send_requested"]
 
 
 async def stage_send_requested(session: AsyncSession, message: Message, correlation: str | None) -> str:
@@ -50,51 +45,11 @@ async def stage_send_requested(session: AsyncSession, message: Message, correlat
     )
 
 
-def _about(message: Message, deal: DealLike, contact: ContactLike, stage_key: str) -> dict[str, Any]:
-    """What every event about a reply carries: the message, its deal and the customer."""
-    return {
-        "message_id": message.id,
-        "deal_id": message.deal_id,
-        "conversation_id": message.conversation_id,
-        "kind": message.kind,
-        "text": message.text,
-        "author_user_id": message.author_user_id,
-        "deal_stage": stage_key,
-        "assignee_id": deal.assignee_id,
-        "contact": contact_ref(contact),
-    }
-
-
-async def stage_sent(session: AsyncSession, message_id: int, correlation: str | None) -> str | None:
-    """Announce a reply that reached the customer (ours or one written in Meta's apps)."""
-    message = await load_message(session, message_id)
-    if message.mid is None or message.status != "sent" or message.is_deleted:
-        return None
-    deal, contact, stage_key = await load_deal(session, message.deal_id)
-    return await stage(
-        session,
-        MessageSent(
-            id=stable_event_id(f"crm.message.sent:{row_key(message_id, message.created_at)}"),
-            producer=PRODUCER,
-            correlation_id=correlation,
-            data=MessageSentData(
-                **_about(message, deal, contact, stage_key),
-                mid=message.mid,
-                attachments=list(message.attachments),
-                sent_at=message.sent_at,
-                messaging_type=message.messaging_type,
-                tag=message.tag,
-                author_label=message.author_label,
-                response_seconds=message.response_seconds,
-            ),
-        ),
-    )
-
-
 async def stage_failed(session: AsyncSession, message_id: int, reason: FailureReason, correlation: str | None) -> str:
     """Announce a reply that will not reach the customer (the author is told by the notifier)."""
     message = await load_message(session, message_id)
-    deal, contact, stage_key = await load_deal(session, message.deal_id)
+    assert message is not None  # the caller holds it
+    deal, contact, stage_key = await read_deal(session, message.deal_id)
     return await stage(
         session,
         MessageFailed(
@@ -102,7 +57,7 @@ async def stage_failed(session: AsyncSession, message_id: int, reason: FailureRe
             producer=PRODUCER,
             correlation_id=correlation,
             data=MessageFailedData(
-                **_about(message, deal, contact, stage_key),
+                **about(message, deal, contact, stage_key),
                 reason=reason,
                 error_code=message.error_code,
                 error_subcode=message.error_subcode,

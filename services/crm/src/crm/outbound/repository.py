@@ -1,4 +1,4 @@
-"""Database access of replies: queueing, delivery attempts, outcomes and echo matching.
+"""Database access of replies: queueing, delivery attempts and outcomes.
 
 Functions take the caller's session and never commit.
 """
@@ -6,7 +6,7 @@ Functions take the caller's session and never commit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from crm.inbound.repository import table
+from crm.conversation.repository import table
 from crm.models import Channel, Contact, Conversation, Message
 from jggl_common.contracts import utcnow
 
@@ -26,10 +26,8 @@ __all__ = [
     "finish_failed",
     "finish_sent",
     "flag_needs_reauth",
-    "in_flight_echo_match",
     "insert_queued",
     "last_inbound_at",
-    "load_message",
     "send_target",
     "start_attempt",
 ]
@@ -96,15 +94,6 @@ async def insert_queued(session: AsyncSession, **values: Any) -> int | None:
     )
     message_id = (await session.execute(stmt)).scalar()
     return int(message_id) if message_id is not None else None
-
-
-async def load_message(session: AsyncSession, message_id: int) -> Message | None:
-    """A message, fresh from the database."""
-    return (
-        await session.execute(
-            select(Message).where(col(Message.id) == message_id).execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,45 +201,3 @@ async def clear_needs_reauth(session: AsyncSession, channel_id: int) -> None:
         .where(_channels.c.id == channel_id, _channels.c.needs_reauth.is_(True))
         .values(needs_reauth=False)
     )
-
-
-async def in_flight_echo_match(
-    session: AsyncSession,
-    conversation_id: int,
-    *,
-    text_: str | None,
-    attachment_type: str | None,
-    at: datetime,
-    window: timedelta,
-) -> int | None:
-    """Our queued reply that an echo written at ``at`` is the copy of, if there is one.
-
-    Candidates: replies of this conversation whose Send API call began within ``window``
-    of ``at`` (Meta's clock against ours), still without Meta's id, with the same text,
-    or the same attachment type when the echo carries a file. The sender delivers one
-    reply per conversation at a time, so at most one is really in flight; the latest
-    attempt wins if an earlier one is still waiting for its retry.
-    """
-    content = (
-        _messages.c.text == text_
-        if text_ is not None
-        else sa.and_(_messages.c.text.is_(None), _messages.c.kind == (attachment_type or ""))
-    )
-    found = (
-        await session.execute(
-            select(_messages.c.id)
-            .where(
-                _messages.c.conversation_id == conversation_id,
-                _messages.c.status == "queued",
-                _messages.c.direction == "out",
-                _messages.c.mid.is_(None),
-                _messages.c.send_started_at.is_not(None),
-                _messages.c.send_started_at.between(at - window, at + window),
-                content,
-            )
-            .order_by(_messages.c.send_started_at.desc(), _messages.c.id.desc())
-            .limit(1)
-            .with_for_update()
-        )
-    ).scalar()
-    return int(found) if found is not None else None

@@ -35,9 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm.channels.tokens import PageTokens
 from crm.config import CrmSettings
+from crm.conversation import replies
+from crm.conversation.repository import load_message, lock_conversation, recompute_deal, touch_conversation
 from crm.deals.repository import DealRepository
 from crm.graph import GraphClient, GraphError
-from crm.inbound.repository import lock_conversation, recompute_deal, touch_conversation
 from jggl_common.contracts import SendRequested, utcnow
 from jggl_common.contracts.outbound import FailureReason
 from jggl_common.logs import correlation_id, get_logger
@@ -138,7 +139,7 @@ class Sender:
         """Deliver the reply ``event`` names, once. Raises :class:`RetryLater` to be tried again."""
         cid = event.correlation_id or correlation_id()
         async with self._sessions() as session:
-            message = await repo.load_message(session, event.data.message_id)
+            message = await load_message(session, event.data.message_id)
         if message is None or message.status != "queued":
             return "skipped"
         async with self._turn(message.conversation_id):
@@ -217,7 +218,7 @@ class Sender:
 
     async def _delivered(self, message_id: int, mid: str, cid: str | None) -> Outcome:
         async with self._outbox.transaction() as session:
-            message = await repo.load_message(session, message_id)
+            message = await load_message(session, message_id)
             assert message is not None
             await lock_conversation(session, message.conversation_id)
             now = utcnow()
@@ -227,7 +228,7 @@ class Sender:
             assert target is not None
             await repo.clear_needs_reauth(session, target.channel.id)  # type: ignore[arg-type]
             await recompute_deal(session, message.deal_id)
-            await events.stage_sent(session, message_id, cid)
+            await replies.stage_sent(session, message_id, cid)
         log.info("reply sent", message_id=message_id, mid=mid)
         return "sent"
 
@@ -259,7 +260,7 @@ class Sender:
         cid: str | None,
     ) -> Outcome:
         async with self._outbox.transaction() as session:
-            message = await repo.load_message(session, message_id)
+            message = await load_message(session, message_id)
             assert message is not None
             await lock_conversation(session, message.conversation_id)
             if not await repo.finish_failed(session, message_id, code=code, subcode=subcode, error=error):

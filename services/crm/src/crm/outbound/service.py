@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.config import CrmSettings
+from crm.conversation.repository import load_message, lock_conversation, recompute_deal
 from crm.deals.repository import DealRepository
-from crm.inbound.repository import lock_conversation, recompute_deal
 from crm.models import Channel, Message, User
 from crm.web.errors import Conflict, NotFound
 from jggl_common.contracts import utcnow
@@ -111,7 +111,7 @@ async def submit_reply(
     # and starts again if the reply fails.
     await recompute_deal(session, deal_id)
     deals.add_activity(deal_id, "reply", actor, {"message_id": message_id, "messaging_type": delivery.messaging_type})
-    message = await repo.load_message(session, message_id)
+    message = await load_message(session, message_id)
     assert message is not None
     event_id = await events.stage_send_requested(session, message, correlation_id())
     return Submitted(message, created=True, event_ids=[event_id])

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.channels.tokens import PageTokens
 from crm.config import CrmSettings
+from crm.conversation.repository import NewContact, table
 from crm.graph import GraphClient, GraphError, Profile
-from crm.inbound.repository import NewContact, table
 from crm.models import Channel, Contact
 from jggl_common.batching import Coalescer
 from jggl_common.contracts import utcnow

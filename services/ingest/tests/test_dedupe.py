@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
+
+from redis.asyncio import Redis
+
+from ingest.meta import split_webhook
+from jggl_common.testing import start_redis_server
 
 
 async def test_the_same_webhook_twice_stores_each_item_once(ingest, meta, stream) -> None:
@@ -67,8 +73,6 @@ async def test_items_that_differ_only_in_what_meta_changed_are_different_items(i
 
 
 async def test_a_fresh_item_repeated_is_caught_by_jetstream_and_an_old_one_by_redis(ingest, meta, stream) -> None:
-    import time
-
     page = meta.new_id()
     now_ms = int(time.time() * 1000)
     fresh = meta.webhook("page", [meta.entry(page, [{**meta.text(page), "timestamp": now_ms}])])
@@ -90,3 +94,55 @@ async def test_a_fresh_item_repeated_is_caught_by_jetstream_and_an_old_one_by_re
         )
 
     assert (grew("jetstream"), grew("redis")) == (1, 1)
+
+
+async def test_an_old_item_is_looked_for_only_in_the_days_since_meta_wrote_it(start_ingest, meta, stream) -> None:
+    proc, port = start_redis_server()
+    redis = Redis(port=port)
+    try:
+        async with start_ingest(redis_url=f"redis://127.0.0.1:{port}/0", dedupe_ttl_seconds=7 * 86_400) as ingest:
+            page = meta.new_id()
+            now_ms = int(time.time() * 1000)
+            days_old = meta.webhook("page", [meta.entry(page, [{**meta.text(page), "timestamp": now_ms - 3 * DAY_MS}])])
+            hours_old = meta.webhook(
+                "page", [meta.entry(page, [{**meta.text(page), "timestamp": now_ms - 2 * HOUR_MS}])]
+            )
+            # Meta delivered the first three days ago and ingest stored it then: its key is in that day's set.
+            (_, (item,)) = split_webhook(days_old)
+            await redis.sadd(_bucket(now_ms - 3 * DAY_MS), item.dedupe_key)
+            before = await ingest.metrics()
+
+            await redis.config_resetstat()
+            repeat = await ingest.post_meta(days_old)
+            days_old_lookups = await _smismember_calls(redis)
+            await redis.config_resetstat()
+            new = await ingest.post_meta(hours_old)
+            hours_old_lookups = await _smismember_calls(redis)
+            after = await ingest.metrics()
+    finally:
+        await redis.aclose()
+        proc.terminate()
+        proc.wait(10)
+
+    assert (repeat.status_code, new.status_code) == (200, 200)
+    stored = await stream.meta_events(page)
+    assert [m.data["item"] for m in stored] == hours_old["entry"][0]["messaging"]
+    assert (
+        after.value("ingest_duplicates_total", layer="redis") - before.value("ingest_duplicates_total", layer="redis")
+        == 1
+    )
+    # One set per day from the timestamp (less an hour) to today, not every day of the week's window.
+    assert 1 <= days_old_lookups <= 5
+    assert 1 <= hours_old_lookups <= 2
+
+
+DAY_MS, HOUR_MS = 86_400_000, 3_600_000
+
+
+def _bucket(at_ms: int) -> str:
+    return "ingest:seen:" + time.strftime("%Y%m%d", time.gmtime(at_ms / 1000))
+
+
+async def _smismember_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_smismember", {}).get("calls", 0))

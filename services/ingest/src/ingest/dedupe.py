@@ -3,8 +3,11 @@
 Keys are checked before publishing and written after JetStream acknowledged, so a key
 in Redis always means "this item is durably in the stream". Keys live in one Redis set
 per UTC day (``ingest:seen:<yyyymmdd>``, expiring ``ttl`` after its day ends): a batch of
-writes is a single ``SADD``, a batch of checks one ``SMISMEMBER`` per day of the window.
-Checks of concurrent requests are coalesced per loop turn, writes every 10 ms.
+writes is a single ``SADD``, a batch of checks one ``SMISMEMBER`` per day that can hold
+them. An item is stored after Meta wrote it, so only the days from its Meta timestamp
+(less an hour for clocks that disagree) to today are asked: a retry hours after an
+outage asks one or two sets, not every day of the window. Checks of concurrent requests
+are coalesced per loop turn, writes every 10 ms.
 When Redis fails, ingest stops asking it for a few seconds (a small circuit breaker) and
 relies on JetStream's duplicate window and crm's unique keys: webhooks keep being accepted.
 """
@@ -27,6 +30,8 @@ log = get_logger(__name__)
 REDIS_UP = Gauge("ingest_redis_available", "1 while the Redis dedupe window is in use, 0 while bypassed")
 _FAILURES = (RedisError, OSError, TimeoutError)
 _DAY = 86_400
+# Meta's clock and ours may disagree: a key is looked for from this long before its timestamp.
+_CLOCK_MARGIN_MS = 3_600_000
 
 
 class Deduper:
@@ -38,7 +43,7 @@ class Deduper:
         self._timeout = timeout
         self._cooldown = cooldown
         self._down_until = 0.0
-        self._lookups: Coalescer[str, bool] = Coalescer(self._mget)
+        self._lookups: Coalescer[tuple[str, int], bool] = Coalescer(self._mget)
         self._to_remember: list[str] = []
         self._writes: set[asyncio.Task[None]] = set()
         REDIS_UP.set(1)
@@ -54,12 +59,21 @@ class Deduper:
         self._down_until = time.monotonic() + self._cooldown
         REDIS_UP.set(0)
 
-    async def seen(self, keys: Sequence[str]) -> list[bool]:
-        """Which of ``keys`` were already accepted; all False when Redis is unusable."""
+    async def seen(self, keys: Sequence[str], written_ms: Sequence[int | None] | None = None) -> list[bool]:
+        """Which of ``keys`` were already accepted; all False when Redis is unusable.
+
+        ``written_ms`` are the items' Meta timestamps (None: unknown, the whole window is asked).
+        """
         if not keys or not self.available:
             return [False] * len(keys)
+        stamps = written_ms if written_ms is not None else [None] * len(keys)
         try:
-            return await self._lookups.submit(keys)
+            return await self._lookups.submit(
+                [
+                    (key, 0 if at is None else (at - _CLOCK_MARGIN_MS) // 1000 // _DAY)
+                    for key, at in zip(keys, stamps, strict=True)
+                ]
+            )
         except _FAILURES as exc:
             self._trip(exc)
             return [False] * len(keys)
@@ -67,11 +81,13 @@ class Deduper:
     def _bucket(self, day: int) -> str:
         return "ingest:seen:" + time.strftime("%Y%m%d", time.gmtime(day * _DAY))
 
-    async def _mget(self, keys: list[str]) -> list[bool]:
+    async def _mget(self, lookups: list[tuple[str, int]]) -> list[bool]:
         today = int(time.time() // _DAY)
-        days = range(today - self._ttl // _DAY - 1, today + 1)
+        # From the earliest day any of them can have been stored on, within the window.
+        first = min(max(min(day for _, day in lookups), today - self._ttl // _DAY - 1), today)
+        keys = [key for key, _ in lookups]
         pipe = self._redis.pipeline(transaction=False)
-        for day in days:
+        for day in range(first, today + 1):
             pipe.smismember(self._bucket(day), keys)
         async with asyncio.timeout(self._timeout):
             answers = await pipe.execute()

@@ -243,7 +243,9 @@ class Ingest:
         if old:
             seen = {
                 item.key
-                for item, was_seen in zip(old, await self.deduper.seen([i.key for i in old]), strict=True)
+                for item, was_seen in zip(
+                    old, await self.deduper.seen([i.key for i in old], [i.timestamp_ms for i in old]), strict=True
+                )
                 if was_seen
             }
             if seen:

@@ -3,10 +3,20 @@
 Each service owns one schema, named after it. The engine pins ``search_path`` to that
 schema, so models and migrations are written without schema names and the tests can give
 each test a schema of its own on the real server.
+
+A database error never carries the values of a statement (customer text, e-mail
+addresses, tokens) into a log line or a dead letter: the engine hides the parameters
+(``hide_parameters``), and :func:`_scrub_error` blanks the values PostgreSQL and asyncpg
+quote in their own messages (``invalid input syntax for type integer: "…"``, ``invalid input
+for query argument $1: '…'``) and drops the driver's error, whose ``DETAIL`` repeats them
+(``Key (email)=(…) already exists``), from the exception chain. What is left says what went
+wrong and where: the error class, the SQL with ``$n`` placeholders, the constraint's name.
+The SQLSTATE stays readable on ``exc.orig.sqlstate``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -14,6 +24,7 @@ from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import event, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -24,6 +35,7 @@ __all__ = [
     "delete_oldest",
     "driver_connection",
     "ensure_schema",
+    "scrub_message",
     "session_factory",
     "session_scope",
 ]
@@ -44,6 +56,7 @@ def create_engine(url: str, schema: str, *, pool_size: int = 10, **kwargs: Any) 
     again when returned (a new PostgreSQL connection costs milliseconds: size the pool
     for the steady load).
     """
+    kwargs.setdefault("hide_parameters", True)
     engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
@@ -52,7 +65,33 @@ def create_engine(url: str, schema: str, *, pool_size: int = 10, **kwargs: Any) 
         **kwargs,
     )
     event.listen(engine.sync_engine, "checkout", _refuse_closed)
+    event.listen(engine.sync_engine, "handle_error", _scrub_error)
     return engine
+
+
+_QUOTED_VALUE = re.compile(r"""(: )(?:"(?:[^"]|"")*"|'(?:[^'\\]|\\.)*')""", re.DOTALL)
+_ARGUMENT_VALUE = re.compile(r"(invalid input for query argument \$\d+): .*")
+HIDDEN = "(value hidden)"
+
+
+def scrub_message(message: str) -> str:
+    """``message`` without the values PostgreSQL or asyncpg quote in it."""
+    message = _ARGUMENT_VALUE.sub(rf"\1: {HIDDEN}", message)
+    return _QUOTED_VALUE.sub(rf"\1{HIDDEN}", message)
+
+
+def _scrub_error(context: ExceptionContext) -> None:
+    """Engine ``handle_error``: no statement value survives in the error's text or chain."""
+    original = context.original_exception
+    if original is not None:
+        if original.args and isinstance(original.args[0], str):
+            original.args = (scrub_message(original.args[0]), *original.args[1:])
+        # The driver's own error (asyncpg's, with DETAIL) is the cause: cut it off.
+        original.__cause__ = None
+        original.__suppress_context__ = True
+    wrapped = context.sqlalchemy_exception
+    if wrapped is not None and wrapped.args and isinstance(wrapped.args[0], str):
+        wrapped.args = (scrub_message(wrapped.args[0]), *wrapped.args[1:])
 
 
 def _refuse_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:

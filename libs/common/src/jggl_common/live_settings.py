@@ -3,7 +3,15 @@
 crm writes a setting (after an admin changed it); every service watching the bucket
 sees the new value within moments, without a restart. Secret values are sealed with the
 key derived from ``APP_KEY`` before they reach the broker, so NATS never holds a
-plaintext secret. A deleted key means "back to the environment's default".
+plaintext secret, and bound to their key's name (a sealed value moved to another key does
+not open). A deleted key means "back to the environment's default".
+
+A reader is handed only what it uses: each service follows the keys of
+:data:`SERVICE_SETTINGS` (``keys=``) and ignores every other entry without opening it. A
+secret key whose entry is not sealed (say a plaintext ``meta.app_secret`` written straight
+into the bucket) is refused: logged without its value, and the value in force stays.
+After an ``APP_KEY`` rotation the previous keys (``APP_KEY_PREVIOUS``) still open what
+was sealed before; crm re-publishes every secret sealed with the new key when it starts.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
@@ -21,7 +29,7 @@ from nats.js.kv import KeyValue
 from .crypto import DecryptionError, SecretBox
 from .logs import get_logger
 
-__all__ = ["DEFAULT_BUCKET", "KNOWN_SETTINGS", "LiveSettings", "SettingSpec"]
+__all__ = ["DEFAULT_BUCKET", "KNOWN_SETTINGS", "SERVICE_SETTINGS", "LiveSettings", "SettingSpec"]
 
 DEFAULT_BUCKET = "SETTINGS"
 log = get_logger(__name__)
@@ -58,16 +66,43 @@ KNOWN_SETTINGS: dict[str, SettingSpec] = {
 }
 """The runtime settings every service may follow, by key."""
 
+SERVICE_SETTINGS: dict[str, frozenset[str]] = {
+    "ingest": frozenset({"meta.app_secret", "meta.verify_token", "telegram.webhook_secret"}),
+    "notifier": frozenset({"telegram.bot_token", "telegram.webhook_secret", "telegram.mode", "business.timezone"}),
+    "ai": frozenset(
+        {
+            "gemini.api_key",
+            "gemini.model",
+            "ai.enabled",
+            "ai.debounce_seconds",
+            "ai.requests_per_minute",
+            "ai.concurrency",
+        }
+    ),
+    "scheduler": frozenset({"business.timezone"}),
+    "crm": frozenset(KNOWN_SETTINGS),
+}
+"""The keys each service follows (``LiveSettings(..., keys=SERVICE_SETTINGS["ingest"])``); crm manages them all."""
+
 
 class LiveSettings:
     """A watched view of the settings bucket: ``get`` answers from memory."""
 
     def __init__(
-        self, nc: NatsClient, app_key: str, bucket: str = DEFAULT_BUCKET, *, replicas: int | None = None
+        self,
+        nc: NatsClient,
+        app_key: str | Sequence[str],
+        bucket: str = DEFAULT_BUCKET,
+        *,
+        replicas: int | None = None,
+        keys: Collection[str] | None = None,
     ) -> None:
+        """``app_key``: ``APP_KEY``, or the key ring (``settings.app_keys``, the current key first).
+        ``keys``: the settings this service follows; every other entry is ignored (None: all)."""
         self._nc = nc
         self._replicas = replicas or 1
         self._box = SecretBox(app_key, purpose="live-settings")
+        self._keys = frozenset(keys) if keys is not None else None
         self._bucket = bucket
         self._values: dict[str, str] = {}
         self._listeners: list[Listener] = []
@@ -113,7 +148,7 @@ class LiveSettings:
 
     async def put(self, key: str, value: str, *, secret: bool) -> None:
         """Publish a new value; secrets are sealed before they leave the process."""
-        stored = self._box.seal(value) if secret else value
+        stored = self._box.seal(value, name=key) if secret else value
         body = json.dumps({"secret": secret, "value": stored}).encode()
         await (await self._bucket_handle()).put(key, body)
 
@@ -130,12 +165,32 @@ class LiveSettings:
             if entry.delta == 0:
                 self._ready.set()
 
+    def sealed_entry(self, key: str, raw: bytes) -> bool | None:
+        """Whether a stored entry is sealed with the current key and bound to ``key``
+        (None: it does not open at all). crm re-publishes those that are not."""
+        try:
+            doc = json.loads(raw)
+            stored = doc["value"]
+            if not doc.get("secret"):
+                return True
+            return not self._box.needs_reseal(stored, name=key)
+        except (ValueError, KeyError, TypeError, DecryptionError):
+            return None
+
     def _apply(self, key: str, raw: bytes | None, operation: str | None) -> None:
+        if self._keys is not None and key not in self._keys:
+            return  # another service's setting: never opened here
         value: str | None = None
         if operation is None and raw:
+            spec = KNOWN_SETTINGS.get(key)
             try:
                 doc = json.loads(raw)
-                value = self._box.open(doc["value"]) if doc.get("secret") else str(doc["value"])
+                sealed = bool(doc.get("secret")) and isinstance(doc["value"], str) and SecretBox.is_sealed(doc["value"])
+                if spec is not None and spec.secret and not sealed:
+                    # Only crm writes the bucket, always sealed: anything else was put there around it.
+                    log.error("unsealed value of a secret live setting refused", key=key)
+                    return
+                value = self._box.open(doc["value"], name=key) if doc.get("secret") else str(doc["value"])
             except (ValueError, KeyError, TypeError, DecryptionError) as exc:
                 log.error("unreadable live setting ignored", key=key, error=f"{type(exc).__name__}")
                 return

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import HTTPConnection
 
+from jggl_common.crypto import configure_fingerprints
 from jggl_common.db import create_engine, session_factory, session_scope
 from jggl_common.forwarded import ForwardedMiddleware
 from jggl_common.health import ReadinessCheck, health_router
@@ -30,7 +31,8 @@ from jggl_common.outbox import Outbox
 from .audit import endpoints as audit_endpoints
 from .auth import endpoints as auth_endpoints
 from .auth.browser import BrowserSessions
-from .auth.keys import derive_key
+from .auth.headers import SecurityHeaders
+from .auth.keys import signing_keys
 from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter
 from .auth.service import ensure_first_admin
@@ -81,6 +83,11 @@ def create_app(
     e.g. ``lambda app: run_consumer(app.state.crm.sessions)``. ``nats``, crm's connection
     to the broker, feeds the live event streams (``GET /api/events`` answers 503 without it).
     """
+    # Secrets are shown as keyed fingerprints (jggl_common.crypto.mask), stable for this APP_KEY.
+    configure_fingerprints(settings.app_key)
+    if not settings.auth_signing_key:
+        log.warning("AUTH_SIGNING_KEY is not set: a random key signs sessions (they end at restart, replicas differ)")
+    csrf_keys = signing_keys(settings, "csrf-token")
     owns_engine = engine is None
     owns_redis = redis is None
     db = engine or create_engine(settings.database_url, settings.db_schema)
@@ -93,11 +100,12 @@ def create_app(
         sessions=session_factory(db),
         redis=cache,
         passwords=Passwords(),
-        tokens=Tokens(derive_key(settings.app_key, "access-token"), settings.token_ttl_seconds),
+        tokens=Tokens(signing_keys(settings, "access-token"), settings.token_ttl_seconds),
         login_limiter=LoginLimiter(cache, settings.login_attempts_per_15_min, timeout=REDIS_TIMEOUT_SECONDS),
-        cursors=CursorCodec(derive_key(settings.app_key, "list-cursor")),
+        cursors=CursorCodec(signing_keys(settings, "list-cursor")[0]),
         browser=BrowserSessions(
-            csrf_key=derive_key(settings.app_key, "csrf-token"),
+            csrf_key=csrf_keys[0],
+            previous_csrf_keys=csrf_keys[1:],
             secure=settings.session_cookie_secure
             if settings.session_cookie_secure is not None
             else settings.app_url.lower().startswith("https://"),
@@ -130,6 +138,11 @@ def create_app(
         ),
         version="1.0.0",
         lifespan=lifespan,
+        # API_DOCS=false (production): no /docs, /redoc or /openapi.json; the web app's client
+        # is generated from the committed web/openapi.json, never from a running crm.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
     app.state.crm = state
     install_error_handlers(app)
@@ -185,6 +198,7 @@ def create_app(
     install_rate_limits(
         app, settings, cache, state.tokens, client_address=_client_address, timeout=REDIS_TIMEOUT_SECONDS
     )
+    app.add_middleware(SecurityHeaders, hsts_max_age_seconds=settings.hsts_max_age_seconds)
     # Outermost: everything inside (login limits, audit rows, rate limits) sees the client's own
     # address, found behind the proxies FORWARDED_ALLOW_IPS trusts (uvicorn's own handling is off).
     app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm.config import CrmSettings
+from jggl_common.crypto import fingerprint
 from jggl_common.db import session_scope
 from jggl_common.live_settings import KNOWN_SETTINGS, LiveSettings
 from jggl_common.testing import free_port, start_nats_server
@@ -47,20 +48,23 @@ async def test_a_secret_is_masked_encrypted_audited_and_reaches_other_services(
     response = await api.client.put("/api/settings/meta.app_secret", json={"value": SECRET}, headers=headers)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["value"] == "••••••••7f3a"
+    first_mask = f"set · fp {fingerprint(SECRET)}"
+    assert body["value"] == first_mask
+    assert body["fingerprint"] == fingerprint(SECRET)
+    assert "7f3a" not in response.text
     assert (body["source"], body["secret"], body["changed"], body["propagated"]) == ("database", True, True, True)
     assert body["updated_by"] == {"id": admin.id, "email": admin.email}
 
     listed = (await api.client.get("/api/settings", headers=headers)).json()["items"]
     assert [item["key"] for item in listed] == list(KNOWN_SETTINGS)
     shown = {item["key"]: item for item in listed}
-    assert shown["meta.app_secret"]["value"] == "••••••••7f3a"
+    assert shown["meta.app_secret"]["value"] == first_mask
     assert SECRET not in json.dumps(listed)
 
     # At rest: sealed, and nowhere in clear.
     (row,) = await api.rows("SELECT value, is_secret FROM settings WHERE key = 'meta.app_secret'")
     assert row["is_secret"] is True
-    assert row["value"].startswith("v1:")
+    assert row["value"].startswith("v2:")  # sealed, bound to its key
     assert SECRET not in await _everything_stored(api)
 
     # Audited, masked.
@@ -68,7 +72,7 @@ async def test_a_secret_is_masked_encrypted_audited_and_reaches_other_services(
     (entry,) = audit["items"]
     assert entry["action"] == "setting.set"
     assert (entry["actor_user_id"], entry["actor_email"]) == (admin.id, admin.email)
-    assert (entry["old_value"], entry["new_value"]) == (None, "••••••••7f3a")
+    assert (entry["old_value"], entry["new_value"]) == (None, first_mask)
     assert entry["details"] == {"old_source": "unset", "new_source": "database"}
     assert entry["client_address"] == api.address
 
@@ -86,9 +90,11 @@ async def test_a_secret_is_masked_encrypted_audited_and_reaches_other_services(
 
     # A second change is audited with both sides masked.
     again = await api.client.put("/api/settings/meta.app_secret", json={"value": "second-secret-9911"}, headers=headers)
-    assert again.json()["value"] == "••••••••9911"
+    second_mask = f"set · fp {fingerprint('second-secret-9911')}"
+    assert again.json()["value"] == second_mask != first_mask
     latest = (await api.client.get("/api/audit-log", params={"key": "meta.app_secret"}, headers=headers)).json()
-    assert (latest["items"][0]["old_value"], latest["items"][0]["new_value"]) == ("••••••••7f3a", "••••••••9911")
+    assert (latest["items"][0]["old_value"], latest["items"][0]["new_value"]) == (first_mask, second_mask)
+    assert "9911" not in json.dumps(latest)
     await eventually(lambda: _is(follower, "meta.app_secret", "second-secret-9911"), 5, "the follower seeing it")
 
     # The same value again changes nothing and is not audited.

@@ -43,10 +43,12 @@ class BrowserSessions:
     secure: bool
     max_age: int
     same_site: Literal["lax", "strict"] = "lax"
+    previous_csrf_keys: tuple[bytes, ...] = ()
+    """Keys before a rotation of AUTH_SIGNING_KEY: sessions opened with them keep working."""
 
-    def csrf_token(self, session_token: str) -> str:
+    def csrf_token(self, session_token: str, key: bytes | None = None) -> str:
         """The CSRF token that belongs to ``session_token``."""
-        digest = hmac.new(self.csrf_key, session_token.encode(), hashlib.sha256).digest()
+        digest = hmac.new(key or self.csrf_key, session_token.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def csrf_refusal(self, method: str, session_token: str, header: str | None) -> str | None:
@@ -55,9 +57,10 @@ class BrowserSessions:
             return None
         if not header:
             return CSRF_MISSING
-        if not hmac.compare_digest(header.encode(), self.csrf_token(session_token).encode()):
-            return CSRF_MISMATCH
-        return None
+        for key in (self.csrf_key, *self.previous_csrf_keys):
+            if hmac.compare_digest(header.encode(), self.csrf_token(session_token, key).encode()):
+                return None
+        return CSRF_MISMATCH
 
     def open(self, response: Response, session_token: str) -> str:
         """Put the session and its CSRF token into cookies; returns the CSRF token."""

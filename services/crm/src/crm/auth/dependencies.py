@@ -71,7 +71,7 @@ async def current_caller(
         user is None
         or not user.is_active
         or claims.revoked_by(user.tokens_valid_after)
-        or state.tokens.fingerprint(user.password_hash) != claims.password_fingerprint
+        or not state.tokens.password_matches(claims, user.password_hash)
     ):
         raise Unauthorized("Invalid or expired token", headers=_CHALLENGE)
     return Caller(user=user, claims=claims, via_cookie=via_cookie)

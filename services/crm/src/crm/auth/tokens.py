@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import jwt
@@ -36,6 +37,8 @@ class AccessClaims:
     issued_at: float
     """POSIX seconds, with microseconds."""
     expires_at: datetime
+    key_index: int = field(default=0, repr=False)
+    """Which key of the ring verified the token (0: the current one)."""
 
     def revoked_by(self, tokens_valid_after: datetime | None) -> bool:
         """Whether the token was issued before ``tokens_valid_after`` (the user's)."""
@@ -45,14 +48,23 @@ class AccessClaims:
 class Tokens:
     """Issues and verifies access tokens."""
 
-    def __init__(self, key: bytes, ttl_seconds: int) -> None:
-        self._key = key
+    def __init__(self, keys: bytes | Sequence[bytes], ttl_seconds: int) -> None:
+        """``keys``: the signing key, or the ring (the first signs, every one verifies)."""
+        self._keys = (keys,) if isinstance(keys, bytes) else tuple(keys)
+        if not self._keys:
+            raise ValueError("Tokens needs at least one key")
+        self._key = self._keys[0]
         self.ttl_seconds = ttl_seconds
 
-    def fingerprint(self, password_hash: str) -> str:
+    def fingerprint(self, password_hash: str, *, key_index: int = 0) -> str:
         """A short keyed digest of a password hash (reveals nothing about it)."""
-        digest = hmac.new(self._key, password_hash.encode(), hashlib.sha256).digest()[:9]
+        digest = hmac.new(self._keys[key_index], password_hash.encode(), hashlib.sha256).digest()[:9]
         return base64.urlsafe_b64encode(digest).decode()
+
+    def password_matches(self, claims: AccessClaims, password_hash: str) -> bool:
+        """Whether the token was issued for the password the user has now."""
+        expected = self.fingerprint(password_hash, key_index=claims.key_index)
+        return hmac.compare_digest(expected, claims.password_fingerprint)
 
     def issue(self, user_id: int, password_hash: str, *, now: datetime | None = None) -> str:
         """A token for ``user_id`` valid for ``ttl_seconds`` from ``now``."""
@@ -68,11 +80,20 @@ class Tokens:
         return jwt.encode(claims, self._key, algorithm="HS256")
 
     def verify(self, token: str) -> AccessClaims:
-        """The claims of a valid token; :class:`InvalidToken` otherwise."""
+        """The claims of a valid token (signed with any key of the ring); :class:`InvalidToken` otherwise."""
+        for index, key in enumerate(self._keys):
+            try:
+                return self._verify(token, key, index)
+            except InvalidToken:
+                if index == len(self._keys) - 1:
+                    raise
+        raise InvalidToken("no key")  # pragma: no cover - the ring is never empty
+
+    def _verify(self, token: str, key: bytes, key_index: int) -> AccessClaims:
         try:
             claims = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=["HS256"],
                 issuer=ISSUER,
                 options={"require": ["sub", "exp", "iat", "iss"]},
@@ -91,5 +112,9 @@ class Tokens:
         except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
             raise InvalidToken(str(exc)) from None
         return AccessClaims(
-            user_id=user_id, password_fingerprint=fingerprint, issued_at=float(issued_at), expires_at=expires_at
+            user_id=user_id,
+            password_fingerprint=fingerprint,
+            issued_at=float(issued_at),
+            expires_at=expires_at,
+            key_index=key_index,
         )

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from crm.web.types import CleanStr
-from jggl_common.crypto import mask
+from jggl_common.crypto import fingerprint, mask
 
 from .service import SettingState
 
@@ -26,7 +26,16 @@ class SettingRead(BaseModel):
     key: str = Field(description="e.g. sla.minutes")
     description: str
     secret: bool = Field(description="stored encrypted and shown masked")
-    value: str | None = Field(description="the value in force (masked for secrets); null when unset")
+    value: str | None = Field(
+        description="the value in force; for secrets only 'set · fp <fingerprint>', no character of it; null when unset"
+    )
+    fingerprint: str | None = Field(
+        default=None,
+        description=(
+            "secrets: 8 hex digits of a keyed HMAC-SHA256 of the value, equal for equal values "
+            "(tells whether a secret changed without revealing it); null for other settings and when unset"
+        ),
+    )
     source: Literal["database", "environment", "unset"] = Field(
         description="database: overridden by an admin; environment: the default from the service's configuration"
     )
@@ -43,6 +52,7 @@ class SettingRead(BaseModel):
             description=state.spec.description,
             secret=state.spec.secret,
             value=mask(state.value) if state.spec.secret else state.value,
+            fingerprint=fingerprint(state.value) if state.spec.secret and state.value else None,
             source=state.source,
             env=state.spec.env,
             updated_at=state.updated_at,

@@ -1,27 +1,34 @@
 """Runtime settings: the effective value of each key, overrides, and their audit. Never commits.
 
 A key's value comes from the ``settings`` table when an admin overrode it, else from the
-environment. Secrets are sealed at rest with ``SecretBox(APP_KEY, purpose="settings")``
-and leave this module only masked (or, for the live-settings bucket, in clear to
+environment. Secrets are sealed at rest with ``SecretBox(APP_KEY, purpose="settings")``,
+bound to their key (a sealed value copied to another key's row does not open), and leave
+this module only masked (or, for the live-settings bucket, in clear to
 :class:`~jggl_common.live_settings.LiveSettings`, which seals them again for the broker).
+Values sealed with a key of ``APP_KEY_PREVIOUS``, or before values were bound to their key,
+still open; :func:`reseal_stored` seals them again with the current ``APP_KEY`` (crm does it
+at start-up), after which the previous key can be dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Literal
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from crm.audit import record_change
 from crm.config import CrmSettings
-from crm.models import Setting, User
+from crm.models import Channel, Setting, User
 from crm.web.errors import NotFound, Unprocessable
 from jggl_common.crypto import DecryptionError, SecretBox
 from jggl_common.live_settings import KNOWN_SETTINGS, SettingSpec
+from jggl_common.logs import get_logger
 
 from .catalog import InvalidSetting, environment, environment_default, normalize
 from .repository import SettingRepository
@@ -29,12 +36,20 @@ from .repository import SettingRepository
 Source = Literal["database", "environment", "unset"]
 ACTION_SET = "setting.set"
 ACTION_RESET = "setting.reset"
+log = get_logger(__name__)
+
+Keys = str | Sequence[str]
+"""``APP_KEY``, or the key ring ``settings.app_keys`` (current key first, then ``APP_KEY_PREVIOUS``)."""
+
+
+def settings_box(app_key: Keys) -> SecretBox:
+    """The box that seals secret settings (and channel tokens) at rest; opens with every key of the ring."""
+    return _box((app_key,) if isinstance(app_key, str) else tuple(app_key))
 
 
 @lru_cache(maxsize=4)
-def settings_box(app_key: str) -> SecretBox:
-    """The box that seals secret settings at rest (one per ``APP_KEY``)."""
-    return SecretBox(app_key, purpose="settings")
+def _box(keys: tuple[str, ...]) -> SecretBox:
+    return SecretBox(keys, purpose="settings")
 
 
 @dataclass(frozen=True)
@@ -58,8 +73,8 @@ def _spec(key: str) -> SettingSpec:
     return spec
 
 
-def _open(app_key: str, row: Setting) -> str:
-    return settings_box(app_key).open(row.value) if row.is_secret else row.value
+def _open(app_key: Keys, row: Setting) -> str:
+    return settings_box(app_key).open(row.value, name=row.key) if row.is_secret else row.value
 
 
 def _state(key: str, row: Setting | None, settings: CrmSettings, environ: Mapping[str, str]) -> SettingState:
@@ -68,9 +83,9 @@ def _state(key: str, row: Setting | None, settings: CrmSettings, environ: Mappin
         default = environment_default(key, settings, environ)
         return SettingState(key, spec, default, "environment" if default is not None else "unset")
     try:
-        value, problem = _open(settings.app_key, row), None
+        value, problem = _open(settings.app_keys, row), None
     except DecryptionError:
-        value, problem = None, "The stored value cannot be decrypted with the current APP_KEY; set it again."
+        value, problem = None, "The stored value cannot be decrypted with APP_KEY (or APP_KEY_PREVIOUS); set it again."
     return SettingState(
         key,
         spec,
@@ -115,7 +130,7 @@ async def set_setting(
     before = _state(key, await repository.get(key), settings, environ)
     if before.source == "database" and before.value == value:
         return before, False
-    stored = settings_box(settings.app_key).seal(value) if spec.secret else value
+    stored = settings_box(settings.app_keys).seal(value, name=key) if spec.secret else value
     await repository.upsert(key, stored, secret=spec.secret, actor=actor)
     after = _state(key, await repository.get(key), settings, environ)
     await record_change(
@@ -158,13 +173,13 @@ async def reset_setting(
     return after, True
 
 
-async def database_value(session: AsyncSession, app_key: str, key: str) -> str | None:
+async def database_value(session: AsyncSession, app_key: Keys, key: str) -> str | None:
     """The override of ``key`` in clear, None without one; :class:`DecryptionError` if unreadable."""
     row = await SettingRepository(session).get(key)
     return _open(app_key, row) if row is not None else None
 
 
-async def database_values(session: AsyncSession, app_key: str) -> tuple[dict[str, str], set[str]]:
+async def database_values(session: AsyncSession, app_key: Keys) -> tuple[dict[str, str], set[str]]:
     """Every readable override in clear, and the keys whose stored value cannot be decrypted."""
     values: dict[str, str] = {}
     unreadable: set[str] = set()
@@ -181,3 +196,33 @@ async def database_values(session: AsyncSession, app_key: str) -> tuple[dict[str
 async def effective_value(session: AsyncSession, settings: CrmSettings, key: str) -> str | None:
     """The value of ``key`` in force (override, else environment), in clear, for crm's own use."""
     return (await get_setting(session, settings, key)).value
+
+
+async def reseal_stored(session: AsyncSession, app_key: Keys) -> int:
+    """Seal again with the current ``APP_KEY`` every secret stored with a previous key (or,
+    for settings, without its key's name); returns how many were. Values, authors and
+    times stay; unreadable values are left as they are (and reported by the settings API).
+    Safe on every replica at once: rows are locked and checked again."""
+    box = settings_box(app_key)
+    resealed = 0
+    for row in (await session.execute(select(Setting).with_for_update())).scalars():
+        if not row.is_secret:
+            continue
+        try:
+            if box.needs_reseal(row.value, name=row.key):
+                row.value = box.seal(box.open(row.value, name=row.key), name=row.key)
+                resealed += 1
+        except DecryptionError:
+            log.error("secret setting cannot be decrypted with APP_KEY or APP_KEY_PREVIOUS", key=row.key)
+    channels = select(Channel).where(col(Channel.access_token_sealed).is_not(None)).with_for_update()
+    for channel in (await session.execute(channels)).scalars():
+        sealed = channel.access_token_sealed
+        assert sealed is not None
+        try:
+            if box.needs_reseal(sealed):
+                channel.access_token_sealed = box.seal(box.open(sealed))
+                resealed += 1
+        except DecryptionError:
+            log.error("channel page token cannot be decrypted with APP_KEY or APP_KEY_PREVIOUS", channel_id=channel.id)
+    await session.flush()
+    return resealed

@@ -7,6 +7,11 @@ its storage) the reconciler repairs: at start, after every reconnection and ever
 ``interval`` seconds it compares each known key in the bucket with the table and
 republishes the difference. Nothing an admin saved is lost, and repeating is harmless.
 
+Before its first reconciliation it seals again, with the current ``APP_KEY``, every secret
+the table holds under a previous key (``APP_KEY_PREVIOUS``) or not yet bound to its key's
+name (:func:`~crm.settings.service.reseal_stored`); the reconciler then republishes every
+bucket entry in the same state, so after a rotation nothing depends on the previous key.
+
 Concurrent writers cannot leave the bucket stale: every publish re-reads the table
 afterwards and publishes again if it moved meanwhile, so the last publish of a key
 always matches the last committed value.
@@ -51,7 +56,7 @@ class SettingsSync:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        app_key: str,
+        app_key: service.Keys,
         bucket: str,
         *,
         nats_url: str | None = None,
@@ -71,6 +76,7 @@ class SettingsSync:
         self._live: LiveSettings | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._resealed = False
         self.reconciled = asyncio.Event()
         """Set once the bucket has matched the table (for start-up checks and tests)."""
 
@@ -154,6 +160,8 @@ class SettingsSync:
             return False
         if not isinstance(document, dict) or document.get("secret") is not spec.secret:
             return False
+        if spec.secret and live.sealed_entry(key, entry.value or b"") is not True:
+            return False  # sealed with a previous APP_KEY, or not bound to its key: seal it again
         # Sealed values differ on every seal: compare secrets in clear, as the watcher read them.
         current = live.get(key) if spec.secret else document.get("value")
         return bool(current == wanted)
@@ -173,6 +181,14 @@ class SettingsSync:
             if await self._database_value(key) == value:
                 return
         self.request_reconcile()
+
+    async def _reseal(self) -> None:
+        async with self._sessions() as session:
+            resealed = await service.reseal_stored(session, self._app_key)
+            await session.commit()
+        if resealed:
+            log.info("stored secrets sealed again with the current APP_KEY", resealed=resealed)
+        self._resealed = True
 
     async def _connect(self) -> tuple[NatsClient, LiveSettings]:
         if self._nc is None:
@@ -211,6 +227,8 @@ class SettingsSync:
         while True:
             self._wake.clear()
             try:
+                if not self._resealed:
+                    await self._reseal()
                 await self._connect()
                 republished = await self.reconcile()
             except Exception as exc:
@@ -269,7 +287,7 @@ def settings_sync_lifespan(
         state = app.state.crm
         sync = SettingsSync(
             state.sessions,
-            state.settings.app_key,
+            state.settings.app_keys,
             state.settings.settings_bucket,
             nats_url=None if nc is not None else state.settings.nats_url,
             nc=nc,

@@ -375,15 +375,6 @@ class Receipt(SQLModel, table=True):
     occurred_at: datetime = _ts(description="when the customer's device reported it (Meta timestamp)")
 
 
-class ProcessedEvent(SQLModel, table=True):
-    """Ids of bus events already applied, for handlers that are not naturally idempotent."""
-
-    __tablename__ = "processed_events"
-
-    event_id: str = Field(primary_key=True, max_length=100)
-    processed_at: datetime = _ts(default_factory=utcnow)
-
-
 class Activity(SQLModel, table=True):
     """The timeline of a deal: created, stage moves, assignments, replies, AI results."""
 

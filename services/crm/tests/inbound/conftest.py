@@ -108,7 +108,7 @@ class Harness:
             await session.execute(
                 text(
                     "TRUNCATE activities, messages, pending_updates, receipts, deals, conversations, contacts,"
-                    " channels, outbox, processed_events RESTART IDENTITY CASCADE"
+                    " channels, outbox RESTART IDENTITY CASCADE"
                 )
             )
             await session.commit()

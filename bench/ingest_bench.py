@@ -209,6 +209,9 @@ def main() -> None:
             f"{med(name, 'p99_ms'):8.2f} {med(name, 'server_cpu_us'):18.0f}  {results[name][-1]['rps_by_tenth']}"
         )
     print(f"ratio ingest/bare: {ingest_rps / bare_rps:.2f}   (goal >= {GOAL})")
+    # Throughput moves with whatever else runs on the machine; CPU per request much less.
+    cpu_ratio = med("bare", "server_cpu_us") / med("ingest", "server_cpu_us")
+    print(f"server CPU per request, bare/ingest: {cpu_ratio:.2f}   (the same comparison, less sensitive to other load)")
     non_200 = sum(v for r in results["ingest"] for k, v in r["statuses"].items() if k != "200")  # type: ignore[union-attr]
     # Requests in flight when the load generator stops are answered and stored but not counted.
     stored = [r["stored_in_jetstream"] for r in results["ingest"]]

@@ -18,7 +18,7 @@ from sqlmodel import col
 from crm.models import Activity, Contact, Conversation, Deal, Message, Stage, Task, User
 from jggl_common.contracts import utcnow
 
-from .access import visible_deals
+from .access import visible_deal_scopes, visible_deals
 
 DealRow = tuple[Deal, Contact, Stage, str | None]
 """A deal with its contact, its stage and the assignee's name."""
@@ -75,6 +75,43 @@ def sort_value(deal: Deal, field: str) -> datetime | Decimal | None:
     return value
 
 
+def _conditions(filters: DealFilters) -> list[ColumnElement[bool]]:
+    """``filters`` as WHERE conditions on ``deals`` alone."""
+    found: list[ColumnElement[bool]] = []
+    if filters.stage is not None:
+        found.append(
+            col(Deal.stage_id) == select(col(Stage.id)).where(col(Stage.key) == filters.stage).scalar_subquery()
+        )
+    if filters.status is not None:
+        found.append(col(Deal.status) == filters.status)
+    if filters.assignee_id is not None:
+        found.append(col(Deal.assignee_id) == filters.assignee_id)
+    if filters.unassigned:
+        found.append(col(Deal.assignee_id).is_(None))
+    if filters.awaiting_reply is True:
+        found.append(col(Deal.awaiting_reply_since).is_not(None))
+    elif filters.awaiting_reply is False:
+        found.append(col(Deal.awaiting_reply_since).is_(None))
+    if filters.overdue_tasks is not None:
+        overdue = (
+            select(col(Task.id))
+            .where(col(Task.deal_id) == col(Deal.id), sa.not_(col(Task.done)), col(Task.due_at) < sa.func.now())
+            .exists()
+        )
+        found.append(overdue if filters.overdue_tasks else sa.not_(overdue))
+    if filters.sla is not None:
+        # The deal's current wait was announced at that level (escalated ones are breached too).
+        since = Deal.sla_escalation_since if filters.sla == "escalated" else Deal.sla_breach_since
+        found += [col(Deal.status) == "open", col(since) == col(Deal.awaiting_reply_since)]
+    if filters.platform is not None:
+        found.append(col(Deal.platform) == filters.platform)
+    if filters.created_from is not None:
+        found.append(col(Deal.created_at) >= filters.created_from)
+    if filters.created_to is not None:
+        found.append(col(Deal.created_at) < filters.created_to)
+    return found
+
+
 class DealRepository:
     """Deals as a user sees them."""
 
@@ -103,49 +140,38 @@ class DealRepository:
         field = sort.lstrip("-")
         descending = sort.startswith("-")
         expression, missing = SORT_EXPRESSIONS[field]
-        query = self._rows().where(visible_deals(user))
-        if filters.stage is not None:
-            query = query.where(col(Stage.key) == filters.stage)
-        if filters.status is not None:
-            query = query.where(col(Deal.status) == filters.status)
-        if filters.assignee_id is not None:
-            query = query.where(col(Deal.assignee_id) == filters.assignee_id)
-        if filters.unassigned:
-            query = query.where(col(Deal.assignee_id).is_(None))
-        if filters.awaiting_reply is True:
-            query = query.where(col(Deal.awaiting_reply_since).is_not(None))
-        elif filters.awaiting_reply is False:
-            query = query.where(col(Deal.awaiting_reply_since).is_(None))
-        if filters.overdue_tasks is not None:
-            overdue = (
-                select(col(Task.id))
-                .where(col(Task.deal_id) == col(Deal.id), sa.not_(col(Task.done)), col(Task.due_at) < sa.func.now())
-                .exists()
-            )
-            query = query.where(overdue if filters.overdue_tasks else sa.not_(overdue))
-        if filters.sla is not None:
-            # The deal's current wait was announced at that level (escalated ones are breached too).
-            since = Deal.sla_escalation_since if filters.sla == "escalated" else Deal.sla_breach_since
-            query = query.where(col(Deal.status) == "open", col(since) == col(Deal.awaiting_reply_since))
-        if filters.platform is not None:
-            query = query.where(col(Deal.platform) == filters.platform)
-        if filters.created_from is not None:
-            query = query.where(col(Deal.created_at) >= filters.created_from)
-        if filters.created_to is not None:
-            query = query.where(col(Deal.created_at) < filters.created_to)
+        order = (expression.desc(), col(Deal.id).desc()) if descending else (expression.asc(), col(Deal.id).asc())
+        conditions = _conditions(filters)
         if after is not None:
             value, after_id = after
             bound: Any = missing if value is None else sa.literal(value, type_=expression.type)
             position = sa.tuple_(expression, col(Deal.id))
-            query = query.where(
+            conditions.append(
                 position < sa.tuple_(bound, after_id) if descending else position > sa.tuple_(bound, after_id)
             )
-        if descending:
-            query = query.order_by(expression.desc(), col(Deal.id).desc())
+        scopes = visible_deal_scopes(user)
+        if scopes is None or not (filters.awaiting_reply is True and field == "last_message_at"):
+            query = self._rows().where(visible_deals(user), *conditions)
         else:
-            query = query.order_by(expression.asc(), col(Deal.id).asc())
-        result = await self.session.execute(query.limit(limit))
+            # A manager's "awaiting reply" inbox: their waiting deals and the unassigned ones
+            # are each an ordered range of an index (ix_deals_waiting_*), so each is read a
+            # page deep and only the two pages are merged, instead of sorting every waiting
+            # deal either set has. (Other lists find their first rows sooner along the sort
+            # order's own index, filtering as they go.)
+            picked = sa.union_all(
+                *(select(col(Deal.id)).where(scope, *conditions).order_by(*order).limit(limit) for scope in scopes)
+            ).subquery("picked")
+            query = self._rows().where(col(Deal.id).in_(select(picked.c.id)))
+        result = await self.session.execute(query.order_by(*order).limit(limit))
         return [(row[0], row[1], row[2], row[3]) for row in result.all()]
+
+    async def get_visible(self, user: User, deal_id: int, *, for_update: bool = False) -> DealRow | None:
+        """The deal if ``user`` may see it (locked for the transaction when ``for_update``)."""
+        query = self._rows().where(col(Deal.id) == deal_id, visible_deals(user))
+        if for_update:
+            query = query.with_for_update(of=Deal)
+        row = (await self.session.execute(query)).first()
+        return (row[0], row[1], row[2], row[3]) if row is not None else None
 
     async def unread_counts(self, deals: Sequence[Deal]) -> dict[int, int]:
         """Unread customer messages per deal (only the deals that have some; capped at ``UNREAD_CAP``).
@@ -224,14 +250,6 @@ class DealRepository:
         old = deal.manager_read_at
         set_committed_value(deal, "manager_read_at", new)  # as written, nothing left to flush
         return old, new
-
-    async def get_visible(self, user: User, deal_id: int, *, for_update: bool = False) -> DealRow | None:
-        """The deal if ``user`` may see it (locked for the transaction when ``for_update``)."""
-        query = self._rows().where(col(Deal.id) == deal_id, visible_deals(user))
-        if for_update:
-            query = query.with_for_update(of=Deal)
-        row = (await self.session.execute(query)).first()
-        return (row[0], row[1], row[2], row[3]) if row is not None else None
 
     async def stage_by_key(self, key: str) -> Stage | None:
         """The stage with this key."""

@@ -5,7 +5,7 @@ Everything here is pure: no clock, no network, no global randomness. Identifiers
 :class:`random.Random`, and timestamps from a simulated clock, so the same seed
 gives byte-identical bodies.
 
-Wire format (see ``PROTOCOLS.md``, "Meta webhooks")::
+Wire format (see ``docs/protocols.md``, "Meta webhooks")::
 
     {"object": "page" | "instagram",
      "entry": [{"id": <page or IG account id>, "time": <ms>,

@@ -3,7 +3,7 @@
 The base URL and version come from configuration (``META_GRAPH_URL``,
 ``META_GRAPH_VERSION``), which is how the sandbox's fake and the tests stand in for
 Meta. Errors are decided by Meta's ``error.code``, never by the HTTP status
-(PROTOCOLS.md): :class:`GraphError` says whether a failure is throttling (retry with
+(docs/protocols.md): :class:`GraphError` says whether a failure is throttling (retry with
 backoff), an invalid token (alert the admin) or something retrying will not fix.
 """
 

@@ -1,9 +1,10 @@
 """What a Meta messaging item means for the CRM, read from ingest's event.
 
-Pure functions, no I/O. Meta's item shapes are documented in PROTOCOLS.md; the parts
+Pure functions, no I/O. Meta's item shapes are described in docs/protocols.md; the parts
 that vary (``is_deleted`` as a string, postbacks without ``mid``, timestamps as
-strings in the ``field``/``value`` shape) are normalised here so the service sees one
-shape per kind of change.
+strings and in seconds in the ``field``/``value`` shape) are normalised here so the
+service sees one shape per kind of change; a person known only by a plugin's
+``user_ref`` is ignored.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Send API rate limits per page: a token bucket shared by every replica through Redis.
 
 Meta allows about 300 Send API calls per second per Page and 100 per Instagram account
-(PROTOCOLS.md); we stay below that (250 and 90 by default, configurable). The bucket
+(docs/protocols.md); we stay below that (250 and 90 by default, configurable). The bucket
 lives in Redis and is updated by one Lua script with Redis's own clock, so all replicas
 draw from the same bucket. Each call reserves a token and learns how long to wait for
 it, so callers queue in order instead of polling.

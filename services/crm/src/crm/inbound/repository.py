@@ -45,12 +45,12 @@ __all__ = [
     "deal_for",
     "deal_spans",
     "ensure_channel",
+    "first_stage",
     "insert_message",
     "insert_messages",
     "message_by_mid",
     "note_webhook",
     "open_deal",
-    "open_with_first_message",
     "open_with_first_messages",
     "receipt_times",
     "recompute_deal",
@@ -308,32 +308,44 @@ async def rehome_follow_ups(session: AsyncSession, conversation_id: int, deal_id
     return [int(row[0]) for row in left]
 
 
+async def first_stage(session: AsyncSession) -> rules.StageOption:
+    """The stage a new deal opens in (:func:`crm.conversation.rules.first_stage`); raises
+    :class:`LookupError` when the pipeline has no stage at all."""
+    rows = await (await driver_connection(session)).fetch("SELECT id, key, is_active, position FROM stages")
+    stage = rules.first_stage(
+        rules.StageOption(int(r["id"]), str(r["key"]), bool(r["is_active"]), int(r["position"])) for r in rows
+    )
+    if stage is None:
+        raise LookupError("no pipeline stage to open a deal in")
+    return stage
+
+
 async def open_deal(
     session: AsyncSession, conversation_id: int, contact_id: int, channel_id: int, platform: str
 ) -> tuple[int, bool]:
-    """``(deal id, created)``: the conversation's open deal, opened in stage ``new`` if there is none.
+    """``(deal id, created)``: the conversation's open deal, opened in the first stage
+    (:func:`first_stage`) if there is none.
 
     The partial unique index "one open deal per conversation" decides between racers.
     """
     db = await driver_connection(session)
     now = utcnow()
+    stage = await first_stage(session)
     deal_id = await db.fetchval(
-        # The first stage: "new" if it exists, else the first active one by position.
-        "WITH stage AS (SELECT id FROM stages ORDER BY (key = 'new') DESC, is_active DESC, position LIMIT 1)"
-        " INSERT INTO deals (conversation_id, contact_id, channel_id, platform, stage_id, status, lead_source,"
-        " created_at, updated_at) SELECT $1, $2, $3, $4, stage.id, 'open', 'organic', $5, $5 FROM stage"
+        "INSERT INTO deals (conversation_id, contact_id, channel_id, platform, stage_id, status, lead_source,"
+        " created_at, updated_at) VALUES ($1, $2, $3, $4, $6, 'open', 'organic', $5, $5)"
         " ON CONFLICT (conversation_id) WHERE status = 'open' DO NOTHING RETURNING id",
         conversation_id,
         contact_id,
         channel_id,
         platform,
         now,
+        stage.id,
     )
     if deal_id is not None:
         return int(deal_id), True
     existing = await db.fetchval("SELECT id FROM deals WHERE conversation_id = $1 AND status = 'open'", conversation_id)
-    if existing is None:
-        raise LookupError("no pipeline stage to open a deal in")
+    assert existing is not None  # the insert conflicted with it
     return int(existing), False
 
 
@@ -401,63 +413,11 @@ class Opening:
 
 @dataclass(frozen=True, slots=True)
 class FirstMessage:
-    """What :func:`open_with_first_message` (or ``…_messages``) stored for one opening."""
+    """What :func:`open_with_first_messages` stored for one opening."""
 
     deal: DealRow
     stage_key: str
     message: MessageRow
-
-
-@functools.cache
-def _first_message_sql(columns: tuple[str, ...]) -> str:
-    first = 9  # $1..$8 are the deal's and the conversation's
-    placeholders = ", ".join(f"${i}" for i in range(first, first + len(columns)))
-    return (
-        "WITH stage AS (SELECT id, key FROM stages ORDER BY (key = 'new') DESC, is_active DESC, position LIMIT 1),"
-        " deal AS (INSERT INTO deals (conversation_id, contact_id, channel_id, platform, stage_id, status,"
-        " lead_source, created_at, updated_at, awaiting_reply_since, last_message_at, last_message_text)"
-        " SELECT $1, $2, $3, $4, stage.id, 'open', 'organic', $5, $5, $6, $6, $7 FROM stage"
-        f" RETURNING {', '.join(DEAL_FIELDS)}),"
-        " activity AS (INSERT INTO activities (deal_id, kind, actor_label, data, created_at)"
-        " SELECT deal.id, 'created', 'system', $8, $5 FROM deal),"
-        f" message AS (INSERT INTO messages (conversation_id, deal_id, {', '.join(columns)})"
-        f" SELECT $1, deal.id, {placeholders} FROM deal"
-        " ON CONFLICT (mid) WHERE mid IS NOT NULL DO NOTHING"
-        f" RETURNING {', '.join(MESSAGE_FIELDS)}),"
-        " touched AS (UPDATE conversations SET last_message_at = greatest(last_message_at, $6),"
-        " last_inbound_at = greatest(last_inbound_at, $6) WHERE id = $1)"
-        f" SELECT {', '.join('deal.' + f for f in DEAL_FIELDS)}, stage.key,"
-        f" {', '.join('message.' + f for f in MESSAGE_FIELDS)} FROM deal, stage, message"
-    )
-
-
-async def open_with_first_message(session: AsyncSession, opening: Opening) -> FirstMessage | None:
-    """A conversation's first message, written by the customer, in one statement: the deal
-    it opens (with its timeline entry), the message, and what they derive from it.
-
-    Only for a conversation created by this transaction (no deals, messages or pending
-    updates can exist yet): it ends exactly as :func:`open_deal`, :func:`add_activity`,
-    :func:`insert_message`, :func:`touch_conversation` and :func:`recompute_deal` would,
-    in one round trip instead of six. ``None`` when the ``mid`` is stored already.
-    (:func:`open_with_first_messages` does the same for several at once.)
-    """
-    row = _message_row(opening.message)
-    if row.get("direction") != "in":
-        raise ValueError("only the customer's message opens a conversation this way")
-    now = utcnow()
-    result = await (await driver_connection(session)).fetchrow(
-        _first_message_sql(tuple(row)),
-        opening.conversation_id,
-        opening.contact_id,
-        opening.channel_id,
-        opening.platform,
-        now,
-        row["sent_at"],
-        rules.preview(str(row["kind"]), row.get("text"), False),
-        json.dumps({"opened_by": row["kind"], "platform": opening.platform}),
-        *row.values(),
-    )
-    return _first_message(result) if result is not None else None
 
 
 def _first_message(record: asyncpg.Record) -> FirstMessage:
@@ -478,12 +438,12 @@ def _openings_sql(columns: tuple[str, ...]) -> str:
         for i, name in enumerate(columns, start=7)
     ]
     values = [f"i.m_{name}::jsonb" if name in _JSON_COLUMNS else f"i.m_{name}" for name in columns]
-    now = f"${7 + len(columns)}"
+    now, stage_id, stage_key = (f"${n}" for n in range(7 + len(columns), 10 + len(columns)))
     return (
         "WITH i AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],"
         f" $6::text[], {', '.join(arrays)}) WITH ORDINALITY AS t(conversation_id, contact_id, channel_id, platform,"
         f" activity, preview, {', '.join('m_' + c for c in columns)}, n)),"
-        " stage AS (SELECT id, key FROM stages ORDER BY (key = 'new') DESC, is_active DESC, position LIMIT 1),"
+        f" stage AS (SELECT {stage_id}::bigint AS id, {stage_key}::text AS key),"
         " deal AS (INSERT INTO deals (conversation_id, contact_id, channel_id, platform, stage_id, status,"
         " lead_source, created_at, updated_at, awaiting_reply_since, last_message_at, last_message_text)"
         f" SELECT i.conversation_id, i.contact_id, i.channel_id, i.platform, stage.id, 'open', 'organic', {now}, {now},"
@@ -522,6 +482,7 @@ async def open_with_first_messages(session: AsyncSession, openings: list[Opening
     columns = tuple(rows[0])
     if any(tuple(row) != columns for row in rows):
         raise ValueError("openings must carry the same message columns")
+    stage = await first_stage(session)
     result = await (await driver_connection(session)).fetch(
         _openings_sql(columns),
         [o.conversation_id for o in openings],
@@ -532,6 +493,8 @@ async def open_with_first_messages(session: AsyncSession, openings: list[Opening
         [rules.preview(str(row["kind"]), row.get("text"), False) for row in rows],
         *([row[name] for row in rows] for name in columns),
         utcnow(),
+        stage.id,
+        stage.key,
     )
     stored = {first.deal.conversation_id: first for first in map(_first_message, result)}
     return [stored.get(opening.conversation_id) for opening in openings]

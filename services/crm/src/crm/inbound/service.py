@@ -822,7 +822,8 @@ class InboundService:
 
     async def _first_message(self, unit: _Unit, message: NewMessage) -> None:
         """The customer's first message in a conversation this unit created: one statement."""
-        unit.opened(message, await repo.open_with_first_message(unit.session, unit.opening(message)))
+        (stored,) = await repo.open_with_first_messages(unit.session, [unit.opening(message)])
+        unit.opened(message, stored)
 
     async def _landed(self, unit: _Unit, message: NewMessage, message_id: int, deal_id: int) -> bool:
         """A message is stored under its ``mid``: apply what waited for it, have its deal

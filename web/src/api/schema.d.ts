@@ -2239,9 +2239,14 @@ export interface components {
             secret: boolean;
             /**
              * Value
-             * @description the value in force (masked for secrets); null when unset
+             * @description the value in force; for secrets only 'set · fp <fingerprint>', no character of it; null when unset
              */
             value: string | null;
+            /**
+             * Fingerprint
+             * @description secrets: 8 hex digits of a keyed HMAC-SHA256 of the value, equal for equal values (tells whether a secret changed without revealing it); null for other settings and when unset
+             */
+            fingerprint?: string | null;
             /**
              * Source
              * @description database: overridden by an admin; environment: the default from the service's configuration
@@ -2302,9 +2307,14 @@ export interface components {
             secret: boolean;
             /**
              * Value
-             * @description the value in force (masked for secrets); null when unset
+             * @description the value in force; for secrets only 'set · fp <fingerprint>', no character of it; null when unset
              */
             value: string | null;
+            /**
+             * Fingerprint
+             * @description secrets: 8 hex digits of a keyed HMAC-SHA256 of the value, equal for equal values (tells whether a secret changed without revealing it); null for other settings and when unset
+             */
+            fingerprint?: string | null;
             /**
              * Source
              * @description database: overridden by an admin; environment: the default from the service's configuration

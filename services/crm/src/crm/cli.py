@@ -81,6 +81,7 @@ def openapi_document() -> str:
     settings = CrmSettings(
         _env_file=None,  # type: ignore[call-arg]
         app_key=base64.b64encode(bytes(32)).decode(),
+        auth_signing_key=base64.b64encode(bytes(32)).decode(),
         database_url="postgresql://schema-only/crm",
         redis_url="redis://schema-only",
         nats_url="nats://schema-only",

@@ -65,7 +65,7 @@ function SettingRow({ setting: s }: { setting: Setting }) {
       </div>
       <p className="muted small">{s.description}</p>
       <p>
-        {t("settings.current")}: <code>{s.value ?? t("settings.unset")}</code> <span className="muted small">({t("settings.env", { env: s.env })})</span>
+        {t("settings.current")}: <code>{s.secret && s.fingerprint ? t("settings.secretSet", { fp: s.fingerprint }) : (s.value ?? t("settings.unset"))}</code> <span className="muted small">({t("settings.env", { env: s.env })})</span>
       </p>
       {s.updated_at && (
         <p className="muted small">{t("settings.updated", { when: formatDateTime(s.updated_at, locale, zone), who: s.updated_by?.email ?? "—" })}</p>

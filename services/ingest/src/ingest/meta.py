@@ -17,6 +17,7 @@ __all__ = ["MalformedWebhook", "meta_ms", "split_webhook", "verify_signature"]
 
 SUPPORTED_OBJECTS = frozenset({"page", "instagram"})
 _SECONDS_BELOW = 10**11
+_SHA256_HEX_LENGTH = 64
 # Payload keys of a messaging item, in the order they decide its kind.
 _KIND_BY_KEY = (
     ("message_edit", "edit"),
@@ -41,7 +42,7 @@ def verify_signature(body: bytes, header: str | None, app_secret: str) -> bool:
     if not header or not app_secret:
         return False
     scheme, _, digest = header.strip().partition("=")
-    if scheme.lower() != "sha256" or len(digest) != 64:
+    if scheme.lower() != "sha256" or len(digest) != _SHA256_HEX_LENGTH:
         return False
     expected = hmac.digest(app_secret.encode(), body, hashlib.sha256).hex()
     return hmac.compare_digest(expected.encode(), digest.lower().encode("ascii", "replace"))
@@ -122,7 +123,7 @@ def meta_ms(value: Any) -> int | None:
 
 
 def split_webhook(payload: Any) -> tuple[str | None, list[MetaItemData]]:
-    """Every ``entry[] × messaging[]/standby[]/changes[]`` item of a webhook as its own event.
+    """Every item of every entry's ``messaging[]``, ``standby[]`` and ``changes[]`` as its own event.
 
     Returns ``(object, items)``; ``object`` is None and no items are returned for an
     object this system does not handle (the webhook is acknowledged and ignored).

@@ -306,6 +306,8 @@ class ServiceBus:
                 filter_subject=subject,
             ),
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            # FastStream's own default is the shared _INBOX., which the broker refuses.
+            inbox_prefix=(inbox_prefix(self.service) + ".").encode(),
             **options,
         )
 

@@ -20,7 +20,7 @@ from nats.aio.client import Client as NatsClient
 from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
 
-from jggl_common.bus import BusUnavailable, EventPublisher
+from jggl_common.bus import BusUnavailable, EventPublisher, inbox_prefix
 from jggl_common.forwarded import TrustedProxies
 from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
@@ -140,6 +140,8 @@ class Ingest:
                 nc = await nats.connect(
                     self.settings.nats_url,
                     name="ingest",
+                    # The only inbox the broker lets ingest read (deploy/nats/auth.conf).
+                    inbox_prefix=inbox_prefix("ingest"),
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     connect_timeout=2,

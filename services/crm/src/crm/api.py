@@ -198,7 +198,7 @@ def create_app(
     install_rate_limits(
         app, settings, cache, state.tokens, client_address=_client_address, timeout=REDIS_TIMEOUT_SECONDS
     )
-    app.add_middleware(SecurityHeaders, hsts_max_age_seconds=settings.hsts_max_age_seconds)
+    app.add_middleware(SecurityHeaders, hsts_max_age_seconds=settings.hsts_max_age_seconds, docs=settings.api_docs)
     # Outermost: everything inside (login limits, audit rows, rate limits) sees the client's own
     # address, found behind the proxies FORWARDED_ALLOW_IPS trusts (uvicorn's own handling is off).
     app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)

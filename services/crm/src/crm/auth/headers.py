@@ -71,14 +71,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class SecurityHeaders:
     """ASGI middleware adding the headers above to every HTTP answer."""
 
-    def __init__(self, app: ASGIApp, *, hsts_max_age_seconds: int) -> None:
+    def __init__(self, app: ASGIApp, *, hsts_max_age_seconds: int, docs: bool = True) -> None:
+        """``docs``: whether the API docs pages are served (``API_DOCS``), and so get their policy."""
         self.app = app
+        self.docs = docs
         self.hsts = f"max-age={hsts_max_age_seconds}".encode() if hsts_max_age_seconds > 0 else None
 
     def headers_for(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         """The headers an answer to this request gets."""
         path = str(scope.get("path", ""))
-        docs = any(path == prefix or path.startswith(prefix + "/") for prefix in DOCS_PATHS)
+        docs = self.docs and any(path == prefix or path.startswith(prefix + "/") for prefix in DOCS_PATHS)
         headers = [
             (b"content-security-policy", (DOCS_POLICY if docs else APP_POLICY).encode()),
             (b"x-content-type-options", b"nosniff"),

@@ -21,7 +21,7 @@ class PageTokens:
     """Seals a channel's page token and finds the token to call Meta with."""
 
     def __init__(self, settings: CrmSettings) -> None:
-        self._box = settings_box(settings.app_key)
+        self._box = settings_box(settings.app_keys)  # APP_KEY_PREVIOUS opens tokens sealed before a rotation
         self._default = settings.meta_access_token or None
 
     def seal(self, token: str) -> str:

@@ -5,7 +5,10 @@ PostgreSQL, Redis and NATS answer, migrates crm, ai, notifier and scheduler, cre
 every service as a child process with its logs on this terminal. Ctrl-C or SIGTERM stops
 them all gracefully (each drains its in-flight work); if one dies, the others are stopped too.
 
-Every child gets the same environment (the real one over ``.env``). Without a Gemini key
+Every child gets the same environment (the real one over ``.env``), except crm's own
+signing key: ``AUTH_SIGNING_KEY`` (and ``AUTH_SIGNING_KEY_PREVIOUS``) from the environment
+or ``.env``, else one generated once into ``.run/auth_signing_key`` (mode 0600), goes to
+crm alone, so no other service can mint a session token. Without a Gemini key
 (``GEMINI_API_KEY``, or ``gemini.api_key`` set by an admin) ai analyses with its heuristic
 only. ``JGGL_SANDBOX=1`` also runs the sandbox's Gemini fake (``jggl-gemini-fake`` on
 127.0.0.1:8092) and points ai at it (``GEMINI_BASE_URL``, ``GEMINI_API_KEY=sandbox``), so
@@ -79,6 +82,30 @@ def _load_env(demo: bool = False) -> dict[str, str]:
     for name, value in DEFAULTS.items():
         env.setdefault(name, value)
     return env
+
+
+CRM_ONLY = ("AUTH_SIGNING_KEY", "AUTH_SIGNING_KEY_PREVIOUS")
+"""Secrets only crm holds: the other services never see them."""
+SIGNING_KEY_FILE = ROOT / ".run" / "auth_signing_key"
+
+
+def _signing_key(env: dict[str, str]) -> str:
+    """crm's AUTH_SIGNING_KEY: the configured one, else the one kept in .run/ (made on first use)."""
+    if env.get("AUTH_SIGNING_KEY"):
+        return env["AUTH_SIGNING_KEY"]
+    if not SIGNING_KEY_FILE.exists():
+        SIGNING_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+        SIGNING_KEY_FILE.touch(mode=0o600)
+        SIGNING_KEY_FILE.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n", encoding="utf-8")
+        _say(f"created crm's signing key in {SIGNING_KEY_FILE.relative_to(ROOT)}")
+    return SIGNING_KEY_FILE.read_text(encoding="utf-8").strip()
+
+
+def _env_for(service: str, env: dict[str, str]) -> dict[str, str]:
+    """What ``service`` is started with: crm's own keys only for crm."""
+    if service == "crm":
+        return {**env, "AUTH_SIGNING_KEY": _signing_key(env)}
+    return {name: value for name, value in env.items() if name not in CRM_ONLY}
 
 
 def _ensure_database(url: str) -> None:
@@ -248,9 +275,9 @@ def main() -> int:
     runnable = [name for name in SERVICES if importlib.util.find_spec(f"{name}.__main__") is not None]
     for name in (n for n in MIGRATED if n in runnable):
         _say(f"migrating {name}")
-        subprocess.run([python, "-m", name, "migrate"], env=env, check=True)
+        subprocess.run([python, "-m", name, "migrate"], env=_env_for(name, env), check=True)
     if "crm" in runnable and env.get("ADMIN_EMAIL") and env.get("ADMIN_PASSWORD"):
-        subprocess.run([python, "-m", "crm", "create-admin"], env=env, check=True)
+        subprocess.run([python, "-m", "crm", "create-admin"], env=_env_for("crm", env), check=True)
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -274,7 +301,9 @@ def main() -> int:
             _say(f"JGGL_SANDBOX=1, but {host}:{port} is already in use (another Gemini fake?); stop it first")
             return 1
         log = _demo_log("Gemini fake") if demo else None
-        helpers["gemini-fake"] = subprocess.Popen(fake, env=env, start_new_session=True, stdout=log, stderr=log)
+        helpers["gemini-fake"] = subprocess.Popen(
+            fake, env=_env_for("gemini-fake", env), start_new_session=True, stdout=log, stderr=log
+        )
         _say(f"started the Gemini fake on {env['GEMINI_BASE_URL']} (pid {helpers['gemini-fake'].pid})")
         if not _listening(host, port, helpers["gemini-fake"], lambda: stopping):
             failed = "gemini-fake"
@@ -291,7 +320,9 @@ def main() -> int:
                 break
             # The customers print what a newcomer needs; the servers' own logs go to .run/.
             log = None if "customers" in what else _demo_log(what)
-            helpers[what] = subprocess.Popen(command, env=env, start_new_session=True, stdout=log, stderr=log)
+            helpers[what] = subprocess.Popen(
+                command, env=_env_for(what, env), start_new_session=True, stdout=log, stderr=log
+            )
             _say(f"started the {what} on {host}:{port} (pid {helpers[what].pid})")
             if not _listening(host, port, helpers[what], lambda: stopping, what=f"the {what}"):  # noqa: B023
                 failed, stopping = what, True
@@ -299,7 +330,7 @@ def main() -> int:
         if stopping:
             break
         # Own session: a Ctrl-C reaches only this supervisor, which stops each child once.
-        children[name] = subprocess.Popen([python, "-m", name], env=env, start_new_session=True)
+        children[name] = subprocess.Popen([python, "-m", name], env=_env_for(name, env), start_new_session=True)
         _say(f"started {name} (pid {children[name].pid})")
 
     while not stopping:

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import httpx
 from sqlalchemy import text
@@ -70,7 +71,7 @@ def serve(schema: str, port: int, limited: bool) -> None:
 
     app = create_app(CrmSettings(_env_file=None))  # type: ignore[call-arg]
     if not limited:
-        app.user_middleware = [entry for entry in app.user_middleware if entry.cls is not ApiRateLimits]
+        app.user_middleware = [entry for entry in app.user_middleware if cast(object, entry.cls) is not ApiRateLimits]
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -234,7 +234,7 @@ async def _run(args: argparse.Namespace, demo: Demo, stop: asyncio.Event) -> Non
         return
     admin = tuple(args.admin.split(":", 1))
     managers = [tuple(m.split(":", 2)) for m in args.manager]
-    await _create_managers(args.crm, admin, managers)  # type: ignore[arg-type]
+    await _create_managers(args.crm, admin, managers)
     lines = [
         "",
         "  JGGL CRM demo: open http://localhost:8000 and sign in as",

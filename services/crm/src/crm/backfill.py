@@ -303,8 +303,8 @@ class MetaBackfill:
         mid = item["message"]["mid"]
         key = message_dedupe_key(object_, kind, mid)
         data = MetaItemData(
-            object=object_,  # type: ignore[arg-type]
-            kind=kind,  # type: ignore[arg-type]
+            object=object_,
+            kind=kind,
             entry_id=channel.external_id,
             entry_time=item["timestamp"],
             sender_id=item["sender"]["id"],

@@ -79,7 +79,7 @@ def openapi_document() -> str:
     from .config import CrmSettings
 
     settings = CrmSettings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         app_key=base64.b64encode(bytes(32)).decode(),
         auth_signing_key=base64.b64encode(bytes(32)).decode(),
         database_url="postgresql://schema-only/crm",

@@ -22,7 +22,7 @@ metadata = SQLModel.metadata
 
 
 def _ts(**kwargs: Any) -> Any:
-    return Field(sa_type=sa.DateTime(timezone=True), **kwargs)  # type: ignore[call-overload]
+    return Field(sa_type=sa.DateTime(timezone=True), **kwargs)
 
 
 def _json(default: Any) -> Any:
@@ -80,7 +80,7 @@ class Channel(SQLModel, table=True):
     )
     health_problems: list[dict[str, Any]] = Field(
         default_factory=list,
-        sa_type=JSONB,  # type: ignore[call-overload]
+        sa_type=JSONB,
         sa_column_kwargs={"server_default": sa.text("'[]'::jsonb")},
         description="each problem found: {code, message}",
     )
@@ -226,11 +226,11 @@ class Deal(SQLModel, table=True):
     stage_id: int = Field(foreign_key="stages.id")
     status: str = Field(default="open", max_length=10)
     lost_reason: str | None = Field(default=None, max_length=500)
-    amount: Decimal | None = Field(default=None, sa_type=sa.Numeric(14, 2))  # type: ignore[call-overload]
+    amount: Decimal | None = Field(default=None, sa_type=sa.Numeric(14, 2))
     comment: str | None = None
     assignee_id: int | None = Field(default=None, foreign_key="users.id")
     lead_source: str | None = Field(default=None, max_length=50, description="organic | ads | shortlink | ...")
-    referral: dict[str, Any] | None = Field(default=None, sa_type=JSONB)  # type: ignore[call-overload]
+    referral: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     # AI analysis (written by the ai service's events)
     ai_summary: str | None = None
     ai_intent: str | None = Field(default=None, max_length=50)
@@ -241,9 +241,9 @@ class Deal(SQLModel, table=True):
     ai_version: int | None = Field(default=None, description="messages in the transcript the analysis covered")
     ai_next_action: str | None = Field(default=None, max_length=500)
     ai_language: str | None = Field(default=None, max_length=12, description="ISO 639-1 code, e.g. 'ru'")
-    ai_manager_notes: dict[str, Any] | None = Field(default=None, sa_type=JSONB)  # type: ignore[call-overload]
+    ai_manager_notes: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     ai_model: str | None = Field(default=None, max_length=100, description="the Gemini model; null for the heuristic")
-    ai_analysis_id: int | None = Field(default=None, sa_type=sa.BigInteger)  # type: ignore[call-overload]
+    ai_analysis_id: int | None = Field(default=None, sa_type=sa.BigInteger)
     # Response tracking
     awaiting_reply_since: datetime | None = _ts(default=None, index=True)
     sla_breach_since: datetime | None = _ts(
@@ -263,7 +263,7 @@ class Deal(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
     closed_at: datetime | None = _ts(default=None)
-    search_vector: str | None = Field(default=None, sa_type=TSVECTOR)  # type: ignore[call-overload]
+    search_vector: str | None = Field(default=None, sa_type=TSVECTOR)
 
 
 class DealTotal(SQLModel, table=True):
@@ -276,9 +276,9 @@ class DealTotal(SQLModel, table=True):
 
     stage_id: int = Field(primary_key=True)
     status: str = Field(primary_key=True, max_length=10)
-    bucket: int = Field(primary_key=True, sa_type=sa.SmallInteger)  # type: ignore[call-overload]
-    deals: int = Field(default=0, sa_type=sa.BigInteger)  # type: ignore[call-overload]
-    amount: Decimal = Field(default=Decimal(0), sa_type=sa.Numeric)  # type: ignore[call-overload]
+    bucket: int = Field(primary_key=True, sa_type=sa.SmallInteger)
+    deals: int = Field(default=0, sa_type=sa.BigInteger)
+    amount: Decimal = Field(default=Decimal(0), sa_type=sa.Numeric)
 
 
 class Message(SQLModel, table=True):
@@ -309,7 +309,7 @@ class Message(SQLModel, table=True):
     quick_reply_payload: str | None = None
     postback_payload: str | None = None
     reply_to_mid: str | None = Field(default=None, max_length=300)
-    reply_to_story: dict[str, Any] | None = Field(default=None, sa_type=JSONB)  # type: ignore[call-overload]
+    reply_to_story: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     reactions: dict[str, Any] = _json(dict)
     # Per reactor, the newest reaction event applied: a late, older react or unreact
     # must not undo a newer one (Meta does not keep order).
@@ -563,5 +563,5 @@ class ScheduledJob(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=40)
     revision: int
-    state: dict[str, Any] = Field(sa_type=JSONB, description="the announced JobUpdatedData")  # type: ignore[call-overload]
+    state: dict[str, Any] = Field(sa_type=JSONB, description="the announced JobUpdatedData")
     received_at: datetime = _ts(default_factory=utcnow)

@@ -52,7 +52,7 @@ async def announce_health_change(
     recovered = not problems
     data = ChannelHealthChangedData(
         channel_id=channel.id,
-        platform=channel.platform,  # type: ignore[arg-type]
+        platform=channel.platform,
         external_id=channel.external_id,
         channel_name=channel.name,
         status="ok" if recovered else "problem",

@@ -58,7 +58,7 @@ class ChannelRead(BaseModel):
         problems: list[dict[str, Any]] = list(channel.health_problems or [])
         return cls(
             id=channel.id,
-            platform=channel.platform,  # type: ignore[arg-type]
+            platform=channel.platform,
             external_id=channel.external_id,
             name=channel.name,
             is_active=channel.is_active,
@@ -66,7 +66,7 @@ class ChannelRead(BaseModel):
             has_own_token=bool(channel.access_token_sealed),
             last_webhook_at=channel.last_webhook_at,
             created_at=channel.created_at,
-            health_status=channel.health_status,  # type: ignore[arg-type]
+            health_status=channel.health_status,
             health_problems=[
                 HealthProblemRead(code=str(p.get("code")), message=str(p.get("message") or "")) for p in problems
             ],

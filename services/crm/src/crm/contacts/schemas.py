@@ -56,7 +56,7 @@ class ContactDeal(BaseModel):
         assert stage.id is not None
         return cls(
             id=deal.id,
-            status=deal.status,  # type: ignore[arg-type]
+            status=deal.status,
             stage=StageRef(id=stage.id, key=stage.key, name=stage.name),
             amount=deal.amount,
             assignee_id=deal.assignee_id,

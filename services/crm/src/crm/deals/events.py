@@ -79,7 +79,7 @@ def contact_ref(contact: ContactLike) -> ContactRef:
     assert contact.id is not None
     return ContactRef(
         id=contact.id,
-        platform=contact.platform,  # type: ignore[arg-type]
+        platform=contact.platform,
         external_id=contact.external_id,
         display_name=display_name(contact),
         username=contact.username,
@@ -94,9 +94,9 @@ def snapshot(deal: DealLike, contact: ContactLike, stage_key: str) -> DealSnapsh
         id=deal.id,
         conversation_id=deal.conversation_id,
         channel_id=deal.channel_id,
-        platform=deal.platform,  # type: ignore[arg-type]
+        platform=deal.platform,
         stage=stage_key,
-        status=deal.status,  # type: ignore[arg-type]
+        status=deal.status,
         assignee_id=deal.assignee_id,
         amount=str(deal.amount) if deal.amount is not None else None,
         lead_source=deal.lead_source,

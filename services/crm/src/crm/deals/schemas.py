@@ -57,7 +57,7 @@ class ContactBrief(BaseModel):
         assert contact.id is not None
         return cls(
             id=contact.id,
-            platform=contact.platform,  # type: ignore[arg-type]
+            platform=contact.platform,
             external_id=contact.external_id,
             name=contact.name,
             username=contact.username,

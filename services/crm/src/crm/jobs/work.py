@@ -104,7 +104,7 @@ class ScheduledWork:
             data=JobFinishedData(
                 job=tick.data.job,
                 slot=tick.data.slot,
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 counts=counts,
                 error=error[:2000] if error else None,
                 started_at=started,

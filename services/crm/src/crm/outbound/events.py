@@ -89,7 +89,7 @@ async def stage_needs_reauth(
             correlation_id=correlation,
             data=ChannelNeedsReauthData(
                 channel_id=channel.id,
-                platform=channel.platform,  # type: ignore[arg-type]
+                platform=channel.platform,
                 external_id=channel.external_id,
                 channel_name=channel.name,
                 error_code=code,

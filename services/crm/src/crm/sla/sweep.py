@@ -90,7 +90,7 @@ async def sweep_sla(
                 correlation_id=correlation_id,
                 data=SlaBreachData(
                     deal=snapshot(deal, contact, stage_key),
-                    level=level,  # type: ignore[arg-type]
+                    level=level,
                     waiting_since=waiting_since,
                     waited_minutes=int(hours.seconds_between(waiting_since, now) // 60),
                     sla_minutes=sla_minutes,

@@ -106,7 +106,7 @@ async def request_link(session: AsyncSession, user: User, *, bot: str) -> LinkCo
             user_id=user.id,
             name=user.name,
             email=user.email,
-            role=user.role,  # type: ignore[arg-type]
+            role=user.role,
             code_hash=link_code_hash(code),
             expires_at=expires_at,
         ),

@@ -28,7 +28,7 @@ from ai.transcripts.service import TranscriptProjection
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.db import create_engine, session_factory
 from jggl_common.health import health_router
-from jggl_common.live_settings import LiveSettings
+from jggl_common.live_settings import SERVICE_SETTINGS, LiveSettings
 from jggl_common.logs import get_logger
 from jggl_common.migrations import is_current, wait_until_current
 from jggl_common.outbox import Outbox
@@ -62,9 +62,10 @@ class AiService:
         await wait_until_current(MIGRATIONS, self.engine, "ai")
         live = LiveSettings(
             self.bus.broker.connection,
-            self.settings.app_key,
+            self.settings.app_keys,
             self.settings.settings_bucket,
             replicas=self.settings.nats_stream_replicas,
+            keys=SERVICE_SETTINGS["ai"],
         )
         try:
             await live.start()

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from jggl_common.bus import BusUnavailable, EventPublisher, inbox_prefix
 from jggl_common.forwarded import TrustedProxies
-from jggl_common.live_settings import LiveSettings
+from jggl_common.live_settings import SERVICE_SETTINGS, LiveSettings
 from jggl_common.logs import get_logger
 from jggl_common.streams import ensure_streams
 
@@ -204,7 +204,11 @@ class Ingest:
         Until the bucket answers, the environment's values stay in force.
         """
         live = LiveSettings(
-            nc, self.settings.app_key, self.settings.settings_bucket, replicas=self.settings.nats_stream_replicas
+            nc,
+            self.settings.app_keys,
+            self.settings.settings_bucket,
+            replicas=self.settings.nats_stream_replicas,
+            keys=SERVICE_SETTINGS["ingest"],
         )
         defaults = {
             LIVE_APP_SECRET: self.settings.meta_app_secret,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.db import create_engine, session_factory
 from jggl_common.health import cached, health_router
-from jggl_common.live_settings import LiveSettings
+from jggl_common.live_settings import SERVICE_SETTINGS, LiveSettings
 from jggl_common.logs import get_logger
 from jggl_common.migrations import is_current, wait_until_current
 from jggl_common.outbox import Outbox
@@ -86,9 +86,10 @@ class NotifierService:
             log.warning("no TELEGRAM_BOT_TOKEN: notifications are recorded as skipped, updates ignored")
         live = LiveSettings(
             self.bus.broker.connection,
-            self.settings.app_key,
+            self.settings.app_keys,
             self.settings.settings_bucket,
             replicas=self.settings.nats_stream_replicas,
+            keys=SERVICE_SETTINGS["notifier"],
         )
         try:
             await live.start()

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.db import create_engine, session_factory
 from jggl_common.health import health_router
-from jggl_common.live_settings import LiveSettings
+from jggl_common.live_settings import SERVICE_SETTINGS, LiveSettings
 from jggl_common.logs import get_logger
 from jggl_common.migrations import is_current, wait_until_current
 from jggl_common.outbox import Outbox
@@ -75,9 +75,10 @@ class SchedulerService:
         await wait_until_current(MIGRATIONS, self.engine, "scheduler")
         live = LiveSettings(
             self.bus.broker.connection,
-            self.settings.app_key,
+            self.settings.app_keys,
             self.settings.settings_bucket,
             replicas=self.settings.nats_stream_replicas,
+            keys=SERVICE_SETTINGS["scheduler"],
         )
         try:
             await live.start()

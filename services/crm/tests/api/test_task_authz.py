@@ -100,3 +100,33 @@ async def test_a_deals_tasks_go_with_it_to_the_manager_who_takes_it(api: Api) ->
     assert await _assignees(api, shared.id) == {"Quote": petro.id}
     mine = (await api.client.get(f"/api/deals/{shared.id}/tasks", headers=api.headers(petro))).json()["items"]
     assert [(item["title"], item["assignee"]["id"]) for item in mine] == [("Quote", petro.id)]
+
+
+async def test_a_deactivated_managers_tasks_go_to_nobody(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        olena, petro = await create_user(session), await create_user(session)
+        admin = await create_user(session, role="admin")
+        hers = await create_deal(session, assignee=olena)
+        shared = await create_deal(session)
+    for deal, title in ((hers, "Quote"), (shared, "Call back")):
+        created = await api.client.post(
+            f"/api/deals/{deal.id}/tasks", json={"title": title}, headers=api.headers(olena)
+        )
+        assert created.status_code == 201, created.text
+    assert (
+        await api.client.post(f"/api/deals/{shared.id}/tasks", json={"title": "Petro's"}, headers=api.headers(petro))
+    ).status_code == 201
+
+    deactivated = await api.client.patch(
+        f"/api/users/{olena.id}", json={"is_active": False}, headers=api.headers(admin)
+    )
+    assert deactivated.status_code == 200, deactivated.text
+
+    assert await _assignees(api, hers.id) == {"Quote": None}
+    assert await _assignees(api, shared.id) == {"Call back": None, "Petro's": petro.id}
+    # Nobody's now, on deals the team sees: a colleague takes them.
+    listed = (await api.client.get(f"/api/deals/{hers.id}/tasks", headers=api.headers(petro))).json()["items"]
+    taken = await api.client.patch(
+        f"/api/tasks/{listed[0]['id']}", json={"assignee_id": petro.id}, headers=api.headers(petro)
+    )
+    assert (taken.status_code, taken.json()["assignee_id"]) == (200, petro.id)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from crm.models import Activity, Contact, Deal, Message, User
-from crm.tasks.service import follow_deal_assignee
+from crm.tasks.service import follow_deal_assignee, release_tasks_of
 from crm.web.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from crm.web.pagination import CursorCodec, InvalidCursor
 from jggl_common import outbox
@@ -303,9 +303,10 @@ async def take_deal(session: AsyncSession, actor: User, deal_id: int) -> tuple[D
 
 
 async def release_deals_of(session: AsyncSession, actor: User, user_id: int) -> list[str]:
-    """Return a user's open deals to the unassigned pool; ids of the events it staged."""
+    """Return a user's open deals to the unassigned pool, and their tasks to nobody; ids of the events it staged."""
     repository = DealRepository(session)
     event_ids = []
+    await release_tasks_of(session, user_id)
     for deal_id in await repository.unassign_open_deals_of(user_id):
         repository.add_activity(deal_id, "assigned", actor, {"from": user_id, "to": None, "reason": "deactivated"})
         deal_snapshot = await load_snapshot(session, deal_id)

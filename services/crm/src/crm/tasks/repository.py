@@ -63,6 +63,17 @@ class TaskRepository:
         )
         return sorted(int(task_id) for (task_id,) in result.all() if task_id is not None)
 
+    async def release_all_of(self, user_id: int) -> list[int]:
+        """Leave every task of ``user_id`` to nobody; their ids."""
+        result = await self.session.execute(
+            update(Task)
+            .where(col(Task.assignee_id) == user_id)
+            .values(assignee_id=None, updated_at=utcnow())
+            .returning(col(Task.id))
+            .execution_options(synchronize_session="fetch")
+        )
+        return sorted(int(task_id) for (task_id,) in result.all() if task_id is not None)
+
     async def deal_visible_to(self, user: User, deal_id: int) -> bool:
         """Whether ``user`` may see the deal (so could work a task on it)."""
         query = select(col(Deal.id)).where(col(Deal.id) == deal_id, visible_deals(user))

@@ -4,7 +4,8 @@ Who may touch a task follows who may see its deal. A task goes to someone who ca
 its deal (else they could never open it), and managers give tasks only to themselves,
 as with deals: a manager takes a task nobody has or lets go of their own, never a
 colleague's. When a deal goes to someone, the tasks of managers who can then no longer
-see it go with it (:func:`follow_deal_assignee`). Creating, completing and reopening a
+see it go with it (:func:`follow_deal_assignee`); a deactivated user's tasks go to nobody
+(:func:`release_tasks_of`). Creating, completing and reopening a
 task leave an entry in the deal's timeline, in the same transaction.
 """
 
@@ -145,3 +146,12 @@ async def follow_deal_assignee(session: AsyncSession, deal_id: int, assignee_id:
     if assignee_id is None:
         return []
     return await TaskRepository(session).hand_over(deal_id, assignee_id)
+
+
+async def release_tasks_of(session: AsyncSession, user_id: int) -> list[int]:
+    """A deactivated user's tasks go to nobody (they can see no deal any more); the ids of those tasks.
+
+    Their deals return to the unassigned pool in the same transaction, where the team sees
+    them and takes the tasks as they take the deals.
+    """
+    return await TaskRepository(session).release_all_of(user_id)

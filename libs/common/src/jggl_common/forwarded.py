@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["PEER_KEY", "ForwardedMiddleware", "TrustedProxies", "client_address", "client_scheme", "parse_ip"]
@@ -46,7 +47,11 @@ MAX_HOPS = 64
 
 def parse_ip(value: str) -> IPAddress | None:
     """The IP address in one forwarded entry (``ip``, ``ip:port``, ``[ipv6]:port``), or None."""
-    text = value.strip()
+    return _parse_ip(value.strip())
+
+
+@lru_cache(maxsize=4096)
+def _parse_ip(text: str) -> IPAddress | None:
     if not text or len(text) > 64:
         return None
     if text.startswith("["):
@@ -70,6 +75,7 @@ class TrustedProxies:
 
     def __init__(self, networks: Iterable[IPNetwork] = ()) -> None:
         self._networks = tuple(networks)
+        self._known: dict[IPAddress, bool] = {}
 
     @classmethod
     def parse(cls, spec: str) -> TrustedProxies:
@@ -92,7 +98,15 @@ class TrustedProxies:
 
     def trusts(self, address: IPAddress | None) -> bool:
         """Whether ``address`` is one of the trusted proxies."""
-        return address is not None and any(address in network for network in self._networks)
+        if address is None or not self._networks:
+            return False
+        trusted = self._known.get(address)
+        if trusted is None:
+            trusted = any(address in network for network in self._networks)
+            if len(self._known) >= 4096:
+                self._known.clear()
+            self._known[address] = trusted
+        return trusted
 
 
 def _header_values(scope: Mapping[str, Any], name: bytes) -> list[str]:

@@ -75,22 +75,24 @@ class SecurityHeaders:
         """``docs``: whether the API docs pages are served (``API_DOCS``), and so get their policy."""
         self.app = app
         self.docs = docs
-        self.hsts = f"max-age={hsts_max_age_seconds}".encode() if hsts_max_age_seconds > 0 else None
-
-    def headers_for(self, scope: Scope) -> list[tuple[bytes, bytes]]:
-        """The headers an answer to this request gets."""
-        path = str(scope.get("path", ""))
-        docs = self.docs and any(path == prefix or path.startswith(prefix + "/") for prefix in DOCS_PATHS)
-        headers = [
-            (b"content-security-policy", (DOCS_POLICY if docs else APP_POLICY).encode()),
+        common = [
             (b"x-content-type-options", b"nosniff"),
             (b"x-frame-options", b"DENY"),
             (b"referrer-policy", b"no-referrer"),
             (b"cross-origin-opener-policy", b"same-origin"),
         ]
-        if self.hsts is not None and scope.get("scheme") == "https":
-            headers.append((b"strict-transport-security", self.hsts))
-        return headers
+        hsts = [(b"strict-transport-security", f"max-age={hsts_max_age_seconds}".encode())]
+        self._headers: dict[tuple[bool, bool], list[tuple[bytes, bytes]]] = {}
+        for is_docs in (False, True):
+            base = [(b"content-security-policy", (DOCS_POLICY if is_docs else APP_POLICY).encode()), *common]
+            self._headers[is_docs, False] = base
+            self._headers[is_docs, True] = base + hsts if hsts_max_age_seconds > 0 else base
+
+    def headers_for(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The headers an answer to this request gets."""
+        path = str(scope.get("path", ""))
+        docs = self.docs and any(path == prefix or path.startswith(prefix + "/") for prefix in DOCS_PATHS)
+        return self._headers[docs, scope.get("scheme") == "https"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -17,9 +17,9 @@ from sqlmodel import col
 
 from crm.inbound import InboundService
 from crm.models import Channel, Deal, OutboxEvent, User
-from ingest.meta import split_webhook
 from jggl_common.contracts import DealUpdated, MetaItemReceived, stable_event_id
 from jggl_common.db import session_scope
+from jggl_common.meta import split_webhook
 from jggl_common.outbox import Outbox
 from jggl_sandbox.meta_webhooks import Customer, JSONObject, webhook
 

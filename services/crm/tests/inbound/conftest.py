@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.config import CrmSettings
 from crm.inbound import InboundService
-from ingest.meta import split_webhook
 from jggl_common.bus import EventPublisher
 from jggl_common.contracts import MetaItemReceived, stable_event_id
+from jggl_common.meta import split_webhook
 from jggl_common.outbox import Outbox
 from jggl_common.streams import ensure_streams
 from jggl_common.testing import TEST_DATABASE_URL, TEST_NATS_URL, TEST_REDIS_URL, start_nats_server

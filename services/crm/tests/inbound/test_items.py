@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crm.inbound.items import Ignored, InvalidMetaItem, NewMessage, ParsedItem, parse_item
-from ingest.meta import split_webhook
+from jggl_common.meta import split_webhook
 from jggl_sandbox.meta_webhooks import PLATFORMS, every_variant, webhook
 
 json_values = st.recursive(

@@ -37,10 +37,10 @@ from crm.graph import GraphClient
 from crm.inbound import InboundService
 from crm.models import Channel, Contact, Conversation, Deal, Message, Setting, User
 from crm.worker import Outbound, register_outbound
-from ingest.meta import split_webhook, verify_signature
 from jggl_common.bus import EventPublisher, RetryPolicy, ServiceBus
 from jggl_common.contracts import Envelope, MetaItemReceived, stable_event_id, utcnow
 from jggl_common.db import session_scope
+from jggl_common.meta import split_webhook, verify_signature
 from jggl_common.outbox import Outbox
 from jggl_common.streams import ensure_streams
 from jggl_common.testing import TEST_DATABASE_URL, TEST_REDIS_URL, start_nats_server

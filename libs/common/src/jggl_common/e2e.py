@@ -18,7 +18,14 @@ from typing import TypeVar
 import asyncpg
 import httpx
 
-from jggl_common.testing import TEST_DATABASE_URL, TEST_REDIS_URL, free_port, start_nats_server
+from jggl_common.testing import (
+    NATS_AUTH_CONFIG,
+    TEST_DATABASE_URL,
+    TEST_REDIS_URL,
+    free_port,
+    nats_passwords,
+    start_nats_server,
+)
 
 __all__ = ["APP_KEY", "APP_SECRET", "Cluster", "drop_schemas", "eventually", "wait_ready"]
 
@@ -74,10 +81,22 @@ def drop_schemas(*schemas: str) -> None:
 
 class Cluster:
     """Services as processes around one private JetStream server; :meth:`close` stops them
-    all and drops their schemas."""
+    all and drops their schemas.
 
-    def __init__(self, jetstream_dir: Path) -> None:
-        self._nats, nats_port = start_nats_server(jetstream_dir)
+    With ``nats_auth`` the server runs with the deployment's users and permissions
+    (``deploy/nats/auth.conf``) and each service connects as its own user; the settings
+    bucket is then ``SETTINGS``, the one the permissions name, and :meth:`broker_refusals`
+    tells what the server refused."""
+
+    def __init__(self, jetstream_dir: Path, *, nats_auth: bool = False) -> None:
+        self.nats_passwords = nats_passwords() if nats_auth else {}
+        self._nats_log = jetstream_dir.parent / f"{jetstream_dir.name}-nats.log" if nats_auth else None
+        self._nats, nats_port = start_nats_server(
+            jetstream_dir,
+            config=NATS_AUTH_CONFIG if nats_auth else None,
+            passwords=self.nats_passwords,
+            log_file=self._nats_log,
+        )
         self.tag = secrets.token_hex(4)
         self.base = {
             **os.environ,
@@ -87,7 +106,7 @@ class Cluster:
             "DATABASE_URL": TEST_DATABASE_URL,
             "APP_URL": "http://localhost:8000",
             "META_APP_SECRET": APP_SECRET,
-            "SETTINGS_BUCKET": f"SETTINGS_{self.tag}",
+            "SETTINGS_BUCKET": "SETTINGS" if nats_auth else f"SETTINGS_{self.tag}",
             "LOG_LEVEL": "WARNING",
         }
         self.urls: dict[str, str] = {}
@@ -103,8 +122,18 @@ class Cluster:
         env = dict(self.base)
         if service in OWN_SCHEMA:
             env["DB_SCHEMA"] = self.schema(service)
+        if service in self.nats_passwords:
+            env["NATS_USER"] = service
+            env["NATS_PASSWORD"] = self.nats_passwords[service]
         env.update(extra)
         return env
+
+    def broker_refusals(self) -> list[str]:
+        """The lines of the server's log where it refused a client something (with
+        ``nats_auth``): a publish, a subscription, or a connection's credentials."""
+        if self._nats_log is None or not self._nats_log.exists():
+            return []
+        return [line for line in self._nats_log.read_text().splitlines() if "Violation" in line]
 
     def run(self, service: str, *command: str, **extra: str) -> None:
         """Run a command of ``service`` to completion (``migrate``, ``create-admin``...)."""

@@ -167,3 +167,15 @@ async def test_the_first_admin_needs_a_password_the_policy_accepts(
         f"admin {email} created"
     )
     assert await count() == 1
+
+
+async def test_resetting_an_account_with_crm_admin_ends_its_sessions(api: Api, pg_schema: str) -> None:
+    async with session_scope(api.sessions) as session:
+        admin = await create_user(session, role="admin")
+    old = await _login(api, admin)
+    outcome = await create_admin(
+        TEST_DATABASE_URL, pg_schema, email=admin.email, password="a new long password", name="Ops", update=True
+    )
+    assert outcome == f"admin {admin.email} updated"
+    assert await _me(api, old) == 401
+    assert await _me(api, await _login(api, admin, "a new long password")) == 200

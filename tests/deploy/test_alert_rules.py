@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scheduler.jobs.definitions import builtin_jobs
+from scheduler.jobs.definitions import JobDefinition, builtin_jobs
 
 
 def _monitoring() -> ModuleType:
@@ -114,7 +114,7 @@ def _job_matches(expr: str, job: str) -> bool:
     return all(checks[op](value) for op, value in found)
 
 
-def _period_seconds(job: Any) -> float:
+def _period_seconds(job: JobDefinition) -> float:
     schedule = job.schedule("UTC")
     first = schedule.next_after(datetime(2026, 12, 7, 12, 0, tzinfo=UTC))
     return (schedule.next_after(first) - first).total_seconds()

@@ -30,7 +30,7 @@ def _settings(pg_schema: str, bus: Bus, **overrides: Any) -> NotifierSettings:
         "settings_bucket": f"SETTINGS_{pg_schema}",
         **overrides,
     }
-    return NotifierSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return NotifierSettings(_env_file=None, **values)
 
 
 async def _probe(app: FastAPI) -> tuple[int, Any, dict[tuple[str, str], float]]:

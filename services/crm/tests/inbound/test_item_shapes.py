@@ -18,7 +18,7 @@ def data(kind: str, item: dict[str, Any], **fields: Any) -> MetaItemData:
     sender = item.get("sender", {}).get("id")
     return MetaItemData(
         object="page",
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         entry_id=PAGE,
         sender_id=sender,
         recipient_id=PAGE,

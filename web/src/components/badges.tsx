@@ -29,6 +29,15 @@ export function StatusBadge({ status }: { status: Deal["status"] }) {
   return <span className={`badge badge-status-${status}`}>{t(`status.${status}`)}</span>;
 }
 
+/**
+ * The customer as people read them: crm's display name, except that a customer whose
+ * profile is not known yet (crm falls back to the bare platform id) is "New customer".
+ */
+export function useCustomerName(): (contact: { name: string | null; username: string | null; external_id: string; display_name: string }) => string {
+  const { t } = useI18n();
+  return (contact) => (!contact.name && !contact.username && contact.display_name === contact.external_id ? t("contact.unnamed") : contact.display_name);
+}
+
 export function Avatar({ name, url }: { name: string; url: string | null | undefined }) {
   if (url) return <img className="avatar" src={url} alt="" referrerPolicy="no-referrer" loading="lazy" />;
   const initials = name.replace(/^@/, "").slice(0, 2).toUpperCase();

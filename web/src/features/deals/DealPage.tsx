@@ -2,7 +2,7 @@ import { useParams } from "react-router";
 import { useI18n } from "../../lib/i18n";
 import { ApiError } from "../../api/errors";
 import { EmptyState, ErrorState, Loading } from "../../components/states";
-import { Avatar, PlatformBadge, SlaBadge, StatusBadge } from "../../components/badges";
+import { Avatar, PlatformBadge, SlaBadge, StatusBadge, useCustomerName } from "../../components/badges";
 import type { DealDetail } from "../../api/types";
 import { useDeal } from "./api";
 import { useMarkRead } from "./mutations";
@@ -29,12 +29,13 @@ export function DealPage() {
 function DealView({ deal: d }: { deal: DealDetail }) {
   const { t } = useI18n();
   useMarkRead(d);
+  const customer = useCustomerName()(d.contact);
   return (
     <div className="deal-page">
       <header className="deal-header">
-        <Avatar name={d.contact.display_name} url={d.contact.avatar_url} />
+        <Avatar name={customer} url={d.contact.avatar_url} />
         <div>
-          <h1>{d.contact.display_name}</h1>
+          <h1>{customer}</h1>
           <p className="muted">
             <PlatformBadge platform={d.platform} /> {d.contact.username ? `@${d.contact.username} · ` : ""}
             {t("deal.number", { id: d.id })} · <StatusBadge status={d.status} /> <SlaBadge sla={d.sla} />

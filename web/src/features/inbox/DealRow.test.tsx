@@ -32,4 +32,15 @@ describe("an inbox row", () => {
     expect(screen.queryByText(/Unread messages/)).toBeNull();
     expect(screen.getByRole("listitem")).not.toHaveClass("unread");
   });
+
+  it("calls a customer whose profile is not known yet a new customer, not a platform id", () => {
+    const unknown = deal(3);
+    renderWith(
+      <ul>
+        <DealRow deal={{ ...unknown, contact: { ...unknown.contact, display_name: unknown.contact.external_id } }} />
+      </ul>,
+    );
+    expect(screen.getByText("New customer")).toBeInTheDocument();
+    expect(screen.queryByText(unknown.contact.external_id)).toBeNull();
+  });
 });

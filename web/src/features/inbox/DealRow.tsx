@@ -3,21 +3,22 @@ import type { Deal } from "../../api/types";
 import { useI18n } from "../../lib/i18n";
 import { formatDateTime, formatDuration, useNow, useTimeZone } from "../../lib/time";
 import { unreadLabel } from "../../lib/dealCache";
-import { Avatar, PlatformBadge, SlaBadge, TemperatureBadge } from "../../components/badges";
+import { Avatar, PlatformBadge, SlaBadge, TemperatureBadge, useCustomerName } from "../../components/badges";
 
 export function DealRow({ deal }: { deal: Deal }) {
   const { t, locale } = useI18n();
   const zone = useTimeZone();
   const now = useNow();
+  const customer = useCustomerName()(deal.contact);
   const waiting = deal.awaiting_reply_since ? (now - Date.parse(deal.awaiting_reply_since)) / 1000 : null;
 
   return (
     <li className={["deal-row", deal.awaiting_reply_since ? "awaiting" : "", deal.unread > 0 ? "unread" : ""].filter(Boolean).join(" ")}>
       <Link to={`/deals/${deal.id}`} className="deal-row-link">
-        <Avatar name={deal.contact.display_name} url={deal.contact.avatar_url} />
+        <Avatar name={customer} url={deal.contact.avatar_url} />
         <span className="deal-row-main">
           <span className="deal-row-title">
-            <strong>{deal.contact.display_name}</strong> <PlatformBadge platform={deal.platform} />
+            <strong>{customer}</strong> <PlatformBadge platform={deal.platform} />
             <span className="badge badge-stage">{deal.stage.name}</span>
             <TemperatureBadge temperature={deal.ai_temperature} />
           </span>

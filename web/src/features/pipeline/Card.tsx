@@ -2,7 +2,7 @@ import { Link } from "react-router";
 import type { Deal } from "../../api/types";
 import { useI18n } from "../../lib/i18n";
 import { formatMoney } from "../../lib/time";
-import { PlatformBadge, SlaBadge } from "../../components/badges";
+import { PlatformBadge, SlaBadge, useCustomerName } from "../../components/badges";
 import { DRAG_TYPE, setDragged } from "./Column";
 import type { Target } from "./useMoveDeal";
 
@@ -15,6 +15,7 @@ interface CardProps {
 
 export function Card({ deal, current, targets, onMove }: CardProps) {
   const { t, locale } = useI18n();
+  const customerName = useCustomerName();
   return (
     <li
       className="deal-card"
@@ -27,7 +28,7 @@ export function Card({ deal, current, targets, onMove }: CardProps) {
       onDragEnd={() => setDragged(null)}
     >
       <Link to={`/deals/${deal.id}`} className="deal-card-title">
-        {deal.contact.display_name}
+        {customerName(deal.contact)}
       </Link>{" "}
       <PlatformBadge platform={deal.platform} /> <SlaBadge sla={deal.sla} />
       <p className="deal-card-preview">{deal.last_message_text ?? ""}</p>
@@ -37,7 +38,7 @@ export function Card({ deal, current, targets, onMove }: CardProps) {
       </p>
       {/* The keyboard and touch way to do what drag and drop does. */}
       <label className="move-to">
-        <span className="sr-only">{t("pipeline.moveTo", { name: deal.contact.display_name })}</span>
+        <span className="sr-only">{t("pipeline.moveTo", { name: customerName(deal.contact) })}</span>
         <select
           value={current}
           onChange={(e) => {

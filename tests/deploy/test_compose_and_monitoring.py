@@ -50,6 +50,24 @@ def servers() -> dict[str, dict[str, Any]]:
     return found
 
 
+LOOPBACK = "127.0.0.1"
+VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?([-?])([^}]*))?\}")
+
+
+def published(service: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """``(host address, host port, container port)`` of every published port; an address
+    given as ``${VAR:-default}`` is its default (what runs when the operator sets nothing)."""
+    found = []
+    for entry in service.get("ports") or []:
+        text = VARIABLE.sub(lambda m: m.group(3) if m.group(2) == "-" else m.group(0), str(entry))
+        parts = text.rsplit(":", 2)
+        if len(parts) == 3:
+            found.append((parts[0], int(parts[1]), int(parts[2])))
+        else:
+            found.append(("every interface", int(parts[-2] if len(parts) == 2 else parts[0]), int(parts[-1])))
+    return found
+
+
 def has_migrations(service: str) -> bool:
     return (ROOT / "services" / service / "src" / service / "migrations" / "env.py").is_file()
 
@@ -71,7 +89,7 @@ def test_every_python_command_runs_a_module_with_a_main(name: str) -> None:
 def test_server_publishes_its_port_and_starts_after_its_migrations(service: str) -> None:
     body = servers()[service]
     assert service in PORTS, f"{service} is not one of the design's services"
-    assert f"{PORTS[service]}:{PORTS[service]}" in [str(p) for p in body.get("ports") or []]
+    assert (PORTS[service], PORTS[service]) in [(host, inside) for _, host, inside in published(body)]
     if not has_migrations(service):
         return
     services = compose_services()
@@ -83,6 +101,109 @@ def test_server_publishes_its_port_and_starts_after_its_migrations(service: str)
     ]
     assert migrations, f"{service} may start before `python -m {service} migrate` has run"
     assert all(services[m].get("restart") == "no" for m in migrations), "a migration runs once"
+
+
+# --------------------------------------------------------------------------- closed by default
+
+NATS_AUTH = ROOT / "deploy" / "nats" / "auth.conf"
+NATS_CONF = ROOT / "deploy" / "nats" / "nats.conf"
+ENV_EXAMPLE = ROOT / "deploy" / "compose.env.example"
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def required_variable(value: str) -> str | None:
+    """The variable ``value`` is wholly taken from, when compose refuses to start without it
+    (``${VAR:?why}``); None for a literal, a default or an optional variable."""
+    found = VARIABLE.fullmatch(value.strip())
+    return found.group(1) if found and found.group(2) == "?" else None
+
+
+def auth_users() -> dict[str, str]:
+    """The users of deploy/nats/auth.conf and the variable holding each one's password."""
+    text = NATS_AUTH.read_text()
+    return dict(re.findall(r"user:\s*(\w+)\s*\n\s*password:\s*\$(\w+)", text))
+
+
+@pytest.mark.parametrize("name", sorted(compose_services()))
+def test_nothing_is_published_beyond_loopback_unless_asked(name: str) -> None:
+    for address, host, _ in published(compose_services()[name]):
+        assert address == LOOPBACK, f"{name} publishes port {host} on {address}, not only on loopback"
+
+
+@pytest.mark.parametrize("name", ["postgres", "redis", "nats", "prometheus", "grafana"])
+def test_infrastructure_and_monitoring_ports_are_loopback_only_whatever_is_set(name: str) -> None:
+    for entry in compose_services()[name].get("ports") or []:
+        assert str(entry).startswith(LOOPBACK + ":"), f"{name}: {entry} (no variable may widen it)"
+
+
+def test_postgres_asks_for_a_password_from_the_environment() -> None:
+    services = compose_services()
+    variable = required_variable(environment(services["postgres"])["POSTGRES_PASSWORD"])
+    assert variable == "POSTGRES_PASSWORD"
+    for service, body in servers().items():
+        url = environment(body)["DATABASE_URL"]
+        assert re.match(r"postgresql://postgres:\$\{POSTGRES_PASSWORD:\?[^}]*\}@postgres:5432/", url), (service, url)
+
+
+def test_redis_asks_for_a_password_from_the_environment() -> None:
+    redis = compose_services()["redis"]
+    assert required_variable(environment(redis)["REDIS_PASSWORD"]) == "REDIS_PASSWORD"
+    command = command_text(redis)
+    assert "--requirepass" in command
+    assert '"$$REDIS_PASSWORD"' in command  # the container's variable, not a literal
+    assert "REDISCLI_AUTH" in str(redis["healthcheck"]["test"])
+    for service, body in servers().items():
+        url = environment(body)["REDIS_URL"]
+        assert re.match(r"redis://:\$\{REDIS_PASSWORD:\?[^}]*\}@redis:6379/", url), (service, url)
+
+
+def test_grafana_has_no_anonymous_access() -> None:
+    env = environment(compose_services()["grafana"])
+    assert env.get("GF_AUTH_ANONYMOUS_ENABLED") == "false"
+    assert env.get("GF_USERS_ALLOW_SIGN_UP") == "false"
+    assert required_variable(env["GF_SECURITY_ADMIN_PASSWORD"]) == "GRAFANA_ADMIN_PASSWORD"
+
+
+def test_nats_runs_with_the_users_and_permissions_of_auth_conf() -> None:
+    nats = compose_services()["nats"]
+    assert command_text(nats) == "-c /etc/nats/nats.conf"
+    mounts = {str(v).split(":")[0]: str(v).split(":")[1] for v in nats["volumes"] if str(v).startswith("./")}
+    assert mounts == {
+        "./deploy/nats/nats.conf": "/etc/nats/nats.conf",
+        "./deploy/nats/auth.conf": "/etc/nats/auth.conf",
+    }
+    assert re.search(r"^include \./auth\.conf$", NATS_CONF.read_text(), re.M)
+    env = environment(nats)
+    for user, variable in auth_users().items():
+        assert required_variable(env.get(variable, "")) == variable, f"nats gets no password for {user}"
+
+
+@pytest.mark.parametrize("service", sorted(PORTS))
+def test_each_service_connects_as_its_own_nats_user(service: str) -> None:
+    users = auth_users()
+    assert service in users, f"deploy/nats/auth.conf has no user {service}"
+    for name, body in compose_services().items():
+        if PYTHON_MODULE.findall(command_text(body)) != [(service, "")]:
+            continue  # a migration: it never connects to NATS
+        env = environment(body)
+        assert env.get("NATS_USER") == service, name
+        assert required_variable(env.get("NATS_PASSWORD", "")) == users[service], name
+
+
+def test_the_env_example_lists_every_variable_compose_requires_and_no_value() -> None:
+    required = {m.group(1) for m in VARIABLE.finditer(COMPOSE.read_text()) if m.group(2) == "?"}
+    example = dict(
+        line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if line and not line.startswith("#")
+    )
+    assert required <= set(example), f"not in {ENV_EXAMPLE.name}: {sorted(required - set(example))}"
+    assert {k: v for k, v in example.items() if k in required and v} == {}, "a secret has a value in the example"
+    assert example.get("PUBLISH_ADDRESS") == LOOPBACK
 
 
 def test_prometheus_scrapes_every_server() -> None:

@@ -191,9 +191,10 @@ class InboundService:
     takes the contact. ``app_id`` is our Meta app's id (``META_APP_ID``): echoes carrying
     it may be our own replies.
 
-    At most ``max_transactions`` groups of items are applied at once; items handled
-    meanwhile wait and share the next transaction (up to ``max_items_per_transaction``),
-    so a busy replica commits bigger groups rather than more of them.
+    At most ``max_transactions`` groups of items are applied at once, never two sharing a
+    conversation; items handled meanwhile wait and share the next transaction (up to
+    ``max_items_per_transaction``), so a busy replica commits bigger groups rather than
+    more of them.
     """
 
     def __init__(

@@ -69,8 +69,9 @@ async def submit_reply(
     if existing is not None:
         return _replay(existing, reply)
     conversation_id = row[0].conversation_id
-    # The inbound consumer's lock: the window is decided on the customer's latest message
-    # as committed, and response tracking is recomputed without racing it.
+    # The conversation's lock (the inbound consumer takes it too): the window is decided on
+    # the customer's latest message as committed, and response tracking is recomputed
+    # without racing it.
     await lock_conversation(session, conversation_id)
     row = await deals.get_visible(actor, deal_id, for_update=True)
     if row is None:  # reassigned to someone else meanwhile

@@ -54,15 +54,15 @@ async def test_many_customers_writing_again_at_once_store_each_message_once_with
     # Interleaved across customers, each item delivered twice, every one in flight at once.
     interleaved = [thread[i] for i in range(4) for thread in threads if i < len(thread)]
     deliveries = interleaved + list(reversed(interleaved))
-    split, (groups, items) = _split_groups(), _transactions()
+    split, (groups_before, items_before) = _split_groups(), _transactions()
 
     outcomes = await asyncio.gather(*(service.handle(event) for event in deliveries))
 
     assert all(outcome.applied for outcome in outcomes)
     assert _split_groups() == split  # every group committed as one transaction
     new_groups, new_items = _transactions()
-    assert new_items - items == len(deliveries)
-    assert new_groups - groups < len(deliveries) / 2  # items really were applied together
+    assert new_items - items_before == len(deliveries)
+    assert new_groups - groups_before < len(deliveries) / 2  # items really were applied together
     mids = await harness.rows(
         "SELECT m.mid, count(*) AS n FROM messages m JOIN conversations v ON v.id = m.conversation_id"
         " JOIN channels ch ON ch.id = v.channel_id WHERE ch.external_id = :page GROUP BY m.mid",

@@ -4,15 +4,20 @@ answers ``degraded``, and ``jggl_dependency_up{dependency="gemini"}`` is 0."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ai.process import create_app
 from jggl_common.health import dependencies_up
-from jggl_common.testing import free_port
+from jggl_common.streams import ensure_streams
+from jggl_common.testing import free_port, start_nats_server
 from jggl_sandbox.gemini_fake import GeminiFakeServer
 
 from .conftest import Bus, ai_settings, eventually, minutes_ago, next_id, received, rows
@@ -76,3 +81,43 @@ async def test_no_gemini_key_is_degraded_not_unready(ai_engine: AsyncEngine, pg_
         code, body, up = await _probe(app)
     assert (code, body) == (200, {"status": "degraded", "checks": {"postgres": "ok", "nats": "ok", "gemini": "down"}})
     assert up[("gemini", "false")] == 0
+
+
+async def test_nats_down_is_not_ready_and_back_is_ready_again(
+    ai_engine: AsyncEngine,
+    pg_schema: str,
+    private_nats: tuple[subprocess.Popen[bytes], int],
+    tmp_path: Path,
+) -> None:
+    server, port = private_nats
+    nc = await nats.connect(f"nats://127.0.0.1:{port}", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    await ensure_streams(nc.jetstream())
+    restarted: list[subprocess.Popen[bytes]] = []
+    app = create_app(ai_settings(pg_schema, Bus(f"nats://127.0.0.1:{port}", nc), None))
+    try:
+        async with app.router.lifespan_context(app):
+            server.terminate()
+            server.wait(10)
+            body, up = await _until(app, 503)
+            assert body == {"status": "not ready", "checks": {"postgres": "ok", "nats": "down", "gemini": "down"}}
+            assert up[("nats", "true")] == 0
+
+            restarted.append(start_nats_server(tmp_path / "js", port)[0])
+            body, up = await _until(app, 200)
+            assert body["checks"]["nats"] == "ok"
+            assert up[("nats", "true")] == 1
+    finally:
+        await nc.close()
+        for process in restarted:
+            process.terminate()
+            process.wait(10)
+
+
+async def _until(app: FastAPI, status: int) -> tuple[Any, dict[tuple[str, str], float]]:
+    """Probe until ``/readyz`` answers ``status`` (bounded: the client notices within moments)."""
+    for _ in range(100):
+        code, body, up = await _probe(app)
+        if code == status:
+            return body, up
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"/readyz never answered {status}; last {code} {body}")

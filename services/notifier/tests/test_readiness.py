@@ -5,14 +5,19 @@ notifier keeps consuming, so it answers 200 ``degraded`` and
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_common.health import dependencies_up
-from jggl_common.testing import TEST_DATABASE_URL, free_port
+from jggl_common.streams import ensure_streams
+from jggl_common.testing import TEST_DATABASE_URL, free_port, start_nats_server
 from jggl_sandbox.telegram_fake import TelegramFakeServer
 from notifier.config import NotifierSettings
 from notifier.process import create_app
@@ -83,3 +88,46 @@ async def test_telegram_at_a_closed_port_or_no_token_is_degraded(engine: AsyncEn
             code, body, up = await _probe(app)
         assert (code, body) == (200, DEGRADED), overrides
         assert up[("telegram", "false")] == 0
+
+
+async def test_nats_down_is_not_ready_and_back_is_ready_again(
+    engine: AsyncEngine,
+    pg_schema: str,
+    telegram: TelegramFakeServer,
+    private_nats: tuple[subprocess.Popen[bytes], int],
+    tmp_path: Path,
+) -> None:
+    server, port = private_nats
+    url = f"nats://127.0.0.1:{port}"
+    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    await ensure_streams(nc.jetstream())
+    restarted: list[subprocess.Popen[bytes]] = []
+    settings = _settings(pg_schema, Bus(url, nc), telegram_bot_token=TOKEN, telegram_api_url=telegram.url)
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app):
+            server.terminate()
+            server.wait(10)
+            body, up = await _until(app, 503)
+            assert body == {"status": "not ready", "checks": {"postgres": "ok", "nats": "down", "telegram": "ok"}}
+            assert up[("nats", "true")] == 0
+
+            restarted.append(start_nats_server(tmp_path / "js", port)[0])
+            body, up = await _until(app, 200)
+            assert body == READY
+            assert up[("nats", "true")] == 1
+    finally:
+        await nc.close()
+        for process in restarted:
+            process.terminate()
+            process.wait(10)
+
+
+async def _until(app: FastAPI, status: int) -> tuple[Any, dict[tuple[str, str], float]]:
+    """Probe until ``/readyz`` answers ``status`` (bounded: the client notices within moments)."""
+    for _ in range(100):
+        code, body, up = await _probe(app)
+        if code == status:
+            return body, up
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"/readyz never answered {status}; last {code} {body}")

@@ -163,17 +163,28 @@ def main_container(doc: Doc) -> dict[str, Any]:
 
 
 def matches(selector: dict[str, Any] | None, labels: dict[str, str], *, empty_selects_all: bool = False) -> bool:
-    """Whether a label selector (``matchLabels`` form or a Service's plain map) selects ``labels``.
+    """Whether a label selector (``matchLabels`` and ``matchExpressions``, or a Service's
+    plain map) selects ``labels``.
 
     An empty selector selects nothing for Services and workloads, everything in a
     NetworkPolicy peer (``empty_selects_all``).
     """
     if selector is None:
         return False
-    assert not selector.get("matchExpressions"), "matchExpressions are not used in these manifests"
-    wanted = selector.get("matchLabels", selector)
-    if not wanted:
+    expressions = selector.get("matchExpressions") or []
+    wanted = selector.get("matchLabels", {} if expressions else selector)
+    if not wanted and not expressions:
         return empty_selects_all
+    for expression in expressions:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        allowed = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }
+        if not allowed[operator]:
+            return False
     return all(labels.get(k) == v for k, v in wanted.items())
 
 
@@ -914,7 +925,152 @@ def test_network_policy_admits_every_nats_client(base_docs: list[Doc]) -> None:
     for client in clients:
         assert admitted(pod_labels(client), 4222), f"{client.name} cannot reach NATS"
     assert admitted(pod_labels(sts), 6222), "the NATS servers cannot reach each other"
-    assert admitted({}, 8222), "the monitoring port must stay reachable"
+    assert not admitted({"app.kubernetes.io/name": "migrate", "app.kubernetes.io/part-of": "jggl"}, 4222)
+
+
+# --------------------------------------------------------------------------- network policies
+
+PROMETHEUS = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
+INGRESS_CONTROLLER = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+OUTSIDE_APIS = {"meta_graph_url", "gemini_base_url", "telegram_api_url"}
+"""Settings naming the base URL of an API outside the cluster (called over HTTPS)."""
+
+
+def policies_of(docs: list[Doc], labels: dict[str, str], kind: str) -> list[Doc]:
+    """The NetworkPolicies of ``kind`` (Ingress or Egress) selecting pods labelled ``labels``."""
+    return [
+        p
+        for p in of_kind(docs, "NetworkPolicy")
+        if kind in (p.body["spec"].get("policyTypes") or []) and matches(p.body["spec"]["podSelector"], labels)
+    ]
+
+
+def ingress_admits(policies: list[Doc], port: int, namespace: str, labels: dict[str, str]) -> bool:
+    """Whether ``policies`` let a pod labelled ``labels`` in ``namespace`` reach ``port``."""
+    for policy in policies:
+        for rule in policy.body["spec"].get("ingress") or []:
+            ports = {p.get("port") for p in rule.get("ports") or []}
+            if ports and port not in ports:
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True
+            for peer in peers:
+                if "namespaceSelector" in peer:
+                    in_namespace = matches(
+                        peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace}, empty_selects_all=True
+                    )
+                else:
+                    in_namespace = namespace == NAMESPACE
+                pod = matches(peer["podSelector"], labels, empty_selects_all=True) if "podSelector" in peer else True
+                if in_namespace and pod and "ipBlock" not in peer:
+                    return True
+    return False
+
+
+def uses(service: str) -> dict[str, bool]:
+    """What a service's settings say it talks to besides NATS."""
+    fields = set(_settings_class(COMMAND_SETTINGS[(service, "serve")]).model_fields)
+    return {"postgres": "database_url" in fields, "redis": "redis_url" in fields, "https": bool(fields & OUTSIDE_APIS)}
+
+
+@pytest.mark.parametrize("name", [*SERVICES, "nats", MIGRATION_JOB])
+def test_every_pod_has_ingress_and_egress_policies(base_docs: list[Doc], name: str) -> None:
+    workload = next(d for d in _workloads(base_docs) if d.name == name)
+    labels = pod_labels(workload)
+    assert policies_of(base_docs, labels, "Ingress"), f"{name}: anyone in the cluster may connect to it"
+    assert policies_of(base_docs, labels, "Egress"), f"{name}: it may connect anywhere"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_each_service_reaches_only_what_it_uses(docs: list[Doc], base_docs: list[Doc], service: str) -> None:
+    policies = policies_of(base_docs, pod_labels(find(base_docs, "Deployment", service)), "Egress")
+    needs = uses(service)
+    nats = pod_labels(find(base_docs, "StatefulSet", "nats"))
+    postgres = pod_labels(find(docs, "StatefulSet", "postgres"))
+    redis = pod_labels(find(docs, "StatefulSet", "redis"))
+    assert egress_admits(policies, 4222, pod=nats), f"{service}: NATS"
+    assert egress_admits(policies, 53, pod=KUBE_DNS), f"{service}: DNS"
+    assert egress_admits(policies, 5432, address=MANAGED_POSTGRES_ADDRESS) == needs["postgres"], (
+        f"{service}: PostgreSQL"
+    )
+    assert egress_admits(policies, 5432, pod=postgres) == needs["postgres"], f"{service}: eval's PostgreSQL"
+    assert egress_admits(policies, 6379, pod=redis) == needs["redis"], f"{service}: Redis"
+    assert egress_admits(policies, 443, address=TELEGRAM_BOT_API_ADDRESS) == needs["https"], f"{service}: HTTPS"
+    assert not egress_admits(policies, 8222, pod=nats), f"{service}: NATS monitoring"
+    assert not egress_admits(policies, 6222, pod=nats), f"{service}: NATS routes"
+    for other, port in SERVICES.items():
+        other_pod = pod_labels(find(base_docs, "Deployment", other))
+        assert not egress_admits(policies, port, pod=other_pod), f"{service} reaches {other}"
+
+
+@pytest.mark.parametrize(("service", "port"), sorted(SERVICES.items()))
+def test_each_service_is_reached_by_who_needs_it_only(base_docs: list[Doc], service: str, port: int) -> None:
+    policies = policies_of(base_docs, pod_labels(find(base_docs, "Deployment", service)), "Ingress")
+    public = {name for name, _ in (_route(base_docs, path) or ("", 0) for path in ("/webhooks", "/api"))}
+    assert public == {"ingest", "crm"}
+    assert ingress_admits(policies, port, *PROMETHEUS), f"Prometheus cannot scrape {service}"
+    assert ingress_admits(policies, port, *INGRESS_CONTROLLER) == (service in public), f"{service}: the ingress"
+    for other in SERVICES:
+        other_pod = pod_labels(find(base_docs, "Deployment", other))
+        assert not ingress_admits(policies, port, NAMESPACE, other_pod), f"{other} reaches {service}"
+    assert not ingress_admits(policies, port, "default", {"app": "anything"})
+
+
+def test_nats_monitoring_is_reachable_by_prometheus_only(base_docs: list[Doc]) -> None:
+    nats = find(base_docs, "StatefulSet", "nats")
+    policies = policies_of(base_docs, pod_labels(nats), "Ingress")
+    assert ingress_admits(policies, 8222, *PROMETHEUS)
+    for service in SERVICES:
+        assert not ingress_admits(policies, 8222, NAMESPACE, pod_labels(find(base_docs, "Deployment", service)))
+    assert not ingress_admits(policies, 8222, "default", {"app": "anything"})
+    assert not ingress_admits(policies, 4222, "default", {"app": "anything"}), "NATS clients from other namespaces"
+    client_service = find(base_docs, "Service", "nats").body["spec"]
+    assert {p["port"] for p in client_service["ports"]} == {4222}, "the client Service carries only the client port"
+
+
+def test_the_migration_job_reaches_postgres_and_dns_only(docs: list[Doc], base_docs: list[Doc]) -> None:
+    job = next(d for d in _workloads(base_docs) if d.name == MIGRATION_JOB)
+    policies = policies_of(base_docs, pod_labels(job), "Egress")
+    assert egress_admits(policies, 5432, address=MANAGED_POSTGRES_ADDRESS)
+    assert egress_admits(policies, 53, pod=KUBE_DNS)
+    assert not egress_admits(policies, 4222, pod=pod_labels(find(base_docs, "StatefulSet", "nats")))
+    assert not egress_admits(policies, 443, address=TELEGRAM_BOT_API_ADDRESS)
+    assert not egress_admits(policies, 6379, pod=pod_labels(find(docs, "StatefulSet", "redis")))
+
+
+# --------------------------------------------------------------------------- NATS users
+
+NATS_AUTH = ROOT / "deploy" / "nats" / "auth.conf"
+
+
+def test_the_nats_servers_load_the_same_permissions_as_compose_and_the_tests(base_docs: list[Doc]) -> None:
+    _, container, conf = _nats(base_docs)
+    assert re.search(r"^\s*include \./auth\.conf\s*$", conf, re.MULTILINE)
+    assert configmaps(base_docs)["nats-config"]["auth.conf"] == NATS_AUTH.read_text(), (
+        "deploy/k8s/nats.yaml's auth.conf differs from deploy/nats/auth.conf: copy it over"
+    )
+    variables = set(re.findall(r"password:\s*\$(\w+)", NATS_AUTH.read_text()))
+    env = {v["name"]: v for v in container.get("env") or []}
+    for variable in variables:
+        ref = env[variable]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == (SECRET, variable)
+        assert not ref.get("optional"), f"{variable}: a server without it must not start"
+        assert variable in secret_keys()
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_each_service_connects_with_its_own_nats_user_and_no_other_password(base_docs: list[Doc], service: str) -> None:
+    users = dict(re.findall(r"user:\s*(\w+)\s*\n\s*password:\s*\$(\w+)", NATS_AUTH.read_text()))
+    container = main_container(find(base_docs, "Deployment", service))
+    env = {v["name"]: v for v in container.get("env") or []}
+    assert env["NATS_USER"].get("value") == service
+    ref = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == (SECRET, users[service])
+    assert not ref.get("optional")
+    others = {variable for user, variable in users.items() if user != service}
+    assert not others & set(env), f"{service} gets another service's NATS password"
+    assert not [s for s in container.get("envFrom") or [] if "secretRef" in s], "the whole Secret would come along"
 
 
 # --------------------------------------------------------------------------- egress

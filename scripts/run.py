@@ -5,6 +5,11 @@ PostgreSQL, Redis and NATS answer, migrates crm, ai, notifier and scheduler, cre
 every service as a child process with its logs on this terminal. Ctrl-C or SIGTERM stops
 them all gracefully (each drains its in-flight work); if one dies, the others are stopped too.
 
+``make run`` uses the NATS server on 127.0.0.1:4222 as it finds it (the one
+``scripts/infra.sh`` starts has no users); with ``NATS_<SERVICE>_PASSWORD`` for the five
+services in the environment or ``.env`` each service connects as its own user instead, to
+a server started with ``deploy/nats/auth.conf``.
+
 Every child gets the same environment (the real one over ``.env``), except crm's own
 signing key: ``AUTH_SIGNING_KEY`` (and ``AUTH_SIGNING_KEY_PREVIOUS``) from the environment
 or ``.env``, else one generated once into ``.run/auth_signing_key`` (mode 0600), goes to
@@ -15,7 +20,9 @@ only. ``JGGL_SANDBOX=1`` also runs the sandbox's Gemini fake (``jggl-gemini-fake
 analyses take the Gemini path without a Google account and no request leaves the machine.
 
 ``--demo`` (``make demo``): the same system against the sandbox only, with its data in the
-database ``jggl_demo`` and its live settings in the ``SETTINGS_DEMO`` bucket: the Graph fake
+database ``jggl_demo`` and its own JetStream server on 127.0.0.1:4223, started with the
+deployment's users and permissions (``deploy/nats/auth.conf``, each service its own user
+with a password made at start): the Graph fake
 (on 127.0.0.1:8090, echoing sends back to ingest) and the simulated customers
 (``jggl_sandbox.demo``), the Telegram fake (8093, the notifier polling it) and the Gemini
 fake (8092); a demo admin and two managers whose credentials are printed. The customers
@@ -101,11 +108,22 @@ def _signing_key(env: dict[str, str]) -> str:
     return SIGNING_KEY_FILE.read_text(encoding="utf-8").strip()
 
 
+NATS_PASSWORDS = {f"NATS_{service.upper()}_PASSWORD": service for service in SERVICES}
+"""The broker's password of each service (deploy/nats/auth.conf): the NATS server reads
+them all, each service gets only its own, as NATS_USER/NATS_PASSWORD."""
+NATS_SERVER = "JetStream server"
+
+
 def _env_for(service: str, env: dict[str, str]) -> dict[str, str]:
-    """What ``service`` is started with: crm's own keys only for crm."""
+    """What ``service`` is started with: crm's own keys only for crm, each service's NATS
+    password only for that service (and all of them for the demo's NATS server)."""
+    own = {name: value for name, value in env.items() if service == NATS_SERVER or name not in NATS_PASSWORDS}
+    password = env.get(f"NATS_{service.upper()}_PASSWORD")
+    if service in SERVICES and password:
+        own |= {"NATS_USER": service, "NATS_PASSWORD": password}
     if service == "crm":
-        return {**env, "AUTH_SIGNING_KEY": _signing_key(env)}
-    return {name: value for name, value in env.items() if name not in CRM_ONLY}
+        return {**own, "AUTH_SIGNING_KEY": _signing_key(env)}
+    return {name: value for name, value in own.items() if name not in CRM_ONLY}
 
 
 def _ensure_database(url: str) -> None:
@@ -174,7 +192,8 @@ def _demo_env(env: dict[str, str]) -> dict[str, str]:
             "DATABASE_URL": f"{base}/jggl_demo",
             "NATS_URL": "nats://{}:{}".format(*DEMO_NATS),
             "REDIS_URL": env["REDIS_URL"].rpartition("/")[0] + "/2",
-            "SETTINGS_BUCKET": "SETTINGS_DEMO",
+            # Its own broker, so the bucket the broker's permissions name.
+            "SETTINGS_BUCKET": "SETTINGS",
             "JGGL_SANDBOX": "1",
             "META_APP_SECRET": "demo-app-secret",
             "META_VERIFY_TOKEN": "demo-verify-token",
@@ -189,6 +208,8 @@ def _demo_env(env: dict[str, str]) -> dict[str, str]:
             "ADMIN_PASSWORD": DEMO_ADMIN[1],
             "AI_DEBOUNCE_SECONDS": env.get("AI_DEBOUNCE_SECONDS", "8"),
             "RATE_LIMIT_PER_MINUTE": "6000",
+            # Each service its own user on the demo's broker, new passwords every start.
+            **{variable: "p" + secrets.token_hex(16) for variable in NATS_PASSWORDS},
         }
     )
     return env
@@ -224,10 +245,11 @@ def _demo_helpers(env: dict[str, str], python: str) -> dict[str, tuple[list[str]
     store = ROOT / ".run" / "demo-nats"
     store.mkdir(parents=True, exist_ok=True)
     nats = [nats_server_binary(), "-a", DEMO_NATS[0], "-p", str(DEMO_NATS[1]), "-js", "-sd", str(store)]
+    nats += ["-c", str(ROOT / "deploy" / "nats" / "auth.conf")]  # the deployment's users and permissions
     customers = demo_customers(python, env["META_APP_SECRET"], minutes=env.get("DEMO_MINUTES", "20"))
     telegram = [python, "-m", "jggl_sandbox.telegram_fake", "--host", TELEGRAM_FAKE[0], "--port", str(TELEGRAM_FAKE[1])]
     return {
-        "JetStream server": (nats, DEMO_NATS),
+        NATS_SERVER: (nats, DEMO_NATS),
         "Graph fake and customers": (customers, GRAPH_FAKE),
         "Telegram fake": (telegram, TELEGRAM_FAKE),
     }

@@ -42,7 +42,9 @@ Environment: E2E_MIX (real | new), E2E_RATES ("200,350,500"), E2E_SECONDS (60),
 E2E_CONNECTIONS (64), E2E_WARMUP_SECONDS (10), E2E_CRM_REPLICAS (1), E2E_NEW_SHARE (0.2),
 E2E_BURST_SHARE (0.5), E2E_ECHO_SHARE (0.1), E2E_READ_SHARE (0.2), E2E_REACTION_SHARE
 (0.1), E2E_SEED_RATE (history items/s, 500), E2E_DRAIN_SECONDS (how long to wait for the
-last items to be stored, 120), E2E_SEED (random seed; default from the clock).
+last items to be stored, 120), E2E_SEED (random seed; default from the clock),
+E2E_NATS_AUTH (1: the NATS server runs with deploy/nats/auth.conf and ingest and crm connect
+as their own users, as deployed; default 0, no users).
 """
 
 from __future__ import annotations
@@ -64,9 +66,12 @@ from typing import Any
 
 import asyncpg
 import httpx
+import nats
 import uvloop
 
-from jggl_common.testing import start_nats_server
+from jggl_common.live_settings import LiveSettings
+from jggl_common.streams import ensure_streams
+from jggl_common.testing import NATS_AUTH_CONFIG, nats_passwords, start_nats_server
 from jggl_sandbox.meta_webhooks import Customer, JSONObject, signed, webhook
 
 SECRET = "e2e-app-secret"  # noqa: S105 - a throwaway secret of the benchmark
@@ -83,6 +88,7 @@ READ_SHARE = float(os.environ.get("E2E_READ_SHARE", "0.2"))
 REACTION_SHARE = float(os.environ.get("E2E_REACTION_SHARE", "0.1"))
 SEED_RATE = int(os.environ.get("E2E_SEED_RATE", "500"))
 DRAIN_SECONDS = float(os.environ.get("E2E_DRAIN_SECONDS", "120"))
+NATS_AUTH = os.environ.get("E2E_NATS_AUTH", "0") == "1"
 PG = os.environ.get("E2E_PG", "postgresql://postgres@127.0.0.1:5432")
 DB = "jggl_e2e_bench"
 # Echoes of replies typed in Meta's Page inbox carry this app id (not crm's own app).
@@ -432,8 +438,22 @@ async def main() -> None:
         HOST="127.0.0.1",
     )
     # A NATS server of the benchmark's own: a fresh stream, no backlog from other work.
-    nats_proc, nats_port = start_nats_server(Path(tempfile.mkdtemp(prefix="e2e-nats-")))
+    passwords = nats_passwords() if NATS_AUTH else {}
+    nats_proc, nats_port = start_nats_server(
+        Path(tempfile.mkdtemp(prefix="e2e-nats-")), config=NATS_AUTH_CONFIG if NATS_AUTH else None, passwords=passwords
+    )
     env["NATS_URL"] = f"nats://127.0.0.1:{nats_port}"
+    ingest_env, crm_env = env, env
+    if NATS_AUTH:
+        ingest_env = {**env, "NATS_USER": "ingest", "NATS_PASSWORD": passwords["ingest"]}
+        crm_env = {**env, "NATS_USER": "crm", "NATS_PASSWORD": passwords["crm"]}
+        # What crm declares at its start, declared before ingest (which may not) starts.
+        nc = await nats.connect(env["NATS_URL"], user="crm", password=passwords["crm"], inbox_prefix="_INBOX_crm")
+        await ensure_streams(nc.jetstream())
+        live = LiveSettings(nc, env["APP_KEY"])
+        await live.start()
+        await live.stop()
+        await nc.close()
     subprocess.run([sys.executable, "-m", "crm", "migrate"], env=env, check=True)
     ingest_port, graph_port = _free_port(), _free_port()
     crm_ports = [_free_port() for _ in range(REPLICAS)]
@@ -445,7 +465,7 @@ async def main() -> None:
             *("--host", "127.0.0.1", "--port", str(graph_port), "--log-level", "warning", "--no-access-log"),
         ]
     )
-    ingest = subprocess.Popen([sys.executable, "-m", "ingest"], env={**env, "PORT": str(ingest_port)})
+    ingest = subprocess.Popen([sys.executable, "-m", "ingest"], env={**ingest_env, "PORT": str(ingest_port)})
     procs = [graph, ingest]
     named = {"graph fake": graph.pid, "ingest": ingest.pid, "nats-server": nats_proc.pid}
     results = []
@@ -454,7 +474,7 @@ async def main() -> None:
         await _wait_ready(f"http://127.0.0.1:{ingest_port}", ingest)
         for n, port in enumerate(crm_ports, 1):
             # One at a time: the first migrates nothing and creates the admin, the next find it there.
-            crm = subprocess.Popen([sys.executable, "-m", "crm"], env={**env, "PORT": str(port)})
+            crm = subprocess.Popen([sys.executable, "-m", "crm"], env={**crm_env, "PORT": str(port)})
             procs.append(crm)
             named[f"crm {n}" if REPLICAS > 1 else "crm"] = crm.pid
             await _wait_ready(f"http://127.0.0.1:{port}", crm)
@@ -489,7 +509,7 @@ async def main() -> None:
         nats_proc.wait(10)
     print(
         f"\nend to end (webhook sent -> stored in crm), mix {MIX!r}, {SECONDS:.0f} s per rate,"
-        f" {REPLICAS} crm replica(s)"
+        f" {REPLICAS} crm replica(s), NATS users {'on' if NATS_AUTH else 'off'}"
     )
     print(f"{'rate/s':>7} {'sent':>7} {'200':>7} {'stored':>7} {'lost':>5} {'p50 ms':>8} {'p99 ms':>8}  lost by kind")
     for r in results:

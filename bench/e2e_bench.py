@@ -443,10 +443,11 @@ async def main() -> None:
         Path(tempfile.mkdtemp(prefix="e2e-nats-")), config=NATS_AUTH_CONFIG if NATS_AUTH else None, passwords=passwords
     )
     env["NATS_URL"] = f"nats://127.0.0.1:{nats_port}"
-    ingest_env, crm_env = env, env
+    # Each service's own NATS user (none without E2E_NATS_AUTH).
+    user = {
+        name: {"NATS_USER": name, "NATS_PASSWORD": passwords[name]} if NATS_AUTH else {} for name in ("ingest", "crm")
+    }
     if NATS_AUTH:
-        ingest_env = {**env, "NATS_USER": "ingest", "NATS_PASSWORD": passwords["ingest"]}
-        crm_env = {**env, "NATS_USER": "crm", "NATS_PASSWORD": passwords["crm"]}
         # What crm declares at its start, declared before ingest (which may not) starts.
         nc = await nats.connect(env["NATS_URL"], user="crm", password=passwords["crm"], inbox_prefix="_INBOX_crm")
         await ensure_streams(nc.jetstream())
@@ -465,7 +466,7 @@ async def main() -> None:
             *("--host", "127.0.0.1", "--port", str(graph_port), "--log-level", "warning", "--no-access-log"),
         ]
     )
-    ingest = subprocess.Popen([sys.executable, "-m", "ingest"], env={**ingest_env, "PORT": str(ingest_port)})
+    ingest = subprocess.Popen([sys.executable, "-m", "ingest"], env={**env, **user["ingest"], "PORT": str(ingest_port)})
     procs = [graph, ingest]
     named = {"graph fake": graph.pid, "ingest": ingest.pid, "nats-server": nats_proc.pid}
     results = []
@@ -474,7 +475,7 @@ async def main() -> None:
         await _wait_ready(f"http://127.0.0.1:{ingest_port}", ingest)
         for n, port in enumerate(crm_ports, 1):
             # One at a time: the first migrates nothing and creates the admin, the next find it there.
-            crm = subprocess.Popen([sys.executable, "-m", "crm"], env={**crm_env, "PORT": str(port)})
+            crm = subprocess.Popen([sys.executable, "-m", "crm"], env={**env, **user["crm"], "PORT": str(port)})
             procs.append(crm)
             named[f"crm {n}" if REPLICAS > 1 else "crm"] = crm.pid
             await _wait_ready(f"http://127.0.0.1:{port}", crm)

@@ -9,7 +9,7 @@ limiter's share shows), ``BENCH_RUNS`` (5) rounds of ``BENCH_REQUESTS`` (300) re
 each, one after another, alternating between the two servers request by request (so the
 machine's other load weighs on both alike). It prints each round's median latency per
 server, the median of those medians, and the median of the rounds' differences: what the
-limiter adds. Bounded: ``2 * (runs * requests + 50)`` requests in all.
+limiter adds; then the check alone (the limiter's Redis call from this process). Bounded: ``2 * (runs * requests + 50)`` requests in all.
 
 Environment: ``TEST_DATABASE_URL`` / ``BENCH_PG`` (as the tests use), ``BENCH_REDIS_URL``
 (``redis://127.0.0.1:6379/13``). ``BENCH_JSON`` appends the figures as one JSON line.
@@ -69,7 +69,7 @@ def serve(schema: str, port: int, limited: bool) -> None:
     from crm.config import CrmSettings
     from crm.limits import ApiRateLimits
 
-    app = create_app(CrmSettings(_env_file=None))  # type: ignore[call-arg]
+    app = create_app(CrmSettings(_env_file=None))
     if not limited:
         app.user_middleware = [entry for entry in app.user_middleware if cast(object, entry.cls) is not ApiRateLimits]
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -129,6 +129,28 @@ def _round(clients: dict[str, httpx.Client], headers: dict[str, str], count: int
     return {mode: statistics.median(values) for mode, values in latencies.items()}
 
 
+async def _check_alone(count: int) -> float:
+    """Median time (µs) of the limiter's check itself (one Redis script call), ``count`` times in a row."""
+    from redis.asyncio import Redis
+
+    from crm.limits import Rate, RateLimiter
+
+    redis = Redis.from_url(REDIS_URL)
+    limiter = RateLimiter(redis, prefix=f"bench:api_limit:{secrets.token_hex(4)}")
+    rate = Rate(10**7, 10**7)
+    times = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            if await limiter.wait_seconds("token:1", rate) is not None:
+                raise SystemExit("the limiter refused a request it should not")
+            times.append((time.perf_counter() - started) * 1_000_000)
+        await redis.delete(f"{limiter.prefix}:token:1")
+    finally:
+        await redis.aclose()
+    return statistics.median(times)
+
+
 def main() -> None:
     schema = f"bench_limit_{secrets.token_hex(4)}"
     asyncio.run(_prepare(schema))
@@ -163,14 +185,16 @@ def main() -> None:
         asyncio.run(_drop(schema))
     on, off = statistics.median(medians["on"]), statistics.median(medians["off"])
     added = statistics.median(with_ - without for with_, without in zip(medians["on"], medians["off"], strict=True))
+    alone = statistics.median(asyncio.run(_check_alone(REQUESTS)) for _ in range(RUNS))
     print(f"GET /api/me, {RUNS} rounds of {REQUESTS} sequential requests each, loopback, load {os.getloadavg()[0]:.1f}")
     print("  round medians with the limiter (ms):    " + " ".join(f"{value:.3f}" for value in medians["on"]))
     print("  round medians without the limiter (ms): " + " ".join(f"{value:.3f}" for value in medians["off"]))
     print(f"  median of the round medians: with {on:.3f} ms, without {off:.3f} ms")
     print(f"  the limiter adds {added * 1000:.0f} µs per request (median of the rounds' differences)")
+    print(f"  the check alone (one Redis script call, in this process): median {alone:.0f} µs")
     if target := os.environ.get("BENCH_JSON"):
         with open(target, "a") as out:
-            figures = {"bench": "api_limit", "with_ms": on, "without_ms": off, "added_ms": added, "runs": RUNS}
+            figures = {"bench": "api_limit", "with_ms": on, "without_ms": off, "added_ms": added, "check_us": alone}
             out.write(json.dumps(figures) + "\n")
 
 

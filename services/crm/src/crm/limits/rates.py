@@ -74,8 +74,9 @@ class RateLimiter:
     """Counts requests per key in Redis; says how long a caller over its rate must wait."""
 
     def __init__(self, redis: Redis, *, prefix: str, timeout: float = 0.5, retry_redis_after: float = 5.0) -> None:
+        """``prefix`` starts every key (``<prefix>:<key>``); Redis is given ``timeout`` seconds an answer."""
         self._redis = redis
-        self._prefix = prefix
+        self.prefix = prefix
         self._timeout = timeout
         self._retry_redis_after = retry_redis_after
         self._redis_down_until = 0.0
@@ -94,7 +95,7 @@ class RateLimiter:
         interval = rate.interval_ms
         try:
             async with asyncio.timeout(self._timeout):
-                wait_ms = await self._script(keys=[f"{self._prefix}:{key}"], args=[interval, interval * rate.burst])
+                wait_ms = await self._script(keys=[f"{self.prefix}:{key}"], args=[interval, interval * rate.burst])
         except (RedisError, OSError, TimeoutError) as exc:
             self._redis_down_until = time.monotonic() + self._retry_redis_after
             UNCHECKED.inc()

@@ -90,7 +90,8 @@ SEED_RATE = int(os.environ.get("E2E_SEED_RATE", "500"))
 DRAIN_SECONDS = float(os.environ.get("E2E_DRAIN_SECONDS", "120"))
 NATS_AUTH = os.environ.get("E2E_NATS_AUTH", "0") == "1"
 PG = os.environ.get("E2E_PG", "postgresql://postgres@127.0.0.1:5432")
-DB = "jggl_e2e_bench"
+# A scratch database per run (dropped at the end): two runs side by side never share one.
+DB = os.environ.get("E2E_DB", f"jggl_e2e_bench_{os.getpid()}")
 # Echoes of replies typed in Meta's Page inbox carry this app id (not crm's own app).
 META_INBOX_APP_ID = 263902037430900
 HOUR_MS = 3_600_000
@@ -508,6 +509,9 @@ async def main() -> None:
             proc.wait(20)
         nats_proc.terminate()
         nats_proc.wait(10)
+        admin = await asyncpg.connect(PG + "/postgres")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+        await admin.close()
     print(
         f"\nend to end (webhook sent -> stored in crm), mix {MIX!r}, {SECONDS:.0f} s per rate,"
         f" {REPLICAS} crm replica(s), NATS users {'on' if NATS_AUTH else 'off'}"

@@ -44,7 +44,8 @@ E2E_BURST_SHARE (0.5), E2E_ECHO_SHARE (0.1), E2E_READ_SHARE (0.2), E2E_REACTION_
 (0.1), E2E_SEED_RATE (history items/s, 500), E2E_DRAIN_SECONDS (how long to wait for the
 last items to be stored, 120), E2E_SEED (random seed; default from the clock),
 E2E_NATS_AUTH (1: the NATS server runs with deploy/nats/auth.conf and ingest and crm connect
-as their own users, as deployed; default 0, no users).
+as their own users, as deployed; default 0, no users), E2E_DB (the scratch database, default
+jggl_e2e_bench_<pid>, dropped at the end).
 """
 
 from __future__ import annotations

@@ -89,8 +89,8 @@ async def test_a_fresh_item_repeated_is_caught_by_jetstream_and_an_old_one_by_re
     assert len(await stream.meta_events(page)) == 2
 
     def grew(layer: str) -> float:
-        return after.value("ingest_duplicates_total", layer=layer) - before.value(
-            "ingest_duplicates_total", layer=layer
+        return float(
+            after.value("ingest_duplicates_total", layer=layer) - before.value("ingest_duplicates_total", layer=layer)
         )
 
     assert (grew("jetstream"), grew("redis")) == (1, 1)

@@ -10,22 +10,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from typing import Any
 
 from jggl_common.testing import free_port, start_nats_server, start_redis_server
 
 
-async def _wait_ready(ingest, timeout: float = 20.0) -> dict:
+async def _wait_ready(ingest, timeout: float = 20.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         response = await ingest.client.get("/readyz")
         if response.status_code == 200:
-            return response.json()
+            ready: dict[str, Any] = response.json()
+            return ready
         if time.monotonic() > deadline:
             raise AssertionError(f"not ready after {timeout}s: {response.json()}")
         await asyncio.sleep(0.1)
 
 
-def _mids(payload: dict) -> list[str]:
+def _mids(payload: dict[str, Any]) -> list[str]:
     return [item["message"]["mid"] for entry in payload["entry"] for item in entry["messaging"]]
 
 
@@ -69,7 +71,7 @@ async def test_with_nats_stopped_webhooks_get_503_and_retries_after_it_returns_a
     proc, _ = start_nats_server(store, port)
     procs = [proc]
     url = f"nats://127.0.0.1:{port}"
-    accepted: list[dict] = []
+    accepted: list[dict[str, Any]] = []
     try:
         async with start_ingest(nats_url=url, publish_timeout_seconds=1.0) as ingest:
             _, before_outage = meta.messages(2)

@@ -72,7 +72,7 @@ async def test_metrics_count_published_events_and_publish_time(ingest, meta) -> 
     after = await ingest.metrics()
 
     def grew(name: str, **labels: str) -> float:
-        return after.value(name, **labels) - before.value(name, **labels)
+        return float(after.value(name, **labels) - before.value(name, **labels))
 
     assert grew("ingest_events_published_total", kind="message", object="page") == 2
     assert grew("ingest_publish_seconds_count") == 1

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import pytest
 
 from jggl_common.contracts import MetaItemReceived
 
 
-def _base(sender: str, recipient: str, ts: int) -> dict:
+def _base(sender: str, recipient: str, ts: int) -> dict[str, Any]:
     return {"sender": {"id": sender}, "recipient": {"id": recipient}, "timestamp": ts}
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import pytest
 
 
-def _update(update_id: int) -> dict:
+def _update(update_id: int) -> dict[str, Any]:
     return {
         "update_id": update_id,
         "message": {

@@ -48,5 +48,7 @@ def service_main(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # Client addresses are resolved by jggl_common.forwarded (FORWARDED_ALLOW_IPS), never by uvicorn.
+        proxy_headers=False,
     )
     return 0

@@ -146,3 +146,12 @@ def _bucket(at_ms: int) -> str:
 async def _smismember_calls(redis: Redis) -> int:
     stats = await redis.info("commandstats")
     return int(stats.get("cmdstat_smismember", {}).get("calls", 0))
+
+
+def test_redis_replies_are_parsed_by_hiredis() -> None:
+    # Lookups of old items parse a reply per day set; redis-py's pure-Python parser made
+    # them a large share of ingest's CPU. hiredis is a dependency of ingest.
+    from redis._parsers import _AsyncHiredisParser
+    from redis.asyncio.connection import DefaultParser
+
+    assert DefaultParser is _AsyncHiredisParser

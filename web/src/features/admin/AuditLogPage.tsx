@@ -37,7 +37,7 @@ export default function AuditLogPage() {
       ) : log.isError ? (
         <ErrorState error={log.error} onRetry={() => void log.refetch()} />
       ) : items.length === 0 ? (
-        <EmptyState title={t("audit.none")} hint={t("audit.noneHint")} />
+        <EmptyState title={t("audit.none")} hint={key.trim() || actor.trim() ? t("audit.noneHint") : t("audit.noneYetHint")} />
       ) : (
         <div className="table-wrap">
           <table>

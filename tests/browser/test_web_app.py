@@ -382,3 +382,34 @@ def test_an_admin_changes_a_secret_and_sees_it_masked(page: Page, system: System
     assert listed["gemini.api_key"]["value"] not in (None, secret)
     assert secret not in page.content()
     shot(page, "admin-settings")
+
+
+PAGES = [
+    ("contacts", "/contacts"),
+    ("my-stats", "/stats"),
+    ("telegram", "/telegram"),
+    ("admin-users", "/admin/users"),
+    ("admin-stages", "/admin/stages"),
+    ("admin-channels", "/admin/channels"),
+    ("admin-audit-log", "/admin/audit-log"),
+    ("admin-system-log", "/admin/system-log"),
+    ("admin-team-stats", "/admin/team"),
+    ("admin-jobs", "/admin/jobs"),
+]
+
+
+def test_every_other_page_renders_without_a_page_error(page: Page, system: System) -> None:
+    """Each page an admin can open shows its heading and nothing throws; a screenshot of
+    each goes to test-output/browser/ to be looked at."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    psid = system.customer("Galina", "Pages")
+    system.write(psid, "Хочу узнать про доставку")
+    system.deal_of(psid)
+    sign_in(page, *ADMIN)
+    for name, path in PAGES:
+        page.goto(path)
+        expect(page.locator("h1").first).to_be_visible()
+        expect(page.locator(".spinner")).to_have_count(0)
+        shot(page, name)
+    assert errors == []

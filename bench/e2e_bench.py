@@ -36,7 +36,8 @@ shares the machine).
 
 A warm-up (the same mix at 100 events/s for ``E2E_WARMUP_SECONDS``) comes first and is
 not reported; each rate's history (returning customers) is sent and stored before the
-rate's clock starts, and is not reported either.
+rate's clock starts, and is not reported either. Each rate starts once crm is idle (no
+profile waiting to be fetched).
 
 Environment: E2E_MIX (real | new), E2E_RATES ("200,350,500"), E2E_SECONDS (60),
 E2E_CONNECTIONS (64), E2E_WARMUP_SECONDS (10), E2E_CRM_REPLICAS (1), E2E_NEW_SHARE (0.2),
@@ -61,6 +62,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +151,8 @@ class Plan:
     seed_echoes: list[tuple[str, JSONObject]] = field(default_factory=list)
     customers: int = 0
     new_customers: int = 0
+    # Builds ``requests`` with Meta timestamps from ``start_ms`` (called once crm is idle).
+    build: Callable[[int], None] = lambda start_ms: None
 
     def add(self, port: int, page: str, kind: str, item: JSONObject, at_ms: int, customer: str) -> None:
         if kind == "read":
@@ -163,17 +167,21 @@ class Plan:
         self.requests.append((key, _frame(port, [item], page, at_ms)))
 
 
-def _plan_new(port: int, rate: int, seconds: float, page: str, rng: random.Random, start_ms: int) -> Plan:
-    plan = Plan()
-    for i in range(int(rate * seconds)):
-        at_ms = start_ms + int(i * 1000 / rate)
-        customer = Customer.new("messenger", rng, page_id=page)
-        plan.add(port, page, "message", customer.text(timestamp_ms=at_ms), at_ms, customer.user_id)
-    plan.customers = plan.new_customers = len(plan.requests)
+def _plan_new(port: int, rate: int, seconds: float, page: str, rng: random.Random) -> Plan:
+    total = int(rate * seconds)
+    plan = Plan(customers=total, new_customers=total)
+
+    def build(start_ms: int) -> None:
+        for i in range(total):
+            at_ms = start_ms + int(i * 1000 / rate)
+            customer = Customer.new("messenger", rng, page_id=page)
+            plan.add(port, page, "message", customer.text(timestamp_ms=at_ms), at_ms, customer.user_id)
+
+    plan.build = build
     return plan
 
 
-def _plan_real(port: int, rate: int, seconds: float, page: str, rng: random.Random, start_ms: int) -> Plan:
+def _plan_real(port: int, rate: int, seconds: float, page: str, rng: random.Random) -> Plan:
     """The realistic mix: who writes when (relative seconds), then each item built in send order."""
     total = int(rate * seconds)
     # (wanted time, order, customer index, what): sorted by wanted time, then sent at the rate.
@@ -213,27 +221,32 @@ def _plan_real(port: int, rate: int, seconds: float, page: str, rng: random.Rand
     writing = sorted({index for _, _, index, _ in events})
     plan = Plan(customers=len(writing), new_customers=sum(1 for i in writing if not people[i][1]))
     # The history of returning customers: a first message hours ago, the page's reply within the hour.
+    now_ms = int(time.time() * 1000)
     for i in writing:
         customer, returning = people[i]
         if not returning:
             continue
-        first_ms = start_ms - rng.randint(HOUR_MS, 48 * HOUR_MS)
+        first_ms = now_ms - rng.randint(HOUR_MS, 48 * HOUR_MS)
         first = customer.text(timestamp_ms=first_ms)
         reply = customer.echo(timestamp_ms=first_ms + rng.randint(60_000, HOUR_MS))
         plan.seed_first.append((first["message"]["mid"], first))
         plan.seed_echoes.append((reply["message"]["mid"], reply))
-    for slot, (_, _, index, what) in enumerate(events):
-        customer = people[index][0]
-        at_ms = start_ms + int(slot * 1000 / rate)
-        if what == "message":
-            item = customer.text(timestamp_ms=at_ms)
-        elif what == "echo":
-            item = customer.echo(timestamp_ms=at_ms)
-        elif what == "read":
-            item = customer.read(timestamp_ms=at_ms)
-        else:
-            item = customer.reaction("react", timestamp_ms=at_ms)
-        plan.add(port, page, what, item, at_ms, customer.user_id)
+
+    def build(start_ms: int) -> None:
+        for slot, (_, _, index, what) in enumerate(events):
+            customer = people[index][0]
+            at_ms = start_ms + int(slot * 1000 / rate)
+            if what == "message":
+                item = customer.text(timestamp_ms=at_ms)
+            elif what == "echo":
+                item = customer.echo(timestamp_ms=at_ms)
+            elif what == "read":
+                item = customer.read(timestamp_ms=at_ms)
+            else:
+                item = customer.reaction("react", timestamp_ms=at_ms)
+            plan.add(port, page, what, item, at_ms, customer.user_id)
+
+    plan.build = build
     return plan
 
 
@@ -318,6 +331,16 @@ async def _stored(conn: asyncpg.Connection, plan_kinds: dict[str, str], plan: Pl
         await asyncio.sleep(1)
 
 
+async def _wait_idle(conn: asyncpg.Connection) -> None:
+    """Until no contact's profile is waiting to be fetched (at most ``E2E_DRAIN_SECONDS``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < DRAIN_SECONDS:
+        if not await conn.fetchval("SELECT count(*) FROM crm.contacts WHERE profile_status = 'pending'"):
+            break
+        await asyncio.sleep(0.5)
+    print(f"crm idle after {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -365,10 +388,8 @@ async def _run(
 ) -> dict[str, Any]:
     page = "77" + str(random.randrange(10**12))
     rng = random.Random(int(os.environ.get("E2E_SEED", "0")) or time.time_ns())
-    # Timestamps are the planned send times: building takes a moment, the clock starts after.
-    start_ms = int(time.time() * 1000) + 2000
     planner = _plan_real if MIX == "real" else _plan_new
-    plan = planner(ingest_port, rate, seconds, page, rng, start_ms)
+    plan = planner(ingest_port, rate, seconds, page, rng)
     # History first (not measured): returning customers' first messages, then the page's replies.
     for part in (plan.seed_first, plan.seed_echoes):
         if part:
@@ -379,9 +400,11 @@ async def _run(
             have = await _stored(conn, keys, plan, DRAIN_SECONDS)
             if len(have) < len(keys):
                 print(f"history: {len(keys) - len(have)} of {len(keys)} not stored", file=sys.stderr, flush=True)
-    if plan.seed_first:
-        # Let the history's profile fetches and background work settle before the clock starts.
-        await asyncio.sleep(3)
+    # The clock starts once crm is idle: the history's (and an earlier rate's) profile fetches done.
+    await _wait_idle(conn)
+    # Meta's timestamps are the planned send times: building takes a moment, the clock starts after.
+    start_ms = int(time.time() * 1000) + 1000 + int(rate * seconds * 0.1)
+    plan.build(start_ms)
     wait = start_ms / 1000 - time.time()
     if wait > 0:
         await asyncio.sleep(wait)

@@ -318,3 +318,31 @@ async def test_ai_reads_crm_messages_but_not_commands(broker: Broker) -> None:
             REFUSED_WITHIN * 3,
         )
     assert (await crm.jetstream().consumer_info("CRM", "ai-transcripts")).config.filter_subject == "crm.message.>"
+
+
+async def test_a_service_started_before_crm_waits_for_the_settings_bucket(
+    server: tuple[str, dict[str, str], Path],
+) -> None:
+    url, passwords, log_file = server
+    found = Broker(url, passwords, log_file)
+    try:
+        ingest = await found.connect("ingest")
+        live = LiveSettings(ingest, APP_KEY)
+        starting = asyncio.create_task(live.start(timeout=30))
+        await asyncio.sleep(6)  # ingest's own attempt to create the bucket has been refused by now
+        assert not starting.done()
+        assert found.refusals("ingest")
+        crm = await found.connect("crm")
+        await ensure_streams(crm.jetstream())
+        writer = LiveSettings(crm, APP_KEY)
+        await writer.start()
+        await writer.put("meta.app_secret", "set-after-ingest-started", secret=True)
+        await writer.stop()
+        await asyncio.wait_for(starting, 30)
+        try:
+            assert live.get("meta.app_secret") == "set-after-ingest-started"
+        finally:
+            await live.stop()
+    finally:
+        for nc in found.clients:
+            await nc.close()

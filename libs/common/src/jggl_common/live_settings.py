@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
@@ -32,6 +34,8 @@ from .logs import get_logger
 __all__ = ["DEFAULT_BUCKET", "KNOWN_SETTINGS", "SERVICE_SETTINGS", "LiveSettings", "SettingSpec"]
 
 DEFAULT_BUCKET = "SETTINGS"
+BUCKET_WAIT_SECONDS = 60.0
+"""How long a service that may not create the settings bucket waits for crm to."""
 log = get_logger(__name__)
 
 Listener = Callable[[str, str | None], None]
@@ -116,10 +120,27 @@ class LiveSettings:
             try:
                 self._kv = await js.key_value(self._bucket)
             except BucketNotFoundError:
-                self._kv = await js.create_key_value(
-                    bucket=self._bucket, history=5, description="JGGL live settings", replicas=self._replicas
-                )
+                try:
+                    self._kv = await js.create_key_value(
+                        bucket=self._bucket, history=5, description="JGGL live settings", replicas=self._replicas
+                    )
+                except Exception as exc:  # refused (not crm), or no answer: wait for crm
+                    self._kv = await self._declared_by_crm(js, exc)
         return self._kv
+
+    async def _declared_by_crm(self, js: JetStreamContext, refused: Exception) -> KeyValue:
+        """On a broker with per-service users only crm may create the bucket
+        (deploy/nats/auth.conf): a service that starts first waits for it, up to
+        ``BUCKET_WAIT_SECONDS``, then gives up with the refusal."""
+        log.info("waiting for crm to create the settings bucket", bucket=self._bucket)
+        deadline = time.monotonic() + BUCKET_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(1.0)
+            try:
+                return await js.key_value(self._bucket)
+            except BucketNotFoundError:
+                continue
+        raise refused
 
     def on_change(self, listener: Listener) -> None:
         """Call ``listener(key, value_or_None)`` for every current and future value."""

@@ -56,8 +56,9 @@ _JSON = (b"content-type", b"application/json")
 _ACCEPTED = {n: json.dumps({"status": "ok", "events": n}).encode() for n in range(1, 11)}
 _EVENT_TYPE: str = MetaItemReceived.model_fields["type"].default
 _IGNORED = b'{"status":"ignored","events":0}'
-_SIGNATURE_MISSING = Refused(401, "signature_missing", "X-Hub-Signature-256 is missing")
-_SIGNATURE_INVALID = Refused(403, "signature_invalid", "X-Hub-Signature-256 does not match the body")
+# Refusals are raised as new exceptions each time (one raised again would grow its traceback).
+_SIGNATURE_MISSING = (401, "signature_missing", "X-Hub-Signature-256 is missing")
+_SIGNATURE_INVALID = (403, "signature_invalid", "X-Hub-Signature-256 does not match the body")
 
 
 def _envelope(data: MetaItemData, correlation: str) -> Outgoing:
@@ -136,9 +137,9 @@ class MetaWebhook:
         if body is None:
             return None
         if not signature:
-            raise _SIGNATURE_MISSING
+            raise Refused(*_SIGNATURE_MISSING)
         if not verify_signature(body, signature.decode("latin-1"), ingest.app_secret):
-            raise _SIGNATURE_INVALID
+            raise Refused(*_SIGNATURE_INVALID)
         try:
             object_, items = split_webhook(json.loads(body))
             # Serialising fails for items nested deeper than JSON encoding allows.

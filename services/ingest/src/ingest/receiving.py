@@ -39,9 +39,10 @@ class Refused(Exception):
 
 
 UNAVAILABLE = Refused(503, "unavailable", "temporarily unable to store the webhook, retry later")
-"""The answer while JetStream cannot acknowledge (the sender retries)."""
-_RATE_LIMITED = Refused(429, "rate_limited", "too many requests from this address")
-_MALFORMED_LENGTH = Refused(400, "malformed", "invalid Content-Length")
+"""The answer while JetStream cannot acknowledge (the sender retries); never raised itself."""
+# Refusals are raised as new exceptions each time (one raised again would grow its traceback).
+_RATE_LIMITED = (429, "rate_limited", "too many requests from this address")
+_MALFORMED_LENGTH = (400, "malformed", "invalid Content-Length")
 _NO_PROXIES = TrustedProxies()
 
 
@@ -54,7 +55,7 @@ def admit(ingest: Ingest, scope: Mapping[str, Any]) -> None:
         peer = scope.get("client")
         address = _peer_address(peer[0]) if peer else None
     if not ingest.limiter.allow(address or "unknown"):
-        raise _RATE_LIMITED
+        raise Refused(*_RATE_LIMITED)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -78,7 +79,7 @@ async def read_body(receive: Receive, content_length: bytes | str | None, limit:
     if content_length is not None:
         length = content_length.decode("latin-1") if isinstance(content_length, bytes) else content_length
         if not (length.isascii() and length.isdigit()):
-            raise _MALFORMED_LENGTH
+            raise Refused(*_MALFORMED_LENGTH)
         digits = length.lstrip("0") or "0"
         if len(digits) > 18 or int(digits) > limit:
             raise _too_large(limit)

@@ -25,8 +25,8 @@ __all__ = ["PATH", "telegram_router"]
 PATH = "/webhooks/telegram"
 PRODUCER = "ingest"
 _OK = b'{"status":"ok"}'
-_SECRET_MISMATCH = Refused(403, "secret_token", "X-Telegram-Bot-Api-Secret-Token does not match")
-_MALFORMED = Refused(400, "malformed", "not a Telegram update")
+_SECRET_MISMATCH = (403, "secret_token", "X-Telegram-Bot-Api-Secret-Token does not match")
+_MALFORMED = (400, "malformed", "not a Telegram update")
 
 
 def _json(status: int, body: bytes) -> Response:
@@ -49,7 +49,7 @@ def telegram_router(ingest: Ingest) -> APIRouter:
             if not ingest.telegram_secret or not hmac.compare_digest(
                 token.encode("utf-8", "replace"), ingest.telegram_secret.encode()
             ):
-                raise _SECRET_MISMATCH
+                raise Refused(*_SECRET_MISMATCH)
             body = await read_body(
                 request.receive, request.headers.get("content-length"), ingest.settings.max_body_bytes
             )
@@ -66,7 +66,7 @@ def telegram_router(ingest: Ingest) -> APIRouter:
                 )
                 payload = event.model_dump_json().encode()
             except (ValueError, TypeError, KeyError, RecursionError):
-                raise _MALFORMED from None
+                raise Refused(*_MALFORMED) from None
             headers = {"Nats-Msg-Id": event.id, CORRELATION_HEADER: correlation}
             await ingest.publish(
                 [Outgoing(event.subject, f"telegram:{data.update_id}", payload, headers, "telegram", "update")]

@@ -192,3 +192,31 @@ async def test_behind_a_trusted_proxy_each_client_address_is_counted_on_its_own(
     # The ingress's own address is never the one counted: one client's burst leaves another's whole.
     assert answers == [401] * BURST + [429]
     assert other_client.status_code == 401
+
+
+async def test_requests_at_the_same_instant_on_two_replicas_get_exactly_the_burst(
+    settings: CrmSettings, crm_engine: AsyncEngine, redis: Redis
+) -> None:
+    # One a minute after the burst: nothing comes back while the requests are answered, however slowly.
+    slow = settings.model_copy(update={"api_rate_per_minute": 1})
+    replicas = [create_app(slow, engine=crm_engine, redis=redis) for _ in range(2)]
+    async with replicas[0].router.lifespan_context(replicas[0]), replicas[1].router.lifespan_context(replicas[1]):
+        async with session_scope(replicas[0].state.crm.sessions) as session:
+            me = await create_user(session)
+        assert me.id is not None
+        headers = {"Authorization": f"Bearer {replicas[0].state.crm.tokens.issue(me.id, me.password_hash)}"}
+        clients = [
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=replica, client=(random_address(), 40000)),
+                base_url="http://crm.test",
+            )
+            for replica in replicas
+        ]
+        try:
+            answers = await asyncio.gather(*(clients[n % 2].get("/api/me", headers=headers) for n in range(12)))
+        finally:
+            for client in clients:
+                await client.aclose()
+    statuses = sorted(answer.status_code for answer in answers)
+    # One atomic check per request in Redis: no two replicas both spend the last one.
+    assert statuses == [200] * BURST + [429] * (12 - BURST)

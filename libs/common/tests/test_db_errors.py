@@ -8,6 +8,7 @@ import secrets
 import traceback
 from typing import Any
 
+import asyncpg
 import nats
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_common.bus import EventPublisher, RetryPolicy, ServiceBus
 from jggl_common.contracts import DeadLetter, Envelope
-from jggl_common.db import HIDDEN, scrub_message
+from jggl_common.db import HIDDEN, autocommit, driver_connection, scrub_message, session_factory
 from jggl_common.streams import SCHEDULER as STREAM
 from jggl_common.streams import ensure_streams
 from jggl_common.testing import TEST_NATS_URL
@@ -69,6 +70,25 @@ async def test_errors_and_their_tracebacks_carry_no_statement_values(engine: Asy
         assert "Здравствуйте" not in said
     assert HIDDEN in str(wrong_type)
     assert HIDDEN in str(server_cast)
+
+
+async def test_the_drivers_own_connection_raises_scrubbed_errors_too(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        db = await driver_connection(session)
+        with pytest.raises(asyncpg.UniqueViolationError) as duplicate:
+            await db.execute("INSERT INTO people (email) VALUES ($1)", EMAIL)
+    async with autocommit(sessions) as db:
+        with pytest.raises(asyncpg.DataError) as wrong_type:
+            await db.fetchval("INSERT INTO people (amount) VALUES ($1) RETURNING 1", CUSTOMER_TEXT)
+        with pytest.raises(asyncpg.DataError) as many:
+            await db.executemany("INSERT INTO people (code) VALUES ($1::uuid)", [(CUSTOMER_TEXT,)])
+    assert duplicate.value.sqlstate == "23505"
+    assert duplicate.value.constraint_name == "people_email_key"
+    for exc in (duplicate.value, wrong_type.value, many.value):
+        said = _everything_said(exc)
+        assert EMAIL not in said
+        assert "Здравствуйте" not in said
 
 
 def test_scrub_keeps_names_and_drops_quoted_values() -> None:

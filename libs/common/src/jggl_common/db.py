@@ -11,16 +11,19 @@ quote in their own messages (``invalid input syntax for type integer: "…"``, `
 for query argument $1: '…'``) and drops the driver's error, whose ``DETAIL`` repeats them
 (``Key (email)=(…) already exists``), from the exception chain. What is left says what went
 wrong and where: the error class, the SQL with ``$n`` placeholders, the constraint's name.
-The SQLSTATE stays readable on ``exc.orig.sqlstate``.
+The SQLSTATE stays readable on ``exc.orig.sqlstate``. Code that uses the driver's connection
+itself (:func:`driver_connection`, :func:`autocommit`) gets the same: the engine's asyncpg
+connections are :class:`ScrubbingConnection`, whose queries raise their errors scrubbed in
+place (same class, same SQLSTATE, no ``DETAIL``, quoted values blanked).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from sqlalchemy import event, text
@@ -29,12 +32,14 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 __all__ = [
+    "ScrubbingConnection",
     "async_url",
     "autocommit",
     "create_engine",
     "delete_oldest",
     "driver_connection",
     "ensure_schema",
+    "scrub_driver_error",
     "scrub_message",
     "session_factory",
     "session_scope",
@@ -61,7 +66,10 @@ def create_engine(url: str, schema: str, *, pool_size: int = 10, **kwargs: Any) 
         async_url(url),
         pool_size=pool_size,
         max_overflow=max(2, pool_size // 4),
-        connect_args={"server_settings": {"search_path": f"{schema},public", "application_name": schema}},
+        connect_args={
+            "server_settings": {"search_path": f"{schema},public", "application_name": schema},
+            "connection_class": ScrubbingConnection,
+        },
         **kwargs,
     )
     event.listen(engine.sync_engine, "checkout", _refuse_closed)
@@ -70,7 +78,7 @@ def create_engine(url: str, schema: str, *, pool_size: int = 10, **kwargs: Any) 
 
 
 _QUOTED_VALUE = re.compile(r"""(: )(?:"(?:[^"]|"")*"|'(?:[^'\\]|\\.)*')""", re.DOTALL)
-_ARGUMENT_VALUE = re.compile(r"(invalid input for query argument \$\d+): .*")
+_ARGUMENT_VALUE = re.compile(r"(invalid input for query argument \$\d+[^:\n]*): .*")
 HIDDEN = "(value hidden)"
 
 
@@ -80,10 +88,61 @@ def scrub_message(message: str) -> str:
     return _QUOTED_VALUE.sub(rf"\1{HIDDEN}", message)
 
 
+def scrub_driver_error(exc: BaseException) -> None:
+    """Blank, in place, what an asyncpg error says about a statement's values: its ``DETAIL``
+    (``Key (email)=(…)``, ``Failing row contains (…)``), the values quoted in its message and
+    the errors chained to it."""
+    if getattr(exc, "detail", None) is not None:
+        exc.detail = None  # type: ignore[attr-defined]
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (scrub_message(exc.args[0]), *exc.args[1:])
+    # A codec's own error (``invalid UUID '…'``) may be the cause: it goes too.
+    exc.__cause__ = None
+    exc.__suppress_context__ = True
+
+
+_Result = TypeVar("_Result")
+
+
+async def _scrubbed(call: Awaitable[_Result]) -> _Result:
+    try:
+        return await call
+    except Exception as exc:
+        scrub_driver_error(exc)
+        raise
+
+
+class ScrubbingConnection(asyncpg.Connection):
+    """The engine's asyncpg connections: a failing query's error carries no statement values."""
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await _scrubbed(super().execute(*args, **kwargs))
+
+    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
+        return await _scrubbed(super().executemany(*args, **kwargs))
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        return await _scrubbed(super().fetch(*args, **kwargs))
+
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        return await _scrubbed(super().fetchval(*args, **kwargs))
+
+    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
+        return await _scrubbed(super().fetchrow(*args, **kwargs))
+
+    async def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
+        return await _scrubbed(super().fetchmany(*args, **kwargs))
+
+    async def copy_records_to_table(self, *args: Any, **kwargs: Any) -> Any:
+        return await _scrubbed(super().copy_records_to_table(*args, **kwargs))
+
+
 def _scrub_error(context: ExceptionContext) -> None:
     """Engine ``handle_error``: no statement value survives in the error's text or chain."""
     original = context.original_exception
     if original is not None:
+        if original.__cause__ is not None:
+            scrub_driver_error(original.__cause__)
         if original.args and isinstance(original.args[0], str):
             original.args = (scrub_message(original.args[0]), *original.args[1:])
         # The driver's own error (asyncpg's, with DETAIL) is the cause: cut it off.

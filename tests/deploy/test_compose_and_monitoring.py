@@ -155,8 +155,9 @@ def test_redis_asks_for_a_password_from_the_environment() -> None:
     redis = compose_services()["redis"]
     assert required_variable(environment(redis)["REDIS_PASSWORD"]) == "REDIS_PASSWORD"
     command = command_text(redis)
-    assert "--requirepass" in command
+    assert "requirepass" in command
     assert '"$$REDIS_PASSWORD"' in command  # the container's variable, not a literal
+    assert "--requirepass" not in command, "the password would be on the command line"
     assert "REDISCLI_AUTH" in str(redis["healthcheck"]["test"])
     for service, body in servers().items():
         url = environment(body)["REDIS_URL"]

@@ -20,14 +20,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.conversation.repository import load_message, read_deal, table
+from crm.conversation.repository import load_message, read_deal
 from crm.deals.events import ContactLike, DealLike, contact_ref, row_key
 from crm.models import Message
 from jggl_common.contracts import MessageSent, MessageSentData, stable_event_id
+from jggl_common.db import driver_connection
 from jggl_common.outbox import stage
 
 __all__ = ["MATCH_WINDOW", "PRODUCER", "about", "claim_own_echo", "in_flight_echo_match", "stage_sent"]
@@ -36,8 +35,6 @@ PRODUCER = "crm"
 
 MATCH_WINDOW = timedelta(minutes=2)
 """How far apart our Send API call and the echo's timestamp may be (clock skew, slow answers)."""
-
-_messages = table(Message)
 
 
 async def in_flight_echo_match(
@@ -57,28 +54,18 @@ async def in_flight_echo_match(
     reply per conversation at a time, so at most one is really in flight; the latest
     attempt wins if an earlier one is still waiting for its retry.
     """
-    content = (
-        _messages.c.text == text_
-        if text_ is not None
-        else sa.and_(_messages.c.text.is_(None), _messages.c.kind == (attachment_type or ""))
+    # The same text, or no text and the same attachment type.
+    found = await (await driver_connection(session)).fetchval(
+        "SELECT id FROM messages WHERE conversation_id = $1 AND status = 'queued' AND direction = 'out'"
+        " AND mid IS NULL AND send_started_at BETWEEN $2::timestamptz - $3::interval AND $2::timestamptz + $3::interval"
+        " AND (CASE WHEN $4::text IS NOT NULL THEN text = $4::text ELSE text IS NULL AND kind = $5::text END)"
+        " ORDER BY send_started_at DESC, id DESC LIMIT 1 FOR UPDATE",
+        conversation_id,
+        at,
+        window,
+        text_,
+        attachment_type or "",
     )
-    found = (
-        await session.execute(
-            select(_messages.c.id)
-            .where(
-                _messages.c.conversation_id == conversation_id,
-                _messages.c.status == "queued",
-                _messages.c.direction == "out",
-                _messages.c.mid.is_(None),
-                _messages.c.send_started_at.is_not(None),
-                _messages.c.send_started_at.between(at - window, at + window),
-                content,
-            )
-            .order_by(_messages.c.send_started_at.desc(), _messages.c.id.desc())
-            .limit(1)
-            .with_for_update()
-        )
-    ).scalar()
     return int(found) if found is not None else None
 
 
@@ -107,14 +94,14 @@ async def claim_own_echo(
     found = await in_flight_echo_match(session, conversation_id, text_=text, attachment_type=attachment_type, at=at)
     if found is None:
         return None
-    deal_id = (
-        await session.execute(
-            update(_messages)
-            .where(_messages.c.id == found)
-            .values(status="sent", mid=mid, sent_at=at, app_id=app_id, error_code=None, error_message=None)
-            .returning(_messages.c.deal_id)
-        )
-    ).scalar_one()
+    deal_id = await (await driver_connection(session)).fetchval(
+        "UPDATE messages SET status = 'sent', mid = $2, sent_at = $3, app_id = $4, error_code = NULL,"
+        " error_message = NULL WHERE id = $1 RETURNING deal_id",
+        found,
+        mid,
+        at,
+        app_id,
+    )
     return found, int(deal_id)
 
 

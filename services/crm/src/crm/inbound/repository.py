@@ -353,14 +353,13 @@ async def receipt_times(
     session: AsyncSession, conversation_id: int, sent_at: datetime
 ) -> tuple[datetime | None, datetime | None]:
     """``(read_at, delivered_at)`` of an outgoing message from receipts that arrived before it."""
-    rows = (
-        await session.execute(
-            select(_receipts.c.kind, func.min(_receipts.c.occurred_at))
-            .where(_receipts.c.conversation_id == conversation_id, _receipts.c.watermark >= sent_at)
-            .group_by(_receipts.c.kind)
-        )
-    ).all()
-    found = {str(kind): at for kind, at in rows}
+    rows = await (await driver_connection(session)).fetch(
+        "SELECT kind, min(occurred_at) AS at FROM receipts WHERE conversation_id = $1 AND watermark >= $2"
+        " GROUP BY kind",
+        conversation_id,
+        sent_at,
+    )
+    found = {str(row["kind"]): row["at"] for row in rows}
     return found.get("read"), found.get("delivery")
 
 
@@ -537,22 +536,20 @@ async def apply_reaction(
 ) -> bool:
     """Apply a reaction unless a newer one from the same reactor was applied already
     (:func:`crm.conversation.rules.newest_reaction`). Returns whether anything changed."""
-    row = (
-        await session.execute(
-            select(_messages.c.reactions, _messages.c.reaction_clock)
-            .where(_messages.c.id == message_id)
-            .with_for_update()
-        )
-    ).one()
+    db = await driver_connection(session)
+    row = await db.fetchrow("SELECT reactions, reaction_clock FROM messages WHERE id = $1 FOR UPDATE", message_id)
+    if row is None:
+        return False
     change = rules.newest_reaction(
-        row.reactions or {}, row.reaction_clock or {}, reactor, at_ms, action, reaction, emoji
+        row["reactions"] or {}, row["reaction_clock"] or {}, reactor, at_ms, action, reaction, emoji
     )
     if change is None:
         return False
-    await session.execute(
-        update(_messages)
-        .where(_messages.c.id == message_id)
-        .values(reactions=change.reactions, reaction_clock=change.clock)
+    await db.execute(
+        "UPDATE messages SET reactions = $2, reaction_clock = $3 WHERE id = $1",
+        message_id,
+        json.dumps(change.reactions),
+        json.dumps(change.clock),
     )
     return True
 
@@ -593,41 +590,33 @@ async def apply_delivery(session: AsyncSession, message_id: int, at: datetime) -
     )
 
 
+@functools.cache
+def _receipt_sql(kind: str) -> str:
+    # Identifiers from a closed set, values bound.
+    column, watermark = ("read_at", "read_watermark") if kind == "read" else ("delivered_at", "delivered_watermark")
+    return (
+        "WITH r AS (INSERT INTO receipts (conversation_id, kind, watermark, occurred_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT ON CONSTRAINT uq_receipts_natural_key DO NOTHING RETURNING id),"
+        f" m AS (UPDATE messages SET {column} = $4 WHERE EXISTS (SELECT 1 FROM r) AND conversation_id = $1"
+        f" AND direction = 'out' AND sent_at <= $3 AND ({column} IS NULL OR {column} > $4) RETURNING 1),"
+        f" c AS (UPDATE conversations SET {watermark} = greatest({watermark}, $3)"
+        " WHERE EXISTS (SELECT 1 FROM r) AND id = $1 RETURNING 1)"
+        " SELECT count(*) FROM r"
+    )
+
+
 async def add_receipt(
     session: AsyncSession, conversation_id: int, kind: str, watermark: datetime, at: datetime
 ) -> None:
-    """Record a read or delivery receipt and apply it to the outgoing messages it covers.
+    """Record a read or delivery receipt and apply it to the outgoing messages it covers,
+    in one statement (a repeated receipt changes nothing).
 
     A message's read/delivered time is the earliest receipt covering it, so the
     result does not depend on the order receipts and messages arrive in.
     """
-    inserted = (
-        await session.execute(
-            insert(_receipts)
-            .values(conversation_id=conversation_id, kind=kind, watermark=watermark, occurred_at=at)
-            .on_conflict_do_nothing(constraint="uq_receipts_natural_key")
-            .returning(_receipts.c.id)
-        )
-    ).scalar()
-    if inserted is None:
-        return
-    column = _messages.c.read_at if kind == "read" else _messages.c.delivered_at
-    await session.execute(
-        update(_messages)
-        .where(
-            _messages.c.conversation_id == conversation_id,
-            _messages.c.direction == "out",
-            _messages.c.sent_at <= watermark,
-            sa.or_(column.is_(None), column > at),
-        )
-        .values({column.key: at})
-    )
-    watermark_column = _conversations.c.read_watermark if kind == "read" else _conversations.c.delivered_watermark
-    await session.execute(
-        update(_conversations)
-        .where(_conversations.c.id == conversation_id)
-        .values({watermark_column.key: func.greatest(watermark_column, watermark)})
-    )
+    if kind not in ("read", "delivery"):
+        raise ValueError(f"unknown receipt kind {kind!r}")
+    await (await driver_connection(session)).execute(_receipt_sql(kind), conversation_id, kind, watermark, at)
 
 
 async def set_referral(

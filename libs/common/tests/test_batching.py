@@ -21,7 +21,7 @@ async def test_callers_of_one_loop_turn_share_one_flush_and_get_their_own_slices
     coalescer: Coalescer[int, int] = Coalescer(flush)
     answers = await asyncio.gather(coalescer.submit([1, 2]), coalescer.submit([3]), coalescer.submit([4, 5, 6]))
 
-    assert answers == [[10, 20], [30], [40, 50, 60]]
+    assert list(answers) == [[10, 20], [30], [40, 50, 60]]
     assert flushes == [[1, 2, 3, 4, 5, 6]]
     assert await coalescer.submit([7]) == [70]  # a later turn gets a flush of its own
     assert flushes[-1] == [7]

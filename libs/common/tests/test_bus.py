@@ -54,7 +54,7 @@ async def test_poison_message_ends_in_dlq_after_bounded_retries_and_others_still
     attempts: dict[str, int] = {}
     handled: list[str] = []
 
-    @bus.consumer(
+    @bus.consumer(  # type: ignore[untyped-decorator]  # the bus's decorator returns the FastStream subscriber
         durable=f"test_{tag}",
         stream=STREAM,
         subject=subject,

@@ -113,7 +113,9 @@ async def test_a_handler_failing_on_sql_leaves_no_values_in_logs_or_the_dead_let
     await ensure_streams(js)
     bus = ServiceBus(TEST_NATS_URL, service)
 
-    @bus.consumer(durable=f"test_{tag}", stream=STREAM, subject=subject, policy=RetryPolicy(max_deliveries=2))
+    @bus.consumer(  # type: ignore[untyped-decorator]  # the bus's decorator returns the FastStream subscriber
+        durable=f"test_{tag}", stream=STREAM, subject=subject, policy=RetryPolicy(max_deliveries=2)
+    )
     async def handle(body: dict[str, Any]) -> None:
         async with engine.begin() as conn:
             # The customer's text lands where a number belongs: the driver refuses it.

@@ -459,7 +459,7 @@ def test_fail_next_refuses_nonsense() -> None:
 
 async def test_the_console_script_wires_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
     served: dict[str, Any] = {}
-    monkeypatch.setattr(gemini_fake.uvicorn, "run", lambda app, **kwargs: served.update(app=app, **kwargs))
+    monkeypatch.setattr("jggl_sandbox.gemini_fake.uvicorn.run", lambda app, **kwargs: served.update(app=app, **kwargs))
 
     assert gemini_fake.main(["--port", "18099", "--latency-ms", "20", "--api-key", KEY]) == 0
 

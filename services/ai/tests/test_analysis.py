@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from functools import partial
+from typing import Any
 
 from jggl_sandbox.gemini_fake import GeminiFakeServer
 
 from .conftest import Bus, StartAi, eventually, minutes_ago, next_id, received, rows, sent
 
 
-async def completed(engine, conversation: int, provider: str | None = None) -> list[dict]:
+async def completed(engine, conversation: int, provider: str | None = None) -> list[dict[str, Any]]:
     sql = "SELECT * FROM analyses WHERE conversation_id = $1 AND status = 'completed'"
-    args: list = [conversation]
+    args: list[Any] = [conversation]
     if provider:
         sql += " AND provider = $2"
         args.append(provider)
@@ -102,7 +104,7 @@ async def test_a_503_storm_opens_the_breaker_the_heuristic_answers_and_gemini_re
         ]
     )
     for conversation in (first, second):
-        (heuristic,) = await eventually(lambda c=conversation: completed(ai_engine, c, "heuristic"))
+        (heuristic,) = await eventually(partial(completed, ai_engine, conversation, "heuristic"))
         assert heuristic["version"] == 1
     assert (await completed(ai_engine, first, "heuristic"))[0]["result"]["intent"] == "purchase"
     assert (await completed(ai_engine, second, "heuristic"))[0]["result"]["intent"] == "complaint"
@@ -114,7 +116,7 @@ async def test_a_503_storm_opens_the_breaker_the_heuristic_answers_and_gemini_re
     assert all(event["data"]["will_retry"] for event in failed)
     gemini.clear_faults()
     for conversation in (first, second):
-        (real,) = await eventually(lambda c=conversation: completed(ai_engine, c, "gemini"), timeout=20)
+        (real,) = await eventually(partial(completed, ai_engine, conversation, "gemini"), timeout=20)
         assert real["version"] == 1
     (transcript,) = await rows(
         ai_engine, "SELECT analysed_version, gemini_version, due_at FROM transcripts WHERE conversation_id = $1", first
@@ -194,7 +196,7 @@ async def _all_analysed(engine, conversations: list[int]) -> bool:
         "SELECT count(*) AS n FROM analyses WHERE status = 'completed' AND conversation_id = ANY($1::bigint[])",
         conversations,
     )
-    return found[0]["n"] >= len(conversations)
+    return bool(found[0]["n"] >= len(conversations))
 
 
 async def test_an_injection_attempt_never_reaches_a_result(ai_engine, bus: Bus, gemini, start_ai: StartAi):
@@ -257,7 +259,7 @@ async def test_a_model_that_never_answers_an_analysis_is_left_heuristic_and_said
     conversation, deal = next_id(), next_id()
     await bus.publish([received(conversation, deal, "Do you have it in red?", minutes_ago(1))])
 
-    async def given_up() -> list[dict]:
+    async def given_up() -> list[dict[str, Any]]:
         return [e for e in await bus.ai_events("failed") if not e["data"]["will_retry"]]
 
     (final,) = await eventually(given_up, timeout=20)

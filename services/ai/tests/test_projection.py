@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import random
 import secrets
+from typing import Any
 
 from sqlalchemy import text
 
 from ai.migrate import upgrade
+from jggl_common.contracts import Envelope
 from jggl_common.db import create_engine
 from jggl_common.testing import TEST_DATABASE_URL
 
@@ -21,13 +23,13 @@ PROJECTION = (
 )
 
 
-async def snapshot(engine) -> list[list[dict]]:
+async def snapshot(engine) -> list[list[dict[str, Any]]]:
     return [await rows(engine, sql) for sql in PROJECTION]
 
 
 async def test_a_replay_of_the_crm_stream_rebuilds_the_same_transcripts(ai_engine, bus: Bus, start_ai: StartAi):
     await start_ai(ai_enabled=False)
-    events = []
+    events: list[Envelope] = []
     for _ in range(12):
         conversation = next_id()
         first_deal, second_deal = next_id(), next_id()
@@ -77,7 +79,7 @@ async def test_a_replay_of_the_crm_stream_rebuilds_the_same_transcripts(ai_engin
 
 async def _count(engine, expected: int) -> bool:
     found = await rows(engine, "SELECT count(*) AS n FROM transcript_messages")
-    return found[0]["n"] == expected
+    return bool(found[0]["n"] == expected)
 
 
 async def test_the_schema_matches_the_models(ai_engine, pg_schema):

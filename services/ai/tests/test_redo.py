@@ -4,6 +4,7 @@ its Gemini analysis once Gemini is healthy and the job ticks; the outcome goes b
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from jggl_common.contracts import SchedulerTick, SchedulerTickData, tick_id, tick_subject, utcnow
 from jggl_sandbox.gemini_fake import GeminiFakeServer
@@ -20,7 +21,7 @@ def redo_tick(slot: str) -> SchedulerTick:
     )
 
 
-async def outcomes(bus: Bus) -> list[dict]:
+async def outcomes(bus: Bus) -> list[dict[str, Any]]:
     info = await bus.js.stream_info("AI")
     found = []
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
@@ -38,7 +39,7 @@ async def test_a_tick_sends_what_stayed_heuristic_back_to_a_healthy_gemini(
     conversation = next_id()
     await bus.publish([received(conversation, conversation, "Do you have it in red?", minutes_ago(1))])
 
-    async def given_up() -> list[dict]:
+    async def given_up() -> list[dict[str, Any]]:
         return [e for e in await bus.ai_events("failed") if not e["data"]["will_retry"]]
 
     await eventually(given_up, timeout=20)
@@ -48,7 +49,7 @@ async def test_a_tick_sends_what_stayed_heuristic_back_to_a_healthy_gemini(
     gemini.clear_faults()
     await bus.publisher.publish(redo_tick("20261206T120000Z"), tick_subject("ai.redo"))
 
-    async def by_gemini() -> list[dict]:
+    async def by_gemini() -> list[dict[str, Any]]:
         return await rows(
             ai_engine,
             "SELECT version FROM analyses WHERE conversation_id = $1 AND provider = 'gemini' AND status = 'completed'",
@@ -67,7 +68,7 @@ async def test_a_tick_sends_what_stayed_heuristic_back_to_a_healthy_gemini(
     assert second["counts"] == {"requeued": 0, "gemini_available": 1}
 
 
-async def _two(bus: Bus) -> list[dict] | None:
+async def _two(bus: Bus) -> list[dict[str, Any]] | None:
     found = await outcomes(bus)
     return found if len(found) >= 2 else None
 

@@ -6,10 +6,11 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from crm.models import OutboxEvent, Task
 from crm.stats.digest import stage_daily_digests
-from jggl_common.contracts import DailyDigest
+from jggl_common.contracts import DailyDigest, DailyDigestData
 from jggl_common.db import session_scope
 
 from ..api.factories import create_deal, create_message, create_user
@@ -23,12 +24,14 @@ def tokyo(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=TOKYO)
 
 
-async def digests(api: Api) -> dict[int, DailyDigest]:
+async def digests(api: Api) -> dict[int, DailyDigestData]:
     async with session_scope(api.sessions) as session:
-        payloads = await session.execute(select(OutboxEvent.payload).where(OutboxEvent.subject == DailyDigest.subject))
+        payloads = await session.execute(
+            select(col(OutboxEvent.payload)).where(col(OutboxEvent.subject) == DailyDigest.subject)
+        )
         events = [DailyDigest.model_validate_json(payload) for payload in payloads.scalars()]
     assert len({(e.data.user_id, e.data.day) for e in events}) == len(events), "a digest was staged twice"
-    return {event.data.user_id: event.data for event in events}  # type: ignore[misc]
+    return {event.data.user_id: event.data for event in events}
 
 
 async def test_each_user_gets_their_day_in_the_business_time_zone(api: Api) -> None:
@@ -61,8 +64,15 @@ async def test_each_user_gets_their_day_in_the_business_time_zone(api: Api) -> N
             ("finished", tokyo(DAY, 12), anna, True),
             ("boris", tokyo(DAY, 12), boris, False),
         ):
+            assert answered.id is not None
             session.add(
-                Task(deal_id=answered.id, title=title, due_at=due, assignee_id=assignee and assignee.id, done=done)
+                Task(
+                    deal_id=answered.id,
+                    title=title,
+                    due_at=due,
+                    assignee_id=assignee.id if assignee else None,
+                    done=done,
+                )
             )
     for _ in range(2):  # a repeated tick stages nothing new
         async with session_scope(api.sessions) as session:
@@ -70,6 +80,8 @@ async def test_each_user_gets_their_day_in_the_business_time_zone(api: Api) -> N
     found = await digests(api)
     assert {anna.id, boris.id} <= set(found)
     assert gone.id not in found
+    assert anna.id is not None
+    assert boris.id is not None
     a = found[anna.id]
     assert (a.day, a.timezone) == (DAY, "Asia/Tokyo")
     assert (a.open_deals, a.awaiting_reply, a.sla_breaches, a.tasks_due_today) == (3, 2, 1, 2)

@@ -79,9 +79,9 @@ async def test_a_secret_is_masked_encrypted_audited_and_reaches_other_services(
     # In the bucket: sealed; another service reads it in clear.
     nc = await nats.connect(settings.nats_url)
     try:
-        stored = json.loads(
-            (await (await nc.jetstream().key_value(settings.settings_bucket)).get("meta.app_secret")).value
-        )
+        entry = await (await nc.jetstream().key_value(settings.settings_bucket)).get("meta.app_secret")
+        assert entry.value is not None
+        stored = json.loads(entry.value)
     finally:
         await nc.close()
     assert stored["secret"] is True

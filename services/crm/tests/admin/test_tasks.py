@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from crm.models import OutboxEvent, Task
 from crm.tasks import announce_due_tasks, due_tasks, mark_due_notified
@@ -140,14 +141,15 @@ async def test_due_tasks_are_found_once_until_their_due_time_changes(api: Api) -
     async with session_scope(api.sessions) as session:
         manager = await create_user(session)
         deal = await create_deal(session, assignee=manager)
-        for title, due, done in (
+        assert deal.id is not None
+        for title, due_at, done in (
             ("overdue", now - timedelta(hours=2), False),
             ("due now", now, False),
             ("later", now + timedelta(minutes=1), False),
             ("undated", None, False),
             ("finished", now - timedelta(days=1), True),
         ):
-            session.add(Task(deal_id=deal.id, title=title, due_at=due, done=done, assignee_id=manager.id))
+            session.add(Task(deal_id=deal.id, title=title, due_at=due_at, done=done, assignee_id=manager.id))
     async with session_scope(api.sessions) as session:
         due = await due_tasks(session, now)
         assert [task.title for task in due] == ["overdue", "due now"]
@@ -171,12 +173,15 @@ async def test_a_due_task_is_announced_once_with_its_deal_and_again_when_resched
     async with session_scope(api.sessions) as session:
         manager = await create_user(session)
         deal = await create_deal(session, assignee=manager, contact_name="Due Dana")
+        assert deal.id is not None
         call = Task(deal_id=deal.id, title="Call <Dana> back", due_at=now - timedelta(minutes=1))
         session.add_all([call, Task(deal_id=deal.id, title="later", due_at=now + timedelta(hours=1))])
 
     async def announced() -> list[TaskDue]:
         async with session_scope(api.sessions) as session:
-            payloads = await session.execute(select(OutboxEvent.payload).where(OutboxEvent.subject == TaskDue.subject))
+            payloads = await session.execute(
+                select(col(OutboxEvent.payload)).where(col(OutboxEvent.subject) == TaskDue.subject)
+            )
             return [TaskDue.model_validate_json(payload) for payload in payloads.scalars()]
 
     for _ in range(2):  # a repeated sweep announces nothing twice

@@ -15,6 +15,7 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from crm.models import Channel, Contact, Conversation, Deal, Message, Stage, User
 from jggl_common.contracts import utcnow
@@ -84,7 +85,7 @@ async def create_contact(
 
 async def stage_id(session: AsyncSession, key: str) -> int:
     """The id of a seeded stage."""
-    found = (await session.execute(select(Stage.id).where(Stage.key == key))).scalar_one()
+    found: int | None = (await session.execute(select(col(Stage.id)).where(col(Stage.key) == key))).scalar_one()
     assert found is not None
     return found
 
@@ -111,7 +112,7 @@ async def create_deal(
     contact = contact or await create_contact(session, name=contact_name, platform=platform)
     assert contact.id is not None
     conversation = (
-        await session.execute(select(Conversation).where(Conversation.contact_id == contact.id))
+        await session.execute(select(Conversation).where(col(Conversation.contact_id) == contact.id))
     ).scalar_one_or_none()
     if conversation is None:
         conversation = Conversation(channel_id=contact.channel_id, contact_id=contact.id)

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from crm.api import create_app
 from crm.web.app_files import find_web_dist
 
-from .conftest import api_settings, random_address
+from ..support import random_address
+from .conftest import api_settings
 
 INDEX = b"<!doctype html><html><head><script type=module src=/assets/app-3f9a1c.js></script></head></html>"
 SCRIPT = b"console.log('jggl')"

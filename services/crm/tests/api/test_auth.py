@@ -12,6 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from crm.api import create_app
 from crm.models import User
@@ -19,7 +20,8 @@ from jggl_common.contracts import utcnow
 from jggl_common.db import session_scope
 from jggl_common.testing import free_port
 
-from .conftest import Api, api_settings, random_address
+from ..support import random_address
+from .conftest import Api, api_settings
 from .factories import PASSWORD, create_user, unique_email
 
 
@@ -159,7 +161,7 @@ async def test_first_admin_is_created_once_from_the_environment(
 
     async def admins() -> int:
         async with sessions() as session:
-            count = await session.scalar(select(func.count()).select_from(User).where(User.email == email))
+            count = await session.scalar(select(func.count()).select_from(User).where(col(User.email) == email))
             return int(count or 0)
 
     # Two replicas starting at the same time.

@@ -15,7 +15,8 @@ from crm.models import User
 from jggl_common.contracts import utcnow
 from jggl_common.db import session_scope
 
-from .conftest import Api, api_settings, random_address
+from ..support import random_address
+from .conftest import Api, api_settings
 from .factories import PASSWORD, create_deal, create_user, unique_email
 
 

@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from crm.api import create_app
 from crm.models import Activity, Deal, OutboxEvent, Task
@@ -319,7 +320,9 @@ async def test_take_assigns_once_even_when_two_managers_race(api: Api) -> None:
     by_admin = await api.client.post(f"/api/deals/{deal.id}/take", headers=api.headers(admin))
     assert by_admin.status_code == 409
     async with api.sessions() as session:
-        kinds = (await session.execute(select(Activity.kind).where(Activity.deal_id == deal.id))).scalars().all()
+        kinds = (
+            (await session.execute(select(col(Activity.kind)).where(col(Activity.deal_id) == deal.id))).scalars().all()
+        )
     assert kinds == ["assigned"]
     events = await outbox_events(api, deal.id)  # type: ignore[arg-type]
     assert [event.data.changes for event in events] == [{"assignee_id": (None, winner.id)}]
@@ -413,7 +416,7 @@ async def test_events_are_published_right_after_commit_or_left_to_the_relay(
     assert headers["Nats-Msg-Id"] == row.event_id
     assert DealUpdated.model_validate_json(payload).data.changes == {"amount": (None, "5.00")}
     async with sessions() as session:
-        assert (await session.execute(select(OutboxEvent.published_at))).scalar_one() is not None
+        assert (await session.execute(select(col(OutboxEvent.published_at)))).scalar_one() is not None
 
 
 async def test_a_late_wait_shows_as_breached_then_escalated_until_it_ends(api: Api) -> None:
@@ -455,6 +458,10 @@ async def test_deals_with_overdue_tasks_are_found_by_the_filter(api: Api) -> Non
     async with session_scope(api.sessions) as session:
         admin = await create_user(session, role="admin")
         overdue, upcoming, finished, none = [await create_deal(session) for _ in range(4)]
+        assert overdue.id is not None
+        assert upcoming.id is not None
+        assert finished.id is not None
+        assert none.id is not None
         session.add_all(
             [
                 Task(deal_id=overdue.id, title="call back", due_at=now - timedelta(hours=1)),

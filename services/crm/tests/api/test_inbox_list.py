@@ -43,7 +43,7 @@ async def test_a_managers_waiting_inbox_pages_through_their_and_the_unassigned_d
     seen: list[int] = []
     cursor = None
     for _ in range(20):
-        params = {"status": "open", "awaiting_reply": "true", "sort": sort, "limit": 4}
+        params: dict[str, str | int] = {"status": "open", "awaiting_reply": "true", "sort": sort, "limit": 4}
         response = await api.client.get(
             "/api/deals", params={**params, **({"cursor": cursor} if cursor else {})}, headers=api.headers(me)
         )

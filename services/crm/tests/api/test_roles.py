@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from crm.models import Deal
 from jggl_common.db import session_scope
@@ -45,7 +46,7 @@ async def test_a_manager_never_reaches_another_managers_deal(api: Api) -> None:
     contacts = (await api.client.get("/api/contacts", headers=headers)).json()["items"]
     assert {item["id"] for item in contacts} == {mine.contact_id, free.contact_id}
     async with api.sessions() as session:
-        untouched = (await session.execute(select(Deal).where(Deal.id == theirs.id))).scalar_one()
+        untouched = (await session.execute(select(Deal).where(col(Deal.id) == theirs.id))).scalar_one()
     assert (untouched.assignee_id, untouched.comment) == (other.id, "secret plan")
 
 

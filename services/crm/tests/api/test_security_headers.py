@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from crm.api import create_app
 from crm.auth.headers import APP_POLICY, DOCS_POLICY
 
-from .conftest import Api, api_settings, random_address
+from ..support import random_address
+from .conftest import Api, api_settings
 
 PROXY = "192.0.2.20"
 

@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from crm.api import create_app
 from crm.auth.passwords import Passwords, WeakPassword
@@ -144,7 +145,9 @@ async def test_the_first_admin_needs_a_password_the_policy_accepts(
 
     async def count() -> int:
         async with sessions() as session:
-            return int(await session.scalar(select(func.count()).select_from(User).where(User.email == email)) or 0)
+            return int(
+                await session.scalar(select(func.count()).select_from(User).where(col(User.email) == email)) or 0
+            )
 
     # At start-up (ADMIN_EMAIL / ADMIN_PASSWORD): refused, nobody created.
     async with session_scope(sessions) as session:

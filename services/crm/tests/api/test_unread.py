@@ -69,7 +69,8 @@ async def _listed(api: Api, user: User, deal_id: int) -> dict[str, Any]:
     response = await api.client.get("/api/deals", params={"status": "open", "limit": 200}, headers=api.headers(user))
     assert response.status_code == 200, response.text
     (item,) = [item for item in response.json()["items"] if item["id"] == deal_id]
-    return item
+    found: dict[str, Any] = item
+    return found
 
 
 async def _read_events(api: Api, deal_id: int) -> list[DealUpdated]:

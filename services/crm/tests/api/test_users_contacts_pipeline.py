@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from crm import cli
 from crm.models import User
@@ -50,8 +51,8 @@ async def test_admin_creates_lists_and_changes_users(api: Api) -> None:
     )
     assert (changed.json()["name"], changed.json()["role"]) == ("Robert", "admin")
     assert (await api.client.patch("/api/users/999999", json={"name": "X"}, headers=headers)).status_code == 404
-    for body in ({"is_active": False}, {"role": "manager"}):
-        own = await api.client.patch(f"/api/users/{admin.id}", json=body, headers=headers)
+    for change in ({"is_active": False}, {"role": "manager"}):
+        own = await api.client.patch(f"/api/users/{admin.id}", json=change, headers=headers)
         assert own.status_code == 409
 
 
@@ -69,7 +70,7 @@ async def test_contacts_list_by_name_prefix_and_detail_with_visible_deals(api: A
         await create_deal(session, contact=olga)
     as_admin, as_me = api.headers(admin), api.headers(me)
 
-    async def names(headers: dict[str, str], **params: object) -> list[str | None]:
+    async def names(headers: dict[str, str], **params: str | int) -> list[str | None]:
         response = await api.client.get("/api/contacts", params=params, headers=headers)
         assert response.status_code == 200, response.text
         return [item["name"] for item in response.json()["items"]]
@@ -176,7 +177,7 @@ async def test_the_cli_creates_an_admin_and_updates_only_when_asked(
     assert await run("create-admin", "--email", email.upper(), "--password", "cli secret 2", "--update") == 0
     assert capsys.readouterr().out == f"admin {email} updated\n"
     async with api.sessions() as session:
-        user = (await session.execute(select(User).where(User.email == email))).scalar_one()
+        user = (await session.execute(select(User).where(col(User.email) == email))).scalar_one()
     assert (user.role, user.is_active, user.name) == ("admin", True, "Admin")
     login = await api.client.post("/api/auth/login", json={"email": email, "password": "cli secret 2"})
     assert login.status_code == 200

@@ -22,7 +22,7 @@ from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.contracts import DeadLetter, MetaItemData, MetaItemReceived, stable_event_id
 from jggl_common.outbox import Outbox
 from jggl_common.streams import INGEST
-from jggl_sandbox.meta_webhooks import Customer, every_kind
+from jggl_sandbox.meta_webhooks import Customer, Platform, every_kind
 
 FAST_RETRIES = RetryPolicy(max_deliveries=2, backoff=(0.1,))
 
@@ -104,7 +104,7 @@ def republished(event: MetaItemReceived) -> MetaItemReceived:
 async def test_every_kind_through_the_bus_ends_like_direct_handling(
     harness, nats_env, graph_fake, settings, to_events, unique_page_id
 ) -> None:
-    pages = {"messenger": unique_page_id(), "instagram": unique_page_id()}
+    pages: dict[Platform, str] = {"messenger": unique_page_id(), "instagram": unique_page_id()}
     seed = random.randrange(10**9)
     events = [
         event

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -190,7 +191,7 @@ async def test_a_first_message_ends_the_same_whether_its_conversation_is_new_or_
     rng = random.Random(88)
     fresh, known = Customer.new("messenger", rng, page_id=page), Customer.new("messenger", rng, page_id=page)
 
-    def first(customer: Customer) -> dict:
+    def first(customer: Customer) -> dict[str, Any]:
         if kind == "image":
             return customer.attachment("image", timestamp_ms=1_767_225_600_000)
         if kind == "quick_reply":
@@ -203,7 +204,7 @@ async def test_a_first_message_ends_the_same_whether_its_conversation_is_new_or_
     for item in (fresh_item, known_item):
         await harness.service.handle(to_events("messenger", page, [item])[0])
 
-    def per_contact(rows: list[dict], drop: tuple[str, ...]) -> dict[str, dict]:
+    def per_contact(rows: list[dict[str, Any]], drop: tuple[str, ...]) -> dict[str, dict[str, Any]]:
         return {row.pop("contact"): {k: v for k, v in row.items() if k not in drop} for row in rows}
 
     deals = per_contact(
@@ -234,7 +235,7 @@ async def test_a_first_message_ends_the_same_whether_its_conversation_is_new_or_
         ),
         (),
     )
-    events = {}
+    events: dict[str, Any] = {}
     for event in await harness.outbox_events():
         data = json.loads(event["payload"])["data"]
         contact = (data.get("contact") or data["deal"]["contact"])["external_id"] if "deal" in data else None
@@ -288,7 +289,7 @@ async def test_new_customers_arriving_together_end_as_if_they_had_come_one_by_on
     items += [customers[4].text("Ціна?"), customers[4].text("Є доставка?"), customers[5].read(), customers[6].text()]
     events = to_events("messenger", page, items)
 
-    async def outcome() -> tuple[dict, list]:
+    async def outcome() -> tuple[dict[str, Any], list[Any]]:
         activities = await harness.rows(
             "SELECT c.external_id, a.kind, a.data FROM activities a JOIN deals d ON d.id = a.deal_id"
             " JOIN contacts c ON c.id = d.contact_id ORDER BY 1, 2"

@@ -7,6 +7,7 @@ import itertools
 import json
 import random
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -272,7 +273,7 @@ async def test_a_claimed_first_fetch_that_never_ran_goes_to_the_sweep_when_its_l
 ) -> None:
     page = unique_page_id()
     customer = Customer.new("messenger", random.Random(46), page_id=page)
-    lost = []  # a hook that never fetches: the process stopped, or its queue was full
+    lost: list[Any] = []  # a hook that never fetches: the process stopped, or its queue was full
     service = InboundService(
         harness.sessions, harness.outbox, on_new_contact=lost.append, profile_lease=timedelta(seconds=1)
     )

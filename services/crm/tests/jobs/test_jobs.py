@@ -190,6 +190,7 @@ async def test_due_tasks_and_digests_on_their_ticks(world: World) -> None:
     async with session_scope(world.sessions) as session:
         manager = await create_user(session, name="Digest Dora")
         deal = await create_deal(session, assignee=manager, awaiting_reply_since=utcnow() - timedelta(hours=1))
+        assert deal.id is not None
         session.add(Task(deal_id=deal.id, title="Send the catalogue", due_at=utcnow() - timedelta(minutes=1)))
     await world.publish(tick("tasks_due"), tick("daily_digest"))
     await world.settled()

@@ -278,7 +278,7 @@ class Crm:
         """The reply once it is no longer queued."""
 
         async def done() -> bool:
-            return (await self.message(message_id))["status"] != "queued"
+            return bool((await self.message(message_id))["status"] != "queued")
 
         await eventually(done, timeout, f"reply {message_id} sent or failed")
         return await self.message(message_id)
@@ -292,7 +292,7 @@ class Crm:
         sub = await self.js.subscribe(
             subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
         )
-        found = []
+        found: list[Any] = []
         deadline = asyncio.get_running_loop().time() + 10
         try:
             while True:

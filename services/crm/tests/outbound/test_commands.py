@@ -100,7 +100,7 @@ async def test_assigning_through_a_command_follows_the_apis_rules(crm: Crm) -> N
     )
 
     async def taken() -> bool:
-        return (await crm.deal_row(unassigned))["assignee_id"] == manager.id
+        return bool((await crm.deal_row(unassigned))["assignee_id"] == manager.id)
 
     await eventually(taken, 10, "deal taken")
     (rejected,) = await _rejections(crm)

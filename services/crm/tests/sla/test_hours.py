@@ -16,8 +16,8 @@ OFFICE = BusinessHours.from_settings("09:00-18:00", "Europe/Berlin")
 NIGHTS = BusinessHours.from_settings("22:00-06:00", "Europe/Berlin", frozenset(range(7)))
 
 
-def berlin(*args: int) -> datetime:
-    return datetime(*args, tzinfo=BERLIN)  # type: ignore[misc]
+def berlin(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=BERLIN)
 
 
 @pytest.mark.parametrize("bad", ["9-18", "09:00", "25:00-18:00", "09:60-18:00", "09:00-09:00", ""])

@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.xdist_group("browser"), pytest.mark.timeout(90)]
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-import run  # noqa: E402  (scripts/run.py: make run and make demo)
+import run  # type: ignore[import-not-found]  # noqa: E402  (scripts/run.py: make run and make demo)
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SHOTS = ROOT / "test-output" / "browser"

@@ -159,7 +159,8 @@ def containers(doc: Doc, *, init: bool = True) -> list[dict[str, Any]]:
 def main_container(doc: Doc) -> dict[str, Any]:
     found = pod_template(doc)["spec"].get("containers") or []
     assert len(found) == 1, f"{doc.where}: expected one container, found {len(found)}"
-    return found[0]
+    container: dict[str, Any] = found[0]
+    return container
 
 
 def matches(selector: dict[str, Any] | None, labels: dict[str, str], *, empty_selects_all: bool = False) -> bool:
@@ -209,7 +210,8 @@ def config(docs: list[Doc]) -> dict[str, str]:
 def secret_example() -> dict[str, Any]:
     bodies = [b for b in yaml.safe_load_all(SECRET_EXAMPLE.read_text()) if b]
     assert len(bodies) == 1, "secrets.example.yaml holds exactly one Secret"
-    return bodies[0]
+    body: dict[str, Any] = bodies[0]
+    return body
 
 
 def secret_values(body: dict[str, Any]) -> dict[str, str]:
@@ -254,8 +256,8 @@ def effective_env(container: dict[str, Any], docs: list[Doc]) -> dict[str, EnvSo
             env[name] = EnvSource("secret", bool(value_from["secretKeyRef"].get("optional")))
         elif "configMapKeyRef" in value_from:
             ref = value_from["configMapKeyRef"]
-            value = maps.get(ref["name"], {}).get(ref["key"])
-            env[name] = EnvSource("configmap", bool(ref.get("optional")), value)
+            mapped: str | None = maps.get(ref["name"], {}).get(ref["key"])
+            env[name] = EnvSource("configmap", bool(ref.get("optional")), mapped)
         else:
             env[name] = EnvSource("field")
     return env
@@ -713,10 +715,11 @@ def test_the_notifier_configuration_of_the_manifest_is_valid_and_within_telegram
     values = {
         name: source.value if source.origin != "secret" else stand_ins.get(name, "set") for name, source in env.items()
     }
-    checked = type("FromManifest", (_ManifestOnly, NotifierSettings), {})
-    settings = checked(
-        **{name.lower(): value for name, value in values.items() if name.lower() in checked.model_fields}
-    )
+    checked: type[NotifierSettings] = type("FromManifest", (_ManifestOnly, NotifierSettings), {})
+    fields: dict[str, Any] = {
+        name.lower(): value for name, value in values.items() if name.lower() in checked.model_fields
+    }
+    settings = checked(**fields)
     assert isinstance(settings, NotifierSettings)
     assert zone_or_none(settings.business_timezone), f"BUSINESS_TIMEZONE {settings.business_timezone!r} is no IANA zone"
 

@@ -28,7 +28,7 @@ from jggl_common.e2e import APP_SECRET, Cluster, eventually
 from jggl_common.testing import TEST_DATABASE_URL
 from jggl_sandbox.graph_fake import GraphFakeServer
 from jggl_sandbox.meta_webhooks import Customer, signed, webhook
-from jggl_sandbox.telegram_fake import TelegramFakeServer
+from jggl_sandbox.telegram_fake import SentMessage, TelegramFakeServer
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
@@ -65,7 +65,9 @@ class System:
 
     def said(self, chat: int, count: int, what: str) -> list[str]:
         """The chat's messages as the user sees them, once there are ``count``."""
-        sent = eventually(lambda: (s := self.telegram.fake.sent(chat)) and len(s) >= count and s, what)
+        sent: list[SentMessage] = eventually(
+            lambda: s if len(s := self.telegram.fake.sent(chat)) >= count else None, what
+        )
         return [message.plain_text for message in sent]
 
     def buttons(self, chat: int) -> dict[str, str]:

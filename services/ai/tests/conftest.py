@@ -119,7 +119,7 @@ def ai_settings(pg_schema: str, bus: Bus, gemini: GeminiFakeServer | None, **ove
         "settings_bucket": f"SETTINGS_{pg_schema}",
     }
     values.update(overrides)
-    return AiSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return AiSettings(_env_file=None, **values)
 
 
 StartAi = Callable[..., Awaitable[AiService]]

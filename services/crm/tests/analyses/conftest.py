@@ -86,12 +86,12 @@ def analysis(
             conversation_id=deal.conversation_id,
             deal_id=deal.id,
             version=version,
-            provider=provider,  # type: ignore[arg-type]
+            provider=provider,
             model="gemini-2.5-flash" if provider == "gemini" else None,
             result=AnalysisResult(
                 summary=summary,
-                intent=intent,  # type: ignore[arg-type]
-                temperature=temperature,  # type: ignore[arg-type]
+                intent=intent,
+                temperature=temperature,
                 manager_score=score,
                 manager_notes=NOTES,
                 next_action=next_action,

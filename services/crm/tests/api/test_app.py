@@ -21,7 +21,7 @@ async def test_lifespan_extras_run_inside_the_app_lifespan_in_order(
 ) -> None:
     journal: list[str] = []
 
-    def extra(name: str):  # type: ignore[no-untyped-def]
+    def extra(name: str):
         @asynccontextmanager
         async def run(app: FastAPI) -> AsyncIterator[None]:
             state: CrmState = app.state.crm

@@ -184,7 +184,7 @@ def crm_settings(**overrides: Any) -> CrmSettings:
         "consumer_workers": 8,
     }
     values.update(overrides)
-    return CrmSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return CrmSettings(_env_file=None, **values)
 
 
 @pytest.fixture(name="to_events")

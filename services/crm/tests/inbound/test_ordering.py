@@ -48,7 +48,7 @@ def conversation(platform: str, page_id: str, seed: int, messages: int = 100) ->
                 alive = [m for m in customer.own_mids if m not in customer.deleted]
                 items.append(customer.delete(mid=rng.choice(alive), as_string=rng.random() < 0.5))
             else:
-                items.append(customer.referral(rng.choice(["ADS", "SHORTLINK"])))  # type: ignore[arg-type]
+                items.append(customer.referral(rng.choice(["ADS", "SHORTLINK"])))
         stored += 1
     return items
 

@@ -74,7 +74,7 @@ def outbound_settings(schema: str, nats_url: str, graph_url: str, **overrides: A
         "send_max_attempts": 4,
         **overrides,
     }
-    return CrmSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return CrmSettings(_env_file=None, **values)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:

@@ -27,7 +27,7 @@ def crm_settings(schema: str, **overrides: Any) -> CrmSettings:
         "admin_password": "",
         **overrides,
     }
-    return CrmSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return CrmSettings(_env_file=None, **values)
 
 
 def random_address() -> str:

@@ -112,7 +112,7 @@ async def start_notifier(
             "telegram_api_url": telegram.url,
         }
         values.update(overrides)
-        settings = NotifierSettings(_env_file=None, **values)  # type: ignore[call-arg]
+        settings = NotifierSettings(_env_file=None, **values)
         service = await build(settings, engine=engine, policy=FAST_RETRIES)
         await service.start()
         started.append(service)
@@ -134,7 +134,7 @@ def link_requested(
             user_id=user_id,
             name=name,
             email=f"user{user_id}@example.com",
-            role=role,  # type: ignore[arg-type]
+            role=role,
             code_hash=link_code_hash(code),
             expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
         ),

@@ -42,7 +42,7 @@ class Deal:
     def contact(self) -> ContactRef:
         return ContactRef(
             id=self.id,
-            platform=self.platform,  # type: ignore[arg-type]
+            platform=self.platform,
             external_id=f"psid-{self.id}",
             display_name=self.name,
         )
@@ -52,9 +52,9 @@ class Deal:
             id=self.id,
             conversation_id=self.id,
             channel_id=1,
-            platform=self.platform,  # type: ignore[arg-type]
+            platform=self.platform,
             stage=self.stage,
-            status=self.status,  # type: ignore[arg-type]
+            status=self.status,
             assignee_id=self.assignee_id,
             created_at=self.created_at,
             contact=self.contact,
@@ -125,7 +125,7 @@ class Deal:
                 conversation_id=self.id,
                 deal_id=self.id,
                 version=version,
-                provider=provider,  # type: ignore[arg-type]
+                provider=provider,
                 result=AnalysisResult(
                     summary=summary,
                     intent="price",

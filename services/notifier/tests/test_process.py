@@ -46,7 +46,7 @@ async def test_migrate_command_brings_the_schema_to_head(schema_engine: AsyncEng
 
 
 def test_health_readiness_and_metrics(engine: AsyncEngine, pg_schema: str, bus: Bus) -> None:
-    settings = NotifierSettings(  # type: ignore[call-arg]
+    settings = NotifierSettings(
         _env_file=None,
         app_key=APP_KEY,
         nats_url=bus.url,

@@ -57,7 +57,7 @@ def sla_breached(
         producer="crm",
         data=SlaBreachData(
             deal=deal(assignee_id=assignee_id, name=name),
-            level=level,  # type: ignore[arg-type]
+            level=level,
             waiting_since=waiting_since or datetime.now(UTC) - timedelta(minutes=47),
             waited_minutes=47 if level == "breach" else 95,
             sla_minutes=30,

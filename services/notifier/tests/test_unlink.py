@@ -18,7 +18,7 @@ from .test_linking import code_known
 def unlink_requested(user_id: int, reason: str = "deactivated", actor: int | None = 1) -> TelegramUnlinkRequested:
     return TelegramUnlinkRequested(
         producer="crm",
-        data=TelegramUnlinkRequestedData(user_id=user_id, reason=reason, actor_user_id=actor),  # type: ignore[arg-type]
+        data=TelegramUnlinkRequestedData(user_id=user_id, reason=reason, actor_user_id=actor),
     )
 
 

@@ -97,7 +97,7 @@ def scheduler_settings(pg_schema: str, bus: Bus, **overrides: Any) -> SchedulerS
         "settings_bucket": f"SETTINGS_{pg_schema}",
     }
     values.update(overrides)
-    return SchedulerSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return SchedulerSettings(_env_file=None, **values)
 
 
 StartScheduler = Callable[..., Awaitable[SchedulerService]]

@@ -190,7 +190,7 @@ async def test_disable_stops_the_ticks_and_enable_resumes_them(start_scheduler: 
 
 async def _latest_update(bus: Bus, wanted: Callable[[dict[str, object]], bool]) -> dict[str, object] | None:
     updates = await bus.job_updates("beat")
-    latest = max(updates, key=lambda u: u["revision"]) if updates else None  # type: ignore[arg-type,return-value]
+    latest = max(updates, key=lambda u: u["revision"]) if updates else None
     return latest if latest is not None and wanted(latest) else None
 
 
@@ -221,7 +221,7 @@ async def test_an_outcome_is_recorded_on_its_fire_once(
     recorded = await until(lambda: _fire(engine, slot, "done"))
     assert recorded["counts"] == {"breaches": 2}
     state = await until(lambda: _latest_update(bus, lambda u: bool(u["last_outcome"])))
-    assert state["last_outcome"]["slot"] == slot  # type: ignore[index]
+    assert state["last_outcome"]["slot"] == slot
     assert state["last_success_at"] is not None
     revision = (await rows(engine, "SELECT revision FROM jobs WHERE name = 'beat'"))[0]["revision"]
     updates = len(await bus.job_updates("beat"))

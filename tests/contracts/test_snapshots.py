@@ -64,7 +64,7 @@ def test_an_envelope_round_trips_through_json() -> None:
     assert again == event
     assert again.id == stable_event_id("page:message:m1")
     with pytest.raises(ValueError, match="kind"):
-        MetaItemData(object="page", kind="nonsense", entry_id="1", dedupe_key="k", item={})  # type: ignore[arg-type]
+        MetaItemData(object="page", kind="nonsense", entry_id="1", dedupe_key="k", item={})
 
 
 @given(st.text(st.characters(exclude_categories=["Cs"])))

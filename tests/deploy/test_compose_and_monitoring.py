@@ -31,8 +31,9 @@ PYTHON_MODULE = re.compile(r"\bpython -m ([a-z_][a-z0-9_]*)((?: [a-z][a-z-]*)?)"
 def compose_services() -> dict[str, dict[str, Any]]:
     loaded = yaml.safe_load(COMPOSE.read_text())
     assert isinstance(loaded, dict)
-    assert isinstance(loaded.get("services"), dict)
-    return loaded["services"]
+    services = loaded.get("services")
+    assert isinstance(services, dict)
+    return services
 
 
 def command_text(service: dict[str, Any]) -> str:

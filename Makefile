@@ -34,6 +34,7 @@ lint: install
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
 	@$(UV) run --frozen mypy libs/common/src services/ingest/src services/crm/src services/ai/src services/notifier/src services/scheduler/src sandbox/src
+	@$(UV) run --frozen mypy tests services/ingest/tests services/crm/tests services/ai/tests services/notifier/tests services/scheduler/tests libs/common/tests sandbox/tests
 	@$(UV) run --frozen lint-imports
 	@cd web && npm run --silent lint
 

@@ -334,11 +334,13 @@ async def _stored(conn: asyncpg.Connection, plan_kinds: dict[str, str], plan: Pl
 async def _wait_idle(conn: asyncpg.Connection) -> None:
     """Until no contact's profile is waiting to be fetched (at most ``E2E_DRAIN_SECONDS``)."""
     started = time.monotonic()
-    while time.monotonic() - started < DRAIN_SECONDS:
-        if not await conn.fetchval("SELECT count(*) FROM crm.contacts WHERE profile_status = 'pending'"):
+    while True:
+        pending = await conn.fetchval("SELECT count(*) FROM crm.contacts WHERE profile_status = 'pending'")
+        if not pending or time.monotonic() - started >= DRAIN_SECONDS:
             break
         await asyncio.sleep(0.5)
-    print(f"crm idle after {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+    waited = time.monotonic() - started
+    print(f"crm idle after {waited:.1f} s ({pending} profiles still to fetch)", file=sys.stderr, flush=True)
 
 
 _TICK = os.sysconf("SC_CLK_TCK")

@@ -133,3 +133,23 @@ def test_an_idle_pull_consumers_fetch_timeouts_stay_out_of_the_logs_and_real_fai
     logger.warning("Received")
 
     assert seen == [retrying, "Received"]
+
+
+async def test_a_service_stops_cleanly_while_nats_is_down(private_nats: tuple[Any, int]) -> None:
+    """SIGTERM during a NATS outage: the bus cannot drain, and stopping goes on instead of
+    failing (what was not acknowledged is delivered again once NATS is back)."""
+    proc, port = private_nats
+    bus = ServiceBus(f"nats://127.0.0.1:{port}", f"svc{secrets.token_hex(4)}")
+
+    @bus.consumer(durable="stopping", stream=STREAM, subject="scheduler.tick.stopping")  # type: ignore[untyped-decorator]
+    async def handle(body: dict[str, Any]) -> None:
+        return None
+
+    await bus.connect()
+    await bus.broker.start()
+    proc.terminate()
+    proc.wait(10)
+    await asyncio.sleep(1.5)  # the client notices and starts reconnecting
+
+    await asyncio.wait_for(bus.stop(), 15)
+    assert bus.broker.connection.is_closed

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from faststream._internal.middlewares import BaseMiddleware
 from faststream.exceptions import AckMessage, HandlerException, NackMessage
 from faststream.message import StreamMessage
 from faststream.nats import JStream, NatsBroker, PullSub
+from nats import errors as nats_errors
 from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy, PubAck
@@ -222,7 +224,7 @@ class ServiceBus:
     """A FastStream NATS broker whose durable consumers never lose a failing message.
 
     Create one per service process, register handlers with :meth:`consumer`, start it
-    with ``await bus.broker.start()``. Publishing goes through :attr:`publisher` once
+    with ``await bus.broker.start()`` and stop it with :meth:`stop`. Publishing goes through :attr:`publisher` once
     the broker is connected.
     """
 
@@ -244,6 +246,20 @@ class ServiceBus:
             reconnect_time_wait=1,
             **{"inbox_prefix": inbox_prefix(service), **broker_options},
         )
+
+    async def stop(self) -> None:
+        """Stop consuming and close the connection; messages in flight finish and are
+        acknowledged. While NATS is unreachable the connection cannot drain: stopping goes
+        on (what was not acknowledged is delivered again after its ack wait) instead of
+        failing the service's shutdown."""
+        try:
+            await self.broker.stop()
+        except (nats_errors.ConnectionReconnectingError, nats_errors.ConnectionClosedError) as exc:
+            log.warning(
+                "NATS unreachable while stopping; unacknowledged messages will be redelivered", error=_describe(exc)
+            )
+            with contextlib.suppress(Exception):
+                await self.broker.connection.close()
 
     async def connect(self, *, replicas: int | None = None, max_delay: float = 10.0) -> None:
         """Connect to NATS and declare the streams (``replicas`` as ``ensure_streams``),

@@ -83,7 +83,7 @@ class AiService:
 
     async def stop(self) -> None:
         """Stop taking messages, let running analyses finish briefly, close everything."""
-        await self.bus.broker.stop()
+        await self.bus.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -64,7 +64,7 @@ async def serve(settings: CrmSettings) -> None:
             yield
         finally:
             # Stop taking messages first; those in flight finish and are acknowledged.
-            await bus.broker.stop()
+            await bus.stop()
             for task in background:
                 task.cancel()
             for task in background:

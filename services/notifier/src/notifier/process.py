@@ -106,7 +106,7 @@ class NotifierService:
 
     async def stop(self) -> None:
         """Stop taking messages, finish what is in flight, close everything."""
-        await self.bus.broker.stop()
+        await self.bus.stop()
         if self._sweeper is not None:  # the sweep under way finishes first, within reason
             self.notifiers.deferred.stop()
             with suppress(TimeoutError, asyncio.CancelledError):

@@ -104,7 +104,7 @@ class SchedulerService:
         # No new fires, then let in-flight commands and outcomes finish, then the relay
         # marks what they published.
         await _cancel(clock)
-        await self.bus.broker.stop()
+        await self.bus.stop()
         await _cancel(relay)
         if self._live is not None:
             await self._live.stop()

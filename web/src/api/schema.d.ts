@@ -865,8 +865,9 @@ export interface paths {
          *
          *     Reconnecting with `Last-Event-ID` (browsers do it on their own) or `?last_event_id=`
          *     resumes right after that event; without it the stream starts with new events. The stream
-         *     ends when the session expires (reconnecting then answers 401) and when crm shuts down;
-         *     reconnect with the last id to go on. Events are read from JetStream as the client takes
+         *     ends when the session expires or is revoked (sign-out, deactivation, a role or password
+         *     change: within one heartbeat interval; reconnecting then answers 401) and when crm shuts
+         *     down; reconnect with the last id to go on. Events are read from JetStream as the client takes
          *     them, so a slow client or a long backlog costs crm no memory and loses nothing.
          */
         get: operations["live_events_api_events_get"];

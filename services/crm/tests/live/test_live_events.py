@@ -518,3 +518,58 @@ async def test_shutdown_ends_open_streams_cleanly(
         await task
         await nc.close()
         await redis.aclose()
+
+
+def streams_ended(reason: str) -> float:
+    return REGISTRY.get_sample_value("crm_live_streams_ended_total", {"reason": reason}) or 0.0
+
+
+async def _ends_within(reader: EventReader, seconds: float) -> list[Event]:
+    """What the stream sends until it ends; fails when it is still open after ``seconds``."""
+    seen: list[Event] = []
+    async with asyncio.timeout(seconds):
+        while (event := await reader.next()) is not None:
+            seen.append(event)
+    return seen
+
+
+# The world's heartbeat is 0.5 s: the session is read again at least that often, so a
+# revoked stream ends within one interval plus a pull (a generous 3 s leaves room for a busy machine).
+REVOKED_STREAM_ENDS_WITHIN = 3.0
+
+
+async def test_a_stream_ends_soon_after_its_user_signs_out(world: World) -> None:
+    before = streams_ended("session_revoked")
+    headers = world.headers(world.alice)
+    async with world.client.stream("GET", "/api/events", headers=headers) as response:
+        reader = EventReader(response)
+        assert (await reader.next()) is not None
+        # Still signed in: the checks pass and the heartbeats keep coming.
+        for _ in range(3):
+            beat = await reader.next()
+            assert beat is not None
+            assert beat.comments == ["heartbeat"]
+        # Signing out from another tab (another token of hers) revokes this stream's token too.
+        signed_out = await world.client.post("/api/auth/logout", headers=world.headers(world.alice))
+        assert signed_out.status_code == 204
+        tail = await _ends_within(reader, REVOKED_STREAM_ENDS_WITHIN)
+    assert all(event.event is None for event in tail)  # heartbeats at most, no events after the sign-out
+    assert streams_ended("session_revoked") == before + 1
+    again = await world.client.get("/api/events", headers=headers)
+    assert again.status_code == 401
+
+
+async def test_a_stream_ends_soon_after_its_user_is_deactivated_or_changes_role(world: World) -> None:
+    admin = world.headers(world.admin)
+    for user, change in ((world.bob, {"is_active": False}), (world.alice, {"role": "admin"})):
+        before = streams_ended("session_revoked")
+        headers = world.headers(user)
+        async with world.client.stream("GET", "/api/events", headers=headers) as response:
+            reader = EventReader(response)
+            assert (await reader.next()) is not None
+            changed = await world.client.patch(f"/api/users/{user.id}", headers=admin, json=change)
+            assert changed.status_code == 200, changed.text
+            await _ends_within(reader, REVOKED_STREAM_ENDS_WITHIN)
+        assert streams_ended("session_revoked") == before + 1, change
+        # The browser's reconnect is refused: it signs in again (and, as an admin, sees everything).
+        assert (await world.client.get("/api/events", headers=headers)).status_code == 401, change

@@ -7,13 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from sqlalchemy import select
+from sqlmodel import col
 
-from crm.auth.dependencies import CurrentCaller
+from crm.auth.dependencies import Caller, CurrentCaller
 from crm.deals.access import is_admin
+from crm.models import User
 from crm.web.errors import ServiceUnavailable, error_responses
-from crm.web.state import Session, State
+from crm.web.state import CrmState, Session, State
 
-from .streams import LiveStream
+from .streams import LiveStream, SessionCheck
 from .visibility import LIVE_EVENTS
 
 router = APIRouter(tags=["live"])
@@ -31,10 +34,36 @@ after every 15 seconds of silence.
 
 Reconnecting with `Last-Event-ID` (browsers do it on their own) or `?last_event_id=`
 resumes right after that event; without it the stream starts with new events. The stream
-ends when the session expires (reconnecting then answers 401) and when crm shuts down;
-reconnect with the last id to go on. Events are read from JetStream as the client takes
+ends when the session expires or is revoked (sign-out, deactivation, a role or password
+change: within one heartbeat interval; reconnecting then answers 401) and when crm shuts
+down; reconnect with the last id to go on. Events are read from JetStream as the client takes
 them, so a slow client or a long backlog costs crm no memory and loses nothing.
 """
+
+
+def session_check(caller: Caller, state: CrmState) -> SessionCheck:
+    """Reads the caller's user again (one primary-key read, its own short-lived connection):
+    the session is valid while the user is active, has the same role and password, and has
+    not revoked the tokens issued before."""
+    user_id, role, claims = caller.user.id, caller.user.role, caller.claims
+    columns = select(col(User.is_active), col(User.role), col(User.password_hash), col(User.tokens_valid_after)).where(
+        col(User.id) == user_id
+    )
+
+    async def valid() -> bool:
+        async with state.sessions() as session:
+            row = (await session.execute(columns)).one_or_none()
+        if row is None:
+            return False
+        is_active, now_role, password_hash, tokens_valid_after = row
+        return bool(
+            is_active
+            and now_role == role
+            and not claims.revoked_by(tokens_valid_after)
+            and state.tokens.password_matches(claims, password_hash)
+        )
+
+    return valid
 
 
 async def open_stream(
@@ -55,6 +84,7 @@ async def open_stream(
     ] = None,
 ) -> AsyncIterator[LiveStream]:
     """The caller's stream, open before the answer starts (so a broker failure is a 503, not a broken 200)."""
+    check = session_check(caller, state)
     # The stream may stay open for hours: it must not hold a database connection meanwhile.
     await session.close()
     if state.live is None:
@@ -66,6 +96,7 @@ async def open_stream(
             admin=is_admin(caller.user),
             after=last_event_id if last_event_id is not None else resume_after,
             expires_at=caller.claims.expires_at,
+            session_valid=check,
         )
     except ConnectionError:
         raise ServiceUnavailable("Live events are unavailable right now; try again shortly") from None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from datetime import datetime
 from typing import Any
@@ -41,7 +41,8 @@ log = get_logger(__name__)
 OPEN_STREAMS = Gauge("crm_live_streams_open", "Live event streams (GET /api/events) open in this replica")
 STREAMS_ENDED = Counter(
     "crm_live_streams_ended_total",
-    "Live event streams ended by crm, by reason (session_expired, shutdown, broker_error)",
+    "Live event streams ended by crm, by reason "
+    "(session_expired, session_revoked, session_check_failed, shutdown, broker_error)",
     ["reason"],
 )
 EVENTS_SENT = Counter("crm_live_events_sent_total", "Events sent on live event streams")
@@ -55,6 +56,9 @@ MIN_WAIT_SECONDS = 0.05
 CONSUMER_INACTIVE_SECONDS = 60.0
 """JetStream removes a stream's consumer this long after its connection stopped pulling."""
 
+SessionCheck = Callable[[], Awaitable[bool]]
+"""Whether the session a stream was opened with is still valid (the user read again)."""
+
 
 class LiveEvents:
     """Opens live event streams for users and ends them all on shutdown."""
@@ -65,14 +69,30 @@ class LiveEvents:
         self._open: set[LiveStream] = set()
         self._closing = False
 
-    async def open(self, *, user_id: int, admin: bool, after: int | None, expires_at: datetime) -> LiveStream:
+    async def open(
+        self,
+        *,
+        user_id: int,
+        admin: bool,
+        after: int | None,
+        expires_at: datetime,
+        session_valid: SessionCheck | None = None,
+    ) -> LiveStream:
         """A stream of what the user may see, after stream sequence ``after`` (None: from now on).
 
+        ``session_valid`` is asked once per heartbeat interval; the stream ends when it says
+        no (sign-out, deactivation, role or password change).
         Raises ``ConnectionError`` when crm is shutting down or JetStream does not answer.
         """
         if self._closing:
             raise ConnectionError("crm is shutting down")
-        stream = LiveStream(user_id=user_id, admin=admin, heartbeat=self._heartbeat, expires_at=expires_at)
+        stream = LiveStream(
+            user_id=user_id,
+            admin=admin,
+            heartbeat=self._heartbeat,
+            expires_at=expires_at,
+            session_valid=session_valid,
+        )
         try:
             await stream.subscribe(self._nc.jetstream(), after)
         except Exception as exc:
@@ -91,11 +111,20 @@ class LiveEvents:
 class LiveStream:
     """One connection's events: filtered, pulled one at a time, as Server-Sent Events."""
 
-    def __init__(self, *, user_id: int, admin: bool, heartbeat: float, expires_at: datetime) -> None:
+    def __init__(
+        self,
+        *,
+        user_id: int,
+        admin: bool,
+        heartbeat: float,
+        expires_at: datetime,
+        session_valid: SessionCheck | None = None,
+    ) -> None:
         self._user_id = user_id
         self._admin = admin
         self._heartbeat = heartbeat
         self._expires_at = expires_at
+        self._session_valid = session_valid
         self._sub: JetStreamContext.PullSubscription | None = None
         self._ending = asyncio.Event()
         self.resumes_after = 0
@@ -185,21 +214,42 @@ class LiveStream:
             retry=RECONNECT_MILLISECONDS,
         )
         clock = asyncio.get_running_loop().time
-        quiet_since = clock()
+        quiet_since = checked_at = clock()
         while self.ended is None:
             left = (self._expires_at - utcnow()).total_seconds()
             if left <= 0:
                 # The session expired: the browser reconnects, gets a 401 and signs in again.
                 self.end("session_expired")
                 return
+            # Once per heartbeat interval, busy or idle: a session revoked meanwhile ends the stream
+            # (the browser reconnects and gets a 401, or opens a stream fit for its new role).
+            until_check = self._heartbeat - (clock() - checked_at)
+            if self._session_valid is not None and until_check <= 0:
+                checked_at = clock()
+                try:
+                    valid = await self._session_valid()
+                except Exception as exc:
+                    log.warning(
+                        "live events: the session check failed; the client reconnects",
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    self.end("session_check_failed")
+                    return
+                if not valid:
+                    self.end("session_revoked")
+                    return
+                continue
             # Counted from the last thing sent: events the user may not see do not keep the line warm.
             until_heartbeat = self._heartbeat - (clock() - quiet_since)
             if until_heartbeat <= 0:
                 yield ServerSentEvent(comment="heartbeat")
                 quiet_since = clock()
                 continue
+            wait = min(until_heartbeat, left)
+            if self._session_valid is not None:
+                wait = min(wait, until_check)
             try:
-                msg = await self._next(max(MIN_WAIT_SECONDS, min(until_heartbeat, left)))
+                msg = await self._next(max(MIN_WAIT_SECONDS, wait))
             except Exception as exc:
                 log.warning(
                     "live events: JetStream failed; the client reconnects", error=f"{type(exc).__name__}: {exc}"

@@ -209,6 +209,31 @@ async def test_a_backlog_is_swept_up_to_the_room_in_the_queue(
     assert await harness.rows("SELECT id FROM contacts WHERE profile_status <> 'fetched'") == []
 
 
+async def test_the_periodic_sweep_comes_back_at_once_while_more_is_due_than_the_queue_took(
+    harness, settings, graph, graph_fake, to_events, unique_page_id
+) -> None:
+    page = unique_page_id()
+    rng = random.Random(49)
+    items = [Customer.new("messenger", rng, page_id=page).text() for _ in range(30)]
+    await asyncio.gather(*(harness.service.handle(e) for e in to_events("messenger", page, items)))  # no enricher
+    enricher = ProfileEnricher(harness.sessions, settings, graph, concurrency=4, max_queued=25)
+
+    # With an hour between quiet sweeps, the 5 the first sweep had no room for come only
+    # if the sweep sees that it filled the queue and looks again within busy_interval.
+    sweeper = asyncio.create_task(enricher.run(interval=3600, busy_interval=0.05))
+    try:
+        for _ in range(200):
+            if not await harness.rows("SELECT id FROM contacts WHERE profile_status <> 'fetched'"):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
+        await enricher.aclose()
+
+    assert await harness.rows("SELECT id FROM contacts WHERE profile_status <> 'fetched'") == []
+
+
 async def test_while_the_messages_path_is_backlogged_profiles_are_fetched_one_at_a_time(
     harness, settings, graph, graph_fake, to_events, unique_page_id
 ) -> None:

@@ -178,12 +178,15 @@ class ProfileEnricher:
         """Forever: sweep every ``interval`` seconds, or every ``busy_interval`` while a
         sweep finds more than the queue can take (a backlog drains at fetching speed)."""
         while True:
+            room = self._max_queued - len(self._tasks)
             try:
-                await self.sweep_once()
+                found = await self.sweep_once()
             except Exception as exc:
                 log.error("profile sweep failed", error=f"{type(exc).__name__}: {exc}")
-            # The queue full (already, or filled by this sweep): more may be due than it took.
-            await asyncio.sleep(busy_interval if len(self._tasks) >= self._max_queued else interval)
+                found = 0
+            # The queue was full, or the sweep filled it: more may be due than it took.
+            more = room <= 0 or found >= room
+            await asyncio.sleep(busy_interval if more else interval)
 
     def yield_to(self, busy: Callable[[], bool]) -> None:
         """While ``busy()`` says the messages' path has a backlog, fetch one profile at a

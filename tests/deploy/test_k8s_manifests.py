@@ -711,7 +711,11 @@ def test_the_notifier_configuration_of_the_manifest_is_valid_and_within_telegram
 
     env = _notifier_env(base_docs)
     # The Secret's values are the operator's: stand-ins of the right shape.
-    stand_ins = {"APP_KEY": base64.b64encode(bytes(32)).decode(), "DATABASE_URL": "postgresql://jggl@db:5432/jggl"}
+    stand_ins = {
+        "APP_KEY": base64.b64encode(bytes(32)).decode(),
+        "APP_KEY_PREVIOUS": "",  # set during a rotation only
+        "DATABASE_URL": "postgresql://jggl@db:5432/jggl",
+    }
     values = {
         name: source.value if source.origin != "secret" else stand_ins.get(name, "set") for name, source in env.items()
     }
@@ -1320,3 +1324,88 @@ def test_evaluation_redis_is_where_redis_url_points(docs: list[Doc]) -> None:
     assert redis, f"REDIS_URL names {url.hostname!r}, which is no Service of the manifests"
     assert (url.port or 6379) in {p["port"] for p in redis[0].body["spec"]["ports"]}
     assert matches(redis[0].body["spec"]["selector"], pod_labels(find(docs, "StatefulSet", "redis")))
+
+
+# --------------------------------------------------------------------------- secrets per service
+
+# Secret variables a service reads by name outside its settings class: crm takes the
+# default of the live setting meta.app_secret (the channel health check's app token) from
+# its environment (crm.settings.catalog).
+READ_BY_NAME: dict[str, set[str]] = {"crm": {"META_APP_SECRET"}}
+
+
+def secrets_a_command_may_get(command: tuple[str, str]) -> set[str]:
+    """The Secret keys ``python -m <service> <command>`` reads: its settings class's fields
+    (e.g. ``NATS_PASSWORD``, which holds the service's own NATS password) and what the
+    service reads by name."""
+    fields = {field.upper() for field in _settings_class(COMMAND_SETTINGS[command]).model_fields}
+    return fields | READ_BY_NAME.get(command[0], set())
+
+
+def test_no_workload_gets_a_secret_its_service_does_not_use(base_docs: list[Doc]) -> None:
+    problems = []
+    seen = set()
+    for doc in _workloads(base_docs):
+        for container in containers(doc):
+            command = _service_command(container)
+            if command not in COMMAND_SETTINGS:
+                continue
+            seen.add(command)
+            allowed = secrets_a_command_may_get(command)
+            given = {name for name, source in effective_env(container, base_docs).items() if source.origin == "secret"}
+            for name in sorted(given - allowed):
+                problems.append(f"{doc.where} container {container['name']} ({' '.join(command)}) gets {name}")
+    assert not problems, "secrets a service does not use:\n" + "\n".join(problems)
+    assert seen == set(COMMAND_SETTINGS)
+
+
+def test_the_signing_key_reaches_crm_alone(base_docs: list[Doc]) -> None:
+    assert {"AUTH_SIGNING_KEY", "AUTH_SIGNING_KEY_PREVIOUS", "APP_KEY_PREVIOUS"} <= secret_keys()
+    holders = set()
+    for doc in _workloads(base_docs):
+        for container in containers(doc):
+            env = effective_env(container, base_docs)
+            if "AUTH_SIGNING_KEY" in env or "AUTH_SIGNING_KEY_PREVIOUS" in env:
+                holders.add(f"{doc.where} container {container['name']}")
+    crm = find(base_docs, "Deployment", "crm")
+    assert holders == {f"{crm.where} container crm"}
+    env = effective_env(main_container(crm), base_docs)
+    assert env["AUTH_SIGNING_KEY"] == EnvSource("secret", optional=False), "crm must not start without it"
+    assert env["AUTH_SIGNING_KEY_PREVIOUS"] == EnvSource("secret", optional=True)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_service_reads_the_previous_app_keys_when_there_are_any(base_docs: list[Doc], service: str) -> None:
+    env = effective_env(main_container(find(base_docs, "Deployment", service)), base_docs)
+    assert env["APP_KEY_PREVIOUS"] == EnvSource("secret", optional=True), "optional: set only during a rotation"
+    assert env["APP_KEY"] == EnvSource("secret", optional=False)
+
+
+def test_crm_serves_no_api_docs_in_production(base_docs: list[Doc]) -> None:
+    from crm.config import CrmSettings
+
+    env = effective_env(main_container(find(base_docs, "Deployment", "crm")), base_docs)
+    assert env["API_DOCS"].origin in {"literal", "configmap"}
+    stand_ins = {
+        "APP_KEY": base64.b64encode(bytes(32)).decode(),
+        "AUTH_SIGNING_KEY": base64.b64encode(bytes(32)).decode(),
+    }
+    values = {
+        name: (source.value if source.origin != "secret" else stand_ins.get(name, "set"))
+        for name, source in env.items()
+        if not name.endswith("_PREVIOUS")
+    }
+    checked: type[CrmSettings] = type("CrmFromManifest", (_ManifestOnly, CrmSettings), {})
+    settings = checked(
+        **{name.lower(): value for name, value in values.items() if name.lower() in checked.model_fields}
+    )
+    assert settings.api_docs is False
+
+
+def test_only_the_ingress_controller_is_trusted_as_a_proxy(base_docs: list[Doc]) -> None:
+    """Not every pod: an address trusted here can write any client address it likes."""
+    entries = [e.strip() for e in config(base_docs)["FORWARDED_ALLOW_IPS"].split(",") if e.strip()]
+    assert entries
+    for entry in entries:
+        network = ip_network(entry, strict=False)
+        assert network.num_addresses <= 2**16, f"{entry} trusts far more than an ingress controller's pods"

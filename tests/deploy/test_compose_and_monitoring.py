@@ -148,6 +148,9 @@ def test_postgres_asks_for_a_password_from_the_environment() -> None:
     variable = required_variable(environment(services["postgres"])["POSTGRES_PASSWORD"])
     assert variable == "POSTGRES_PASSWORD"
     for service, body in servers().items():
+        if "DATABASE_URL" not in secrets_a_service_may_get(service):
+            assert "DATABASE_URL" not in environment(body), f"{service} has no schema: it gets no database password"
+            continue
         url = environment(body)["DATABASE_URL"]
         assert re.match(r"postgresql://postgres:\$\{POSTGRES_PASSWORD:\?[^}]*\}@postgres:5432/", url), (service, url)
 
@@ -161,6 +164,9 @@ def test_redis_asks_for_a_password_from_the_environment() -> None:
     assert "--requirepass" not in command, "the password would be on the command line"
     assert "REDISCLI_AUTH" in str(redis["healthcheck"]["test"])
     for service, body in servers().items():
+        if "REDIS_URL" not in secrets_a_service_may_get(service):
+            assert "REDIS_URL" not in environment(body), f"{service} uses no Redis: it gets no Redis password"
+            continue
         url = environment(body)["REDIS_URL"]
         assert re.match(r"redis://:\$\{REDIS_PASSWORD:\?[^}]*\}@redis:6379/", url), (service, url)
 
@@ -426,3 +432,94 @@ def test_overview_has_the_row_of_a_service(row: str, prefix: str, metrics: set[s
     queried = {name for p in found for t in p.get("targets") or [] for name in referenced_metrics(t["expr"])}
     assert metrics <= queried, f"the {row} row does not show {sorted(metrics - queried)}"
     assert all(name.startswith(prefix) for name in queried), f"the {row} row shows metrics not named {prefix}*"
+
+
+# --------------------------------------------------------------------------- secrets per service
+
+# Names whose values are secrets (as in test_k8s_manifests.py); a variable whose value
+# interpolates one (DATABASE_URL, REDIS_URL carry the passwords) is a secret too.
+SECRET_NAME = re.compile(r"(^|_)(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)($|_)")
+
+# Each service's settings class: what ``python -m <service> ...`` reads from its environment.
+SETTINGS_CLASS: dict[str, str] = {
+    "crm": "crm.config:CrmSettings",
+    "ingest": "ingest.config:IngestSettings",
+    "ai": "ai.config:AiSettings",
+    "notifier": "notifier.config:NotifierSettings",
+    "scheduler": "scheduler.config:SchedulerSettings",
+}
+
+# Secret variables a service reads by name outside its settings class: crm takes the
+# default of the live setting meta.app_secret from its environment (crm.settings.catalog).
+READ_BY_NAME: dict[str, set[str]] = {"crm": {"META_APP_SECRET"}}
+
+
+def secret_variables(env: dict[str, str]) -> set[str]:
+    return {
+        name
+        for name, value in env.items()
+        if SECRET_NAME.search(name) or any(SECRET_NAME.search(m.group(1)) for m in VARIABLE.finditer(value))
+    }
+
+
+def secrets_a_service_may_get(service: str) -> set[str]:
+    module, _, name = SETTINGS_CLASS[service].partition(":")
+    settings = getattr(importlib.import_module(module), name)
+    return {field.upper() for field in settings.model_fields} | READ_BY_NAME.get(service, set())
+
+
+def ours() -> dict[str, tuple[set[str], dict[str, str]]]:
+    """Compose services running one of ours: the services their commands run, their environment."""
+    found = {}
+    for name, body in compose_services().items():
+        modules = {module for module, _ in PYTHON_MODULE.findall(command_text(body))}
+        if modules:
+            found[name] = (modules, environment(body))
+    return found
+
+
+def unused_secrets(services: set[str], env: dict[str, str]) -> set[str]:
+    allowed = set().union(*(secrets_a_service_may_get(service) for service in services))
+    return secret_variables(env) - allowed
+
+
+def test_every_service_of_ours_is_known() -> None:
+    assert set().union(*(modules for modules, _ in ours().values())) == set(SETTINGS_CLASS)
+
+
+@pytest.mark.parametrize("name", sorted(ours()))
+def test_no_service_gets_a_secret_it_does_not_use(name: str) -> None:
+    services, env = ours()[name]
+    assert not unused_secrets(services, env), f"{name} gets secrets it never reads"
+
+
+def test_the_check_sees_a_secret_given_to_the_wrong_service() -> None:
+    _, ingest = ours()["ingest"]
+    assert unused_secrets({"ingest"}, ingest) == set()
+    wrong = {
+        **ingest,
+        "GEMINI_API_KEY": "${GEMINI_API_KEY:-}",
+        "DATABASE_URL": "postgresql://postgres:${POSTGRES_PASSWORD:?}@postgres:5432/jggl",
+        "AUTH_SIGNING_KEY": "${AUTH_SIGNING_KEY:?}",
+    }
+    assert unused_secrets({"ingest"}, wrong) == {"GEMINI_API_KEY", "DATABASE_URL", "AUTH_SIGNING_KEY"}
+
+
+def test_the_signing_key_reaches_crm_alone_and_is_required() -> None:
+    holders = {
+        name
+        for name, (_, env) in ours().items()
+        if {"AUTH_SIGNING_KEY", "AUTH_SIGNING_KEY_PREVIOUS"} & set(env)
+        or any(m.group(1).startswith("AUTH_SIGNING_KEY") for v in env.values() for m in VARIABLE.finditer(v))
+    }
+    assert holders == {name for name, (services, _) in ours().items() if services == {"crm"}}
+    _, crm = ours()["crm"]
+    assert required_variable(crm["AUTH_SIGNING_KEY"]) == "AUTH_SIGNING_KEY"
+    assert crm["AUTH_SIGNING_KEY_PREVIOUS"] == "${AUTH_SIGNING_KEY_PREVIOUS:-}"
+
+
+@pytest.mark.parametrize("name", sorted(ours()))
+def test_every_service_may_read_the_app_keys_before_a_rotation(name: str) -> None:
+    _, env = ours()[name]
+    assert required_variable(env["APP_KEY"]) == "APP_KEY"
+    assert env["APP_KEY_PREVIOUS"] == "${APP_KEY_PREVIOUS:-}", "optional: set only during a rotation"

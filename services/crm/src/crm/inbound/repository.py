@@ -52,6 +52,7 @@ __all__ = [
     "note_webhook",
     "open_deal",
     "open_with_first_messages",
+    "plan_for_few_rows",
     "receipt_times",
     "recompute_deal",
     "rehome_follow_ups",
@@ -191,6 +192,20 @@ class Sighting:
     platform: str
     external_id: str
     at: datetime
+
+
+# The inbound transaction's statements each read or write a few rows by index. The
+# planner's estimates lag behind tables that grow quickly (a new database, a busy page),
+# and a plan it thinks costly gets JIT-compiled (tens of milliseconds of the backend's
+# CPU, on every execution of a custom plan) or split over parallel workers that sweep
+# whole tables; neither pays off for a few rows, and the group's other items wait.
+_FEW_ROWS = "SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)"
+
+
+async def plan_for_few_rows(session: AsyncSession) -> None:
+    """For the rest of ``session``'s transaction: no JIT compilation and no parallel
+    workers (every inbound statement touches a few rows by index)."""
+    await (await driver_connection(session)).fetchrow(_FEW_ROWS)
 
 
 async def upsert_contacts(

@@ -295,6 +295,7 @@ class InboundService:
     async def _apply_units(self, session: AsyncSession, works: list[Work]) -> list[_Applied]:
         """Apply ``works`` in order in ``session``'s transaction, then recompute the deals
         they touched in one go, build their events and stage them in one statement."""
+        await repo.plan_for_few_rows(session)
         if len(works) == 1:
             applied = [await self._changes.apply_one(session, works[0])]
         else:

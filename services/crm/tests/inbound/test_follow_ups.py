@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from crm.inbound import repository as repo
 from crm.inbound.service import InboundService
 from jggl_sandbox.meta_webhooks import Customer
 
@@ -163,3 +164,19 @@ async def test_a_conversation_held_by_another_transaction_holds_up_none_of_the_o
         held.user_id: 2,
         **{c.user_id: 3 for c in others},
     }
+
+
+async def test_an_inbound_transaction_plans_without_jit_or_parallel_workers_and_only_it(harness) -> None:
+    async with harness.sessions() as session:
+        before = (await session.execute(text("SELECT current_setting('jit')"))).scalar_one()
+        await repo.plan_for_few_rows(session)
+        inside = (
+            await session.execute(
+                text("SELECT current_setting('jit'), current_setting('max_parallel_workers_per_gather')")
+            )
+        ).one()
+        await session.commit()
+        after = (await session.execute(text("SELECT current_setting('jit')"))).scalar_one()
+
+    assert tuple(inside) == ("off", "0")
+    assert after == before  # the connection goes back to the pool as it came

@@ -1396,9 +1396,10 @@ def test_crm_serves_no_api_docs_in_production(base_docs: list[Doc]) -> None:
         if not name.endswith("_PREVIOUS")
     }
     checked: type[CrmSettings] = type("CrmFromManifest", (_ManifestOnly, CrmSettings), {})
-    settings = checked(
-        **{name.lower(): value for name, value in values.items() if name.lower() in checked.model_fields}
-    )
+    fields: dict[str, Any] = {
+        name.lower(): value for name, value in values.items() if name.lower() in checked.model_fields
+    }
+    settings = checked(**fields)
     assert settings.api_docs is False
 
 

@@ -172,11 +172,14 @@ async def test_an_inbound_transaction_plans_without_jit_or_parallel_workers_and_
         await repo.plan_for_few_rows(session)
         inside = (
             await session.execute(
-                text("SELECT current_setting('jit'), current_setting('max_parallel_workers_per_gather')")
+                text(
+                    "SELECT current_setting('jit'), current_setting('max_parallel_workers_per_gather'),"
+                    " current_setting('enable_seqscan')"
+                )
             )
         ).one()
         await session.commit()
         after = (await session.execute(text("SELECT current_setting('jit')"))).scalar_one()
 
-    assert tuple(inside) == ("off", "0")
+    assert tuple(inside) == ("off", "0", "off")
     assert after == before  # the connection goes back to the pool as it came

@@ -197,14 +197,18 @@ class Sighting:
 # The inbound transaction's statements each read or write a few rows by index. The
 # planner's estimates lag behind tables that grow quickly (a new database, a busy page),
 # and a plan it thinks costly gets JIT-compiled (tens of milliseconds of the backend's
-# CPU, on every execution of a custom plan) or split over parallel workers that sweep
-# whole tables; neither pays off for a few rows, and the group's other items wait.
-_FEW_ROWS = "SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)"
+# CPU, on every execution of a custom plan), or reads whole tables (split over parallel
+# workers) where an index finds the few rows; none of that pays off for a few rows, and
+# the group's other items wait. A table without a usable index is still read in full.
+_FEW_ROWS = (
+    "SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true),"
+    " set_config('enable_seqscan', 'off', true)"
+)
 
 
 async def plan_for_few_rows(session: AsyncSession) -> None:
-    """For the rest of ``session``'s transaction: no JIT compilation and no parallel
-    workers (every inbound statement touches a few rows by index)."""
+    """For the rest of ``session``'s transaction: no JIT compilation, no parallel workers,
+    and an index wherever one applies (every inbound statement touches a few rows)."""
     await (await driver_connection(session)).fetchrow(_FEW_ROWS)
 
 

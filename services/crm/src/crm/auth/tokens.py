@@ -11,6 +11,7 @@ sessions opened with the old one too. The user's row is read on every request an
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -81,13 +82,11 @@ class Tokens:
 
     def verify(self, token: str) -> AccessClaims:
         """The claims of a valid token (signed with any key of the ring); :class:`InvalidToken` otherwise."""
-        for index, key in enumerate(self._keys):
-            try:
+        *earlier, last = self._keys  # the current key first; the ring is never empty
+        for index, key in enumerate(earlier):
+            with contextlib.suppress(InvalidToken):
                 return self._verify(token, key, index)
-            except InvalidToken:
-                if index == len(self._keys) - 1:
-                    raise
-        raise InvalidToken("no key")  # pragma: no cover - the ring is never empty
+        return self._verify(token, last, len(earlier))
 
     def _verify(self, token: str, key: bytes, key_index: int) -> AccessClaims:
         try:

@@ -4,31 +4,18 @@ answers ``degraded``, and ``jggl_dependency_up{dependency="gemini"}`` is 0."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from pathlib import Path
-from typing import Any
 
-import httpx
 import nats
-from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ai.process import create_app
-from jggl_common.health import dependencies_up
 from jggl_common.streams import ensure_streams
-from jggl_common.testing import free_port, start_nats_server
+from jggl_common.testing import free_port, probe_readiness, readiness_until, start_nats_server
 from jggl_sandbox.gemini_fake import GeminiFakeServer
 
 from .conftest import Bus, ai_settings, eventually, minutes_ago, next_id, received, rows
-
-
-async def _probe(app: FastAPI) -> tuple[int, Any, dict[tuple[str, str], float]]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://ai") as client:
-        ready = await client.get("/readyz")
-        metrics = (await client.get("/metrics")).text
-    return ready.status_code, ready.json(), dependencies_up(metrics)
 
 
 async def test_ready_with_gemini_answering(
@@ -36,7 +23,7 @@ async def test_ready_with_gemini_answering(
 ) -> None:
     app = create_app(ai_settings(pg_schema, bus, gemini))
     async with app.router.lifespan_context(app):
-        code, body, up = await _probe(app)
+        code, body, up = await probe_readiness(app)
     assert (code, body) == (200, {"status": "ready", "checks": {"postgres": "ok", "nats": "ok", "gemini": "ok"}})
     assert up[("gemini", "false")] == up[("postgres", "true")] == up[("nats", "true")] == 1
 
@@ -55,7 +42,7 @@ async def test_gemini_unreachable_is_degraded_and_analyses_go_on_heuristically(
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        code, body, _ = await _probe(app)
+        code, body, _ = await probe_readiness(app)
         assert (code, body["checks"]["gemini"]) == (200, "ok")  # nothing has failed yet
 
         conversation = next_id()
@@ -69,7 +56,7 @@ async def test_gemini_unreachable_is_degraded_and_analyses_go_on_heuristically(
         )
         assert analysis == {"provider": "heuristic"}
 
-        code, body, up = await _probe(app)
+        code, body, up = await probe_readiness(app)
     assert (code, body) == (200, {"status": "degraded", "checks": {"postgres": "ok", "nats": "ok", "gemini": "down"}})
     assert up[("gemini", "false")] == 0
     assert up[("postgres", "true")] == up[("nats", "true")] == 1
@@ -78,7 +65,7 @@ async def test_gemini_unreachable_is_degraded_and_analyses_go_on_heuristically(
 async def test_no_gemini_key_is_degraded_not_unready(ai_engine: AsyncEngine, pg_schema: str, bus: Bus) -> None:
     app = create_app(ai_settings(pg_schema, bus, None))
     async with app.router.lifespan_context(app):
-        code, body, up = await _probe(app)
+        code, body, up = await probe_readiness(app)
     assert (code, body) == (200, {"status": "degraded", "checks": {"postgres": "ok", "nats": "ok", "gemini": "down"}})
     assert up[("gemini", "false")] == 0
 
@@ -98,12 +85,12 @@ async def test_nats_down_is_not_ready_and_back_is_ready_again(
         async with app.router.lifespan_context(app):
             server.terminate()
             server.wait(10)
-            body, up = await _until(app, 503)
+            body, up = await readiness_until(app, 503)
             assert body == {"status": "not ready", "checks": {"postgres": "ok", "nats": "down", "gemini": "down"}}
             assert up[("nats", "true")] == 0
 
             restarted.append(start_nats_server(tmp_path / "js", port)[0])
-            body, up = await _until(app, 200)
+            body, up = await readiness_until(app, 200)
             assert body["checks"]["nats"] == "ok"
             assert up[("nats", "true")] == 1
     finally:
@@ -111,13 +98,3 @@ async def test_nats_down_is_not_ready_and_back_is_ready_again(
         for process in restarted:
             process.terminate()
             process.wait(10)
-
-
-async def _until(app: FastAPI, status: int) -> tuple[Any, dict[tuple[str, str], float]]:
-    """Probe until ``/readyz`` answers ``status`` (bounded: the client notices within moments)."""
-    for _ in range(100):
-        code, body, up = await _probe(app)
-        if code == status:
-            return body, up
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"/readyz never answered {status}; last {code} {body}")

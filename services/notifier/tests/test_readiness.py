@@ -5,19 +5,15 @@ notifier keeps consuming, so it answers 200 ``degraded`` and
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nats
-from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jggl_common.health import dependencies_up
 from jggl_common.streams import ensure_streams
-from jggl_common.testing import TEST_DATABASE_URL, free_port, start_nats_server
+from jggl_common.testing import TEST_DATABASE_URL, free_port, probe_readiness, readiness_until, start_nats_server
 from jggl_sandbox.telegram_fake import TelegramFakeServer
 from notifier.config import NotifierSettings
 from notifier.process import create_app
@@ -38,14 +34,6 @@ def _settings(pg_schema: str, bus: Bus, **overrides: Any) -> NotifierSettings:
     return NotifierSettings(_env_file=None, **values)
 
 
-async def _probe(app: FastAPI) -> tuple[int, Any, dict[tuple[str, str], float]]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://notifier", timeout=10) as client:
-        ready = await client.get("/readyz")
-        metrics = (await client.get("/metrics")).text
-    return ready.status_code, ready.json(), dependencies_up(metrics)
-
-
 READY = {"status": "ready", "checks": {"postgres": "ok", "nats": "ok", "telegram": "ok"}}
 DEGRADED = {"status": "degraded", "checks": {"postgres": "ok", "nats": "ok", "telegram": "down"}}
 
@@ -56,7 +44,7 @@ async def test_telegram_answering_is_ready_and_asked_once_a_period(
     app = create_app(_settings(pg_schema, bus, telegram_bot_token=TOKEN, telegram_api_url=telegram.url))
     async with app.router.lifespan_context(app):
         before = len(telegram.fake.calls("getMe"))
-        probes = [await _probe(app) for _ in range(3)]
+        probes = [await probe_readiness(app) for _ in range(3)]
         assert len(telegram.fake.calls("getMe")) == before + 1
     assert [(code, body) for code, body, _ in probes] == [(200, READY)] * 3
     assert probes[-1][2][("telegram", "false")] == 1
@@ -68,11 +56,11 @@ async def test_telegram_going_away_is_degraded_not_unready(
     settings = _settings(pg_schema, bus, telegram_bot_token=TOKEN, telegram_api_url=telegram.url)
     app = create_app(settings, telegram_readiness_seconds=0.0)
     async with app.router.lifespan_context(app):
-        code, body, _ = await _probe(app)
+        code, body, _ = await probe_readiness(app)
         assert (code, body) == (200, READY)
 
         telegram.stop()
-        code, body, up = await _probe(app)
+        code, body, up = await probe_readiness(app)
         assert (code, body) == (200, DEGRADED)
         assert up[("telegram", "false")] == 0
         assert up[("postgres", "true")] == up[("nats", "true")] == 1
@@ -85,7 +73,7 @@ async def test_telegram_at_a_closed_port_or_no_token_is_degraded(engine: AsyncEn
     ):
         app = create_app(_settings(pg_schema, bus, **overrides))
         async with app.router.lifespan_context(app):
-            code, body, up = await _probe(app)
+            code, body, up = await probe_readiness(app)
         assert (code, body) == (200, DEGRADED), overrides
         assert up[("telegram", "false")] == 0
 
@@ -108,12 +96,12 @@ async def test_nats_down_is_not_ready_and_back_is_ready_again(
         async with app.router.lifespan_context(app):
             server.terminate()
             server.wait(10)
-            body, up = await _until(app, 503)
+            body, up = await readiness_until(app, 503)
             assert body == {"status": "not ready", "checks": {"postgres": "ok", "nats": "down", "telegram": "ok"}}
             assert up[("nats", "true")] == 0
 
             restarted.append(start_nats_server(tmp_path / "js", port)[0])
-            body, up = await _until(app, 200)
+            body, up = await readiness_until(app, 200)
             assert body == READY
             assert up[("nats", "true")] == 1
     finally:
@@ -121,13 +109,3 @@ async def test_nats_down_is_not_ready_and_back_is_ready_again(
         for process in restarted:
             process.terminate()
             process.wait(10)
-
-
-async def _until(app: FastAPI, status: int) -> tuple[Any, dict[tuple[str, str], float]]:
-    """Probe until ``/readyz`` answers ``status`` (bounded: the client notices within moments)."""
-    for _ in range(100):
-        code, body, up = await _probe(app)
-        if code == status:
-            return body, up
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"/readyz never answered {status}; last {code} {body}")

@@ -7,25 +7,14 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jggl_common.health import dependencies_up
-from jggl_common.testing import start_nats_server
+from jggl_common.testing import probe_readiness, start_nats_server
 from scheduler.process import create_app
 
 from .conftest import Bus, scheduler_settings
-
-
-async def _probe(app: FastAPI) -> tuple[int, object, dict[tuple[str, str], float]]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://scheduler") as client:
-        ready = await client.get("/readyz")
-        metrics = (await client.get("/metrics")).text
-    return ready.status_code, ready.json(), dependencies_up(metrics)
 
 
 async def test_not_ready_while_nats_is_down_and_ready_again_once_it_is_back(
@@ -46,7 +35,7 @@ async def test_not_ready_while_nats_is_down_and_ready_again_once_it_is_back(
 
     request.addfinalizer(stop_restarted)
     async with app.router.lifespan_context(app):
-        code, body, up = await _probe(app)
+        code, body, up = await probe_readiness(app)
         assert (code, body) == (200, {"status": "ready", "checks": {"postgres": "ok", "nats": "ok"}})
         assert up[("postgres", "true")] == up[("nats", "true")] == 1
 
@@ -54,7 +43,7 @@ async def test_not_ready_while_nats_is_down_and_ready_again_once_it_is_back(
         server.terminate()
         server.wait(10)
         for _ in range(50):  # bounded: the client sees the closed socket within moments
-            code, body, up = await _probe(app)
+            code, body, up = await probe_readiness(app)
             if code == 503:
                 break
             await asyncio.sleep(0.1)
@@ -64,7 +53,7 @@ async def test_not_ready_while_nats_is_down_and_ready_again_once_it_is_back(
         # The same server back on the same port: the connection comes back by itself.
         restarted.append(start_nats_server(tmp_path / "js", port)[0])
         for _ in range(100):
-            code, body, up = await _probe(app)
+            code, body, up = await probe_readiness(app)
             if code == 200:
                 break
             await asyncio.sleep(0.1)
@@ -77,6 +66,6 @@ async def test_a_schema_behind_its_migrations_is_not_ready(engine: AsyncEngine, 
     async with app.router.lifespan_context(app):
         async with engine.begin() as conn:  # as if a newer release's migration were not applied yet
             await conn.execute(text(f"UPDATE \"{pg_schema}\".alembic_version SET version_num = '0000_not_applied'"))
-        code, body, up = await _probe(app)
+        code, body, up = await probe_readiness(app)
         assert (code, body) == (503, {"status": "not ready", "checks": {"postgres": "down", "nats": "ok"}})
         assert up[("postgres", "true")] == 0

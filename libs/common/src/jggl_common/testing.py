@@ -256,3 +256,28 @@ async def stored_events(js: Any, subject: str, *, idle: float = 0.3) -> list[dic
     finally:
         await sub.unsubscribe()
     return found
+
+
+async def probe_readiness(app: Any) -> tuple[int, Any, dict[tuple[str, str], float]]:
+    """``/readyz``'s status and body, and ``jggl_dependency_up`` as ``/metrics`` shows it,
+    asked of a running FastAPI ``app`` in process."""
+    import httpx
+
+    from .health import dependencies_up
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://service", timeout=10
+    ) as client:
+        ready = await client.get("/readyz")
+        metrics = (await client.get("/metrics")).text
+    return ready.status_code, ready.json(), dependencies_up(metrics)
+
+
+async def readiness_until(app: Any, status: int) -> tuple[Any, dict[tuple[str, str], float]]:
+    """Probe until ``/readyz`` answers ``status`` (bounded: a client notices within moments)."""
+    for _ in range(100):
+        code, body, up = await probe_readiness(app)
+        if code == status:
+            return body, up
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"/readyz never answered {status}; last {code} {body}")

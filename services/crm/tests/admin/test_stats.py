@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from crm.inbound.repository import recompute_deal
+from crm.conversation.repository import recompute_deal
 from crm.models import Deal, User
 from jggl_common.contracts import utcnow
 from jggl_common.db import session_scope

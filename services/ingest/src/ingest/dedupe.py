@@ -43,7 +43,7 @@ class Deduper:
         self._timeout = timeout
         self._cooldown = cooldown
         self._down_until = 0.0
-        self._lookups: Coalescer[tuple[str, int], bool] = Coalescer(self._mget)
+        self._lookups: Coalescer[tuple[str, int], bool] = Coalescer(self._ask_day_sets)
         self._to_remember: list[str] = []
         self._writes: set[asyncio.Task[None]] = set()
         REDIS_UP.set(1)
@@ -81,7 +81,7 @@ class Deduper:
     def _bucket(self, day: int) -> str:
         return "ingest:seen:" + time.strftime("%Y%m%d", time.gmtime(day * _DAY))
 
-    async def _mget(self, lookups: list[tuple[str, int]]) -> list[bool]:
+    async def _ask_day_sets(self, lookups: list[tuple[str, int]]) -> list[bool]:
         today = int(time.time() // _DAY)
         # From the earliest day any of them can have been stored on, within the window.
         first = min(max(min(day for _, day in lookups), today - self._ttl // _DAY - 1), today)

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.conversation import rules
-from crm.conversation.repository import DEAL_FIELDS, MESSAGE_FIELDS, DealRow, MessageRow, recompute_deal, table
+from crm.conversation.repository import DEAL_FIELDS, MESSAGE_FIELDS, DealRow, MessageRow, table
 from crm.models import Activity, Channel, Contact, Conversation, Deal, Message, PendingUpdate, Receipt, Stage
 from jggl_common.contracts import utcnow
 from jggl_common.db import driver_connection
@@ -54,7 +54,6 @@ __all__ = [
     "open_with_first_messages",
     "plan_for_few_rows",
     "receipt_times",
-    "recompute_deal",
     "rehome_follow_ups",
     "set_referral",
     "take_pending",
@@ -491,7 +490,8 @@ async def open_with_first_messages(session: AsyncSession, openings: list[Opening
 
     Only for conversations created by this transaction (no deals, messages or pending
     updates can exist yet): each ends exactly as :func:`open_deal`, :func:`add_activity`,
-    :func:`insert_message`, :func:`touch_conversation` and :func:`recompute_deal` would.
+    :func:`insert_message`, :func:`touch_conversation` and
+    :func:`crm.conversation.repository.recompute_deal` would.
     An opening whose ``mid`` is stored already gets ``None`` (and no deal).
     """
     rows = [_message_row(opening.message) for opening in openings]

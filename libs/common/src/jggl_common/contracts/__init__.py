@@ -32,7 +32,10 @@ from .ai import (
 )
 from .base import EVENT_ID_NAMESPACE, Envelope, stable_event_id, utcnow
 from .crm import (
+    ContactDeal,
     ContactRef,
+    ContactUpdated,
+    ContactUpdatedData,
     DealCreated,
     DealHotLead,
     DealSnapshot,
@@ -119,6 +122,7 @@ CONTRACTS: tuple[type[Envelope], ...] = (
     AnalysisCompleted,
     AnalysisFailed,
     DealHotLead,
+    ContactUpdated,
     SlaBreached,
     TaskDue,
     DailyDigest,
@@ -152,7 +156,10 @@ __all__ = [
     "ChannelNeedsReauthData",
     "CommandRejected",
     "CommandRejectedData",
+    "ContactDeal",
     "ContactRef",
+    "ContactUpdated",
+    "ContactUpdatedData",
     "DailyDigest",
     "DailyDigestData",
     "DeadLetter",

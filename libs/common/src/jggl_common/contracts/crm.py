@@ -11,7 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from .base import Envelope
 
 __all__ = [
+    "ContactDeal",
     "ContactRef",
+    "ContactUpdated",
+    "ContactUpdatedData",
     "DealCreated",
     "DealHotLead",
     "DealSnapshot",
@@ -139,3 +142,34 @@ class DealHotLead(Envelope):
     type: Literal["crm.deal.hot_lead"] = "crm.deal.hot_lead"
     version: Literal[1] = 1
     data: HotLeadData
+
+
+class ContactDeal(BaseModel):
+    """One of a contact's open deals, with who may see it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    assignee_id: int | None = None
+
+
+class ContactUpdatedData(BaseModel):
+    """The contact after the change, which fields changed (old and new), and the contact's
+    open deals (a consumer shows the new name wherever those deals are shown)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    contact: ContactRef
+    changes: dict[str, tuple[Any, Any]] = Field(description="field -> (old, new): display_name, username, avatar_url")
+    open_deals: list[ContactDeal] = Field(default_factory=list)
+
+
+class ContactUpdated(Envelope):
+    """What a customer is shown as changed (crm read their Meta profile, or someone edited
+    it). Subject ``crm.contact.updated``."""
+
+    subject: ClassVar[str] = "crm.contact.updated"
+
+    type: Literal["crm.contact.updated"] = "crm.contact.updated"
+    version: Literal[1] = 1
+    data: ContactUpdatedData

@@ -5,18 +5,16 @@ is yours, the reply was sent, or why crm refused."""
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import nats
 import pytest
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_common.contracts import CommandRejected, CommandRejectedData, MessageFailed, MessageFailedData
 from jggl_common.db import autocommit, session_factory
 from jggl_common.streams import CRM
+from jggl_common.testing import stored_events
 from jggl_sandbox.telegram_fake import TelegramFakeServer, parse_html
 from notifier.bot import texts
 from notifier.process import NotifierService
@@ -61,23 +59,7 @@ async def said(telegram: TelegramFakeServer, chat: int, count: int) -> list[str]
 
 async def commands(bus: Bus, subject: str, *, at_least: int = 1, idle: float = 0.5) -> list[dict[str, Any]]:
     """The commands stored on ``subject``, once ``at_least`` are there and ``idle`` seconds passed."""
-    js = bus.nc.jetstream()
-    sub = await js.subscribe(
-        subject, stream=CRM.name, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-    )
-    found: list[dict[str, Any]] = []
-    deadline = asyncio.get_running_loop().time() + 15
-    try:
-        while True:
-            wait = idle if len(found) >= at_least else max(deadline - asyncio.get_running_loop().time(), 0.01)
-            try:
-                msg = await sub.next_msg(timeout=wait)
-            except nats.errors.TimeoutError:
-                break
-            found.append(json.loads(msg.data))
-    finally:
-        await sub.unsubscribe()
-    return found
+    return await stored_events(bus.nc.jetstream(), subject, at_least=at_least, idle=idle, within=15, stream=CRM.name)
 
 
 async def press(bus: Bus, telegram: TelegramFakeServer, chat: int, data: str, *, twice: bool = False) -> dict[str, Any]:

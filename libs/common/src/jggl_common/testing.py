@@ -236,20 +236,39 @@ async def wait_consumers_idle(js: Any, stream: str, prefix: str, timeout: float 
         await asyncio.sleep(0.05)
 
 
-async def stored_events(js: Any, subject: str, *, idle: float = 0.3) -> list[dict[str, Any]]:
+async def stored_events(
+    js: Any,
+    subject: str,
+    *,
+    at_least: int = 0,
+    idle: float = 0.3,
+    within: float = 10.0,
+    stream: str | None = None,
+) -> list[dict[str, Any]]:
     """Every payload stored on ``subject`` (wildcards allowed) in the server's streams,
-    oldest first, read with an ordered consumer until ``idle`` seconds pass without one."""
+    oldest first, read with an ordered consumer.
+
+    Events are often published just after what a test observes (a commit, an answer), so
+    reading waits up to ``within`` seconds for ``at_least`` of them, then stops once
+    ``idle`` seconds pass without another.
+    """
+    import asyncio
     import json
 
     import nats
     from nats.js.api import ConsumerConfig, DeliverPolicy
 
-    sub = await js.subscribe(subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+    sub = await js.subscribe(
+        subject, stream=stream, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    )
     found: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
     try:
         while True:
+            wait = idle if len(found) >= at_least else max(deadline - loop.time(), 0.01)
             try:
-                msg = await sub.next_msg(timeout=idle)
+                msg = await sub.next_msg(timeout=wait)
             except nats.errors.TimeoutError:
                 break
             found.append(json.loads(msg.data))

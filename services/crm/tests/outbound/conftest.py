@@ -25,7 +25,6 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI, Request, Response
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -43,7 +42,7 @@ from jggl_common.db import session_scope
 from jggl_common.meta import split_webhook, verify_signature
 from jggl_common.outbox import Outbox
 from jggl_common.streams import ensure_streams
-from jggl_common.testing import TEST_DATABASE_URL, TEST_REDIS_URL, start_nats_server
+from jggl_common.testing import TEST_DATABASE_URL, TEST_REDIS_URL, start_nats_server, stored_events
 from jggl_sandbox.graph_fake import GraphFakeServer
 from jggl_sandbox.meta_webhooks import DEFAULT_APP_ID
 
@@ -289,22 +288,7 @@ class Crm:
         Events are published right after the commit that a test observes, so reading
         waits for ``at_least`` of them, then for ``idle`` seconds of quiet.
         """
-        sub = await self.js.subscribe(
-            subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-        )
-        found: list[Any] = []
-        deadline = asyncio.get_running_loop().time() + 10
-        try:
-            while True:
-                wait = idle if len(found) >= at_least else max(deadline - asyncio.get_running_loop().time(), 0.01)
-                try:
-                    msg = await sub.next_msg(timeout=wait)
-                except nats.errors.TimeoutError:
-                    break
-                found.append(json.loads(msg.data))
-        finally:
-            await sub.unsubscribe()
-        return found
+        return await stored_events(self.js, subject, at_least=at_least, idle=idle)
 
 
 @pytest.fixture(autouse=True)

@@ -130,3 +130,38 @@ async def test_a_deactivated_managers_tasks_go_to_nobody(api: Api) -> None:
         f"/api/tasks/{listed[0]['id']}", json={"assignee_id": petro.id}, headers=api.headers(petro)
     )
     assert (taken.status_code, taken.json()["assignee_id"]) == (200, petro.id)
+
+
+async def test_a_demoted_admins_open_tasks_on_colleagues_deals_go_to_those_deals_assignees(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        olena, petro = await create_user(session), await create_user(session)
+        ada, boss = await create_user(session, role="admin"), await create_user(session, role="admin")
+        hers, his = await create_deal(session, assignee=olena), await create_deal(session, assignee=petro)
+        adas, shared = await create_deal(session, assignee=ada), await create_deal(session)
+    for deal, title in ((hers, "Quote"), (hers, "Old call"), (his, "Invoice"), (adas, "Own"), (shared, "Qualify")):
+        created = await api.client.post(f"/api/deals/{deal.id}/tasks", json={"title": title}, headers=api.headers(ada))
+        assert created.status_code == 201, created.text
+        if title == "Old call":
+            done = await api.client.patch(
+                f"/api/tasks/{created.json()['id']}", json={"done": True}, headers=api.headers(ada)
+            )
+            assert done.status_code == 200, done.text
+
+    demoted = await api.client.patch(f"/api/users/{ada.id}", json={"role": "manager"}, headers=api.headers(boss))
+    assert demoted.status_code == 200, demoted.text
+
+    # Ada no longer sees Olena's and Petro's deals: what she still had to do there is theirs
+    # now; what she finished stays hers, and so do the tasks of deals she still sees.
+    assert await _assignees(api, hers.id) == {"Quote": olena.id, "Old call": ada.id}
+    assert await _assignees(api, his.id) == {"Invoice": petro.id}
+    assert await _assignees(api, adas.id) == {"Own": ada.id}
+    assert await _assignees(api, shared.id) == {"Qualify": ada.id}
+    listed = (await api.client.get(f"/api/deals/{hers.id}/tasks", headers=api.headers(olena))).json()["items"]
+    assert {item["title"]: item["assignee"]["id"] for item in listed}["Quote"] == olena.id
+
+    # Made an admin again and then a manager with nothing left elsewhere: nothing moves.
+    for role in ("admin", "manager"):
+        changed = await api.client.patch(f"/api/users/{ada.id}", json={"role": role}, headers=api.headers(boss))
+        assert changed.status_code == 200, changed.text
+    assert await _assignees(api, adas.id) == {"Own": ada.id}
+    assert await _assignees(api, hers.id) == {"Quote": olena.id, "Old call": ada.id}

@@ -63,6 +63,25 @@ class TaskRepository:
         )
         return sorted(int(task_id) for (task_id,) in result.all() if task_id is not None)
 
+    async def hand_over_others_deals_of(self, user_id: int) -> list[int]:
+        """Give the open tasks of ``user_id`` on deals assigned to someone else to each deal's
+        assignee; their ids."""
+        deal_assignee = select(col(Deal.assignee_id)).where(col(Deal.id) == col(Task.deal_id)).scalar_subquery()
+        result = await self.session.execute(
+            update(Task)
+            .where(
+                col(Task.assignee_id) == user_id,
+                sa.not_(col(Task.done)),
+                col(Task.deal_id).in_(
+                    select(col(Deal.id)).where(col(Deal.assignee_id).is_not(None), col(Deal.assignee_id) != user_id)
+                ),
+            )
+            .values(assignee_id=deal_assignee, updated_at=utcnow())
+            .returning(col(Task.id))
+            .execution_options(synchronize_session="fetch")
+        )
+        return sorted(int(task_id) for (task_id,) in result.all() if task_id is not None)
+
     async def release_all_of(self, user_id: int) -> list[int]:
         """Leave every task of ``user_id`` to nobody; their ids."""
         result = await self.session.execute(

@@ -5,7 +5,8 @@ its deal (else they could never open it), and managers give tasks only to themse
 as with deals: a manager takes a task nobody has or lets go of their own, never a
 colleague's. When a deal goes to someone, the tasks of managers who can then no longer
 see it go with it (:func:`follow_deal_assignee`); a deactivated user's tasks go to nobody
-(:func:`release_tasks_of`). Creating, completing and reopening a
+(:func:`release_tasks_of`); an admin made a manager hands their open tasks on colleagues'
+deals to those deals' assignees (:func:`follow_demotion`). Creating, completing and reopening a
 task leave an entry in the deal's timeline, in the same transaction.
 """
 
@@ -155,3 +156,13 @@ async def release_tasks_of(session: AsyncSession, user_id: int) -> list[int]:
     them and takes the tasks as they take the deals.
     """
     return await TaskRepository(session).release_all_of(user_id)
+
+
+async def follow_demotion(session: AsyncSession, user_id: int) -> list[int]:
+    """An admin became a manager: their open tasks on deals assigned to someone else go to
+    each deal's assignee (the one who works the deal, and who sees it); the ids of those tasks.
+
+    Called in the transaction that changes the role. Their tasks on their own deals and on
+    unassigned ones stay: a manager sees those.
+    """
+    return await TaskRepository(session).hand_over_others_deals_of(user_id)

@@ -10,6 +10,7 @@ from crm.auth.passwords import Passwords
 from crm.auth.service import revoke_tokens
 from crm.deals import service as deals
 from crm.models import User
+from crm.tasks import service as tasks
 from crm.telegram_link import service as telegram_link
 from crm.web.errors import Conflict, NotFound
 from jggl_common.contracts import utcnow
@@ -45,6 +46,8 @@ async def update_user(
     who can undo any change. A new role, a new password or a deactivation revokes every
     access token the user holds. A deactivated manager's open deals go back to the
     unassigned pool, where the rest of the team sees them, and their Telegram is unlinked.
+    An admin made a manager no longer sees colleagues' deals: their open tasks there go to
+    each deal's assignee.
     """
     user = await session.get(User, user_id, with_for_update=True)
     if user is None:
@@ -59,6 +62,8 @@ async def update_user(
         user.name = data.name
     if data.role is not None:
         revoke = revoke or data.role != user.role
+        if user.role == "admin" and data.role == "manager":
+            await tasks.follow_demotion(session, user_id)
         user.role = data.role
     if data.password is not None:
         user.password_hash = await passwords.hash(data.password)

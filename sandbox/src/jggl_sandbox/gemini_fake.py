@@ -94,7 +94,6 @@ import json
 import math
 import re
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -106,6 +105,8 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+
+from .serving import ServedApp
 
 __all__ = [
     "FAULT_MODES",
@@ -757,14 +758,17 @@ def create_app(fake: FakeGemini | None = None) -> FastAPI:
 # ---------------------------------------------------------------------------- serving
 
 
-class GeminiFakeServer:
+class GeminiFakeServer(ServedApp):
     """The fake served by uvicorn on a loopback port, in a background thread.
 
     ``with GeminiFakeServer() as server: genai.Client(api_key="k",
     http_options=types.HttpOptions(base_url=server.url, api_version="v1beta"))``; ``server.fake``
     (or the shortcuts here) scripts faults and reads the record while it runs. ``async with``
-    works too, starting and stopping off the event loop.
+    works too, starting and stopping off the event loop. Stopping ends any hang in progress.
     """
+
+    label = "Gemini"
+    graceful_shutdown_seconds = 2
 
     def __init__(
         self,
@@ -775,16 +779,7 @@ class GeminiFakeServer:
         api_keys: set[str] | None = None,
     ) -> None:
         self.fake = fake or FakeGemini(api_keys=api_keys, latency_ms=latency_ms)
-        self.app = create_app(self.fake)
-        self._host = host
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        """The base URL to give the client (``HttpOptions.base_url``)."""
-        return f"http://{self._host}:{self.port}"
+        super().__init__(create_app(self.fake), host)
 
     def fail_next(
         self, mode: FaultMode, count: int = 1, *, retry_delay_seconds: float = 1.0, delay_seconds: float = 30.0
@@ -808,48 +803,11 @@ class GeminiFakeServer:
         """:meth:`FakeGemini.requests`."""
         return self.fake.requests()
 
-    def start(self, timeout: float = 10.0) -> GeminiFakeServer:
-        """Bind a free port, start serving, and return once it accepts connections."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, 0))
-        self.port = int(sock.getsockname()[1])
+    def _before_start(self) -> None:
         self.fake._stopping = False
-        config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
-        )
-        server = uvicorn.Server(config)
-        self._server = server
-        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gemini-fake", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the Gemini fake did not start")
-            time.sleep(0.01)
-        return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving (ending any hang in progress) and wait for the thread to end."""
+    def _before_stop(self) -> None:
         self.fake._stopping = True
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> GeminiFakeServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> GeminiFakeServer:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

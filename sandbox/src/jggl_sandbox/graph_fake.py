@@ -48,14 +48,12 @@ import hashlib
 import json
 import os
 import secrets
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-import uvicorn
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -63,6 +61,7 @@ from pydantic import BaseModel, Field
 from .graph_conversations import Inbox, StoredMessage, add_conversation_routes
 from .graph_health import TokenHealth, add_health_routes
 from .meta_webhooks import DEFAULT_APP_ID, signed, webhook
+from .serving import ServedApp
 
 __all__ = [
     "STANDARD_ERRORS",
@@ -563,57 +562,16 @@ def create_app(fake: FakeGraph | None = None) -> FastAPI:
     return app
 
 
-class GraphFakeServer:
+class GraphFakeServer(ServedApp):
     """The fake served by uvicorn on a loopback port, in a background thread.
 
-    ``with GraphFakeServer() as server: client = GraphClient(server.url, "v25.0")``;
-    ``server.fake`` scripts profiles and errors while it runs.
+    ``with GraphFakeServer() as server: client = GraphClient(server.url, "v25.0")``
+    (``server.url`` is ``META_GRAPH_URL``); ``server.fake`` scripts profiles and errors
+    while it runs. ``port`` is the one to bind (``make demo``: 8090); 0 (the tests): a free one.
     """
+
+    label = "Graph"
 
     def __init__(self, fake: FakeGraph | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.fake = fake or FakeGraph()
-        self.app = create_app(self.fake)
-        self._host = host
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._want_port = port
-        """The port to bind (``make demo``: 8090); 0 (the tests): a free one."""
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        """The base URL to give the Graph client (``META_GRAPH_URL``)."""
-        return f"http://{self._host}:{self.port}"
-
-    def start(self, timeout: float = 10.0) -> GraphFakeServer:
-        """Bind the port (a free one by default), start serving, and return once it accepts connections."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._want_port))
-        self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
-        server = uvicorn.Server(config)
-        self._server = server
-        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="graph-fake", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the Graph fake did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and wait for the thread to end."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> GraphFakeServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(create_app(self.fake), host, port)

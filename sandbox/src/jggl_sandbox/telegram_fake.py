@@ -139,7 +139,6 @@ import json
 import math
 import re
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -152,6 +151,8 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+
+from .serving import ServedApp
 
 __all__ = [
     "HTML_TAGS",
@@ -1527,14 +1528,18 @@ def create_app(fake: FakeTelegram | None = None) -> FastAPI:
 # ---------------------------------------------------------------------------- serving
 
 
-class TelegramFakeServer:
+class TelegramFakeServer(ServedApp):
     """The fake served by uvicorn on a loopback port, in a background thread.
 
     ``with TelegramFakeServer(tokens={TOKEN}) as server: Bot(TOKEN,
     session=AiohttpSession(api=TelegramAPIServer.from_base(server.url)))``; ``server.fake`` feeds
     updates, scripts faults and reads the record while it runs. ``async with`` works too,
-    starting and stopping off the event loop.
+    starting and stopping off the event loop. Stopping ends held getUpdates requests and
+    webhook delivery.
     """
+
+    label = "Telegram"
+    graceful_shutdown_seconds = 2
 
     def __init__(
         self,
@@ -1548,61 +1553,13 @@ class TelegramFakeServer:
         self.fake = fake or FakeTelegram(
             tokens=tokens, rate_limits=RateLimits(enabled=rate_limits), require_known_chats=require_known_chats
         )
-        self.app = create_app(self.fake)
-        self._host = host
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        super().__init__(create_app(self.fake), host)
 
-    @property
-    def url(self) -> str:
-        """The base URL to give aiogram (``TelegramAPIServer.from_base``)."""
-        return f"http://{self._host}:{self.port}"
-
-    def start(self, timeout: float = 10.0) -> TelegramFakeServer:
-        """Bind a free port, start serving, and return once it accepts connections."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, 0))
-        self.port = int(sock.getsockname()[1])
+    def _before_start(self) -> None:
         self.fake._stopping = False
-        config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
-        )
-        server = uvicorn.Server(config)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="telegram-fake", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the Telegram fake did not start")
-            time.sleep(0.01)
-        return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving (ending held getUpdates requests and webhook delivery) and wait for the thread."""
+    def _before_stop(self) -> None:
         self.fake.close()
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> TelegramFakeServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> TelegramFakeServer:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,8 +4,6 @@ the operational endpoints, in one event loop, started and stopped together."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,21 +25,16 @@ from ai.transcripts import subscribers
 from ai.transcripts.service import TranscriptProjection
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.db import create_engine, session_factory
-from jggl_common.health import health_router
-from jggl_common.live_settings import SERVICE_SETTINGS, LiveSettings
-from jggl_common.logs import get_logger
-from jggl_common.migrations import is_current, wait_until_current
+from jggl_common.live_settings import LiveSettings
 from jggl_common.outbox import Outbox
+from jggl_common.process import BackgroundService, cancel_tasks, service_app
 from jggl_common.retention import register as register_retention
-from jggl_common.runtime import freeze_startup_heap
 
 __all__ = ["AiService", "build", "create_app"]
 
-log = get_logger(__name__)
-
 
 @dataclass
-class AiService:
+class AiService(BackgroundService):
     """Everything one ai process runs, wired together (tests build several side by side)."""
 
     settings: AiSettings
@@ -56,23 +49,15 @@ class AiService:
     _tasks: list[asyncio.Task[Any]]
     _live: LiveSettings | None = None
 
+    name = "ai"
+    migrations = MIGRATIONS
+
     async def start(self) -> None:
         """Wait for the schema to be migrated, follow the live settings, start consuming
         and analysing (the bus is connected)."""
-        await wait_until_current(MIGRATIONS, self.engine, "ai")
-        live = LiveSettings(
-            self.bus.broker.connection,
-            self.settings.app_keys,
-            self.settings.settings_bucket,
-            replicas=self.settings.nats_stream_replicas,
-            keys=SERVICE_SETTINGS["ai"],
-        )
-        try:
-            await live.start()
+        live = await self.start_following()
+        if live is not None:
             self.knobs.follow(live, lambda: self.knobs.apply_limits(self.analyser.limiter))
-            self._live = live
-        except Exception as exc:
-            log.warning("live settings unavailable, using the environment", error=f"{type(exc).__name__}: {exc}")
         self.knobs.apply_limits(self.analyser.limiter)
         await self.bus.broker.start()
         self._tasks = [
@@ -84,27 +69,10 @@ class AiService:
     async def stop(self) -> None:
         """Stop taking messages, let running analyses finish briefly, close everything."""
         await self.bus.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
-        if self._live is not None:
-            await self._live.stop()
+        await cancel_tasks(*self._tasks)
+        await self.stop_following()
         await self.knobs.aclose()
         await self.engine.dispose()
-
-    async def ready(self) -> bool:
-        """The database answers with the schema migrated, and NATS is connected."""
-        return await self.postgres_ready() and self.nats_ready()
-
-    async def postgres_ready(self) -> bool:
-        """The database answers and its schema is at the latest migration."""
-        return await is_current(MIGRATIONS, self.engine)
-
-    def nats_ready(self) -> bool:
-        """The connection to NATS is up (it reconnects by itself after an outage)."""
-        return bool(self.bus.broker.connection and self.bus.broker.connection.is_connected)
 
 
 async def build(
@@ -142,34 +110,15 @@ async def build(
 def create_app(settings: AiSettings) -> FastAPI:
     """The ai process as an ASGI app: its lifespan runs the service, its routes are the
     operational endpoints."""
-    running: list[AiService] = []
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = await build(settings)
-        running.append(service)
-        await service.start()
-        log.info("ai started", frozen_objects=freeze_startup_heap(), gemini=service.knobs.gemini().client is not None)
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    app = FastAPI(title="JGGL CRM ai", lifespan=lifespan, docs_url=None, redoc_url=None)
-
-    async def postgres() -> bool:
-        return bool(running) and await running[0].postgres_ready()
-
-    async def nats() -> bool:
-        return bool(running) and running[0].nats_ready()
-
-    async def gemini() -> bool:
+    async def gemini(service: AiService) -> bool:
         # Asks nothing of Google: Gemini is "down" while no key is set or the circuit breaker
         # is open, i.e. while analyses are the heuristic ones. That never makes ai unready.
-        if not running:
-            return False
-        service = running[0]
         return service.knobs.gemini().client is not None and service.analyser.breaker.state != "open"
 
-    app.include_router(health_router({"postgres": postgres, "nats": nats}, optional={"gemini": gemini}))
-    return app
+    return service_app(
+        "ai",
+        lambda: build(settings),
+        started=lambda service: {"gemini": service.knobs.gemini().client is not None},
+        optional={"gemini": gemini},
+    )

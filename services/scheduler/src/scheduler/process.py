@@ -4,8 +4,7 @@ outbox relay and the operational endpoints, in one event loop, started and stopp
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -16,12 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.db import create_engine, session_factory
-from jggl_common.health import health_router
-from jggl_common.live_settings import SERVICE_SETTINGS, LiveSettings
+from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
-from jggl_common.migrations import is_current, wait_until_current
 from jggl_common.outbox import Outbox
-from jggl_common.runtime import freeze_startup_heap
+from jggl_common.process import BackgroundService, cancel_tasks, service_app
 from scheduler.config import SchedulerSettings
 from scheduler.jobs import subscribers
 from scheduler.jobs.definitions import JobDefinition, builtin_jobs
@@ -57,7 +54,7 @@ class BusinessTimezone:
 
 
 @dataclass
-class SchedulerService:
+class SchedulerService(BackgroundService):
     """Everything one scheduler process runs, wired together (tests build several side by side)."""
 
     settings: SchedulerSettings
@@ -69,23 +66,13 @@ class SchedulerService:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _live: LiveSettings | None = None
 
+    name = "scheduler"
+    migrations = MIGRATIONS
+
     async def start(self) -> None:
         """Wait for the schema to be migrated, follow the live settings, write the job
         definitions, start consuming and keeping time (the bus is connected)."""
-        await wait_until_current(MIGRATIONS, self.engine, "scheduler")
-        live = LiveSettings(
-            self.bus.broker.connection,
-            self.settings.app_keys,
-            self.settings.settings_bucket,
-            replicas=self.settings.nats_stream_replicas,
-            keys=SERVICE_SETTINGS["scheduler"],
-        )
-        try:
-            await live.start()
-            self.business_timezone.live = live
-            self._live = live
-        except Exception as exc:
-            log.warning("live settings unavailable, using the environment", error=f"{type(exc).__name__}: {exc}")
+        self.business_timezone.live = await self.start_following()
         await self.scheduler.seed()
         await self.bus.broker.start()
         self._tasks = [
@@ -103,30 +90,11 @@ class SchedulerService:
         self._tasks = []
         # No new fires, then let in-flight commands and outcomes finish, then the relay
         # marks what they published.
-        await _cancel(clock)
+        await cancel_tasks(clock)
         await self.bus.stop()
-        await _cancel(relay)
-        if self._live is not None:
-            await self._live.stop()
+        await cancel_tasks(relay)
+        await self.stop_following()
         await self.engine.dispose()
-
-    async def ready(self) -> bool:
-        """The database answers with the schema migrated, and NATS is connected."""
-        return await self.postgres_ready() and self.nats_ready()
-
-    async def postgres_ready(self) -> bool:
-        """The database answers and its schema is at the latest migration."""
-        return await is_current(MIGRATIONS, self.engine)
-
-    def nats_ready(self) -> bool:
-        """The connection to NATS is up (it reconnects by itself after an outage)."""
-        return bool(self.bus.broker.connection and self.bus.broker.connection.is_connected)
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with suppress(asyncio.CancelledError):
-        await task
 
 
 async def build(
@@ -154,28 +122,8 @@ async def build(
 
 def create_app(settings: SchedulerSettings) -> FastAPI:
     """The scheduler process as an ASGI app: its lifespan runs the service, its routes are
-    the operational endpoints."""
-    running: list[SchedulerService] = []
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = await build(settings)
-        running.append(service)
-        await service.start()
-        log.info("scheduler started", frozen_objects=freeze_startup_heap(), jobs=sorted(service.scheduler.jobs))
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    app = FastAPI(title="JGGL CRM scheduler", lifespan=lifespan, docs_url=None, redoc_url=None)
-
-    async def postgres() -> bool:
-        return bool(running) and await running[0].postgres_ready()
-
-    async def nats() -> bool:
-        return bool(running) and running[0].nats_ready()
-
-    # Ticks are stored in PostgreSQL and sent through NATS: both are needed, nothing is optional.
-    app.include_router(health_router({"postgres": postgres, "nats": nats}))
-    return app
+    the operational endpoints. Ticks are stored in PostgreSQL and sent through NATS: both
+    are needed, nothing is optional."""
+    return service_app(
+        "scheduler", lambda: build(settings), started=lambda service: {"jobs": sorted(service.scheduler.jobs)}
+    )

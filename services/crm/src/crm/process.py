@@ -38,7 +38,7 @@ async def serve(settings: CrmSettings) -> None:
     await bus.connect(replicas=settings.nats_stream_replicas)
     outbox = Outbox(sessions, bus.publisher, retention=timedelta(hours=settings.outbox_retention_hours))
     graph = GraphClient.from_settings(settings)
-    enricher = ProfileEnricher(sessions, settings, graph)
+    enricher = ProfileEnricher(sessions, outbox, settings, graph)
     register_inbound(bus, sessions, outbox, settings, graph, enricher=enricher)
     # Per-page send rate limits are shared by the replicas through Redis.
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
@@ -56,7 +56,9 @@ async def serve(settings: CrmSettings) -> None:
         background: list[asyncio.Task[Any]] = [
             # The outbox and the inbound leftovers are pruned by the daily retention.crm job.
             asyncio.create_task(outbox.relay(prune=False), name="outbox-relay"),
-            asyncio.create_task(run_profile_sweeper(sessions, settings, graph, enricher=enricher), name="profiles"),
+            asyncio.create_task(
+                run_profile_sweeper(sessions, outbox, settings, graph, enricher=enricher), name="profiles"
+            ),
         ]
         frozen = freeze_startup_heap()
         log.info("crm consumers started", frozen_objects=frozen)

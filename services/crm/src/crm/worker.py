@@ -54,7 +54,7 @@ def register_inbound(
     made when none is given). ``max_workers`` defaults to ``CONSUMER_WORKERS``. Returns
     the service, for callers that want to call it directly.
     """
-    enricher = enricher or ProfileEnricher(sessions, settings, graph)
+    enricher = enricher or ProfileEnricher(sessions, outbox, settings, graph)
     service = InboundService(
         sessions,
         outbox,
@@ -175,6 +175,7 @@ def register_jobs(
 
 async def run_profile_sweeper(
     sessions: async_sessionmaker[AsyncSession],
+    outbox: Outbox,
     settings: CrmSettings,
     graph: GraphClient,
     *,
@@ -186,7 +187,7 @@ async def run_profile_sweeper(
     Run it as a background task next to the bus (pass the consumer's ``enricher`` to
     share its concurrency limit); cancelling it lets in-flight fetches finish briefly.
     """
-    enricher = enricher or ProfileEnricher(sessions, settings, graph)
+    enricher = enricher or ProfileEnricher(sessions, outbox, settings, graph)
     try:
         await enricher.run(interval)
     finally:

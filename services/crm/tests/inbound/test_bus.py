@@ -38,11 +38,12 @@ async def running_consumers(
     buses, enrichers = [], []
     for _ in range(replicas):
         bus = ServiceBus(nats_env.url, service_name)
-        enricher = ProfileEnricher(harness.sessions, settings, graph)
+        outbox = Outbox(harness.sessions, nats_env.publisher)
+        enricher = ProfileEnricher(harness.sessions, outbox, settings, graph)
         register_inbound(
             bus,
             harness.sessions,
-            Outbox(harness.sessions, nats_env.publisher),
+            outbox,
             settings,
             graph,
             enricher=enricher,

@@ -19,6 +19,7 @@ from crm.graph import GraphClient, GraphError, Profile
 from crm.inbound import InboundService
 from crm.models import Contact
 from crm.profiles import ProfileEnricher
+from crm.profiles.enricher import _Fetched
 from jggl_common.crypto import SecretBox
 from jggl_sandbox.meta_webhooks import Customer
 
@@ -32,7 +33,7 @@ async def graph(graph_fake, settings):
 
 @pytest.fixture
 def enricher(harness, settings, graph):
-    return ProfileEnricher(harness.sessions, settings, graph, concurrency=2, base_backoff_seconds=0.05)
+    return ProfileEnricher(harness.sessions, harness.outbox, settings, graph, concurrency=2, base_backoff_seconds=0.05)
 
 
 @pytest.fixture
@@ -176,7 +177,7 @@ async def test_many_new_customers_at_once_each_get_their_own_profile(
     customers = [Customer.new("messenger", rng, page_id=page) for _ in range(40)]
     for number, customer in enumerate(customers):
         graph_fake.fake.add_profile(customer.user_id, first_name=f"Покупець{number}", last_name="Тест")
-    enricher = ProfileEnricher(harness.sessions, settings, graph, concurrency=8)
+    enricher = ProfileEnricher(harness.sessions, harness.outbox, settings, graph, concurrency=8)
     service = InboundService(
         harness.sessions, harness.outbox, on_new_contact=enricher.schedule_new, profile_lease=enricher.lease
     )
@@ -198,7 +199,7 @@ async def test_a_backlog_is_swept_up_to_the_room_in_the_queue(
     rng = random.Random(48)
     items = [Customer.new("messenger", rng, page_id=page).text() for _ in range(30)]
     await asyncio.gather(*(harness.service.handle(e) for e in to_events("messenger", page, items)))  # no enricher
-    enricher = ProfileEnricher(harness.sessions, settings, graph, concurrency=4, max_queued=25)
+    enricher = ProfileEnricher(harness.sessions, harness.outbox, settings, graph, concurrency=4, max_queued=25)
 
     assert await enricher.sweep_once() == 25  # what the queue holds, not a fixed page of the backlog
     assert await enricher.sweep_once() == 0  # full
@@ -216,7 +217,7 @@ async def test_the_periodic_sweep_comes_back_at_once_while_more_is_due_than_the_
     rng = random.Random(49)
     items = [Customer.new("messenger", rng, page_id=page).text() for _ in range(30)]
     await asyncio.gather(*(harness.service.handle(e) for e in to_events("messenger", page, items)))  # no enricher
-    enricher = ProfileEnricher(harness.sessions, settings, graph, concurrency=4, max_queued=25)
+    enricher = ProfileEnricher(harness.sessions, harness.outbox, settings, graph, concurrency=4, max_queued=25)
 
     # With an hour between quiet sweeps, the 5 the first sweep had no room for come only
     # if the sweep sees that it filled the queue and looks again within busy_interval.
@@ -240,7 +241,7 @@ async def test_while_the_messages_path_is_backlogged_profiles_are_fetched_one_at
     page = unique_page_id()
     rng = random.Random(49)
     graph_fake.fake.profile_delay = 0.3
-    enricher = ProfileEnricher(harness.sessions, settings, graph, concurrency=4)
+    enricher = ProfileEnricher(harness.sessions, harness.outbox, settings, graph, concurrency=4)
     backlogged = True
     enricher.yield_to(lambda: backlogged)
     service = InboundService(
@@ -273,12 +274,12 @@ async def test_writing_profiles_never_waits_for_one_contact_while_holding_anothe
     for event in to_events("messenger", page, [c.text() for c in customers]):
         await harness.service.handle(event)
     first, second = sorted(row["id"] for row in await harness.rows("SELECT id FROM contacts"))
-    enricher = ProfileEnricher(harness.sessions, settings, graph)
+    enricher = ProfileEnricher(harness.sessions, harness.outbox, settings, graph)
 
     async with harness.sessions() as holder:
         await holder.execute(text("SELECT 1 FROM contacts WHERE id = :id FOR UPDATE"), {"id": second})
         writing = asyncio.create_task(
-            enricher._store_profiles([(second, Profile(name="Друга")), (first, Profile(name="Перша"))])
+            enricher._store_profiles([_Fetched(second, Profile(name="Друга")), _Fetched(first, Profile(name="Перша"))])
         )
         await asyncio.sleep(0.5)
         names = {r["id"]: r["name"] for r in await harness.rows("SELECT id, name FROM contacts")}

@@ -9,6 +9,10 @@ lease), so replicas never fetch the same contact at the same time, and no transa
 stays open while Meta answers. Outcomes: ``fetched``; still ``pending`` with a growing
 backoff for throttling and outages; ``failed`` for errors retrying cannot fix (unknown
 user, invalid token) or after too many attempts. The contact row is the cache.
+
+A fetched profile that changes what users see of the customer (name, username, picture)
+is announced as ``crm.contact.updated``, staged in the transaction that stores it, so open
+pages show the name without waiting for the customer's next message.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 import sqlalchemy as sa
@@ -25,13 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.channels.tokens import PageTokens
 from crm.config import CrmSettings
-from crm.conversation.repository import NewContact, table
+from crm.conversation.repository import ContactRow, NewContact, table
 from crm.graph import GraphClient, GraphError, Profile
 from crm.models import Channel, Contact
 from jggl_common.batching import Coalescer
-from jggl_common.contracts import utcnow
-from jggl_common.db import autocommit
-from jggl_common.logs import get_logger
+from jggl_common.contracts import ContactDeal, Envelope, utcnow
+from jggl_common.db import autocommit, driver_connection
+from jggl_common.logs import correlation_id, get_logger
+from jggl_common.outbox import Outbox, stage_all
+
+from .events import contact_updated, visible_changes
 
 __all__ = ["Outcome", "ProfileEnricher"]
 
@@ -43,25 +50,43 @@ _contacts = table(Contact)
 _channels = table(Channel)
 
 
-# Writes fetched profiles; ``only`` narrows the rows (``_NOT_LOCKED``: those nobody holds).
+# Writes fetched profiles and answers each contact as it was and as it is now; ``lock``
+# is how the contacts are locked first (``_SKIP_LOCKED``: only those nobody holds).
 _STORE_PROFILES = (
-    "UPDATE contacts SET name = v.name, username = v.username, avatar_url = v.avatar_url,"
+    "WITH old AS MATERIALIZED (SELECT id, name, username, avatar_url FROM contacts"
+    " WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE{lock})"
+    " UPDATE contacts SET name = v.name, username = v.username, avatar_url = v.avatar_url,"
     " profile_status = 'fetched', profile_fetched_at = $5, profile_retry_at = NULL, profile_error = NULL"
-    " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS v(id, name, username, avatar_url)"
-    " WHERE contacts.id = v.id{only} RETURNING contacts.id"
+    " FROM old, unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS v(id, name, username, avatar_url)"
+    " WHERE contacts.id = old.id AND v.id = old.id"
+    " RETURNING contacts.id, contacts.platform, contacts.external_id, v.name, v.username, v.avatar_url,"
+    " old.name AS old_name, old.username AS old_username, old.avatar_url AS old_avatar_url"
 )
-_NOT_LOCKED = " AND contacts.id IN (SELECT id FROM contacts WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED)"
+_SKIP_LOCKED = " SKIP LOCKED"
+_OPEN_DEALS = (
+    "SELECT id, contact_id, assignee_id FROM deals WHERE contact_id = ANY($1::bigint[]) AND status = 'open'"
+    " ORDER BY contact_id, id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """A profile Meta answered, with the correlation id of the work that asked for it."""
+
+    contact_id: int
+    profile: Profile
+    correlation_id: str | None = None
 
 
 def _columns(
-    profiles: list[tuple[int, Profile]],
+    fetched: list[_Fetched],
 ) -> tuple[list[int], list[str | None], list[str | None], list[str | None]]:
-    """The ids, names, usernames and pictures of ``profiles`` as statement arguments."""
+    """The ids, names, usernames and pictures of ``fetched`` as statement arguments."""
     return (
-        [contact_id for contact_id, _ in profiles],
-        [(p.name or "")[:300] or None for _, p in profiles],
-        [(p.username or "")[:300] or None for _, p in profiles],
-        [p.avatar_url for _, p in profiles],
+        [f.contact_id for f in fetched],
+        [(f.profile.name or "")[:300] or None for f in fetched],
+        [(f.profile.username or "")[:300] or None for f in fetched],
+        [f.profile.avatar_url for f in fetched],
     )
 
 
@@ -80,6 +105,7 @@ class ProfileEnricher:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
         settings: CrmSettings,
         graph: GraphClient,
         *,
@@ -91,6 +117,7 @@ class ProfileEnricher:
         max_backoff_seconds: float = 3600.0,
     ) -> None:
         self._sessions = sessions
+        self._outbox = outbox
         self._graph = graph
         self._settings = settings
         self._tokens = PageTokens(settings)
@@ -105,9 +132,7 @@ class ProfileEnricher:
         self._fetching = 0
         self._busy: Callable[[], bool] = lambda: False
         # One write at a time; profiles fetched meanwhile share the next one.
-        self._stores: Coalescer[tuple[int, Profile], None] = Coalescer(
-            self._store_profiles, max_in_flight=1, max_batch=500
-        )
+        self._stores: Coalescer[_Fetched, None] = Coalescer(self._store_profiles, max_in_flight=1, max_batch=500)
 
     @property
     def lease(self) -> timedelta:
@@ -231,7 +256,7 @@ class ProfileEnricher:
                 error=str(exc),
             )
             return await self._store_failure(claim, str(exc), retry=exc.is_transient)
-        await self._stores.submit([(claim.contact_id, profile)])
+        await self._stores.submit([_Fetched(claim.contact_id, profile, correlation_id())])
         return "fetched"
 
     async def _claim(self, contact_id: int) -> _Claim | None:
@@ -261,21 +286,60 @@ class ProfileEnricher:
         """The channel's own page token, else the configured default one."""
         return self._tokens.token_for(sealed)
 
-    async def _store_profiles(self, fetched: list[tuple[int, Profile]]) -> list[None]:
-        """Profiles fetched at about the same time are written in one statement.
+    async def _store_profiles(self, fetched: list[_Fetched]) -> list[None]:
+        """Profiles fetched at about the same time are written in one transaction, with
+        the ``crm.contact.updated`` of those that changed what users see.
 
         A statement that locks several contacts could deadlock with an inbound transaction
         locking them in another order, so this one never waits: it skips the contacts
-        another transaction holds, and those are then written one by one (a statement
-        waiting for one row while holding none cannot be part of a deadlock).
+        another transaction holds, and those are then written one by one, each in a
+        transaction of its own (one waiting for one row while holding none cannot be part
+        of a deadlock).
         """
         now = utcnow()
-        async with autocommit(self._sessions) as db:
-            written = await db.fetch(_STORE_PROFILES.format(only=_NOT_LOCKED), *_columns(fetched), now)
-            done = {row["id"] for row in written}
-            for held in sorted((row for row in fetched if row[0] not in done), key=lambda row: row[0]):
-                await db.execute(_STORE_PROFILES.format(only=""), *_columns([held]), now)
+        done = await self._store(fetched, now, lock=_SKIP_LOCKED)
+        for held in sorted((f for f in fetched if f.contact_id not in done), key=lambda f: f.contact_id):
+            await self._store([held], now, lock="")
         return [None] * len(fetched)
+
+    async def _store(self, fetched: list[_Fetched], now: datetime, *, lock: str) -> set[int]:
+        """Write ``fetched`` (locking the contacts as ``lock`` says) and stage the events of
+        those whose visible fields changed; returns the ids written."""
+        correlation = {f.contact_id: f.correlation_id for f in fetched}
+        async with self._outbox.transaction() as session:
+            db = await driver_connection(session)
+            rows = await db.fetch(_STORE_PROFILES.format(lock=lock), *_columns(fetched), now)
+            changed = []
+            for row in rows:
+                new = ContactRow(
+                    row["id"], row["platform"], row["external_id"], row["name"], row["username"], row["avatar_url"]
+                )
+                old = ContactRow(
+                    new.id, new.platform, new.external_id, row["old_name"], row["old_username"], row["old_avatar_url"]
+                )
+                changes = visible_changes(old, new)
+                if changes:
+                    changed.append((new, changes))
+            if changed:
+                open_deals: dict[int, list[ContactDeal]] = {}
+                for deal in await db.fetch(_OPEN_DEALS, [contact.id for contact, _ in changed]):
+                    open_deals.setdefault(deal["contact_id"], []).append(
+                        ContactDeal(id=deal["id"], assignee_id=deal["assignee_id"])
+                    )
+                events: list[tuple[Envelope, str | None]] = [
+                    (
+                        contact_updated(
+                            contact,
+                            changes,
+                            open_deals.get(contact.id, []),
+                            correlation_id=correlation.get(contact.id),
+                        ),
+                        None,
+                    )
+                    for contact, changes in changed
+                ]
+                await stage_all(session, events)
+        return {row["id"] for row in rows}
 
     async def _store_failure(self, claim: _Claim, error: str, *, retry: bool) -> Outcome:
         give_up = not retry or claim.attempts >= self._max_attempts

@@ -1,7 +1,8 @@
 """The notifier schema: Telegram links, the one-time link codes learnt from crm, the
-notification log, the Telegram updates already handled, the managers' preferences, a
-projection of crm's deals (for ``/deals``, ``/stats`` and what notifications show), the
-commands sent to crm from the bot's buttons, and the outbox.
+notification log (for a notification about a deal also its text and the customer's name
+it shows, so that a newer name can be edited in), the Telegram updates already handled,
+the managers' preferences, a projection of crm's deals (for ``/deals``, ``/stats`` and
+what notifications show), the commands sent to crm from the bot's buttons, and the outbox.
 
 Declared with SQLAlchemy Core (the notifier reads and writes them with a few hand-written
 statements); the migrations use this metadata. Exactly-once rests on unique keys: a
@@ -63,11 +64,21 @@ notifications = sa.Table(
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("claimed_at", _TS, nullable=True, comment="when the current attempt began"),
     sa.Column("sent_at", _TS, nullable=True),
-    sa.Column("text", sa.Text(), nullable=True, comment="deferred: the rendered message to send later"),
-    sa.Column("markup", JSONB(), nullable=True, comment="deferred: its inline keyboard"),
+    sa.Column(
+        "text",
+        sa.Text(),
+        nullable=True,
+        comment="the rendered message: deferred, to send later; about a deal, to correct the customer's name",
+    ),
+    sa.Column("markup", JSONB(), nullable=True, comment="the text's inline keyboard"),
     sa.Column("not_before", _TS, nullable=True, comment="deferred: when quiet hours end"),
+    sa.Column("deal_id", sa.BigInteger(), nullable=True, comment="the deal whose customer the text names"),
+    sa.Column("contact_name", sa.String(300), nullable=True, comment="the customer's name as the text shows it"),
+    sa.Column("contact_at", _TS, nullable=True, comment="occurred_at of the event that name came from"),
+    sa.Column("renaming_at", _TS, nullable=True, comment="when an edit to a newer name began (a lease)"),
     sa.UniqueConstraint("event_id", "chat_id", name="uq_notifications_event_chat"),
     sa.Index("ix_notifications_deferred", "not_before", postgresql_where=sa.text("status = 'deferred'")),
+    sa.Index("ix_notifications_deal", "deal_id", postgresql_where=sa.text("deal_id IS NOT NULL")),
 )
 
 handled_updates = sa.Table(
@@ -105,6 +116,7 @@ deals = sa.Table(
     sa.Column("platform", sa.String(16), nullable=True),
     sa.Column("contact_name", sa.String(300), nullable=True),
     sa.Column("snapshot_at", _TS, nullable=True, comment="occurred_at of the newest deal snapshot applied"),
+    sa.Column("contact_at", _TS, nullable=True, comment="occurred_at of the newest event contact_name came from"),
     sa.Column("last_customer_at", _TS, nullable=True, comment="the customer's newest message"),
     sa.Column("last_customer_text", sa.Text(), nullable=True),
     sa.Column("last_reply_at", _TS, nullable=True, comment="our newest reply that reached the customer"),

@@ -37,6 +37,7 @@ __all__ = [
     "plain_preview",
     "platform_name",
     "preview",
+    "renamed",
     "render_action_rejected",
     "render_hot_lead",
     "render_needs_reauth",
@@ -125,9 +126,24 @@ def contact_name(contact: ContactRef) -> str:
     return contact.display_name
 
 
+def _name_line(name: str) -> str:
+    """How a notification about a deal starts its customer's line (the name, escaped)."""
+    return f"\n<b>{html.escape(name)}</b> · "
+
+
+def renamed(text: str, old: str, new: str) -> str | None:
+    """A notification's ``text`` with its customer shown as ``new`` instead of ``old``
+    (None when the text has no such line). The line is the first one naming the customer
+    in bold before the platform; customer text below it is escaped, so it cannot look alike."""
+    before = _name_line(old)
+    if before not in text:
+        return None
+    return text.replace(before, _name_line(new), 1)
+
+
 def _heading(icon: str, title: str, contact: ContactRef, platform: str, stage: str) -> str:
-    name = html.escape(contact_name(contact))
-    return f"{icon} <b>{title}</b>\n<b>{name}</b> · {platform_name(platform)}\nStage: {html.escape(stage)}"
+    line = _name_line(contact_name(contact))
+    return f"{icon} <b>{title}</b>{line}{platform_name(platform)}\nStage: {html.escape(stage)}"
 
 
 def render_new_lead(

@@ -23,6 +23,12 @@ replica) sends it when they end, with the same pacing and failure handling. Esse
 notifications pass them: the kinds of :data:`~notifier.preferences.ESSENTIAL_KINDS` (the
 unlink goodbye, crm's answers to the bot's commands) and a failed reply told to its author.
 
+A notification about a deal (a new lead or message, a hot lead, a failed reply, an overdue
+reply, a task due) keeps its text, keyboard and the customer's name it shows
+(:class:`Naming`). When the projection already knows a newer name than the event's, the
+text shows that one; what was sent or held with an older name is corrected later
+(:mod:`notifier.renames`, and a held one when it is sent).
+
 ``jggl_notifier_delivery_seconds{kind}`` observes, for each notification sent at once, the
 time from the event (``occurred_at``) to Telegram accepting the message; deferred ones
 are not observed (their wait is the quiet hours, not the system's latency).
@@ -48,6 +54,7 @@ from prometheus_client import Counter, Histogram
 
 from jggl_common.contracts import (
     ChannelNeedsReauth,
+    ContactRef,
     DealHotLead,
     MessageFailed,
     MessageReceived,
@@ -57,6 +64,8 @@ from jggl_common.contracts import (
 from jggl_common.logs import get_logger
 from notifier.business_time import BusinessClock
 from notifier.notification_texts import (
+    contact_name,
+    renamed,
     render_hot_lead,
     render_needs_reauth,
     render_new_lead,
@@ -65,8 +74,8 @@ from notifier.notification_texts import (
     render_unlinked,
 )
 from notifier.preferences import ESSENTIAL_KINDS, Defer, Preferences, Skip, decide
-from notifier.projection import Projection
-from notifier.store import BLOCKED_REASON, Deferred, Link, Store
+from notifier.projection import ContactName, Projection
+from notifier.store import BLOCKED_REASON, Deferred, Link, Naming, Store
 
 __all__ = [
     "BLOCKED_REASON",
@@ -74,6 +83,7 @@ __all__ = [
     "NOTIFICATIONS",
     "DeferredNotifier",
     "HotLeadNotifier",
+    "Naming",
     "NewLeadNotifier",
     "NewMessageNotifier",
     "NotificationFailed",
@@ -81,6 +91,7 @@ __all__ = [
     "ReauthNotifier",
     "ReplyFailedNotifier",
     "UnlinkNotifier",
+    "naming",
     "render_new_lead",
 ]
 
@@ -100,12 +111,21 @@ SKIP_REASON = "no Telegram bot token configured"
 UNLINKED_REASON = "the chat is no longer linked to this user"
 
 
+def naming(deal_id: int, contact: ContactRef, occurred_at: datetime) -> Naming:
+    """What a notification about the deal shows of its customer, from an event's contact."""
+    return Naming(deal_id, contact_name(contact), occurred_at)
+
+
 class NotificationFailed(RuntimeError):
     """Some chats could not be notified for a passing reason; the event is to be redelivered."""
 
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _dump(markup: InlineKeyboardMarkup | None) -> dict[str, Any] | None:
+    return None if markup is None else markup.model_dump(mode="json", exclude_none=True)
 
 
 def _unreachable(link: Link | None, user_id: int) -> str | None:
@@ -129,12 +149,15 @@ class Notifier:
         clock: BusinessClock | None = None,
         stale_after: timedelta = timedelta(minutes=5),
         parallel: int = 8,
+        projection: Projection | None = None,
     ) -> None:
         self.store = store
         self.bot = bot
         self.app_url = app_url
         self.clock = clock or BusinessClock()
         """The business time zone, in which quiet hours are read."""
+        self.projection = projection or Projection(store.sessions)
+        """Where a newer name of a deal's customer is looked up."""
         self.stale_after = stale_after
         self._parallel = asyncio.Semaphore(parallel)
 
@@ -147,21 +170,38 @@ class Notifier:
         *,
         occurred_at: datetime | None = None,
         essential: bool = False,
+        about: Naming | None = None,
     ) -> None:
         """Notify every recipient once, as their preferences allow (unless ``essential`` or
         of an essential kind); raise :class:`NotificationFailed` if some send failed for a
         passing reason (after the others were done). ``occurred_at``, the event's, is where
-        the delivery time is measured from."""
+        the delivery time is measured from. ``about``: the deal and the customer's name the
+        text shows (kept with the text; a newer name the projection knows replaces it)."""
         if not recipients:
             return
+        if about is not None:
+            text, about = await self._newest_name(text, about)
         essential = essential or self.kind in ESSENTIAL_KINDS
         prefs = {} if essential else await self.store.preferences_of(link.user_id for link in recipients)
         results = await asyncio.gather(
-            *(self._notify(event_id, link, text, markup, prefs.get(link.user_id), occurred_at) for link in recipients)
+            *(
+                self._notify(event_id, link, text, markup, prefs.get(link.user_id), occurred_at, about)
+                for link in recipients
+            )
         )
         failed = [link.chat_id for link, ok in zip(recipients, results, strict=True) if not ok]
         if failed:
             raise NotificationFailed(f"{self.kind} {event_id}: will retry chats {failed}")
+
+    async def _newest_name(self, text: str, about: Naming) -> tuple[str, Naming]:
+        """``text`` showing the newest name the projection knows of the deal's customer."""
+        newer: ContactName | None = await self.projection.newer_name(about.deal_id, about.at)
+        if newer is None or newer.name == about.name:
+            return text, about
+        changed = renamed(text, about.name, newer.name)
+        if changed is None:
+            return text, about
+        return changed, Naming(about.deal_id, newer.name, newer.at)
 
     async def _notify(
         self,
@@ -171,6 +211,7 @@ class Notifier:
         markup: InlineKeyboardMarkup | None,
         prefs: Preferences | None,
         occurred_at: datetime | None,
+        about: Naming | None = None,
     ) -> bool:
         """Send to one chat (``prefs`` None: essential); False when it should be tried again later."""
         bot = self.bot
@@ -181,8 +222,11 @@ class Notifier:
             return True
         decision = decide(prefs, self.kind, utcnow(), self.clock.zone()) if prefs is not None else None
         if isinstance(decision, Skip | Defer):
-            return await self._hold(event_id, link, text, markup, decision)
-        claim = await self.store.claim(event_id, link, self.kind, stale_before=utcnow() - self.stale_after)
+            return await self._hold(event_id, link, text, markup, decision, about)
+        kept = None if about is None else _dump(markup)
+        claim = await self.store.claim(
+            event_id, link, self.kind, stale_before=utcnow() - self.stale_after, about=about, text=text, markup=kept
+        )
         if claim is None:
             # Sent, skipped, deferred or given up before: done. Being sent elsewhere right now
             # (an overlapping delivery): look again later, in case that attempt dies midway.
@@ -202,7 +246,13 @@ class Notifier:
         return False
 
     async def _hold(
-        self, event_id: str, link: Link, text: str, markup: InlineKeyboardMarkup | None, decision: Skip | Defer
+        self,
+        event_id: str,
+        link: Link,
+        text: str,
+        markup: InlineKeyboardMarkup | None,
+        decision: Skip | Defer,
+        about: Naming | None = None,
     ) -> bool:
         """Record a notification the preferences skip or defer (nothing if it has a row);
         False when it is being sent elsewhere right now (look again later)."""
@@ -210,8 +260,9 @@ class Notifier:
             if await self.store.record_skipped(event_id, link, self.kind, decision.reason):
                 NOTIFICATIONS.labels(self.kind, "skipped").inc()
             return True
-        dumped = None if markup is None else markup.model_dump(mode="json", exclude_none=True)
-        if await self.store.record_deferred(event_id, link, self.kind, text, dumped, decision.until):
+        if await self.store.record_deferred(
+            event_id, link, self.kind, text, _dump(markup), decision.until, about=about
+        ):
             NOTIFICATIONS.labels(self.kind, "deferred").inc()
             return True
         return await self.store.status(event_id, link.chat_id) != "pending"
@@ -226,10 +277,12 @@ class Notifier:
         markup: InlineKeyboardMarkup | None,
         *,
         occurred_at: datetime | None,
+        about: Naming | None = None,
     ) -> Exception | None:
-        """Send one claimed notification and record it ``sent``, or ``failed`` for good when
-        Telegram refuses it (a 403 also marks the chat blocked); None then. A failure worth
-        retrying is returned, not recorded: the caller decides when to try again."""
+        """Send one claimed notification and record it ``sent`` (with ``text`` and the name
+        it shows when ``about`` is given), or ``failed`` for good when Telegram refuses it (a
+        403 also marks the chat blocked); None then. A failure worth retrying is returned,
+        not recorded: the caller decides when to try again."""
         async with self._parallel:
             try:
                 message = await bot.send_message(chat_id, text, reply_markup=markup)
@@ -246,7 +299,7 @@ class Notifier:
                 return exc
         if occurred_at is not None:
             DELIVERY_SECONDS.labels(kind).observe(max(0.0, (utcnow() - occurred_at).total_seconds()))
-        await self.store.record_sent(notification_id, message.message_id)
+        await self.store.record_sent(notification_id, message.message_id, text=text, about=about)
         NOTIFICATIONS.labels(kind, "sent").inc()
         return None
 
@@ -342,7 +395,10 @@ class DeferredNotifier(Notifier):
             await self.store.defer_again(row.id, decision.until)
             return
         markup = None if row.markup is None else InlineKeyboardMarkup.model_validate(row.markup)
-        error = await self._send(bot, row.id, row.chat_id, row.kind, row.text, markup, occurred_at=None)
+        text, about = row.text, row.about
+        if about is not None:  # the customer's name may have become known while it waited
+            text, about = await self._newest_name(text, about)
+        error = await self._send(bot, row.id, row.chat_id, row.kind, text, markup, occurred_at=None, about=about)
         if error is None:
             return
         NOTIFICATIONS.labels(row.kind, "failed").inc()
@@ -362,19 +418,20 @@ class _CustomerMessageNotifier(Notifier):
     first_message = False
     """Which messages this notifier announces: a deal's first one (a new lead) or the later ones."""
 
-    def __init__(self, *args: Any, projection: Projection | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.projection = projection
-
     async def handle(self, event: MessageReceived) -> None:
-        if event.data.is_first_message != self.first_message:
+        data = event.data
+        if data.is_first_message != self.first_message:
             return
-        recipients = await self.store.recipients(event.data.assignee_id)
+        recipients = await self.store.recipients(data.assignee_id)
         if recipients:
-            summary = await self.projection.summary(event.data.deal_id) if self.projection is not None else None
+            summary = await self.projection.summary(data.deal_id)
             render = render_new_lead if self.first_message else render_new_message
             await self.deliver(
-                event.id, recipients, *render(event.data, self.app_url, summary), occurred_at=event.occurred_at
+                event.id,
+                recipients,
+                *render(data, self.app_url, summary),
+                occurred_at=event.occurred_at,
+                about=naming(data.deal_id, data.contact, event.occurred_at),
             )
 
 
@@ -397,10 +454,15 @@ class HotLeadNotifier(Notifier):
     kind = "hot_lead"
 
     async def handle(self, event: DealHotLead) -> None:
-        recipients = await self.store.recipients(event.data.deal.assignee_id)
+        deal = event.data.deal
+        recipients = await self.store.recipients(deal.assignee_id)
         if recipients:
             await self.deliver(
-                event.id, recipients, *render_hot_lead(event.data, self.app_url), occurred_at=event.occurred_at
+                event.id,
+                recipients,
+                *render_hot_lead(event.data, self.app_url),
+                occurred_at=event.occurred_at,
+                about=naming(deal.id, deal.contact, event.occurred_at),
             )
 
 
@@ -425,6 +487,7 @@ class ReplyFailedNotifier(Notifier):
                 *render_reply_failed(event.data, self.app_url),
                 occurred_at=event.occurred_at,
                 essential=to_author,
+                about=naming(event.data.deal_id, event.data.contact, event.occurred_at),
             )
 
 

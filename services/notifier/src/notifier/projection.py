@@ -10,6 +10,10 @@ row may be begun by any of them:
   which carries the deal's stage, assignee and contact as of that message and implies an
   open deal) replaces the descriptive fields only when its ``occurred_at`` is newer than
   the snapshot applied;
+* the customer's name is the newest by ``occurred_at`` of every event that names them:
+  the snapshots, a reply, and ``crm.contact.updated`` (crm read the customer's Meta
+  profile, or someone edited it), which names the contact's open deals; an older event
+  never overwrites it (``contact_at``);
 * ``last_customer_at`` and ``last_reply_at`` only move forward (``GREATEST``), and the
   customer's text is the newest message's;
 * a reply (``crm.message.sent``) is also one row of ``replies``, by crm's message id;
@@ -32,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from jggl_common.bus import PermanentFailure
 from jggl_common.contracts import (
     AnalysisCompleted,
+    ContactUpdated,
     DealCreated,
     DealUpdated,
     Envelope,
@@ -41,7 +46,7 @@ from jggl_common.contracts import (
 from jggl_common.db import autocommit, driver_connection, session_scope
 from notifier.notification_texts import contact_name, plain_preview
 
-__all__ = ["AWAITING_REPLY", "DEAL_EVENTS", "DealView", "MyFigures", "Projection", "WaitingDeals"]
+__all__ = ["AWAITING_REPLY", "DEAL_EVENTS", "ContactName", "DealView", "MyFigures", "Projection", "WaitingDeals"]
 
 AWAITING_REPLY = "last_customer_at > COALESCE(last_reply_at, '-infinity'::timestamptz)"
 """The one definition of "awaits a reply", as a condition on a ``deals`` row."""
@@ -53,8 +58,8 @@ DEAL_EVENTS: dict[str, type[Envelope]] = {
 
 _SNAPSHOT = """
 INSERT INTO deals AS d (deal_id, conversation_id, assignee_id, status, stage, platform, contact_name, snapshot_at,
-                        last_customer_at, last_customer_text)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                        contact_at, last_customer_at, last_customer_text)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)
 ON CONFLICT (deal_id) DO UPDATE SET
     conversation_id = CASE WHEN d.snapshot_at IS NULL OR d.snapshot_at < EXCLUDED.snapshot_at
                            THEN EXCLUDED.conversation_id ELSE d.conversation_id END,
@@ -66,8 +71,9 @@ ON CONFLICT (deal_id) DO UPDATE SET
                  THEN EXCLUDED.stage ELSE d.stage END,
     platform = CASE WHEN d.snapshot_at IS NULL OR d.snapshot_at < EXCLUDED.snapshot_at
                     THEN EXCLUDED.platform ELSE d.platform END,
-    contact_name = CASE WHEN d.snapshot_at IS NULL OR d.snapshot_at < EXCLUDED.snapshot_at
+    contact_name = CASE WHEN d.contact_at IS NULL OR d.contact_at < EXCLUDED.contact_at
                         THEN EXCLUDED.contact_name ELSE d.contact_name END,
+    contact_at = GREATEST(d.contact_at, EXCLUDED.contact_at),
     snapshot_at = GREATEST(d.snapshot_at, EXCLUDED.snapshot_at),
     last_customer_text = CASE WHEN EXCLUDED.last_customer_at IS NOT NULL
                                    AND (d.last_customer_at IS NULL OR d.last_customer_at <= EXCLUDED.last_customer_at)
@@ -76,13 +82,25 @@ ON CONFLICT (deal_id) DO UPDATE SET
 """
 
 _REPLY = """
-INSERT INTO deals AS d (deal_id, conversation_id, platform, contact_name, last_reply_at)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO deals AS d (deal_id, conversation_id, platform, contact_name, contact_at, last_reply_at)
+VALUES ($1, $2, $3, $4, $6, $5)
 ON CONFLICT (deal_id) DO UPDATE SET
     conversation_id = COALESCE(d.conversation_id, EXCLUDED.conversation_id),
     platform = COALESCE(d.platform, EXCLUDED.platform),
-    contact_name = COALESCE(d.contact_name, EXCLUDED.contact_name),
+    contact_name = CASE WHEN d.contact_at IS NULL OR d.contact_at < EXCLUDED.contact_at
+                        THEN EXCLUDED.contact_name ELSE d.contact_name END,
+    contact_at = GREATEST(d.contact_at, EXCLUDED.contact_at),
     last_reply_at = GREATEST(d.last_reply_at, EXCLUDED.last_reply_at)
+"""
+
+_CONTACT = """
+INSERT INTO deals AS d (deal_id, platform, contact_name, contact_at)
+SELECT deal_id, $2, $3, $4 FROM unnest($1::bigint[]) AS deal_id
+ON CONFLICT (deal_id) DO UPDATE SET
+    platform = COALESCE(d.platform, EXCLUDED.platform),
+    contact_name = CASE WHEN d.contact_at IS NULL OR d.contact_at < EXCLUDED.contact_at
+                        THEN EXCLUDED.contact_name ELSE d.contact_name END,
+    contact_at = GREATEST(d.contact_at, EXCLUDED.contact_at)
 """
 
 _ANALYSIS = """
@@ -119,6 +137,15 @@ class DealView:
     last_customer_text: str | None
     last_reply_at: datetime | None
     ai_summary: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactName:
+    """The customer's name on a deal, as a notification shows it, and the ``occurred_at``
+    of the event it came from (a name from a newer event replaces it)."""
+
+    name: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +196,8 @@ class Projection:
             await self._sent(event)
         elif isinstance(event, AnalysisCompleted):
             await self._analysed(event)
+        elif isinstance(event, ContactUpdated):
+            await self._contact(event)
 
     async def apply_body(self, body: dict[str, Any]) -> None:
         """Apply a CRM event as it came off the bus, when its type is one the projection keeps."""
@@ -220,6 +249,7 @@ class Projection:
                 data.contact.platform,
                 contact_name(data.contact),
                 data.sent_at,
+                event.occurred_at,
             )
             await db.execute(
                 "INSERT INTO replies (message_id, user_id, deal_id, sent_at, response_seconds)"
@@ -229,6 +259,19 @@ class Projection:
                 data.deal_id,
                 data.sent_at,
                 data.response_seconds,
+            )
+
+    async def _contact(self, event: ContactUpdated) -> None:
+        data = event.data
+        if not data.open_deals:
+            return
+        async with autocommit(self.sessions) as db:
+            await db.execute(
+                _CONTACT,
+                sorted({deal.id for deal in data.open_deals}),
+                data.contact.platform,
+                contact_name(data.contact),
+                event.occurred_at,
             )
 
     async def _analysed(self, event: AnalysisCompleted) -> None:
@@ -252,6 +295,18 @@ class Projection:
         async with autocommit(self.sessions) as db:
             row = await db.fetchrow(f"SELECT {_VIEW} FROM deals WHERE deal_id = $1", deal_id)
         return DealView(**dict(row)) if row else None
+
+    async def newer_name(self, deal_id: int, than: datetime) -> ContactName | None:
+        """The customer's name on the deal when it came from an event newer than ``than``
+        (None: the projection knows no newer one)."""
+        async with autocommit(self.sessions) as db:
+            row = await db.fetchrow(
+                "SELECT contact_name, contact_at FROM deals WHERE deal_id = $1 AND contact_at > $2"
+                " AND contact_name IS NOT NULL",
+                deal_id,
+                than,
+            )
+        return ContactName(row["contact_name"], row["contact_at"]) if row else None
 
     async def summary(self, deal_id: int) -> str | None:
         """The AI's newest summary of the deal, if any."""

@@ -12,7 +12,7 @@ once per event and chat like the others, with the recipients' preferences applie
 from __future__ import annotations
 
 from jggl_common.contracts import DailyDigest, SlaBreached, TaskDue
-from notifier.notifications import Notifier
+from notifier.notifications import Notifier, naming
 from notifier.reminder_texts import render_daily_digest, render_sla_breach, render_task_due
 
 __all__ = ["DailyDigestNotifier", "SlaBreachNotifier", "TaskDueNotifier"]
@@ -32,7 +32,8 @@ class SlaBreachNotifier(Notifier):
             recipients = [link for link in await self.store.links_with_role("admin") if link.user_id != assignee]
         if recipients:
             rendered = render_sla_breach(data, self.app_url, self.clock.zone(), event.occurred_at)
-            await self.deliver(event.id, recipients, *rendered, occurred_at=event.occurred_at)
+            about = naming(data.deal.id, data.deal.contact, event.occurred_at)
+            await self.deliver(event.id, recipients, *rendered, occurred_at=event.occurred_at, about=about)
 
 
 class TaskDueNotifier(Notifier):
@@ -46,7 +47,8 @@ class TaskDueNotifier(Notifier):
         recipients = await self.store.recipients(owner)
         if recipients:
             rendered = render_task_due(data, self.app_url, self.clock.zone(), event.occurred_at)
-            await self.deliver(event.id, recipients, *rendered, occurred_at=event.occurred_at)
+            about = naming(data.deal.id, data.deal.contact, event.occurred_at)
+            await self.deliver(event.id, recipients, *rendered, occurred_at=event.occurred_at, about=about)
 
 
 class DailyDigestNotifier(Notifier):

@@ -25,7 +25,7 @@ from jggl_common.contracts import TelegramLinkRequestedData, utcnow
 from jggl_common.db import autocommit, driver_connection, session_scope
 from notifier.preferences import Preferences
 
-__all__ = ["Claim", "Deferred", "Link", "LinkOutcome", "LinkResult", "Store"]
+__all__ = ["Claim", "Deferred", "Link", "LinkOutcome", "LinkResult", "Naming", "Rename", "Store"]
 
 LinkOutcome = Literal["linked", "already_linked", "unknown", "used", "expired"]
 
@@ -51,6 +51,31 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True)
+class Naming:
+    """The deal a notification is about and the customer's name its text shows, with the
+    ``occurred_at`` of the event that name came from (a newer one replaces it)."""
+
+    deal_id: int
+    name: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    """A sent notification taken to be edited: its text shows ``shown``, the newest name
+    is ``to`` (as of ``at``)."""
+
+    id: int
+    chat_id: int
+    message_id: int
+    text: str
+    markup: dict[str, Any] | None
+    shown: str
+    to: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A notification row this process may send now (``attempts`` counts this one)."""
 
@@ -70,6 +95,7 @@ class Deferred:
     text: str
     markup: dict[str, Any] | None
     attempts: int
+    about: Naming | None = None
 
 
 _LINK = "user_id, chat_id, name, role, blocked_at"
@@ -77,14 +103,29 @@ _PREFERENCES = "user_id, muted, muted_kinds, quiet_start, quiet_end"
 BLOCKED_REASON = "the chat blocked the bot (cleared by /start)"
 
 _CLAIM = """
-INSERT INTO notifications (event_id, chat_id, user_id, kind, status, attempts, created_at, claimed_at)
-VALUES ($1, $2, $3, $4, 'pending', 1, $5, $5)
+INSERT INTO notifications (event_id, chat_id, user_id, kind, status, attempts, created_at, claimed_at,
+                           text, markup, deal_id, contact_name, contact_at)
+VALUES ($1, $2, $3, $4, 'pending', 1, $5, $5, $7, $8, $9, $10, $11)
 ON CONFLICT (event_id, chat_id) DO UPDATE
-   SET status = 'pending', attempts = notifications.attempts + 1, claimed_at = EXCLUDED.claimed_at, error = NULL
+   SET status = 'pending', attempts = notifications.attempts + 1, claimed_at = EXCLUDED.claimed_at, error = NULL,
+       text = EXCLUDED.text, markup = EXCLUDED.markup, deal_id = EXCLUDED.deal_id,
+       contact_name = EXCLUDED.contact_name, contact_at = EXCLUDED.contact_at
  WHERE (notifications.status = 'failed' AND notifications.retryable)
     OR (notifications.status = 'pending' AND notifications.claimed_at < $6)
 RETURNING id, attempts
 """
+
+_RENAMABLE = """
+notifications AS n
+JOIN deals AS d ON d.deal_id = n.deal_id
+JOIN unnest($1::bigint[], $2::bigint[]) AS o(deal_id, assignee_id) ON o.deal_id = n.deal_id
+JOIN links AS l ON l.chat_id = n.chat_id AND l.user_id = n.user_id AND l.blocked_at IS NULL
+WHERE n.deal_id = ANY($1::bigint[]) AND n.text IS NOT NULL
+  AND d.contact_at > n.contact_at AND d.contact_name <> n.contact_name
+  AND (o.assignee_id IS NULL OR o.assignee_id = n.user_id OR l.role = 'admin')
+"""
+"""Notifications about these deals whose text shows an older name than the projection's,
+in a chat that may see the deal (the FROM and WHERE of the statements on them)."""
 
 
 class Store:
@@ -257,15 +298,37 @@ class Store:
     # ------------------------------------------------------------------ notification log
 
     async def claim(
-        self, event_id: str, link: Link, kind: str, *, stale_before: datetime, now: datetime | None = None
+        self,
+        event_id: str,
+        link: Link,
+        kind: str,
+        *,
+        stale_before: datetime,
+        now: datetime | None = None,
+        about: Naming | None = None,
+        text: str | None = None,
+        markup: dict[str, Any] | None = None,
     ) -> Claim | None:
         """Take the (event, chat) notification for sending: a new row, or one whose earlier
         attempt failed in a way worth retrying, or one left ``pending`` before
         ``stale_before`` (its process died mid-send). None: already sent, skipped, given up,
-        or being sent right now by another consumer."""
+        or being sent right now by another consumer. With ``about`` (a notification about a
+        deal), its text, keyboard and the name it shows are kept on the row."""
         now = now or utcnow()
+        kept = about is not None
         async with autocommit(self.sessions) as db:
-            row = await db.fetchrow(_CLAIM, event_id, link.chat_id, link.user_id, kind, now, stale_before)
+            row = await db.fetchrow(
+                _CLAIM,
+                event_id,
+                link.chat_id,
+                link.user_id,
+                kind,
+                now,
+                stale_before,
+                text if kept else None,
+                json.dumps(markup) if kept and markup is not None else None,
+                *_naming(about),
+            )
         return Claim(row["id"], row["attempts"]) if row else None
 
     async def status(self, event_id: str, chat_id: int) -> str | None:
@@ -295,14 +358,29 @@ class Store:
             )
         return row is not None
 
-    async def record_sent(self, notification_id: int, telegram_message_id: int) -> None:
+    async def record_sent(
+        self, notification_id: int, telegram_message_id: int, *, text: str | None = None, about: Naming | None = None
+    ) -> None:
+        """The notification reached the chat; with ``about``, the ``text`` sent and the name
+        it shows are kept (the name may have changed since it was held)."""
         async with autocommit(self.sessions) as db:
+            if about is None:
+                await db.execute(
+                    "UPDATE notifications SET status = 'sent', telegram_message_id = $2, sent_at = $3, error = NULL "
+                    "WHERE id = $1",
+                    notification_id,
+                    telegram_message_id,
+                    utcnow(),
+                )
+                return
             await db.execute(
-                "UPDATE notifications SET status = 'sent', telegram_message_id = $2, sent_at = $3, error = NULL "
-                "WHERE id = $1",
+                "UPDATE notifications SET status = 'sent', telegram_message_id = $2, sent_at = $3, error = NULL,"
+                " text = $4, deal_id = $5, contact_name = $6, contact_at = $7 WHERE id = $1",
                 notification_id,
                 telegram_message_id,
                 utcnow(),
+                text,
+                *_naming(about),
             )
 
     async def record_failed(self, notification_id: int, error: str, *, retryable: bool) -> None:
@@ -324,19 +402,24 @@ class Store:
         text: str,
         markup: dict[str, Any] | None,
         not_before: datetime,
+        *,
+        about: Naming | None = None,
     ) -> bool:
-        """Hold a notification until ``not_before`` (quiet hours), with what it will say. A
-        row already there stays as it is, except an attempt that failed for a passing reason,
-        which now waits too. False when nothing was written."""
+        """Hold a notification until ``not_before`` (quiet hours), with what it will say (and,
+        about a deal, the name it shows). A row already there stays as it is, except an
+        attempt that failed for a passing reason, which now waits too. False when nothing
+        was written."""
         async with autocommit(self.sessions) as db:
             row = await db.fetchval(
                 """
                 INSERT INTO notifications (event_id, chat_id, user_id, kind, status, attempts, created_at, text,
-                                           markup, not_before)
-                VALUES ($1, $2, $3, $4, 'deferred', 0, $5, $6, $7, $8)
+                                           markup, not_before, deal_id, contact_name, contact_at)
+                VALUES ($1, $2, $3, $4, 'deferred', 0, $5, $6, $7, $8, $9, $10, $11)
                 ON CONFLICT (event_id, chat_id) DO UPDATE
                    SET status = 'deferred', text = EXCLUDED.text, markup = EXCLUDED.markup,
-                       not_before = EXCLUDED.not_before, claimed_at = NULL, retryable = false
+                       not_before = EXCLUDED.not_before, claimed_at = NULL, retryable = false,
+                       deal_id = EXCLUDED.deal_id, contact_name = EXCLUDED.contact_name,
+                       contact_at = EXCLUDED.contact_at
                  WHERE notifications.status = 'failed' AND notifications.retryable
                 RETURNING id
                 """,
@@ -348,6 +431,7 @@ class Store:
                 text,
                 None if markup is None else json.dumps(markup),
                 not_before,
+                *_naming(about),
             )
         return row is not None
 
@@ -373,7 +457,8 @@ class Store:
                    SET attempts = n.attempts + 1, claimed_at = $1, not_before = $2
                  WHERE n.chat_id IN (SELECT chat_id FROM mine) AND n.status = 'deferred' AND n.not_before <= $1
                    AND NOT EXISTS (SELECT 1 FROM preferences AS p WHERE p.user_id = n.user_id AND p.muted)
-                RETURNING n.id, n.event_id, n.chat_id, n.user_id, n.kind, n.text, n.markup, n.attempts
+                RETURNING n.id, n.event_id, n.chat_id, n.user_id, n.kind, n.text, n.markup, n.attempts,
+                          n.deal_id, n.contact_name, n.contact_at
                 """,
                 now,
                 lease_until,
@@ -388,8 +473,9 @@ class Store:
                 user_id=row["user_id"],
                 kind=row["kind"],
                 text=row["text"],
-                markup=json.loads(row["markup"]) if isinstance(row["markup"], str) else row["markup"],
+                markup=_json(row["markup"]),
                 attempts=row["attempts"],
+                about=_naming_of(row),
             )
             for row in ordered
         ]
@@ -433,6 +519,103 @@ class Store:
                 "SELECT count(*) FROM notifications WHERE user_id = $1 AND status = 'deferred'", user_id
             )
         return int(value)
+
+    # ------------------------------------------------------------------ a customer's newer name
+
+    async def claim_renames(
+        self,
+        deals: dict[int, int | None],
+        *,
+        now: datetime,
+        stale_before: datetime,
+        sent_after: datetime,
+    ) -> tuple[list[Rename], int]:
+        """Take for editing the sent notifications about ``deals`` (deal id → its assignee)
+        whose text shows an older name of the customer than the projection's, and count
+        those that need it too but are busy elsewhere (being edited or sent right now).
+
+        Only messages sent after ``sent_after`` (older ones cannot be edited any more), to
+        a chat still linked to the same user and not blocked, who may see the deal: its
+        assignee, an admin, or anyone while it is unassigned. A taken row is leased from
+        ``now``; a lease begun before ``stale_before`` (its process died) is taken again."""
+        ids = list(deals)
+        assignees = [deals[deal_id] for deal_id in ids]
+        async with autocommit(self.sessions) as db:
+            rows = await db.fetch(
+                f"""
+                WITH wanted AS (
+                     SELECT n.id FROM {_RENAMABLE}
+                        AND n.status = 'sent' AND n.telegram_message_id IS NOT NULL AND n.sent_at > $4
+                        AND (n.renaming_at IS NULL OR n.renaming_at < $5)
+                      ORDER BY n.id
+                        FOR UPDATE OF n SKIP LOCKED)
+                UPDATE notifications AS n SET renaming_at = $3
+                  FROM wanted AS w, deals AS d
+                 WHERE n.id = w.id AND d.deal_id = n.deal_id
+                RETURNING n.id, n.chat_id, n.telegram_message_id, n.text, n.markup, n.contact_name,
+                          d.contact_name AS to_name, d.contact_at AS to_at
+                """,
+                ids,
+                assignees,
+                now,
+                sent_after,
+                stale_before,
+            )
+            taken = [row["id"] for row in rows]
+            busy = await db.fetchval(
+                f"""
+                SELECT count(*) FROM {_RENAMABLE}
+                   AND n.id <> ALL($3::bigint[])
+                   AND ((n.status = 'sent' AND n.telegram_message_id IS NOT NULL AND n.sent_at > $4)
+                        OR (n.status IN ('pending', 'deferred') AND n.claimed_at >= $5))
+                """,
+                ids,
+                assignees,
+                taken,
+                sent_after,
+                stale_before,
+            )
+        renames = [
+            Rename(
+                id=row["id"],
+                chat_id=row["chat_id"],
+                message_id=row["telegram_message_id"],
+                text=row["text"],
+                markup=_json(row["markup"]),
+                shown=row["contact_name"],
+                to=row["to_name"],
+                at=row["to_at"],
+            )
+            for row in sorted(rows, key=lambda row: row["id"])
+        ]
+        return renames, int(busy)
+
+    async def record_renamed(self, rename: Rename, text: str) -> None:
+        """The message now shows ``rename.to`` (its text is ``text``)."""
+        async with autocommit(self.sessions) as db:
+            await db.execute(
+                "UPDATE notifications SET text = $2, contact_name = $3, contact_at = $4, renaming_at = NULL"
+                " WHERE id = $1",
+                rename.id,
+                text,
+                rename.to,
+                rename.at,
+            )
+
+    async def release_rename(self, notification_id: int) -> None:
+        """The edit did not happen for a passing reason: another attempt may take it."""
+        async with autocommit(self.sessions) as db:
+            await db.execute("UPDATE notifications SET renaming_at = NULL WHERE id = $1", notification_id)
+
+    async def refuse_rename(self, notification_id: int, error: str) -> None:
+        """Telegram will not edit the message (too old, deleted...): it keeps the name it
+        shows, and its text is no longer kept (nothing will edit it)."""
+        async with autocommit(self.sessions) as db:
+            await db.execute(
+                "UPDATE notifications SET text = NULL, markup = NULL, renaming_at = NULL, error = $2 WHERE id = $1",
+                notification_id,
+                f"name not corrected: {error}"[:2000],
+            )
 
     # ------------------------------------------------------------------ preferences
 
@@ -507,6 +690,21 @@ class Store:
                 utcnow(),
             )
         return _preferences(row)
+
+
+def _naming(about: Naming | None) -> tuple[int | None, str | None, datetime | None]:
+    """The ``deal_id, contact_name, contact_at`` columns of a notification."""
+    return (None, None, None) if about is None else (about.deal_id, about.name, about.at)
+
+
+def _naming_of(row: Any) -> Naming | None:
+    if row["deal_id"] is None or row["contact_name"] is None or row["contact_at"] is None:
+        return None
+    return Naming(row["deal_id"], row["contact_name"], row["contact_at"])
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _preferences(row: Any) -> Preferences:

@@ -1,5 +1,6 @@
 """The notifier's durable consumers: link codes and unlinks from crm, Telegram updates from ingest
-(webhook mode), and the events that become notifications."""
+(webhook mode), the events that become notifications, and a customer's newer name (which
+corrects the notifications already sent)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from jggl_common.contracts import (
     AnalysisCompleted,
     ChannelHealthChanged,
     ChannelNeedsReauth,
+    ContactUpdated,
     DailyDigest,
     DealHotLead,
     MessageFailed,
@@ -41,6 +43,7 @@ from notifier.notifications import (
 )
 from notifier.projection import Projection
 from notifier.reminders import DailyDigestNotifier, SlaBreachNotifier, TaskDueNotifier
+from notifier.renames import ContactRenames
 from notifier.store import Store
 from notifier.updates import handle_update
 
@@ -63,6 +66,7 @@ DURABLES = {
     "sla_breaches": "notifier-sla-breaches",
     "tasks_due": "notifier-tasks-due",
     "digests": "notifier-digests",
+    "contacts": "notifier-contacts",
 }
 
 
@@ -222,3 +226,14 @@ def register(
     )
     async def on_daily_digest(body: dict[str, Any]) -> None:
         await notifiers.digests.handle(_parse(DailyDigest, body))
+
+    def sending_bot() -> Bot | None:
+        return current_bot() if current_bot is not None else bot
+
+    renames = ContactRenames(store, projection, sending_bot)
+
+    @bus.consumer(  # type: ignore[untyped-decorator]
+        durable=prefix + DURABLES["contacts"], stream=CRM, subject=ContactUpdated.subject, policy=policy, max_workers=4
+    )
+    async def on_contact_updated(body: dict[str, Any]) -> None:
+        await renames.handle(_parse(ContactUpdated, body))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlmodel import col
 
-from crm.models import Task
+from crm.models import Activity, Task
 from jggl_common.db import session_scope
 
 from .conftest import Api
@@ -165,3 +165,71 @@ async def test_a_demoted_admins_open_tasks_on_colleagues_deals_go_to_those_deals
         assert changed.status_code == 200, changed.text
     assert await _assignees(api, adas.id) == {"Own": ada.id}
     assert await _assignees(api, hers.id) == {"Quote": olena.id, "Old call": ada.id}
+
+
+async def test_every_change_of_hands_of_a_task_is_on_its_deals_timeline(api: Api) -> None:
+    async with session_scope(api.sessions) as session:
+        olena = await create_user(session, name="Olena")
+        petro = await create_user(session, name="Petro")
+        ada = await create_user(session, role="admin", name="Ada")
+        boss = await create_user(session, role="admin", name="Boss")
+        deal = await create_deal(session)
+    tasks = f"/api/deals/{deal.id}/tasks"
+    quote = (await api.client.post(tasks, json={"title": "Quote"}, headers=api.headers(olena))).json()["id"]
+    for user, assignee in ((olena, None), (petro, petro.id)):
+        moved = await api.client.patch(f"/api/tasks/{quote}", json={"assignee_id": assignee}, headers=api.headers(user))
+        assert moved.status_code == 200, moved.text
+    given = await api.client.patch(f"/api/deals/{deal.id}", json={"assignee_id": olena.id}, headers=api.headers(boss))
+    assert given.status_code == 200, given.text
+    invoice = await api.client.post(tasks, json={"title": "Invoice"}, headers=api.headers(ada))
+    assert invoice.status_code == 201, invoice.text
+    for change, who in (({"role": "manager"}, ada), ({"is_active": False}, olena)):
+        changed = await api.client.patch(f"/api/users/{who.id}", json=change, headers=api.headers(boss))
+        assert changed.status_code == 200, changed.text
+
+    answer = (await api.client.get(f"/api/deals/{deal.id}/activities", headers=api.headers(boss))).json()
+    fields = ("title", "from", "to", "reason")
+    entries = [
+        (item["kind"], item["actor_user_id"], *(item["data"].get(field) for field in fields))
+        for item in answer["items"]
+        if item["kind"] in ("assigned", "task_reassigned")
+    ]
+    assert entries == [
+        ("task_reassigned", olena.id, "Quote", olena.id, None, None),
+        ("task_reassigned", petro.id, "Quote", None, petro.id, None),
+        ("assigned", boss.id, None, None, olena.id, None),
+        ("task_reassigned", boss.id, "Quote", petro.id, olena.id, "deal_assigned"),
+        ("task_reassigned", boss.id, "Invoice", ada.id, olena.id, "demoted"),
+        ("assigned", boss.id, None, olena.id, None, "deactivated"),
+        ("task_reassigned", boss.id, "Quote", olena.id, None, "deactivated"),
+        ("task_reassigned", boss.id, "Invoice", olena.id, None, "deactivated"),
+    ]
+    assert {item["data"]["task_id"] for item in answer["items"] if item["kind"] == "task_reassigned"} == {
+        quote,
+        invoice.json()["id"],
+    }
+    # The page names everyone a task moved between.
+    assert {olena.id, petro.id, ada.id, boss.id} <= {int(key) for key in answer["user_names"]}
+    assert answer["user_names"][str(ada.id)] == "Ada"
+
+    # The entries are rows of the deal's timeline, written with the moves.
+    async with api.sessions() as session:
+        rows = (
+            (
+                await session.execute(
+                    select(Activity)
+                    .where(col(Activity.deal_id) == deal.id, col(Activity.kind) == "task_reassigned")
+                    .order_by(col(Activity.id))
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [(row.actor_user_id, row.data["to"]) for row in rows] == [
+        (olena.id, None),
+        (petro.id, petro.id),
+        (boss.id, olena.id),
+        (boss.id, olena.id),
+        (boss.id, None),
+        (boss.id, None),
+    ]

@@ -31,4 +31,36 @@ describe("the timeline", () => {
     expect(screen.getByText(/→ Anna/)).toBeInTheDocument();
     expect(screen.queryByText(/#1/)).toBeNull();
   });
+
+  it.each([
+    ["en", "Task reassigned: Call back — Petro → Anna", "Task reopened: Quote", "Task reassigned: Quote — Anna → Unassigned"],
+    ["ru", "Задача передана: Call back — Petro → Anna", "Задача снова открыта: Quote", "Задача передана: Quote — Anna → Без ответственного"],
+  ] as const)("says which task changed hands, from whom to whom (%s)", async (language, given, reopened, letGo) => {
+    const entry = (id: number, kind: string, data: Record<string, unknown>) => ({
+      id,
+      kind,
+      actor_user_id: 1,
+      actor_label: null,
+      data,
+      created_at: `2026-12-02T09:3${id}:00Z`,
+    });
+    const timeline = {
+      items: [
+        entry(1, "task_reassigned", { task_id: 4, title: "Call back", from: 8, to: 7, reason: "deal_assigned" }),
+        entry(2, "task_reopened", { task_id: 5, title: "Quote" }),
+        entry(3, "task_reassigned", { task_id: 5, title: "Quote", from: 7, to: null }),
+      ],
+      user_names: { "1": "Ada Admin", "7": "Anna", "8": "Petro" },
+    };
+    vi.stubGlobal(
+      "fetch",
+      vi.fn(async (request: Request) =>
+        new URL(request.url).pathname.endsWith("/activities") ? json(timeline) : json({ stages: [] }),
+      ),
+    );
+    renderWith(<Timeline dealId={5} />, { language });
+    expect(await screen.findByText(given)).toBeInTheDocument();
+    expect(screen.getByText(reopened)).toBeInTheDocument();
+    expect(screen.getByText(letGo)).toBeInTheDocument();
+  });
 });

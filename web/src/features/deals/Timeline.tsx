@@ -16,7 +16,9 @@ const KINDS: Record<string, MessageKey> = {
   reopened: "timeline.reopened",
   lost_reason_changed: "timeline.lostReasonChanged",
   task_created: "timeline.taskCreated",
-  task_done: "timeline.taskDone",
+  task_completed: "timeline.taskDone",
+  task_reopened: "timeline.taskReopened",
+  task_reassigned: "timeline.taskReassigned",
   task_updated: "timeline.taskUpdated",
   reply: "timeline.reply",
   reply_failed: "timeline.replyFailed",
@@ -36,10 +38,10 @@ export function describeActivity(a: Activity, t: Translate, userName: (id: numbe
   if (a.kind === "stage_changed" && stageName) {
     return `${base}: ${stageName(plain(data.from))} → ${stageName(plain(data.to))}`;
   }
-  if (a.kind === "assigned") {
-    const who = (v: unknown) => (typeof v === "number" ? userName(v) : t("deal.unassigned"));
-    return `${base}: ${who(data.from)} → ${who(data.to)}`;
-  }
+  const who = (v: unknown) => (typeof v === "number" ? userName(v) : t("deal.unassigned"));
+  if (a.kind === "assigned") return `${base}: ${who(data.from)} → ${who(data.to)}`;
+  // A task changing hands: which task, from whom, to whom (nobody when it was let go).
+  if (a.kind === "task_reassigned") return `${base}: ${plain(data.title)} — ${who(data.from)} → ${who(data.to)}`;
   if ("from" in data || "to" in data) return `${base}: ${plain(data.from)} → ${plain(data.to)}`;
   if (typeof data.reason === "string" && data.reason) return `${base}: ${data.reason}`;
   if (typeof data.title === "string") return `${base}: ${data.title}`;

@@ -330,9 +330,9 @@ class ActivityList(BaseModel):
 
 
 def mentioned_users(activities: Sequence[Activity]) -> set[int]:
-    """The user ids a timeline mentions: its actors, and who an assignment moved between."""
+    """The user ids a timeline mentions: its actors, and who a deal or a task moved between."""
     found = {a.actor_user_id for a in activities if a.actor_user_id is not None}
     for activity in activities:
-        if activity.kind == "assigned":
+        if activity.kind in ("assigned", "task_reassigned"):
             found |= {v for k in ("from", "to") if isinstance(v := activity.data.get(k), int)}
     return found

@@ -233,7 +233,6 @@ async def update_deal(session: AsyncSession, actor: User, deal_id: int, patch: D
         timeline.append(("assigned", {"from": deal.assignee_id, "to": patch.assignee_id}))
         deal.assignee_id = patch.assignee_id
         assignee_name = None if patch.assignee_id is None else await _user_name(session, patch.assignee_id)
-        await follow_deal_assignee(session, deal_id, patch.assignee_id)
 
     new_status = patch.status if patch.status is not None else deal.status
     if "lost_reason" in fields and new_status != "lost":
@@ -268,6 +267,9 @@ async def update_deal(session: AsyncSession, actor: User, deal_id: int, patch: D
         if _ONE_OPEN_DEAL in str(exc.orig):
             raise Conflict(_REOPEN_CONFLICT) from None
         raise
+    if "assignee_id" in changes:
+        # After the deal's own entries, so its timeline reads: assigned, then the tasks that followed.
+        await follow_deal_assignee(session, actor, deal_id, deal.assignee_id)
     event_id = await _announce(session, deal, contact, stage.key, changes, actor)
     return (deal, contact, stage, assignee_name), [event_id]
 
@@ -297,7 +299,7 @@ async def take_deal(session: AsyncSession, actor: User, deal_id: int) -> tuple[D
             return row, []
         raise Conflict("This deal is already assigned to someone else")
     repository.add_activity(deal_id, "assigned", actor, {"from": None, "to": actor.id})
-    await follow_deal_assignee(session, deal_id, actor.id)
+    await follow_deal_assignee(session, actor, deal_id, actor.id)
     event_id = await _announce(session, deal, contact, stage.key, {"assignee_id": (None, actor.id)}, actor)
     return row, [event_id]
 
@@ -306,7 +308,6 @@ async def release_deals_of(session: AsyncSession, actor: User, user_id: int) -> 
     """Return a user's open deals to the unassigned pool, and their tasks to nobody; ids of the events it staged."""
     repository = DealRepository(session)
     event_ids = []
-    await release_tasks_of(session, user_id)
     for deal_id in await repository.unassign_open_deals_of(user_id):
         repository.add_activity(deal_id, "assigned", actor, {"from": user_id, "to": None, "reason": "deactivated"})
         deal_snapshot = await load_snapshot(session, deal_id)
@@ -316,4 +317,5 @@ async def release_deals_of(session: AsyncSession, actor: User, user_id: int) -> 
             data=DealUpdatedData(deal=deal_snapshot, changes={"assignee_id": (user_id, None)}, actor_user_id=actor.id),
         )
         event_ids.append(await outbox.stage(session, event))
+    await release_tasks_of(session, actor, user_id)
     return event_ids

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -14,7 +15,25 @@ from crm.deals.access import visible_deals
 from crm.models import Deal, Task, User
 from jggl_common.contracts import utcnow
 
-__all__ = ["TaskRepository", "due_tasks", "mark_due_notified"]
+__all__ = ["TaskMove", "TaskRepository", "due_tasks", "mark_due_notified"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMove:
+    """A task that changed hands, and whose it was before."""
+
+    task: Task
+    from_id: int | None
+
+
+def _reassign(changes: Iterable[tuple[Task, int | None]]) -> list[TaskMove]:
+    """Give each task to its new assignee (written with the transaction); the moves, in order."""
+    now = utcnow()
+    moves = []
+    for task, assignee_id in changes:
+        moves.append(TaskMove(task, task.assignee_id))
+        task.assignee_id, task.updated_at = assignee_id, now
+    return moves
 
 
 class TaskRepository:
@@ -47,51 +66,41 @@ class TaskRepository:
             query = query.with_for_update(of=Task)
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def hand_over(self, deal_id: int, assignee_id: int) -> list[int]:
-        """Give the deal's tasks of managers other than ``assignee_id`` to ``assignee_id``; their ids."""
+    async def hand_over(self, deal_id: int, assignee_id: int) -> list[TaskMove]:
+        """Give the deal's tasks of managers other than ``assignee_id`` to ``assignee_id``."""
         managers = select(col(User.id)).where(col(User.role) != "admin")
-        result = await self.session.execute(
-            update(Task)
-            .where(
+        tasks = await self._locked(
+            select(Task).where(
                 col(Task.deal_id) == deal_id,
                 col(Task.assignee_id) != assignee_id,
                 col(Task.assignee_id).in_(managers),
             )
-            .values(assignee_id=assignee_id, updated_at=utcnow())
-            .returning(col(Task.id))
-            .execution_options(synchronize_session="fetch")
         )
-        return sorted(int(task_id) for (task_id,) in result.all() if task_id is not None)
+        return _reassign((task, assignee_id) for task in tasks)
 
-    async def hand_over_others_deals_of(self, user_id: int) -> list[int]:
-        """Give the open tasks of ``user_id`` on deals assigned to someone else to each deal's
-        assignee; their ids."""
-        deal_assignee = select(col(Deal.assignee_id)).where(col(Deal.id) == col(Task.deal_id)).scalar_subquery()
-        result = await self.session.execute(
-            update(Task)
+    async def hand_over_others_deals_of(self, user_id: int) -> list[TaskMove]:
+        """Give the open tasks of ``user_id`` on deals assigned to someone else to each deal's assignee."""
+        rows = await self.session.execute(
+            select(Task, col(Deal.assignee_id))
+            .join(Deal, col(Deal.id) == col(Task.deal_id))
             .where(
                 col(Task.assignee_id) == user_id,
                 sa.not_(col(Task.done)),
-                col(Task.deal_id).in_(
-                    select(col(Deal.id)).where(col(Deal.assignee_id).is_not(None), col(Deal.assignee_id) != user_id)
-                ),
+                col(Deal.assignee_id).is_not(None),
+                col(Deal.assignee_id) != user_id,
             )
-            .values(assignee_id=deal_assignee, updated_at=utcnow())
-            .returning(col(Task.id))
-            .execution_options(synchronize_session="fetch")
+            .order_by(col(Task.id))
+            .with_for_update(of=Task)
         )
-        return sorted(int(task_id) for (task_id,) in result.all() if task_id is not None)
+        return _reassign((task, deal_assignee) for task, deal_assignee in rows.tuples().all())
 
-    async def release_all_of(self, user_id: int) -> list[int]:
-        """Leave every task of ``user_id`` to nobody; their ids."""
-        result = await self.session.execute(
-            update(Task)
-            .where(col(Task.assignee_id) == user_id)
-            .values(assignee_id=None, updated_at=utcnow())
-            .returning(col(Task.id))
-            .execution_options(synchronize_session="fetch")
-        )
-        return sorted(int(task_id) for (task_id,) in result.all() if task_id is not None)
+    async def release_all_of(self, user_id: int) -> list[TaskMove]:
+        """Leave every task of ``user_id`` to nobody."""
+        tasks = await self._locked(select(Task).where(col(Task.assignee_id) == user_id))
+        return _reassign((task, None) for task in tasks)
+
+    async def _locked(self, query: Select[Task]) -> Sequence[Task]:
+        return (await self.session.execute(query.order_by(col(Task.id)).with_for_update())).scalars().all()
 
     async def deal_visible_to(self, user: User, deal_id: int) -> bool:
         """Whether ``user`` may see the deal (so could work a task on it)."""

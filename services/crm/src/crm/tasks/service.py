@@ -6,8 +6,9 @@ as with deals: a manager takes a task nobody has or lets go of their own, never 
 colleague's. When a deal goes to someone, the tasks of managers who can then no longer
 see it go with it (:func:`follow_deal_assignee`); a deactivated user's tasks go to nobody
 (:func:`release_tasks_of`); an admin made a manager hands their open tasks on colleagues'
-deals to those deals' assignees (:func:`follow_demotion`). Creating, completing and reopening a
-task leave an entry in the deal's timeline, in the same transaction.
+deals to those deals' assignees (:func:`follow_demotion`). Creating, completing, reopening
+and every change of hands of a task (``task_reassigned``, whoever or whatever rule moved it)
+leave an entry in the deal's timeline, in the same transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from crm.models import Task, User
 from crm.web.errors import Forbidden, NotFound, Unprocessable
 from jggl_common.contracts import utcnow
 
-from .repository import TaskRepository
+from .repository import TaskMove, TaskRepository
 from .schemas import TaskCreate, TaskPatch
 
 _DEAL_NOT_FOUND = "Deal not found"
@@ -117,6 +118,7 @@ async def update_task(session: AsyncSession, actor: User, task_id: int, patch: T
         task.due_at, task.due_notified_at, changed = patch.due_at, None, True
     if "assignee_id" in fields and patch.assignee_id != task.assignee_id:
         await _check_assignee(session, actor, task.deal_id, patch.assignee_id, current=task.assignee_id)
+        timeline.append(("task_reassigned", _moved(task, task.assignee_id, patch.assignee_id)))
         task.assignee_id, changed = patch.assignee_id, True
     if "done" in fields and patch.done is not None and patch.done != task.done:
         now = utcnow()
@@ -137,7 +139,26 @@ async def update_task(session: AsyncSession, actor: User, task_id: int, patch: T
     return task
 
 
-async def follow_deal_assignee(session: AsyncSession, deal_id: int, assignee_id: int | None) -> list[int]:
+def _moved(task: Task, from_id: int | None, to_id: int | None, reason: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"task_id": task.id, "title": task.title, "from": from_id, "to": to_id}
+    if reason is not None:
+        data["reason"] = reason
+    return data
+
+
+async def _record(session: AsyncSession, actor: User, moves: list[TaskMove], reason: str) -> list[int]:
+    """Put each move on its deal's timeline (``reason`` names the rule that moved it); the task ids."""
+    repository = DealRepository(session)
+    for move in moves:
+        task = move.task
+        repository.add_activity(
+            task.deal_id, "task_reassigned", actor, _moved(task, move.from_id, task.assignee_id, reason)
+        )
+    await session.flush()
+    return [int(move.task.id or 0) for move in moves]
+
+
+async def follow_deal_assignee(session: AsyncSession, actor: User, deal_id: int, assignee_id: int | None) -> list[int]:
     """The deal now belongs to ``assignee_id``: its tasks assigned to managers who can no
     longer see it go to that assignee; the ids of the tasks handed over.
 
@@ -146,23 +167,23 @@ async def follow_deal_assignee(session: AsyncSession, deal_id: int, assignee_id:
     """
     if assignee_id is None:
         return []
-    return await TaskRepository(session).hand_over(deal_id, assignee_id)
+    return await _record(session, actor, await TaskRepository(session).hand_over(deal_id, assignee_id), "deal_assigned")
 
 
-async def release_tasks_of(session: AsyncSession, user_id: int) -> list[int]:
+async def release_tasks_of(session: AsyncSession, actor: User, user_id: int) -> list[int]:
     """A deactivated user's tasks go to nobody (they can see no deal any more); the ids of those tasks.
 
     Their deals return to the unassigned pool in the same transaction, where the team sees
     them and takes the tasks as they take the deals.
     """
-    return await TaskRepository(session).release_all_of(user_id)
+    return await _record(session, actor, await TaskRepository(session).release_all_of(user_id), "deactivated")
 
 
-async def follow_demotion(session: AsyncSession, user_id: int) -> list[int]:
+async def follow_demotion(session: AsyncSession, actor: User, user_id: int) -> list[int]:
     """An admin became a manager: their open tasks on deals assigned to someone else go to
     each deal's assignee (the one who works the deal, and who sees it); the ids of those tasks.
 
     Called in the transaction that changes the role. Their tasks on their own deals and on
     unassigned ones stay: a manager sees those.
     """
-    return await TaskRepository(session).hand_over_others_deals_of(user_id)
+    return await _record(session, actor, await TaskRepository(session).hand_over_others_deals_of(user_id), "demoted")

@@ -63,7 +63,7 @@ async def update_user(
     if data.role is not None:
         revoke = revoke or data.role != user.role
         if user.role == "admin" and data.role == "manager":
-            await tasks.follow_demotion(session, user_id)
+            await tasks.follow_demotion(session, actor, user_id)
         user.role = data.role
     if data.password is not None:
         user.password_hash = await passwords.hash(data.password)

@@ -76,6 +76,11 @@ class CrmSettings(ServiceSettings):
     live_events_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="a live stream sends a heartbeat comment after this many idle seconds"
     )
+    live_max_streams_per_user: int = Field(
+        default=10,
+        ge=0,
+        description="live event streams (GET /api/events) one user may have open at once, over every replica; 0: no cap",
+    )
     consumer_workers: int = Field(default=64, ge=1, description="messages handled concurrently per replica")
     inbound_transactions: int = Field(
         default=2,

@@ -8,8 +8,8 @@ A token's user is counted under their own key whichever address they call from, 
 user's calls never use up a colleague's behind the same office address.
 
 Only ``/api/...`` is counted. The live event stream (``/api/events``, one long connection
-per open page) is not; neither are the web app's files, ``/healthz``, ``/readyz`` and
-``/metrics``.
+per open page) is not (its own cap is the number of streams open, :mod:`crm.limits.streams`);
+neither are the web app's files, ``/healthz``, ``/readyz`` and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ LIMITED = Counter(
     "API requests refused with 429: scope token (a user's API client), browser (a user's web app) or address",
     ["scope"],
 )
+
+TOO_MANY_REQUESTS = "Too many requests in a short time"
+"""The sentence of a refusal; ``Retry-After`` says how long to wait (the web app shows both)."""
 
 API_PREFIX = "/api/"
 NOT_COUNTED = frozenset({"/api/events"})
@@ -84,7 +87,7 @@ class ApiRateLimits:
             return
         LIMITED.labels(kind).inc()
         refusal = JSONResponse(
-            {"detail": f"Too many requests; try again in {wait} s"},
+            {"detail": TOO_MANY_REQUESTS},
             status_code=429,
             headers={"Retry-After": str(wait)},
         )

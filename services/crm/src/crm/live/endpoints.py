@@ -1,19 +1,21 @@
-"""``GET /api/events``: the live event stream (Server-Sent Events)."""
+"""``GET /api/events``: the live event stream (Server-Sent Events); ``HEAD`` says whether one would open."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import select
 from sqlmodel import col
 
 from crm.auth.dependencies import Caller, CurrentCaller
 from crm.deals.access import is_admin
+from crm.limits.openapi import RETRY_AFTER
+from crm.limits.streams import RETRY_AFTER_SECONDS, TOO_MANY_STREAMS, LiveStreamSlots
 from crm.models import User
-from crm.web.errors import ServiceUnavailable, error_responses
+from crm.web.errors import ErrorMessage, ServiceUnavailable, TooManyRequests, error_responses
 from crm.web.state import CrmState, Session, State
 
 from .streams import LiveStream, SessionCheck
@@ -38,7 +40,27 @@ ends when the session expires or is revoked (sign-out, deactivation, a role or p
 change: within one heartbeat interval; reconnecting then answers 401) and when crm shuts
 down; reconnect with the last id to go on. Events are read from JetStream as the client takes
 them, so a slow client or a long backlog costs crm no memory and loses nothing.
+
+A user may have `LIVE_MAX_STREAMS_PER_USER` streams open at once (10 by default; every crm
+replica counts together); one more is refused with 429, `Retry-After` and the sentence
+"{TOO_MANY_STREAMS}". A stream that ends frees its place at once. `HEAD /api/events`
+answers what this would (200, 401, 429 or 503) without opening a stream, for a client
+whose EventSource was refused and that cannot see why.
 """
+
+_TOO_MANY: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorMessage,
+        "description": "Too many open live connections for this user (LIVE_MAX_STREAMS_PER_USER); "
+        "close one, or wait Retry-After seconds",
+        "headers": {"Retry-After": RETRY_AFTER},
+    }
+}
+
+
+def too_many_streams() -> TooManyRequests:
+    """The refusal of a stream beyond the user's cap."""
+    return TooManyRequests(TOO_MANY_STREAMS, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def session_check(caller: Caller, state: CrmState) -> SessionCheck:
@@ -70,6 +92,7 @@ async def open_stream(
     caller: CurrentCaller,
     session: Session,
     state: State,
+    slots: LiveStreamSlots,
     last_event_id: Annotated[
         int | None,
         Header(alias="Last-Event-ID", ge=0, description="the id of the last event received (browsers send it)"),
@@ -90,20 +113,26 @@ async def open_stream(
     if state.live is None:
         raise ServiceUnavailable("Live events are not available in this process")
     assert caller.user.id is not None
+    slot = await slots.take(caller.user.id)
+    if slot is None:
+        raise too_many_streams()
     try:
-        stream = await state.live.open(
-            user_id=caller.user.id,
-            admin=is_admin(caller.user),
-            after=last_event_id if last_event_id is not None else resume_after,
-            expires_at=caller.claims.expires_at,
-            session_valid=check,
-        )
-    except ConnectionError:
-        raise ServiceUnavailable("Live events are unavailable right now; try again shortly") from None
-    try:
-        yield stream
+        try:
+            stream = await state.live.open(
+                user_id=caller.user.id,
+                admin=is_admin(caller.user),
+                after=last_event_id if last_event_id is not None else resume_after,
+                expires_at=caller.claims.expires_at,
+                session_valid=check,
+            )
+        except ConnectionError:
+            raise ServiceUnavailable("Live events are unavailable right now; try again shortly") from None
+        try:
+            yield stream
+        finally:
+            await stream.aclose()
     finally:
-        await stream.aclose()
+        await slots.release(slot)
 
 
 @router.get(
@@ -111,9 +140,28 @@ async def open_stream(
     summary="Live events",
     description=_DESCRIPTION,
     response_class=EventSourceResponse,
-    responses=error_responses(401, 503),
+    responses={**error_responses(401, 503), **_TOO_MANY},
 )
 async def live_events(stream: Annotated[LiveStream, Depends(open_stream)]) -> AsyncIterable[ServerSentEvent]:
     """crm's events as they happen (see the description above)."""
     async for event in stream.events():
         yield event
+
+
+@router.head(
+    "/api/events",
+    summary="Whether a live event stream would open",
+    description="The answer `GET /api/events` would give now (200, 401, 429 with `Retry-After`, 503), "
+    "without a body and without opening a stream.",
+    response_class=Response,
+    responses={200: {"description": "A stream would open"}, **error_responses(401, 503), **_TOO_MANY},
+)
+async def live_events_room(caller: CurrentCaller, session: Session, state: State, slots: LiveStreamSlots) -> Response:
+    """Whether the caller may open a live event stream now."""
+    await session.close()
+    if state.live is None:
+        raise ServiceUnavailable("Live events are not available in this process")
+    assert caller.user.id is not None
+    if not await slots.has_room(caller.user.id):
+        raise too_many_streams()
+    return Response(media_type="text/event-stream")

@@ -4,8 +4,7 @@ one event loop, started and stopped together."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,11 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.db import create_engine, session_factory
-from jggl_common.health import cached, health_router
-from jggl_common.live_settings import SERVICE_SETTINGS, LiveSettings
+from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
-from jggl_common.migrations import is_current, wait_until_current
 from jggl_common.outbox import Outbox
+from jggl_common.process import BackgroundService, cancel_tasks, service_app
 from jggl_common.retention import register as register_retention
 from notifier import subscribers
 from notifier.actions import ActionAnswers, DealActions
@@ -58,7 +56,7 @@ it was sending stays leased and is sent again later)."""
 
 
 @dataclass
-class NotifierService:
+class NotifierService(BackgroundService):
     """Everything one notifier process runs, wired together (tests build several side by side)."""
 
     settings: NotifierSettings
@@ -75,29 +73,21 @@ class NotifierService:
     _live: LiveSettings | None = None
     _sweeper: asyncio.Task[None] | None = None
 
+    name = "notifier"
+    migrations = MIGRATIONS
+
     @property
     def new_leads(self) -> NewLeadNotifier:
         return self.notifiers.new_leads
 
     async def start(self) -> None:
         """Wait for the schema to be migrated, then start consuming (the bus is connected)."""
-        await wait_until_current(MIGRATIONS, self.engine, "notifier")
         if self.bot is None:
             log.warning("no TELEGRAM_BOT_TOKEN: notifications are recorded as skipped, updates ignored")
-        live = LiveSettings(
-            self.bus.broker.connection,
-            self.settings.app_keys,
-            self.settings.settings_bucket,
-            replicas=self.settings.nats_stream_replicas,
-            keys=SERVICE_SETTINGS["notifier"],
-        )
-        try:
-            await live.start()
-            self._live = live
+        live = await self.start_following()
+        if live is not None:
             self.clock.live = live
-        except Exception as exc:
-            log.warning("live settings unavailable, using the environment", error=f"{type(exc).__name__}: {exc}")
-        await self.updates.start(self._live)
+        await self.updates.start(live)
         await self.bus.broker.start()
         # The outbox is pruned by the daily retention.notifier job.
         self._tasks = [asyncio.create_task(self.outbox.relay(prune=False), name="outbox-relay")]
@@ -111,29 +101,12 @@ class NotifierService:
             self.notifiers.deferred.stop()
             with suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._sweeper, _SWEEP_DRAIN_SECONDS)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        await cancel_tasks(*self._tasks)
         await self.updates.stop()
-        if self._live is not None:
-            await self._live.stop()
+        await self.stop_following()
         if self.bot is not None:
             await self.bot.session.close()
         await self.engine.dispose()
-
-    async def ready(self) -> bool:
-        """The database answers with the schema migrated, and NATS is connected."""
-        return await self.postgres_ready() and self.nats_ready()
-
-    async def postgres_ready(self) -> bool:
-        """The database answers and its schema is at the latest migration."""
-        return await is_current(MIGRATIONS, self.engine)
-
-    def nats_ready(self) -> bool:
-        """The connection to NATS is up (it reconnects by itself after an outage)."""
-        return bool(self.bus.broker.connection and self.bus.broker.connection.is_connected)
 
 
 async def build(
@@ -215,34 +188,18 @@ def create_app(
     """The notifier process as an ASGI app: its lifespan runs the service, its routes are
     the operational endpoints (``/readyz`` asks Telegram ``getMe`` at most every
     ``telegram_readiness_seconds``)."""
-    running: list[NotifierService] = []
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = await build(settings)
-        running.append(service)
-        await service.start()
-        log.info("notifier started", bot=service.bot is not None)
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    app = FastAPI(title="JGGL CRM notifier", lifespan=lifespan, docs_url=None, redoc_url=None)
-
-    async def postgres() -> bool:
-        return bool(running) and await running[0].postgres_ready()
-
-    async def nats() -> bool:
-        return bool(running) and running[0].nats_ready()
-
-    async def get_me() -> bool:
-        bot = running[0].updates.current_bot() if running else None
+    async def get_me(service: NotifierService) -> bool:
+        bot = service.updates.current_bot()
         return bot is not None and bool(await bot.get_me())
 
     # Telegram is optional: while it cannot be reached (or no token is set) notifications
     # wait or are recorded as skipped, and the notifier keeps consuming. getMe is asked at
     # most every telegram_readiness_seconds, whatever the probe rate.
-    telegram = cached(get_me, telegram_readiness_seconds)
-    app.include_router(health_router({"postgres": postgres, "nats": nats}, optional={"telegram": telegram}))
-    return app
+    return service_app(
+        "notifier",
+        lambda: build(settings),
+        started=lambda service: {"bot": service.bot is not None},
+        optional={"telegram": get_me},
+        asked_every={"telegram": telegram_readiness_seconds},
+    )

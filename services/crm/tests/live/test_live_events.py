@@ -4,6 +4,7 @@ server of the test's own, the stream read over HTTP as a browser's EventSource r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import subprocess
@@ -30,7 +31,10 @@ from jggl_common.bus import EventPublisher
 from jggl_common.contracts import (
     ChannelHealthChanged,
     ChannelHealthChangedData,
+    ContactDeal,
     ContactRef,
+    ContactUpdated,
+    ContactUpdatedData,
     DealCreated,
     DealHotLead,
     DealSnapshot,
@@ -166,6 +170,20 @@ def health() -> ChannelHealthChanged:
             previous_problems=[],
             recovered=True,
             checked_at=utcnow(),
+        ),
+    )
+
+
+def contact_updated(contact_id: int, *open_deals: tuple[int, int | None]) -> ContactUpdated:
+    """A customer's name became known; ``open_deals`` as (deal id, assignee id)."""
+    return ContactUpdated(
+        producer="crm",
+        data=ContactUpdatedData(
+            contact=ContactRef(
+                id=contact_id, platform="messenger", external_id=f"psid-{contact_id}", display_name="Олена"
+            ),
+            changes={"display_name": (f"psid-{contact_id}", "Олена")},
+            open_deals=[ContactDeal(id=deal_id, assignee_id=assignee) for deal_id, assignee in open_deals],
         ),
     )
 
@@ -360,6 +378,35 @@ async def test_an_admin_receives_every_live_event_but_no_commands(world: World) 
         await world.publish(*events)
         got = await reader.events_until(events[-1].id)
     assert [event.event for event in got] == ["crm.deal.created", "crm.channel.health_changed", "crm.message.received"]
+
+
+async def test_a_customers_new_name_reaches_whoever_may_see_one_of_their_open_deals(world: World) -> None:
+    alice, bob = world.alice.id, world.bob.id
+    events = [
+        contact_updated(1, (1, alice)),
+        contact_updated(2, (2, bob)),
+        contact_updated(3, (3, bob), (4, None)),  # an unassigned deal: every manager may take it
+        contact_updated(4),  # no open deal: admins only
+        contact_updated(5, (5, bob), (6, alice)),
+    ]
+    expected = {"admin": [0, 1, 2, 3, 4], "alice": [0, 2, 4], "bob": [1, 2, 4]}
+    marker = created(99, None)  # seen by everyone, after the others
+    async with contextlib.AsyncExitStack() as stack:
+        readers = {}
+        for name, user in (("admin", world.admin), ("alice", world.alice), ("bob", world.bob)):
+            response = await stack.enter_async_context(
+                world.client.stream("GET", "/api/events", headers=world.headers(user))
+            )
+            readers[name] = EventReader(response)
+            assert (await readers[name].next()) is not None
+        await world.publish(*events, marker)
+        got = {name: await reader.events_until(marker.id) for name, reader in readers.items()}
+
+    for name, indexes in expected.items():
+        seen = got[name][:-1]
+        assert [event.json["id"] for event in seen] == [events[i].id for i in indexes], name
+        assert {event.event for event in seen} == {"crm.contact.updated"}
+        assert seen[0].json == json.loads(events[indexes[0]].model_dump_json())
 
 
 async def test_reconnecting_with_last_event_id_gets_exactly_the_missed_events(world: World) -> None:

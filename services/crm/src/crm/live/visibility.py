@@ -4,7 +4,8 @@ An admin sees every live event. A manager sees the events of their own deals and
 unassigned ones, judged by the assignee the event itself carries (events carry the
 deal's state, so no database is asked). One exception keeps pages honest: when a deal is
 taken away from a manager, that ``crm.deal.updated`` still reaches them, so the page can
-drop the deal.
+drop the deal. A customer's new name (``crm.contact.updated``) reaches a manager who may
+see one of the customer's open deals the event lists.
 """
 
 from __future__ import annotations
@@ -24,23 +25,34 @@ DEAL_EVENTS = (
 )
 """Events about one deal, shown to whoever may see the deal."""
 
+CONTACT_EVENTS = ("crm.contact.updated",)
+"""Events about a customer, shown to whoever may see one of the customer's open deals."""
+
 ADMIN_EVENTS = ("crm.channel.health_changed",)
 """Events only admins receive."""
 
-LIVE_EVENTS = DEAL_EVENTS + ADMIN_EVENTS
+LIVE_EVENTS = DEAL_EVENTS + CONTACT_EVENTS + ADMIN_EVENTS
 """Every event type (and subject) the live stream carries; commands, crm's own queues,
 Telegram link requests and digests are not among them."""
+
+
+def _assignee_id(value: Any) -> int | None:
+    if value is not None and not isinstance(value, int):
+        raise TypeError("assignee_id is not an id")
+    return value
 
 
 def _assignee(event_type: str, data: Mapping[str, Any]) -> int | None:
     """The deal's assignee as the event reports it (after the change)."""
     if event_type == "crm.deal.created" or event_type.startswith("crm.message."):  # flat events
-        value = data["assignee_id"]
-    else:  # updated, hot lead, SLA breach and due task carry the deal's snapshot
-        value = data["deal"]["assignee_id"]
-    if value is not None and not isinstance(value, int):
-        raise TypeError("assignee_id is not an id")
-    return value
+        return _assignee_id(data["assignee_id"])
+    # updated, hot lead, SLA breach and due task carry the deal's snapshot
+    return _assignee_id(data["deal"]["assignee_id"])
+
+
+def _deal_visible(assignee: int | None, user_id: int) -> bool:
+    """The deal rule: a manager sees their own deals and the unassigned ones."""
+    return assignee is None or assignee == user_id
 
 
 def _was_assigned_to(data: Mapping[str, Any], user_id: int) -> bool:
@@ -59,9 +71,12 @@ def visible_to(event: Mapping[str, Any], *, user_id: int, admin: bool) -> bool:
     if event_type in ADMIN_EVENTS:
         return False
     try:
-        assignee = _assignee(event_type, data)
+        if event_type in CONTACT_EVENTS:  # the customer's open deals
+            assignees = [_assignee_id(deal["assignee_id"]) for deal in data["open_deals"]]
+        else:
+            assignees = [_assignee(event_type, data)]
     except (KeyError, TypeError):
         return False
-    if assignee is None or assignee == user_id:
+    if any(_deal_visible(assignee, user_id) for assignee in assignees):
         return True
     return event_type == "crm.deal.updated" and _was_assigned_to(data, user_id)

@@ -3,15 +3,11 @@ the sandbox's Gemini fake, and ai processes built the way ``python -m ai`` build
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import time
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,28 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ai.config import AiSettings
 from ai.migrate import upgrade
 from ai.process import AiService, build
-from jggl_common.bus import EventPublisher, RetryPolicy
-from jggl_common.contracts import (
-    ContactRef,
-    Envelope,
-    MessageReceived,
-    MessageReceivedData,
-    MessageSent,
-    MessageSentData,
-)
-from jggl_common.db import autocommit, session_factory
-from jggl_common.streams import ensure_streams
-from jggl_common.testing import TEST_DATABASE_URL, start_nats_server
+from jggl_common import testing
+from jggl_common.bus import RetryPolicy
+from jggl_common.contracts import ContactRef, Envelope, MessageReceived, MessageSent
+from jggl_common.testing import TEST_DATABASE_URL, connected_bus, message_received, message_sent
 from jggl_sandbox.gemini_fake import GeminiFakeServer
 
 APP_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 FAST_RETRIES = RetryPolicy(max_deliveries=3, backoff=(0.05, 0.1, 0.2))
-_ids = itertools.count(int(time.time() * 1000) % 10_000_000 * 100)
-
-
-def next_id() -> int:
-    """An id no other test of this process uses (conversations, messages, deals)."""
-    return next(_ids)
+# The tests take these from here.
+eventually = testing.eventually
+next_id = testing.next_id
+rows = testing.rows
 
 
 @pytest_asyncio.fixture
@@ -50,45 +36,21 @@ async def ai_engine(schema_engine: AsyncEngine, pg_schema: str) -> AsyncIterator
     yield schema_engine
 
 
-class Bus:
-    """A private JetStream server with the system's streams, and a publisher like crm's."""
-
-    def __init__(self, url: str, nc: Any) -> None:
-        self.url = url
-        self.nc = nc
-        self.js = nc.jetstream()
-        self.publisher = EventPublisher(nc)
+class Bus(testing.Bus):
+    """The test's own JetStream server with the system's streams, and a publisher like crm's."""
 
     async def publish(self, events: list[Envelope]) -> None:
         await self.publisher.publish_many((event.subject, event) for event in events)
 
     async def ai_events(self, kind: str = "completed") -> list[dict[str, Any]]:
         """Every ``ai.analysis.<kind>`` event stored in the AI stream so far (payloads)."""
-        import json
-
-        found: list[dict[str, Any]] = []
-        info = await self.js.stream_info("AI")
-        if not info.state.messages:
-            return found
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await self.js.get_msg("AI", seq)
-            if msg.subject == f"ai.analysis.{kind}":
-                found.append(json.loads(msg.data))
-        return found
+        return [event for _, event in await self.stored("AI", f"ai.analysis.{kind}")]
 
 
 @pytest_asyncio.fixture
-async def bus(tmp_path: Path) -> AsyncIterator[Bus]:
-    proc, port = start_nats_server(tmp_path / "jetstream")
-    url = f"nats://127.0.0.1:{port}"
-    nc = await nats.connect(url)
-    try:
-        await ensure_streams(nc.jetstream())
-        yield Bus(url, nc)
-    finally:
-        await nc.close()
-        proc.terminate()
-        proc.wait(10)
+async def bus(private_nats: tuple[subprocess.Popen[bytes], int]) -> AsyncIterator[Bus]:
+    async with connected_bus(private_nats[1], Bus) as bus:
+        yield bus
 
 
 @pytest.fixture
@@ -153,46 +115,25 @@ def contact(conversation: int) -> ContactRef:
 def received(
     conversation: int, deal: int, text: str | None, at: datetime, *, message_id: int | None = None
 ) -> MessageReceived:
-    message_id = message_id or next_id()
-    return MessageReceived(
-        id=f"received-{message_id}",
-        producer="crm",
-        data=MessageReceivedData(
-            message_id=message_id,
-            mid=f"m_{message_id}",
-            deal_id=deal,
-            conversation_id=conversation,
-            kind="text" if text is not None else "image",
-            text=text,
-            attachments=[] if text is not None else [{"type": "image", "url": "https://x/y.jpg"}],
-            sent_at=at,
-            is_first_message=False,
-            deal_stage="new",
-            contact=contact(conversation),
-        ),
+    return message_received(
+        message_id=message_id or next_id(),
+        deal=deal,
+        conversation=conversation,
+        contact=contact(conversation),
+        text=text,
+        at=at,
     )
 
 
 def sent(conversation: int, deal: int, text: str, at: datetime, *, echo: bool = False) -> MessageSent:
-    message_id = next_id()
-    return MessageSent(
-        id=f"sent-{message_id}",
-        producer="crm",
-        data=MessageSentData(
-            message_id=message_id,
-            mid=f"m_{message_id}",
-            deal_id=deal,
-            conversation_id=conversation,
-            kind="text",
-            text=text,
-            sent_at=at,
-            messaging_type=None if echo else "RESPONSE",
-            author_user_id=None if echo else 7,
-            author_label="Meta inbox" if echo else None,
-            response_seconds=60,
-            deal_stage="new",
-            contact=contact(conversation),
-        ),
+    return message_sent(
+        message_id=next_id(),
+        deal=deal,
+        conversation=conversation,
+        contact=contact(conversation),
+        text=text,
+        at=at,
+        echo=echo,
     )
 
 
@@ -202,20 +143,3 @@ def now() -> datetime:
 
 def minutes_ago(minutes: float) -> datetime:
     return now() - timedelta(minutes=minutes)
-
-
-async def rows(engine: AsyncEngine, sql: str, *args: Any) -> list[dict[str, Any]]:
-    async with autocommit(session_factory(engine)) as db:
-        return [dict(row) for row in await db.fetch(sql, *args)]
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0, interval: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"not reached within {timeout}s; last seen: {last!r}")

@@ -4,20 +4,17 @@ notifier processes built the way ``python -m notifier`` builds them."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import time
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jggl_common.bus import EventPublisher, RetryPolicy
+from jggl_common import testing
+from jggl_common.bus import RetryPolicy
 from jggl_common.contracts import (
     ContactRef,
     Envelope,
@@ -29,9 +26,7 @@ from jggl_common.contracts import (
     TelegramUpdateReceived,
     link_code_hash,
 )
-from jggl_common.db import autocommit, session_factory
-from jggl_common.streams import ensure_streams
-from jggl_common.testing import TEST_DATABASE_URL, start_nats_server
+from jggl_common.testing import TEST_DATABASE_URL, connected_bus
 from jggl_sandbox.telegram_fake import TelegramFakeServer
 from notifier.config import NotifierSettings
 from notifier.migrate import upgrade
@@ -41,12 +36,10 @@ APP_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 TOKEN = "123456:test-token"
 APP_URL = "https://crm.example.com"
 FAST_RETRIES = RetryPolicy(max_deliveries=4, backoff=(0.05, 0.1, 0.2))
-_ids = itertools.count(int(time.time() * 1000) % 10_000_000 * 100)
-
-
-def next_id() -> int:
-    """An id no other test of this process uses (users, chats, deals)."""
-    return next(_ids)
+# The tests take these from here.
+eventually = testing.eventually
+next_id = testing.next_id
+rows = testing.rows
 
 
 @pytest_asyncio.fixture
@@ -56,30 +49,17 @@ async def engine(schema_engine: AsyncEngine, pg_schema: str) -> AsyncIterator[As
     yield schema_engine
 
 
-class Bus:
-    """A private JetStream server with the system's streams, and a publisher like crm's."""
-
-    def __init__(self, url: str, nc: Any) -> None:
-        self.url = url
-        self.nc = nc
-        self.publisher = EventPublisher(nc)
+class Bus(testing.Bus):
+    """The test's own JetStream server with the system's streams, and a publisher like crm's."""
 
     async def publish(self, *events: Envelope) -> None:
         await self.publisher.publish_many((event.subject, event) for event in events)
 
 
 @pytest_asyncio.fixture
-async def bus(tmp_path: Path) -> AsyncIterator[Bus]:
-    proc, port = start_nats_server(tmp_path / "jetstream")
-    url = f"nats://127.0.0.1:{port}"
-    nc = await nats.connect(url)
-    try:
-        await ensure_streams(nc.jetstream())
-        yield Bus(url, nc)
-    finally:
-        await nc.close()
-        proc.terminate()
-        proc.wait(10)
+async def bus(private_nats: tuple[subprocess.Popen[bytes], int]) -> AsyncIterator[Bus]:
+    async with connected_bus(private_nats[1], Bus) as bus:
+        yield bus
 
 
 @pytest.fixture
@@ -175,20 +155,3 @@ def new_lead(
             contact=ContactRef(id=deal, platform="instagram", external_id=f"igsid-{deal}", display_name=name),
         ),
     )
-
-
-async def rows(engine: AsyncEngine, sql: str, *args: Any) -> list[dict[str, Any]]:
-    async with autocommit(session_factory(engine)) as db:
-        return [dict(row) for row in await db.fetch(sql, *args)]
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0, interval: float = 0.05) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"not reached within {timeout}s; last seen: {last!r}")

@@ -5,22 +5,17 @@ them (side by side, as replicas)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import nats
 import pytest_asyncio
-from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jggl_common.bus import EventPublisher, RetryPolicy
-from jggl_common.db import autocommit, session_factory
-from jggl_common.streams import ensure_streams
-from jggl_common.testing import TEST_DATABASE_URL
+from jggl_common import testing
+from jggl_common.bus import RetryPolicy
+from jggl_common.testing import TEST_DATABASE_URL, connected_bus
 from scheduler.config import SchedulerSettings
 from scheduler.jobs.definitions import JobDefinition
 from scheduler.migrate import upgrade
@@ -29,6 +24,9 @@ from scheduler.process import SchedulerService, build
 APP_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 FAST_RETRIES = RetryPolicy(max_deliveries=3, backoff=(0.05, 0.1, 0.2))
 BEAT = JobDefinition("beat", "crm", "interval", "1", "a one-second job for the tests")
+# The tests take these from here.
+rows = testing.rows
+until = testing.eventually
 
 
 @pytest_asyncio.fixture
@@ -38,25 +36,8 @@ async def engine(schema_engine: AsyncEngine, pg_schema: str) -> AsyncIterator[As
     yield schema_engine
 
 
-class Bus:
+class Bus(testing.Bus):
     """The test's own JetStream server, as crm and the owners see it."""
-
-    def __init__(self, url: str, nc: NatsClient) -> None:
-        self.url = url
-        self.nc = nc
-        self.js = nc.jetstream()
-        self.publisher = EventPublisher(nc)
-
-    async def stored(self, stream: str, subject_prefix: str) -> list[tuple[str, dict[str, Any]]]:
-        """``(Nats-Msg-Id, payload)`` of every message of ``stream`` whose subject starts
-        with ``subject_prefix``, oldest first."""
-        info = await self.js.stream_info(stream)
-        found: list[tuple[str, dict[str, Any]]] = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1 if info.state.messages else 0):
-            msg = await self.js.get_msg(stream, seq)
-            if (msg.subject or "").startswith(subject_prefix):
-                found.append(((msg.headers or {}).get("Nats-Msg-Id", ""), json.loads(msg.data or b"null")))
-        return found
 
     async def ticks(self, job: str) -> list[dict[str, Any]]:
         """Every tick of ``job`` in the SCHEDULER stream; each one's id is its Nats-Msg-Id."""
@@ -77,13 +58,8 @@ class Bus:
 
 @pytest_asyncio.fixture
 async def bus(private_nats: tuple[subprocess.Popen[bytes], int]) -> AsyncIterator[Bus]:
-    url = f"nats://127.0.0.1:{private_nats[1]}"
-    nc = await nats.connect(url)
-    try:
-        await ensure_streams(nc.jetstream())
-        yield Bus(url, nc)
-    finally:
-        await nc.close()
+    async with connected_bus(private_nats[1], Bus) as bus:
+        yield bus
 
 
 def scheduler_settings(pg_schema: str, bus: Bus, **overrides: Any) -> SchedulerSettings:
@@ -122,23 +98,6 @@ async def start_scheduler(engine: AsyncEngine, pg_schema: str, bus: Bus) -> Asyn
     finally:
         for service in started:
             await service.stop()
-
-
-async def rows(engine: AsyncEngine, sql: str, *args: Any) -> list[dict[str, Any]]:
-    async with autocommit(session_factory(engine)) as db:
-        return [dict(row) for row in await db.fetch(sql, *args)]
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
-    """Poll ``check`` until it answers something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not reached within {timeout}s; last seen: {last!r}")
 
 
 async def wall_clock_passes(moment: datetime) -> None:

@@ -14,6 +14,9 @@ those would wait in its ``INGEST`` stream for the next ``make run`` to turn into
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import json
 import os
 import secrets
 import shutil
@@ -21,9 +24,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -33,7 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 if TYPE_CHECKING:
     from jggl_common.e2e import Cluster
 
-from .db import async_url, create_engine
+from .bus import EventPublisher
+from .contracts import ContactRef, MessageReceived, MessageReceivedData, MessageSent, MessageSentData
+from .db import async_url, autocommit, create_engine, session_factory
 
 __all__ = [
     "NATS_AUTH_CONFIG",
@@ -41,10 +47,17 @@ __all__ = [
     "TEST_DATABASE_URL",
     "TEST_NATS_URL",
     "TEST_REDIS_URL",
+    "Bus",
+    "connected_bus",
+    "eventually",
     "free_port",
+    "message_received",
+    "message_sent",
     "nats_passwords",
     "nats_server_binary",
+    "next_id",
     "pg_schema",
+    "rows",
     "schema_engine",
     "start_nats_server",
     "start_redis_server",
@@ -222,6 +235,140 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         started.close()
 
 
+_ids = itertools.count(int(time.time() * 1000) % 10_000_000 * 100)
+
+
+def next_id() -> int:
+    """An id nothing else in this test process got (users, chats, conversations, messages, deals)."""
+    return next(_ids)
+
+
+async def rows(engine: AsyncEngine, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """What ``sql`` (``$1``-style parameters ``args``) returns, one dict a row."""
+    async with autocommit(session_factory(engine)) as db:
+        return [dict(row) for row in await db.fetch(sql, *args)]
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy (returned); fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not reached within {timeout}s; last seen: {last!r}")
+
+
+class Bus:
+    """A test's own JetStream server with the system's streams: its ``url``, a client on it
+    (``nc``, ``js``) and a publisher like crm's."""
+
+    def __init__(self, url: str, nc: Any) -> None:
+        self.url = url
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.publisher = EventPublisher(nc)
+
+    async def stored(self, stream: str, subject_prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(Nats-Msg-Id, payload)`` of every message of ``stream`` whose subject starts
+        with ``subject_prefix``, oldest first."""
+        info = await self.js.stream_info(stream)
+        found: list[tuple[str, dict[str, Any]]] = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1 if info.state.messages else 0):
+            msg = await self.js.get_msg(stream, seq)
+            if (msg.subject or "").startswith(subject_prefix):
+                found.append(((msg.headers or {}).get("Nats-Msg-Id", ""), json.loads(msg.data or b"null")))
+        return found
+
+
+BusT = TypeVar("BusT", bound=Bus)
+
+
+@contextlib.asynccontextmanager
+async def connected_bus(port: int, kind: type[BusT]) -> AsyncIterator[BusT]:
+    """A ``kind`` of :class:`Bus` on the loopback server at ``port`` (e.g. :func:`private_nats`'s),
+    its streams made sure of; the client is closed on leaving."""
+    import nats
+
+    from .streams import ensure_streams
+
+    url = f"nats://127.0.0.1:{port}"
+    nc = await nats.connect(url)
+    try:
+        await ensure_streams(nc.jetstream())
+        yield kind(url, nc)
+    finally:
+        await nc.close()
+
+
+def message_received(
+    *,
+    message_id: int,
+    deal: int,
+    conversation: int,
+    contact: ContactRef,
+    text: str | None,
+    at: datetime,
+    first: bool = False,
+    mid: str | None = None,
+) -> MessageReceived:
+    """crm's event for a customer's message: text, or an image when ``text`` is None."""
+    return MessageReceived(
+        id=f"received-{message_id}",
+        producer="crm",
+        data=MessageReceivedData(
+            message_id=message_id,
+            mid=mid or f"m_{message_id}",
+            deal_id=deal,
+            conversation_id=conversation,
+            kind="text" if text is not None else "image",
+            text=text,
+            attachments=[] if text is not None else [{"type": "image", "url": "https://x/y.jpg"}],
+            sent_at=at,
+            is_first_message=first,
+            deal_stage="new",
+            contact=contact,
+        ),
+    )
+
+
+def message_sent(
+    *,
+    message_id: int,
+    deal: int,
+    conversation: int,
+    contact: ContactRef,
+    text: str,
+    at: datetime,
+    echo: bool = False,
+    response_seconds: int = 60,
+    mid: str | None = None,
+) -> MessageSent:
+    """crm's event for a reply the customer got: a manager's (user 7) from the CRM, or with
+    ``echo`` one typed in Meta's inbox."""
+    return MessageSent(
+        id=f"sent-{message_id}",
+        producer="crm",
+        data=MessageSentData(
+            message_id=message_id,
+            mid=mid or f"m_{message_id}",
+            deal_id=deal,
+            conversation_id=conversation,
+            kind="text",
+            text=text,
+            sent_at=at,
+            messaging_type=None if echo else "RESPONSE",
+            author_user_id=None if echo else 7,
+            author_label="Meta inbox" if echo else None,
+            response_seconds=response_seconds,
+            deal_stage="new",
+            contact=contact,
+        ),
+    )
+
+
 async def wait_consumers_idle(js: Any, stream: str, prefix: str, timeout: float = 20.0) -> None:
     """Wait until every durable consumer of ``stream`` whose name starts with ``prefix`` has
     nothing pending and nothing unacknowledged (what they did is committed)."""
@@ -300,3 +447,32 @@ async def readiness_until(app: Any, status: int) -> tuple[Any, dict[tuple[str, s
             return body, up
         await asyncio.sleep(0.1)
     raise AssertionError(f"/readyz never answered {status}; last {code} {body}")
+
+
+Probe = tuple[int, Any, dict[tuple[str, str], float]]
+"""What :func:`probe_readiness` answers: ``/readyz``'s status and body, and the dependency gauge."""
+
+
+async def readiness_across_nats_restart(
+    app: Any, private_nats: tuple[subprocess.Popen[bytes], int], store: Path
+) -> tuple[Probe, Probe, Probe]:
+    """Run ``app``'s lifespan through an outage of :func:`private_nats`'s server; answer
+    ``/readyz`` and ``jggl_dependency_up`` (as :func:`probe_readiness`) three times: once
+    started, once it answers 503 after the server is stopped, and once it answers 200 after
+    the server is back on the same port with its ``store``. The lifespan ends before the
+    restarted server is stopped."""
+    server, port = private_nats
+    restarted: list[subprocess.Popen[bytes]] = []
+    try:
+        async with app.router.lifespan_context(app):
+            started = await probe_readiness(app)
+            server.terminate()
+            server.wait(10)
+            down = await readiness_until(app, 503)
+            restarted.append(start_nats_server(store, port)[0])
+            back = await readiness_until(app, 200)
+    finally:
+        for process in restarted:
+            process.terminate()
+            process.wait(10)
+    return started, (503, *down), (200, *back)

@@ -58,18 +58,11 @@ from ai.config import AiSettings
 from ai.migrate import upgrade
 from ai.process import AiService, build
 from jggl_common.bus import EventPublisher
-from jggl_common.contracts import (
-    ContactRef,
-    Envelope,
-    MessageReceived,
-    MessageReceivedData,
-    MessageSent,
-    MessageSentData,
-)
+from jggl_common.contracts import ContactRef, Envelope
 from jggl_common.db import create_engine, ensure_schema
 from jggl_common.logs import configure_logging
 from jggl_common.streams import ensure_streams
-from jggl_common.testing import free_port, start_nats_server
+from jggl_common.testing import free_port, message_received, message_sent, start_nats_server
 from jggl_sandbox.gemini_fake import GeminiFakeServer
 from jggl_sandbox.graph_fake import GraphFakeServer
 from jggl_sandbox.meta_webhooks import Customer, signed, webhook
@@ -223,41 +216,26 @@ class Events:
         contact = ContactRef(id=cid, platform="messenger", external_id=f"psid-{cid}", display_name="Bench Customer")
         now = datetime.now(UTC)
         if author == "customer":
-            return MessageReceived(
-                id=f"received-{mid}",
-                producer="crm",
-                data=MessageReceivedData(
-                    message_id=mid,
-                    mid=f"m_bench_{mid}",
-                    deal_id=cid,
-                    conversation_id=cid,
-                    kind="text",
-                    text=text,
-                    sent_at=now,
-                    is_first_message=index == 0,
-                    deal_stage="new",
-                    contact=contact,
-                ),
-            )
-        echo = author == "meta_inbox"
-        return MessageSent(
-            id=f"sent-{mid}",
-            producer="crm",
-            data=MessageSentData(
+            return message_received(
                 message_id=mid,
                 mid=f"m_bench_{mid}",
-                deal_id=cid,
-                conversation_id=cid,
-                kind="text",
-                text=text,
-                sent_at=now,
-                messaging_type=None if echo else "RESPONSE",
-                author_user_id=None if echo else 7,
-                author_label="Meta inbox" if echo else None,
-                response_seconds=30,
-                deal_stage="new",
+                deal=cid,
+                conversation=cid,
                 contact=contact,
-            ),
+                text=text,
+                at=now,
+                first=index == 0,
+            )
+        return message_sent(
+            message_id=mid,
+            mid=f"m_bench_{mid}",
+            deal=cid,
+            conversation=cid,
+            contact=contact,
+            text=text,
+            at=now,
+            echo=author == "meta_inbox",
+            response_seconds=30,
         )
 
 

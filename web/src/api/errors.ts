@@ -1,12 +1,38 @@
 /** What crm answered instead of success: `{detail}` as a sentence, or validation items. */
 export class ApiError extends Error {
   readonly status: number;
+  /** On a 429: the whole seconds crm asked to wait (`Retry-After`), when it said. */
+  readonly retryAfter: number | null;
 
-  constructor(status: number, message: string) {
+  constructor(status: number, message: string, retryAfter: number | null = null) {
     super(message);
     this.status = status;
+    this.retryAfter = retryAfter;
     this.name = "ApiError";
   }
+}
+
+/** `Retry-After` as whole seconds (at least 1): its number of seconds or its date; null when absent or unreadable. */
+export function retryAfterSeconds(header: string | null, now = Date.now()): number | null {
+  if (!header) return null;
+  const value = header.trim();
+  if (/^\d+$/.test(value)) return Math.max(1, Number(value));
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(1, Math.ceil((at - now) / 1000));
+}
+
+/** crm's sentence for a 429, and when to try again. */
+export function rateLimitedMessage(sentence: string, seconds: number | null): string {
+  const said = sentence.trim().replace(/[.\s]+$/, "");
+  return seconds === null ? `${said}.` : `${said}. Try again in ${seconds} s.`;
+}
+
+/** The error a person sees for an answer that was not a success. */
+export function apiError(response: Response, body: unknown, fallback: string): ApiError {
+  const sentence = errorMessage(body, `${fallback} (HTTP ${response.status})`);
+  if (response.status !== 429) return new ApiError(response.status, sentence);
+  const seconds = retryAfterSeconds(response.headers.get("Retry-After"));
+  return new ApiError(429, rateLimitedMessage(sentence, seconds), seconds);
 }
 
 interface ValidationItem {
@@ -40,8 +66,5 @@ export function unwrap<T>(
   fallback = "The request failed",
 ): T {
   if (result.response.ok && result.error === undefined) return result.data as T;
-  throw new ApiError(
-    result.response.status,
-    errorMessage(result.error, `${fallback} (HTTP ${result.response.status})`),
-  );
+  throw apiError(result.response, result.error, fallback);
 }

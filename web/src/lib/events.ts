@@ -4,8 +4,12 @@
  * stream broke. When crm refuses the stream (the session ended, or crm is down) the
  * browser gives up; we then try again with a growing pause, resuming after the last event
  * seen (`?last_event_id=`, since a new EventSource has no Last-Event-ID of its own), and
- * the caller's `onRefused` lets the auth layer check the session.
+ * the caller's `onRefused` lets the auth layer check the session. An EventSource cannot
+ * see why it was refused, so `HEAD /api/events` asks: when crm answers 429 (the user has
+ * too many streams open) the next try waits the `Retry-After` it names, never less.
  */
+import { retryAfterSeconds } from "../api/errors";
+
 export const EVENT_TYPES = [
   "crm.deal.created",
   "crm.deal.updated",
@@ -15,6 +19,7 @@ export const EVENT_TYPES = [
   "crm.message.sent",
   "crm.message.failed",
   "crm.task.due",
+  "crm.contact.updated",
   "crm.channel.health_changed",
 ] as const;
 
@@ -41,6 +46,18 @@ export interface EventSourceLike {
 
 export type EventSourceFactory = (url: string) => EventSourceLike;
 
+/** The seconds crm asks a refused stream to wait (429 with `Retry-After`), else null. */
+export type StreamProbe = (url: string) => Promise<number | null>;
+
+export const probeStream: StreamProbe = async (url) => {
+  try {
+    const answer = await fetch(url, { method: "HEAD", credentials: "include" });
+    return answer.status === 429 ? (retryAfterSeconds(answer.headers.get("Retry-After")) ?? 30) : null;
+  } catch {
+    return null;
+  }
+};
+
 const CLOSED = 2;
 
 export class LiveEvents {
@@ -57,6 +74,7 @@ export class LiveEvents {
       new EventSource(url, { withCredentials: true }) as unknown as EventSourceLike,
     private readonly url = "/api/events",
     private readonly onRefused: () => void = () => undefined,
+    private readonly probe: StreamProbe = probeStream,
   ) {}
 
   start(): void {
@@ -77,10 +95,14 @@ export class LiveEvents {
         this.setStatus("offline");
         this.onRefused();
         const pause = Math.min(30_000, 1000 * 2 ** Math.min(this.failures, 5));
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = null;
-          this.start();
-        }, pause);
+        const refusedAt = Date.now();
+        const timer = this.retryIn(pause);
+        void this.probe(this.url).then((seconds) => {
+          // Still waiting for that retry (not stopped or restarted meanwhile): wait as long as crm asked.
+          if (seconds !== null && this.retryTimer === timer) {
+            this.retryIn(Math.max(pause, seconds * 1000) - (Date.now() - refusedAt));
+          }
+        });
       } else {
         this.setStatus("reconnecting");
       }
@@ -90,6 +112,16 @@ export class LiveEvents {
     for (const type of EVENT_TYPES) {
       source.addEventListener(type, (message) => this.dispatch(type, message));
     }
+  }
+
+  private retryIn(pause: number): ReturnType<typeof setTimeout> {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    const timer = setTimeout(() => {
+      this.retryTimer = null;
+      this.start();
+    }, pause);
+    this.retryTimer = timer;
+    return timer;
   }
 
   stop(): void {

@@ -7,12 +7,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import nats
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ai.process import create_app
-from jggl_common.streams import ensure_streams
-from jggl_common.testing import free_port, probe_readiness, readiness_until, start_nats_server
+from jggl_common.testing import free_port, probe_readiness, readiness_across_nats_restart
 from jggl_sandbox.gemini_fake import GeminiFakeServer
 
 from .conftest import Bus, ai_settings, eventually, minutes_ago, next_id, received, rows
@@ -73,28 +71,16 @@ async def test_no_gemini_key_is_degraded_not_unready(ai_engine: AsyncEngine, pg_
 async def test_nats_down_is_not_ready_and_back_is_ready_again(
     ai_engine: AsyncEngine,
     pg_schema: str,
+    bus: Bus,
     private_nats: tuple[subprocess.Popen[bytes], int],
     tmp_path: Path,
 ) -> None:
-    server, port = private_nats
-    nc = await nats.connect(f"nats://127.0.0.1:{port}", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    await ensure_streams(nc.jetstream())
-    restarted: list[subprocess.Popen[bytes]] = []
-    app = create_app(ai_settings(pg_schema, Bus(f"nats://127.0.0.1:{port}", nc), None))
-    try:
-        async with app.router.lifespan_context(app):
-            server.terminate()
-            server.wait(10)
-            body, up = await readiness_until(app, 503)
-            assert body == {"status": "not ready", "checks": {"postgres": "ok", "nats": "down", "gemini": "down"}}
-            assert up[("nats", "true")] == 0
-
-            restarted.append(start_nats_server(tmp_path / "js", port)[0])
-            body, up = await readiness_until(app, 200)
-            assert body["checks"]["nats"] == "ok"
-            assert up[("nats", "true")] == 1
-    finally:
-        await nc.close()
-        for process in restarted:
-            process.terminate()
-            process.wait(10)
+    app = create_app(ai_settings(pg_schema, bus, None))
+    started, down, back = await readiness_across_nats_restart(app, private_nats, tmp_path / "js")
+    assert started[:2] == (200, {"status": "degraded", "checks": {"postgres": "ok", "nats": "ok", "gemini": "down"}})
+    _, body, up = down
+    assert body == {"status": "not ready", "checks": {"postgres": "ok", "nats": "down", "gemini": "down"}}
+    assert up[("nats", "true")] == 0
+    _, body, up = back
+    assert body["checks"]["nats"] == "ok"
+    assert up[("nats", "true")] == 1

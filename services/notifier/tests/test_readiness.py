@@ -9,11 +9,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import nats
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jggl_common.streams import ensure_streams
-from jggl_common.testing import TEST_DATABASE_URL, free_port, probe_readiness, readiness_until, start_nats_server
+from jggl_common.testing import TEST_DATABASE_URL, free_port, probe_readiness, readiness_across_nats_restart
 from jggl_sandbox.telegram_fake import TelegramFakeServer
 from notifier.config import NotifierSettings
 from notifier.process import create_app
@@ -81,31 +79,17 @@ async def test_telegram_at_a_closed_port_or_no_token_is_degraded(engine: AsyncEn
 async def test_nats_down_is_not_ready_and_back_is_ready_again(
     engine: AsyncEngine,
     pg_schema: str,
+    bus: Bus,
     telegram: TelegramFakeServer,
     private_nats: tuple[subprocess.Popen[bytes], int],
     tmp_path: Path,
 ) -> None:
-    server, port = private_nats
-    url = f"nats://127.0.0.1:{port}"
-    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    await ensure_streams(nc.jetstream())
-    restarted: list[subprocess.Popen[bytes]] = []
-    settings = _settings(pg_schema, Bus(url, nc), telegram_bot_token=TOKEN, telegram_api_url=telegram.url)
-    app = create_app(settings)
-    try:
-        async with app.router.lifespan_context(app):
-            server.terminate()
-            server.wait(10)
-            body, up = await readiness_until(app, 503)
-            assert body == {"status": "not ready", "checks": {"postgres": "ok", "nats": "down", "telegram": "ok"}}
-            assert up[("nats", "true")] == 0
-
-            restarted.append(start_nats_server(tmp_path / "js", port)[0])
-            body, up = await readiness_until(app, 200)
-            assert body == READY
-            assert up[("nats", "true")] == 1
-    finally:
-        await nc.close()
-        for process in restarted:
-            process.terminate()
-            process.wait(10)
+    app = create_app(_settings(pg_schema, bus, telegram_bot_token=TOKEN, telegram_api_url=telegram.url))
+    started, down, back = await readiness_across_nats_restart(app, private_nats, tmp_path / "js")
+    assert started[:2] == (200, READY)
+    _, body, up = down
+    assert body == {"status": "not ready", "checks": {"postgres": "ok", "nats": "down", "telegram": "ok"}}
+    assert up[("nats", "true")] == 0
+    _, body, up = back
+    assert body == READY
+    assert up[("nats", "true")] == 1

@@ -3,15 +3,13 @@ down answers 503 and ``jggl_dependency_up`` says which."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jggl_common.testing import probe_readiness, start_nats_server
+from jggl_common.testing import probe_readiness, readiness_across_nats_restart
 from scheduler.process import create_app
 
 from .conftest import Bus, scheduler_settings
@@ -23,42 +21,15 @@ async def test_not_ready_while_nats_is_down_and_ready_again_once_it_is_back(
     bus: Bus,
     private_nats: tuple[subprocess.Popen[bytes], int],
     tmp_path: Path,
-    request: pytest.FixtureRequest,
 ) -> None:
     app = create_app(scheduler_settings(pg_schema, bus))
-    restarted: list[subprocess.Popen[bytes]] = []
-
-    def stop_restarted() -> None:
-        for process in restarted:
-            process.terminate()
-            process.wait(10)
-
-    request.addfinalizer(stop_restarted)
-    async with app.router.lifespan_context(app):
-        code, body, up = await probe_readiness(app)
-        assert (code, body) == (200, {"status": "ready", "checks": {"postgres": "ok", "nats": "ok"}})
-        assert up[("postgres", "true")] == up[("nats", "true")] == 1
-
-        server, port = private_nats
-        server.terminate()
-        server.wait(10)
-        for _ in range(50):  # bounded: the client sees the closed socket within moments
-            code, body, up = await probe_readiness(app)
-            if code == 503:
-                break
-            await asyncio.sleep(0.1)
-        assert (code, body) == (503, {"status": "not ready", "checks": {"postgres": "ok", "nats": "down"}})
-        assert up[("nats", "true")] == 0
-
-        # The same server back on the same port: the connection comes back by itself.
-        restarted.append(start_nats_server(tmp_path / "js", port)[0])
-        for _ in range(100):
-            code, body, up = await probe_readiness(app)
-            if code == 200:
-                break
-            await asyncio.sleep(0.1)
-        assert (code, body) == (200, {"status": "ready", "checks": {"postgres": "ok", "nats": "ok"}})
-        assert up[("nats", "true")] == 1
+    # The same server back on the same port: the connection comes back by itself.
+    started, down, back = await readiness_across_nats_restart(app, private_nats, tmp_path / "js")
+    ready = {"status": "ready", "checks": {"postgres": "ok", "nats": "ok"}}
+    assert started[:2] == back[:2] == (200, ready)
+    assert down[:2] == (503, {"status": "not ready", "checks": {"postgres": "ok", "nats": "down"}})
+    assert [up[("nats", "true")] for _, _, up in (started, down, back)] == [1, 0, 1]
+    assert [up[("postgres", "true")] for _, _, up in (started, down, back)] == [1, 1, 1]
 
 
 async def test_a_schema_behind_its_migrations_is_not_ready(engine: AsyncEngine, pg_schema: str, bus: Bus) -> None:

@@ -3,6 +3,10 @@ import type { Deal, DealDetail, StageRef, User } from "../api/types";
 import type { components } from "../api/schema";
 
 type DealPage = components["schemas"]["DealPage"];
+type ContactBrief = components["schemas"]["ContactBrief"];
+type ContactPage = components["schemas"]["ContactPage"];
+type ContactDetail = components["schemas"]["ContactDetail"];
+type SearchResults = components["schemas"]["SearchResults"];
 export type DealSort = "-last_message_at" | "last_message_at" | "-created_at" | "created_at" | "-amount" | "amount";
 
 /** The filters a deal list was asked with; part of its query key `["deals", params]`. */
@@ -155,4 +159,57 @@ export function snapshotDeals(client: QueryClient): [readonly unknown[], unknown
 
 export function restoreDeals(client: QueryClient, snapshot: [readonly unknown[], unknown][]): void {
   for (const [key, data] of snapshot) client.setQueryData(key, data);
+}
+
+/** A customer as crm's events carry them (`ContactRef` in libs/common's contracts). */
+export interface ContactRef {
+  id: number;
+  platform: Deal["platform"];
+  external_id: string;
+  /** The name, else @username, else the platform id. */
+  display_name: string;
+  username?: string | null;
+  avatar_url?: string | null;
+}
+
+/** `contact` as `ref` shows the customer now; the name is the display name unless that is the @username or the id. */
+export function withContact<C extends ContactBrief>(contact: C, ref: ContactRef): C {
+  const username = ref.username ?? null;
+  const named = ref.display_name !== ref.external_id && (!username || ref.display_name !== `@${username}`);
+  return { ...contact, name: named ? ref.display_name : null, username, avatar_url: ref.avatar_url ?? null, display_name: ref.display_name };
+}
+
+/** `items` with `change` applied, or the same array when no item is the customer's. */
+function changed<T>(items: T[], mine: (item: T) => boolean, change: (item: T) => T): T[] {
+  return items.some(mine) ? items.map((item) => (mine(item) ? change(item) : item)) : items;
+}
+
+/**
+ * A customer's new name or picture (`crm.contact.updated`) wherever they are cached: the
+ * deal lists (inbox rows, pipeline cards), the open deals' headers, the contact lists and
+ * page, and search results. Changed in place, nothing is refetched; caches that do not
+ * show the customer are left untouched.
+ */
+export function renameContact(client: QueryClient, ref: ContactRef): void {
+  const ofDeal = (deal: { contact: ContactBrief }) => deal.contact.id === ref.id;
+  const onDeal = <D extends { contact: ContactBrief }>(deal: D): D => ({ ...deal, contact: withContact(deal.contact, ref) });
+  const isContact = (contact: ContactBrief) => contact.id === ref.id;
+  const onContact = <C extends ContactBrief>(contact: C): C => withContact(contact, ref);
+
+  for (const [key, data] of client.getQueriesData<InfiniteData<DealPage>>({ queryKey: ["deals"] })) {
+    if (!data?.pages.some((page) => page.items.some(ofDeal))) continue;
+    client.setQueryData(key, { ...data, pages: data.pages.map((page) => ({ ...page, items: changed(page.items, ofDeal, onDeal) })) });
+  }
+  for (const [key, detail] of client.getQueriesData<DealDetail>({ queryKey: ["deal"] })) {
+    if (detail && ofDeal(detail)) client.setQueryData(key, onDeal(detail));
+  }
+  for (const [key, data] of client.getQueriesData<InfiniteData<ContactPage>>({ queryKey: ["contacts"] })) {
+    if (!data?.pages.some((page) => page.items.some(isContact))) continue;
+    client.setQueryData(key, { ...data, pages: data.pages.map((page) => ({ ...page, items: changed(page.items, isContact, onContact) })) });
+  }
+  const contact = client.getQueryData<ContactDetail>(["contact", ref.id]);
+  if (contact) client.setQueryData(["contact", ref.id], onContact(contact));
+  for (const [key, results] of client.getQueriesData<SearchResults>({ queryKey: ["search"] })) {
+    if (results?.items.some(ofDeal)) client.setQueryData(key, { ...results, items: changed(results.items, ofDeal, onDeal) });
+  }
 }

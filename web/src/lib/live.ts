@@ -1,17 +1,9 @@
 import type { QueryClient } from "@tanstack/react-query";
 import type { Deal, DealDetail, Message, User } from "../api/types";
 import type { LiveEvent } from "./events";
-import { dealKey, findCachedDeal, patchDeal, stageRef, UNREAD_CAP, upsertDeal, type DealPatchFields } from "./dealCache";
+import { dealKey, findCachedDeal, patchDeal, renameContact, stageRef, UNREAD_CAP, upsertDeal, type ContactRef, type DealPatchFields } from "./dealCache";
 
 /** The shapes crm publishes (libs/common/src/jggl_common/contracts), as far as pages use them. */
-interface ContactRef {
-  id: number;
-  platform: Deal["platform"];
-  external_id: string;
-  display_name: string;
-  username?: string | null;
-  avatar_url?: string | null;
-}
 
 export interface DealSnapshot {
   id: number;
@@ -231,6 +223,10 @@ export function applyEvent(client: QueryClient, event: LiveEvent, me: User | nul
       dealId = d.deal_id;
       break;
     }
+    case "crm.contact.updated":
+      // The customer's name or picture became known: rows, cards and headers change in place.
+      if ((data as { contact?: ContactRef }).contact) renameContact(client, (data as { contact: ContactRef }).contact);
+      return { listsStale: false };
     case "crm.channel.health_changed":
       // Admins only: the channels page shows the new findings.
       void client.invalidateQueries({ queryKey: ["channels"] });

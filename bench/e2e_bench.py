@@ -2,9 +2,9 @@
 stores being committed.
 
 Starts ingest, crm (``E2E_CRM_REPLICAS`` processes sharing the durable consumer, each with
-its API) and the sandbox's Graph API on free ports against a scratch database and a NATS
-server of the benchmark's own, then sends webhooks open-loop, one item per webhook, at
-each rate of ``E2E_RATES`` for ``E2E_SECONDS``.
+its API) and the sandbox's Graph API on free ports against a scratch database, a NATS
+server and a Redis of the benchmark's own, then sends webhooks open-loop, one item per
+webhook, at each rate of ``E2E_RATES`` for ``E2E_SECONDS``.
 
 Two mixes (``E2E_MIX``):
 
@@ -29,8 +29,8 @@ latency from the webhook's send to the message's row being committed in crm (cus
 messages and echoes; p50, p99), the median latency of each tenth of the run by send time
 (a growing backlog shows as later tenths waiting longer), and the CPU each process used
 while the rate was being sent (share of one core: ingest, each crm replica, the Graph
-fake, nats-server, PostgreSQL's backends serving the scratch database, the load
-generator). Every new customer's profile is fetched, as in production, from the Graph
+fake, nats-server, redis-server, PostgreSQL's backends serving the scratch database, the
+load generator). Every new customer's profile is fetched, as in production, from the Graph
 fake running in a process of its own (its CPU is Meta's in real life, but here it
 shares the machine).
 
@@ -43,7 +43,10 @@ Environment: E2E_MIX (real | new), E2E_RATES ("200,350,500"), E2E_SECONDS (60),
 E2E_CONNECTIONS (64), E2E_WARMUP_SECONDS (10), E2E_CRM_REPLICAS (1), E2E_NEW_SHARE (0.2),
 E2E_BURST_SHARE (0.5), E2E_ECHO_SHARE (0.1), E2E_READ_SHARE (0.2), E2E_REACTION_SHARE
 (0.1), E2E_SEED_RATE (history items/s, 500), E2E_DRAIN_SECONDS (how long to wait for the
-last items to be stored, 120), E2E_SEED (random seed; default from the clock),
+last items to be stored, 120), E2E_SEED (random seed; default from the clock; runs with
+the same seed send the same items, and each stores them all: its Redis, where ingest
+remembers what it stored, is new, and the warm-up and each rate draw from streams of
+their own),
 E2E_NATS_AUTH (1: the NATS server runs with deploy/nats/auth.conf and ingest and crm connect
 as their own users, as deployed; default 0, no users), E2E_DB (the scratch database, default
 jggl_e2e_bench_<pid>, dropped at the end).
@@ -74,7 +77,7 @@ import uvloop
 
 from jggl_common.live_settings import LiveSettings
 from jggl_common.streams import ensure_streams
-from jggl_common.testing import NATS_AUTH_CONFIG, nats_passwords, start_nats_server
+from jggl_common.testing import NATS_AUTH_CONFIG, nats_passwords, start_nats_server, start_redis_server
 from jggl_sandbox.meta_webhooks import Customer, JSONObject, signed, webhook
 
 SECRET = "e2e-app-secret"  # noqa: S105 - a throwaway secret of the benchmark
@@ -91,6 +94,7 @@ READ_SHARE = float(os.environ.get("E2E_READ_SHARE", "0.2"))
 REACTION_SHARE = float(os.environ.get("E2E_REACTION_SHARE", "0.1"))
 SEED_RATE = int(os.environ.get("E2E_SEED_RATE", "500"))
 DRAIN_SECONDS = float(os.environ.get("E2E_DRAIN_SECONDS", "120"))
+SEED = int(os.environ.get("E2E_SEED", "0"))
 NATS_AUTH = os.environ.get("E2E_NATS_AUTH", "0") == "1"
 PG = os.environ.get("E2E_PG", "postgresql://postgres@127.0.0.1:5432")
 # A scratch database per run (dropped at the end): two runs side by side never share one.
@@ -386,10 +390,12 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 async def _run(
-    conn: asyncpg.Connection, ingest_port: int, rate: int, seconds: float, named: dict[str, int]
+    conn: asyncpg.Connection, ingest_port: int, rate: int, seconds: float, named: dict[str, int], run: int
 ) -> dict[str, Any]:
     page = "77" + str(random.randrange(10**12))
-    rng = random.Random(int(os.environ.get("E2E_SEED", "0")) or time.time_ns())
+    # Each run of the benchmark (the warm-up is 0) draws customers and message ids of its own:
+    # a run repeating an earlier one's ids would have them taken for Meta's retries.
+    rng = random.Random(f"{SEED}/{run}" if SEED else time.time_ns())
     planner = _plan_real if MIX == "real" else _plan_new
     plan = planner(ingest_port, rate, seconds, page, rng)
     # History first (not measured): returning customers' first messages, then the page's replies.
@@ -454,7 +460,6 @@ async def main() -> None:
     env.update(
         APP_KEY=base64.b64encode(os.urandom(32)).decode(),
         DATABASE_URL=f"{PG}/{DB}",
-        REDIS_URL="redis://127.0.0.1:6379/12",
         APP_URL="http://localhost",
         META_APP_SECRET=SECRET,
         RATE_LIMIT_PER_MINUTE="100000000",
@@ -470,6 +475,11 @@ async def main() -> None:
         Path(tempfile.mkdtemp(prefix="e2e-nats-")), config=NATS_AUTH_CONFIG if NATS_AUTH else None, passwords=passwords
     )
     env["NATS_URL"] = f"nats://127.0.0.1:{nats_port}"
+    # And a Redis of its own: ingest's dedupe window there remembers every item stored, so on
+    # a shared Redis a second run with the same E2E_SEED would have its items taken for
+    # repeats (accepted, never stored).
+    redis_proc, redis_port = start_redis_server()
+    env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     # Each service's own NATS user (none without E2E_NATS_AUTH).
     user = {
         name: {"NATS_USER": name, "NATS_PASSWORD": passwords[name]} if NATS_AUTH else {} for name in ("ingest", "crm")
@@ -495,7 +505,12 @@ async def main() -> None:
     )
     ingest = subprocess.Popen([sys.executable, "-m", "ingest"], env={**env, **user["ingest"], "PORT": str(ingest_port)})
     procs = [graph, ingest]
-    named = {"graph fake": graph.pid, "ingest": ingest.pid, "nats-server": nats_proc.pid}
+    named = {
+        "graph fake": graph.pid,
+        "ingest": ingest.pid,
+        "nats-server": nats_proc.pid,
+        "redis-server": redis_proc.pid,
+    }
     results = []
     try:
         await _wait_ready(f"http://127.0.0.1:{graph_port}", graph, path="/_fake/requests")
@@ -519,10 +534,10 @@ async def main() -> None:
                 await asyncio.sleep(0.5)
             # Warm up (connections opened, statements prepared) and let the backlog drain,
             # so each rate measures the steady state.
-            warm = await _run(conn, ingest_port, WARMUP_RATE, WARMUP_SECONDS, named)
+            warm = await _run(conn, ingest_port, WARMUP_RATE, WARMUP_SECONDS, named, 0)
             print(f"warm-up: {warm['sent']} events at {WARMUP_RATE}/s", file=sys.stderr, flush=True)
-            for rate in RATES:
-                row = await _run(conn, ingest_port, rate, SECONDS, named)
+            for run, rate in enumerate(RATES, 1):
+                row = await _run(conn, ingest_port, rate, SECONDS, named, run)
                 deals = await api.get("/api/deals", params={"limit": 5}, headers={"Authorization": f"Bearer {token}"})
                 row["api_deals_ok"] = deals.status_code == 200 and len(deals.json()["items"]) > 0
                 results.append(row)
@@ -533,8 +548,9 @@ async def main() -> None:
         for proc in reversed(procs):
             proc.terminate()
             proc.wait(20)
-        nats_proc.terminate()
-        nats_proc.wait(10)
+        for server in (nats_proc, redis_proc):
+            server.terminate()
+            server.wait(10)
         admin = await asyncpg.connect(PG + "/postgres")
         await admin.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
         await admin.close()

@@ -62,7 +62,7 @@ from jggl_common.contracts import ContactRef, Envelope
 from jggl_common.db import create_engine, ensure_schema
 from jggl_common.logs import configure_logging
 from jggl_common.streams import ensure_streams
-from jggl_common.testing import free_port, message_received, message_sent, start_nats_server
+from jggl_common.testing import CrmMessage, free_port, start_nats_server
 from jggl_sandbox.gemini_fake import GeminiFakeServer
 from jggl_sandbox.graph_fake import GraphFakeServer
 from jggl_sandbox.meta_webhooks import Customer, signed, webhook
@@ -214,29 +214,10 @@ class Events:
         mid = self.next_message
         author, text = conv.authors[index], conv.texts[index]
         contact = ContactRef(id=cid, platform="messenger", external_id=f"psid-{cid}", display_name="Bench Customer")
-        now = datetime.now(UTC)
+        message = CrmMessage(mid, cid, cid, contact, text, datetime.now(UTC), mid=f"m_bench_{mid}")
         if author == "customer":
-            return message_received(
-                message_id=mid,
-                mid=f"m_bench_{mid}",
-                deal=cid,
-                conversation=cid,
-                contact=contact,
-                text=text,
-                at=now,
-                first=index == 0,
-            )
-        return message_sent(
-            message_id=mid,
-            mid=f"m_bench_{mid}",
-            deal=cid,
-            conversation=cid,
-            contact=contact,
-            text=text,
-            at=now,
-            echo=author == "meta_inbox",
-            response_seconds=30,
-        )
+            return message.received(first=index == 0)
+        return message.sent(echo=author == "meta_inbox", response_seconds=30)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from ai.process import AiService, build
 from jggl_common import testing
 from jggl_common.bus import RetryPolicy
 from jggl_common.contracts import ContactRef, Envelope, MessageReceived, MessageSent
-from jggl_common.testing import TEST_DATABASE_URL, connected_bus, message_received, message_sent
+from jggl_common.testing import TEST_DATABASE_URL, CrmMessage, connected_bus
 from jggl_sandbox.gemini_fake import GeminiFakeServer
 
 APP_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
@@ -115,26 +115,11 @@ def contact(conversation: int) -> ContactRef:
 def received(
     conversation: int, deal: int, text: str | None, at: datetime, *, message_id: int | None = None
 ) -> MessageReceived:
-    return message_received(
-        message_id=message_id or next_id(),
-        deal=deal,
-        conversation=conversation,
-        contact=contact(conversation),
-        text=text,
-        at=at,
-    )
+    return CrmMessage(message_id or next_id(), deal, conversation, contact(conversation), text, at).received()
 
 
 def sent(conversation: int, deal: int, text: str, at: datetime, *, echo: bool = False) -> MessageSent:
-    return message_sent(
-        message_id=next_id(),
-        deal=deal,
-        conversation=conversation,
-        contact=contact(conversation),
-        text=text,
-        at=at,
-        echo=echo,
-    )
+    return CrmMessage(next_id(), deal, conversation, contact(conversation), text, at).sent(echo=echo)
 
 
 def now() -> datetime:

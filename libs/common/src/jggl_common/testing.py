@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,11 +49,10 @@ __all__ = [
     "TEST_NATS_URL",
     "TEST_REDIS_URL",
     "Bus",
+    "CrmMessage",
     "connected_bus",
     "eventually",
     "free_port",
-    "message_received",
-    "message_sent",
     "nats_passwords",
     "nats_server_binary",
     "next_id",
@@ -303,70 +303,50 @@ async def connected_bus(port: int, kind: type[BusT]) -> AsyncIterator[BusT]:
         await nc.close()
 
 
-def message_received(
-    *,
-    message_id: int,
-    deal: int,
-    conversation: int,
-    contact: ContactRef,
-    text: str | None,
-    at: datetime,
-    first: bool = False,
-    mid: str | None = None,
-) -> MessageReceived:
-    """crm's event for a customer's message: text, or an image when ``text`` is None."""
-    return MessageReceived(
-        id=f"received-{message_id}",
-        producer="crm",
-        data=MessageReceivedData(
-            message_id=message_id,
-            mid=mid or f"m_{message_id}",
-            deal_id=deal,
-            conversation_id=conversation,
-            kind="text" if text is not None else "image",
-            text=text,
-            attachments=[] if text is not None else [{"type": "image", "url": "https://x/y.jpg"}],
-            sent_at=at,
-            is_first_message=first,
-            deal_stage="new",
-            contact=contact,
-        ),
-    )
+@dataclass(frozen=True)
+class CrmMessage:
+    """A message of a conversation, for the events crm publishes about it."""
 
+    message_id: int
+    deal: int
+    conversation: int
+    contact: ContactRef
+    text: str | None
+    at: datetime
+    mid: str | None = None
+    """Meta's id of it; ``m_<message_id>`` when not given."""
 
-def message_sent(
-    *,
-    message_id: int,
-    deal: int,
-    conversation: int,
-    contact: ContactRef,
-    text: str,
-    at: datetime,
-    echo: bool = False,
-    response_seconds: int = 60,
-    mid: str | None = None,
-) -> MessageSent:
-    """crm's event for a reply the customer got: a manager's (user 7) from the CRM, or with
-    ``echo`` one typed in Meta's inbox."""
-    return MessageSent(
-        id=f"sent-{message_id}",
-        producer="crm",
-        data=MessageSentData(
-            message_id=message_id,
-            mid=mid or f"m_{message_id}",
-            deal_id=deal,
-            conversation_id=conversation,
+    def _data(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "mid": self.mid or f"m_{self.message_id}",
+            "deal_id": self.deal,
+            "conversation_id": self.conversation,
+            "text": self.text,
+            "sent_at": self.at,
+            "deal_stage": "new",
+            "contact": self.contact,
+        }
+
+    def received(self, *, first: bool = False) -> MessageReceived:
+        """The customer wrote it: text, or an image when ``text`` is None."""
+        image = [] if self.text is not None else [{"type": "image", "url": "https://x/y.jpg"}]
+        kind = "text" if self.text is not None else "image"
+        data = MessageReceivedData(**self._data(), kind=kind, attachments=image, is_first_message=first)
+        return MessageReceived(id=f"received-{self.message_id}", producer="crm", data=data)
+
+    def sent(self, *, echo: bool = False, response_seconds: int = 60) -> MessageSent:
+        """The customer got it as a reply: a manager's (user 7) from the CRM, or with ``echo``
+        one typed in Meta's inbox."""
+        data = MessageSentData(
+            **self._data(),
             kind="text",
-            text=text,
-            sent_at=at,
             messaging_type=None if echo else "RESPONSE",
             author_user_id=None if echo else 7,
             author_label="Meta inbox" if echo else None,
             response_seconds=response_seconds,
-            deal_stage="new",
-            contact=contact,
-        ),
-    )
+        )
+        return MessageSent(id=f"sent-{self.message_id}", producer="crm", data=data)
 
 
 async def wait_consumers_idle(js: Any, stream: str, prefix: str, timeout: float = 20.0) -> None:

@@ -858,7 +858,7 @@ export interface paths {
          *     `text/event-stream`. The first event is `ready` (its `id` is the position the stream
          *     resumes after, its data `{"last_event_id": n}`); then each event as `id: <stream
          *     sequence>`, `event: <type>`, `data: <the event's JSON envelope: id, type, version,
-         *     occurred_at, producer, correlation_id, data>`. Types: `crm.deal.created`, `crm.deal.updated`, `crm.deal.hot_lead`, `crm.deal.sla_breached`, `crm.message.received`, `crm.message.sent`, `crm.message.failed`, `crm.task.due`, `crm.channel.health_changed` (the last for admins
+         *     occurred_at, producer, correlation_id, data>`. Types: `crm.deal.created`, `crm.deal.updated`, `crm.deal.hot_lead`, `crm.deal.sla_breached`, `crm.message.received`, `crm.message.sent`, `crm.message.failed`, `crm.task.due`, `crm.contact.updated`, `crm.channel.health_changed` (the last for admins
          *     only). A manager receives the events of their own and unassigned deals, and the
          *     `crm.deal.updated` that takes a deal away from them. A comment line (`: heartbeat`) comes
          *     after every 15 seconds of silence.
@@ -869,13 +869,23 @@ export interface paths {
          *     change: within one heartbeat interval; reconnecting then answers 401) and when crm shuts
          *     down; reconnect with the last id to go on. Events are read from JetStream as the client takes
          *     them, so a slow client or a long backlog costs crm no memory and loses nothing.
+         *
+         *     A user may have `LIVE_MAX_STREAMS_PER_USER` streams open at once (10 by default; every
+         *     crm replica counts together); one more is refused with 429, `Retry-After` and the sentence
+         *     "Too many open live connections for this user: close a tab". A stream that ends frees its place at once.
+         *     `HEAD /api/events` answers what this would (200, 401, 429 or 503) without opening a
+         *     stream, for a client whose EventSource was refused and that cannot see why.
          */
         get: operations["live_events_api_events_get"];
         put?: never;
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /**
+         * Whether a live event stream would open
+         * @description The answer `GET /api/events` would give now (200, 401, 429 with `Retry-After`, 503), without a body and without opening a stream.
+         */
+        head: operations["live_events_room_api_events_head"];
         patch?: never;
         trace?: never;
     };
@@ -5759,6 +5769,64 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationErrorMessage"];
+                };
+            };
+            /** @description Too many open live connections for this user (LIVE_MAX_STREAMS_PER_USER); close one, or wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description A service this request needs is unavailable; try again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+        };
+    };
+    live_events_room_api_events_head: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A stream would open */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+            /** @description Too many open live connections for this user (LIVE_MAX_STREAMS_PER_USER); close one, or wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait before the next request */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
             /** @description A service this request needs is unavailable; try again shortly */

@@ -1,4 +1,5 @@
-import { createContext, useCallback, useContext, useMemo, useState, type ReactNode } from "react";
+import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from "react";
+import { setRateLimitedHandler } from "../api/client";
 
 interface Toast {
   id: number;
@@ -13,18 +14,23 @@ interface ToastValue {
 const ToastContext = createContext<ToastValue>({ show: () => undefined });
 let nextId = 1;
 
-/** Short messages in a polite live region, e.g. "the move failed and was undone". */
+/**
+ * Short messages in a polite live region, e.g. "the move failed and was undone". A message
+ * already on screen is shown once (e.g. a 429 the page reports too), its time starting again.
+ * Every API call crm answers 429 shows crm's sentence and when to try again.
+ */
 export function ToastProvider({ children }: { children: ReactNode }) {
   const [toasts, setToasts] = useState<Toast[]>([]);
   const dismiss = useCallback((id: number) => setToasts((all) => all.filter((t) => t.id !== id)), []);
   const show = useCallback(
     (text: string, tone: Toast["tone"] = "info") => {
       const id = nextId++;
-      setToasts((all) => [...all.slice(-3), { id, text, tone }]);
+      setToasts((all) => [...all.filter((t) => t.text !== text).slice(-3), { id, text, tone }]);
       window.setTimeout(() => dismiss(id), 8000);
     },
     [dismiss],
   );
+  useEffect(() => setRateLimitedHandler((error) => show(error.message, "error")), [show]);
   const value = useMemo(() => ({ show }), [show]);
   return (
     <ToastContext.Provider value={value}>

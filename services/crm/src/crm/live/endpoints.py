@@ -41,11 +41,11 @@ change: within one heartbeat interval; reconnecting then answers 401) and when c
 down; reconnect with the last id to go on. Events are read from JetStream as the client takes
 them, so a slow client or a long backlog costs crm no memory and loses nothing.
 
-A user may have `LIVE_MAX_STREAMS_PER_USER` streams open at once (10 by default; every crm
-replica counts together); one more is refused with 429, `Retry-After` and the sentence
-"{TOO_MANY_STREAMS}". A stream that ends frees its place at once. `HEAD /api/events`
-answers what this would (200, 401, 429 or 503) without opening a stream, for a client
-whose EventSource was refused and that cannot see why.
+A user may have `LIVE_MAX_STREAMS_PER_USER` streams open at once (10 by default; every
+crm replica counts together); one more is refused with 429, `Retry-After` and the sentence
+"{TOO_MANY_STREAMS}". A stream that ends frees its place at once.
+`HEAD /api/events` answers what this would (200, 401, 429 or 503) without opening a
+stream, for a client whose EventSource was refused and that cannot see why.
 """
 
 _TOO_MANY: dict[int | str, dict[str, Any]] = {

@@ -224,6 +224,38 @@ def test_a_webhook_appears_in_the_open_inbox_without_a_reload(page: Page, system
     shot(page, "inbox")
 
 
+PROFILE_DELAY_SECONDS = 6.0
+"""How long the Graph fake takes to answer profiles in the test of a name arriving live:
+long enough for the page to show the deal first, on a busy machine too."""
+
+
+def test_a_customers_name_replaces_new_customer_in_the_open_inbox_without_a_reload(page: Page, system: System) -> None:
+    psid = f"9{secrets.randbelow(10**14):014d}"
+    first_words = f"Is the oak table still for sale? ({secrets.token_hex(3)})"
+    email, password, _ = MANAGERS["anna"]
+    sign_in(page, email, password)
+    live(page)
+    page.evaluate("() => { window.__sameDocument = true; }")
+    # Meta answers the profile only after a while: the deal arrives before the name.
+    system.graph.profile_delay = PROFILE_DELAY_SECONDS
+    try:
+        system.graph.add_profile(psid, first_name="Lidia", last_name="Named", profile_pic="https://cdn.test/lidia.jpg")
+        system.write(psid, first_words)
+        row = page.locator(".deal-row", has_text=first_words)
+        expect(row).to_contain_text("New customer")
+        expect(row.locator("img.avatar")).to_have_count(0)
+
+        # crm fetched the profile and announced it: the same row now names her, with her picture.
+        expect(row).to_contain_text("Lidia Named", timeout=WAIT_MS + int(PROFILE_DELAY_SECONDS * 1000))
+    finally:
+        system.graph.profile_delay = 0.0
+    expect(row).not_to_contain_text("New customer")
+    expect(row.locator("img.avatar")).to_have_attribute("src", "https://cdn.test/lidia.jpg")
+    assert page.evaluate("() => window.__sameDocument") is True  # no reload happened
+    assert len(system.graph.calls(psid)) == 1
+    shot(page, "inbox-name-arrived")
+
+
 def test_unread_counts_grow_live_and_one_manager_reading_clears_them_for_the_other(
     browser: Browser, system: System
 ) -> None:

@@ -41,7 +41,6 @@ class Beats(BackgroundService):
     beats: int = 0
     stopped: bool = False
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    _live: LiveSettings | None = None
 
     name = "scheduler"
     migrations = Path(__file__).parent / "beats_migrations"

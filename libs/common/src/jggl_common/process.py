@@ -36,8 +36,8 @@ log = get_logger(__name__)
 
 class BackgroundService(ABC):
     """What a background service's process shares with the others: its readiness and the
-    first steps of its start. Subclasses are dataclasses with these attributes among their
-    fields, and set :attr:`name` and :attr:`migrations`."""
+    first steps of its start. Subclasses are dataclasses with ``settings``, ``engine`` and
+    ``bus`` among their fields, and set :attr:`name` and :attr:`migrations`."""
 
     name: ClassVar[str]
     """The service's name: its schema's waiting message, its live settings (``SERVICE_SETTINGS``)."""
@@ -47,7 +47,8 @@ class BackgroundService(ABC):
     settings: ServiceSettings
     engine: AsyncEngine
     bus: ServiceBus
-    _live: LiveSettings | None
+    _live: LiveSettings | None = None
+    """The live settings while they are followed (set by :meth:`start_following`)."""
 
     @abstractmethod
     async def start(self) -> None:

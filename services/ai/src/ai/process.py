@@ -25,7 +25,6 @@ from ai.transcripts import subscribers
 from ai.transcripts.service import TranscriptProjection
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.db import create_engine, session_factory
-from jggl_common.live_settings import LiveSettings
 from jggl_common.outbox import Outbox
 from jggl_common.process import BackgroundService, cancel_tasks, service_app
 from jggl_common.retention import register as register_retention
@@ -47,7 +46,6 @@ class AiService(BackgroundService):
     dispatcher: Dispatcher
     projection: TranscriptProjection
     _tasks: list[asyncio.Task[Any]]
-    _live: LiveSettings | None = None
 
     name = "ai"
     migrations = MIGRATIONS

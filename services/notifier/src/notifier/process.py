@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_common.bus import RetryPolicy, ServiceBus
 from jggl_common.db import create_engine, session_factory
-from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
 from jggl_common.outbox import Outbox
 from jggl_common.process import BackgroundService, cancel_tasks, service_app
@@ -70,7 +69,6 @@ class NotifierService(BackgroundService):
     updates: UpdateModes
     clock: BusinessClock
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    _live: LiveSettings | None = None
     _sweeper: asyncio.Task[None] | None = None
 
     name = "notifier"

@@ -64,7 +64,6 @@ class SchedulerService(BackgroundService):
     scheduler: Scheduler
     business_timezone: BusinessTimezone
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    _live: LiveSettings | None = None
 
     name = "scheduler"
     migrations = MIGRATIONS

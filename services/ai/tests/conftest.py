@@ -18,7 +18,7 @@ from ai.process import AiService, build
 from jggl_common import testing
 from jggl_common.bus import RetryPolicy
 from jggl_common.contracts import ContactRef, Envelope, MessageReceived, MessageSent
-from jggl_common.testing import TEST_DATABASE_URL, CrmMessage, connected_bus
+from jggl_common.testing import TEST_DATABASE_URL, CrmMessage, Replicas, connected_bus
 from jggl_sandbox.gemini_fake import GeminiFakeServer
 
 APP_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
@@ -29,11 +29,8 @@ next_id = testing.next_id
 rows = testing.rows
 
 
-@pytest_asyncio.fixture
-async def ai_engine(schema_engine: AsyncEngine, pg_schema: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on a fresh schema migrated to head."""
-    await upgrade(schema_engine, pg_schema)
-    yield schema_engine
+ai_engine = testing.migrated_engine(upgrade, "ai_engine")
+"""An engine on the test's fresh schema migrated to head."""
 
 
 class Bus(testing.Bus):
@@ -92,20 +89,13 @@ async def start_ai(
     ai_engine: AsyncEngine, pg_schema: str, bus: Bus, gemini: GeminiFakeServer
 ) -> AsyncIterator[StartAi]:
     """Start ai processes (replicas share the durable consumer); all stopped at the end."""
-    started: list[AiService] = []
+    async with Replicas[AiService]() as replicas:
 
-    async def start(*, with_gemini: bool = True, **overrides: Any) -> AiService:
-        settings = ai_settings(pg_schema, bus, gemini if with_gemini else None, **overrides)
-        service = await build(settings, engine=ai_engine, policy=FAST_RETRIES)
-        await service.start()
-        started.append(service)
-        return service
+        async def start(*, with_gemini: bool = True, **overrides: Any) -> AiService:
+            settings = ai_settings(pg_schema, bus, gemini if with_gemini else None, **overrides)
+            return await replicas.start(await build(settings, engine=ai_engine, policy=FAST_RETRIES))
 
-    try:
         yield start
-    finally:
-        for service in started:
-            await service.stop()
 
 
 def contact(conversation: int) -> ContactRef:

@@ -26,7 +26,7 @@ from jggl_common.contracts import (
     TelegramUpdateReceived,
     link_code_hash,
 )
-from jggl_common.testing import TEST_DATABASE_URL, connected_bus
+from jggl_common.testing import TEST_DATABASE_URL, Replicas, connected_bus
 from jggl_sandbox.telegram_fake import TelegramFakeServer
 from notifier.config import NotifierSettings
 from notifier.migrate import upgrade
@@ -42,11 +42,8 @@ next_id = testing.next_id
 rows = testing.rows
 
 
-@pytest_asyncio.fixture
-async def engine(schema_engine: AsyncEngine, pg_schema: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on a fresh schema migrated to head."""
-    await upgrade(schema_engine, pg_schema)
-    yield schema_engine
+engine = testing.migrated_engine(upgrade)
+"""An engine on the test's fresh schema migrated to head."""
 
 
 class Bus(testing.Bus):
@@ -79,30 +76,23 @@ async def start_notifier(
     engine: AsyncEngine, pg_schema: str, bus: Bus, telegram: TelegramFakeServer
 ) -> AsyncIterator[StartNotifier]:
     """Start notifier processes (replicas share the durable consumers); all stopped at the end."""
-    started: list[NotifierService] = []
+    async with Replicas[NotifierService]() as replicas:
 
-    async def start(*, token: str = TOKEN, **overrides: Any) -> NotifierService:
-        values: dict[str, Any] = {
-            "app_key": APP_KEY,
-            "nats_url": bus.url,
-            "app_url": APP_URL,
-            "database_url": TEST_DATABASE_URL,
-            "db_schema": pg_schema,
-            "telegram_bot_token": token,
-            "telegram_api_url": telegram.url,
-        }
-        values.update(overrides)
-        settings = NotifierSettings(_env_file=None, **values)
-        service = await build(settings, engine=engine, policy=FAST_RETRIES)
-        await service.start()
-        started.append(service)
-        return service
+        async def start(*, token: str = TOKEN, **overrides: Any) -> NotifierService:
+            values: dict[str, Any] = {
+                "app_key": APP_KEY,
+                "nats_url": bus.url,
+                "app_url": APP_URL,
+                "database_url": TEST_DATABASE_URL,
+                "db_schema": pg_schema,
+                "telegram_bot_token": token,
+                "telegram_api_url": telegram.url,
+            }
+            values.update(overrides)
+            settings = NotifierSettings(_env_file=None, **values)
+            return await replicas.start(await build(settings, engine=engine, policy=FAST_RETRIES))
 
-    try:
         yield start
-    finally:
-        for service in started:
-            await service.stop()
 
 
 def link_requested(

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_common import testing
 from jggl_common.bus import RetryPolicy
-from jggl_common.testing import TEST_DATABASE_URL, connected_bus
+from jggl_common.testing import TEST_DATABASE_URL, Replicas, connected_bus
 from scheduler.config import SchedulerSettings
 from scheduler.jobs.definitions import JobDefinition
 from scheduler.migrate import upgrade
@@ -29,11 +29,8 @@ rows = testing.rows
 until = testing.eventually
 
 
-@pytest_asyncio.fixture
-async def engine(schema_engine: AsyncEngine, pg_schema: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on a fresh schema migrated to head."""
-    await upgrade(schema_engine, pg_schema)
-    yield schema_engine
+engine = testing.migrated_engine(upgrade)
+"""An engine on the test's fresh schema migrated to head."""
 
 
 class Bus(testing.Bus):
@@ -82,22 +79,16 @@ StartScheduler = Callable[..., Awaitable[SchedulerService]]
 @pytest_asyncio.fixture
 async def start_scheduler(engine: AsyncEngine, pg_schema: str, bus: Bus) -> AsyncIterator[StartScheduler]:
     """Start scheduler replicas keeping ``jobs`` (BEAT by default); all stopped at the end."""
-    started: list[SchedulerService] = []
+    async with Replicas[SchedulerService]() as replicas:
 
-    async def start(jobs: list[JobDefinition] | None = None, **overrides: Any) -> SchedulerService:
-        settings = scheduler_settings(pg_schema, bus, **overrides)
-        # Each replica has its own pool, as separate processes would.
-        replica_engine = engine if not started else None
-        service = await build(settings, engine=replica_engine, jobs=jobs or [BEAT], policy=FAST_RETRIES)
-        await service.start()
-        started.append(service)
-        return service
+        async def start(jobs: list[JobDefinition] | None = None, **overrides: Any) -> SchedulerService:
+            settings = scheduler_settings(pg_schema, bus, **overrides)
+            # Each replica has its own pool, as separate processes would.
+            replica_engine = engine if not replicas.started else None
+            service = await build(settings, engine=replica_engine, jobs=jobs or [BEAT], policy=FAST_RETRIES)
+            return await replicas.start(service)
 
-    try:
         yield start
-    finally:
-        for service in started:
-            await service.stop()
 
 
 async def wall_clock_passes(moment: datetime) -> None:

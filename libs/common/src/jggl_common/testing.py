@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -50,9 +50,11 @@ __all__ = [
     "TEST_REDIS_URL",
     "Bus",
     "CrmMessage",
+    "Replicas",
     "connected_bus",
     "eventually",
     "free_port",
+    "migrated_engine",
     "nats_passwords",
     "nats_server_binary",
     "next_id",
@@ -211,6 +213,20 @@ async def schema_engine(pg_schema: str) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+def migrated_engine(
+    upgrade: Callable[[AsyncEngine, str], Awaitable[None]], name: str = "engine"
+) -> Callable[..., AsyncIterator[AsyncEngine]]:
+    """A fixture called ``name`` for a service's conftest: :func:`schema_engine` with the
+    schema migrated to head by the service's ``upgrade(engine, schema)``."""
+
+    @pytest_asyncio.fixture(name=name)
+    async def engine(schema_engine: AsyncEngine, pg_schema: str) -> AsyncIterator[AsyncEngine]:
+        await upgrade(schema_engine, pg_schema)
+        yield schema_engine
+
+    return engine
+
+
 @pytest.fixture
 def private_nats(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A nats-server of this test's own, for fault tests that stop and restart it."""
@@ -259,6 +275,37 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0,
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"not reached within {timeout}s; last seen: {last!r}")
+
+
+class Service(Protocol):
+    """A service process as its ``build`` returns it."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+ServiceT = TypeVar("ServiceT", bound=Service)
+
+
+class Replicas(Generic[ServiceT]):
+    """The processes of a service a test started side by side; ``async with`` stops them
+    all on leaving, in the order they started."""
+
+    def __init__(self) -> None:
+        self.started: list[ServiceT] = []
+
+    async def start(self, service: ServiceT) -> ServiceT:
+        await service.start()
+        self.started.append(service)
+        return service
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for service in self.started:
+            await service.stop()
 
 
 class Bus:

@@ -90,15 +90,15 @@ describe("the API client", () => {
     expect(retryAfterSeconds(null, now)).toBeNull();
 
     const fetchImpl = vi.fn(async () => new Response(null, { status: 429 })) as unknown as typeof fetch;
-    const error = (() => {
-      try {
-        unwrap({ error: undefined, response: new Response(null, { status: 429 }) });
-      } catch (caught) {
-        return caught as ApiError;
-      }
-    })();
-    expect(error?.message).toBe("The request failed (HTTP 429).");
-    expect(error?.retryAfter).toBeNull();
+    let error: unknown;
+    try {
+      unwrap({ error: undefined, response: new Response(null, { status: 429 }) });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ApiError);
+    expect((error as ApiError).message).toBe("The request failed (HTTP 429).");
+    expect((error as ApiError).retryAfter).toBeNull();
     const seen: string[] = [];
     const off = setRateLimitedHandler((e) => seen.push(e.message));
     await makeApi(fetchImpl).GET("/api/pipeline");

@@ -196,9 +196,9 @@ class Notifier:
     async def _newest_name(self, text: str, about: Naming) -> tuple[str, Naming]:
         """``text`` showing the newest name the projection knows of the deal's customer."""
         newer: ContactName | None = await self.projection.newer_name(about.deal_id, about.at)
-        if newer is None or newer.name == about.name:
+        if newer is None:
             return text, about
-        changed = renamed(text, about.name, newer.name)
+        changed = text if newer.name == about.name else renamed(text, about.name, newer.name)
         if changed is None:
             return text, about
         return changed, Naming(about.deal_id, newer.name, newer.at)

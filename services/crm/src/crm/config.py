@@ -79,7 +79,7 @@ class CrmSettings(ServiceSettings):
     live_max_streams_per_user: int = Field(
         default=10,
         ge=0,
-        description="live event streams (GET /api/events) one user may have open at once, over every replica; 0: no cap",
+        description="live event streams (GET /api/events) a user may have open at once, over every replica; 0: no cap",
     )
     consumer_workers: int = Field(default=64, ge=1, description="messages handled concurrently per replica")
     inbound_transactions: int = Field(

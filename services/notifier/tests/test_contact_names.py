@@ -1,8 +1,9 @@
 """A customer's name learnt after their first message (``crm.contact.updated``), against the
 Telegram fake with the real aiogram client: the new lead announced as "New customer" is
-edited in place to the name, keeping its buttons, exactly once whatever the redeliveries;
-an older name never replaces a newer one; a notification held by quiet hours goes out
-with the name; and the edit meets Telegram's refusals like any send."""
+edited in place to the name, keeping its buttons, exactly once whatever the redeliveries,
+and ``/deals`` and later notifications show it; an older name never replaces a newer one;
+a notification held by quiet hours (and a mute) goes out with the name; only chats that
+may see the deal are edited; and the edit meets Telegram's refusals like any send."""
 
 from __future__ import annotations
 
@@ -21,15 +22,17 @@ from jggl_common.contracts import (
 )
 from jggl_common.db import autocommit, session_factory
 from jggl_sandbox.telegram_fake import TelegramFakeServer
+from notifier.bot.deals import render_stats
 from notifier.notification_texts import OPEN_IN_CRM, REPLY, TAKE, renamed
 from notifier.process import NotifierService
-from notifier.projection import Projection
+from notifier.projection import MyFigures, Projection
 from notifier.renames import ContactRenames
 from notifier.store import Store
 
 from .conftest import Bus, StartNotifier, eventually, rows
 from .deal_events import Deal
 from .test_event_notifications import linked
+from .test_linking import answers, user_types
 
 CONSUMER = "notifier-contacts"
 
@@ -124,6 +127,11 @@ def test_the_name_line_is_replaced_once_and_escaped() -> None:
     assert renamed(text, "Someone else", "Anna") is None
 
 
+def test_a_wait_under_a_minute_is_escaped_in_stats() -> None:
+    figures = MyFigures(replies=1, median_response_seconds=30.0, open_deals=1, awaiting_reply=0)
+    assert "Median response time: &lt;1 min\n" in render_stats(figures, "UTC")
+
+
 # ---------------------------------------------------------------------------- against the fake
 
 
@@ -158,9 +166,17 @@ async def test_the_new_customer_of_a_new_lead_gets_their_name_in_the_same_messag
     assert len(edits(telegram, chat)) == 1
     assert len(telegram.fake.calls("editMessageText")) == 1
 
-    known = await Projection(session_factory(engine)).deal(deal.id)
-    assert known is not None
-    assert known.contact_name == "Anna Schmidt"
+    async def awaiting_reply() -> bool:
+        known = await Projection(session_factory(engine)).deal(deal.id)
+        return known is not None and known.last_customer_at is not None
+
+    await eventually(awaiting_reply)
+    await user_types(bus, telegram, chat, "/deals")
+    listed = (await answers(telegram, chat, 2))[1]
+    assert listed.splitlines()[2:4] == [
+        "1. Anna Schmidt · Messenger · new",
+        "⏱ waiting <1 min (since their last message)",
+    ]
     # A later notification whose event still carried the old contact shows the newest name.
     hot = DealHotLead(
         producer="crm",
@@ -174,7 +190,7 @@ async def test_the_new_customer_of_a_new_lead_gets_their_name_in_the_same_messag
         ),
     )
     await bus.publish(hot)
-    hot_message = (await notified(telegram, chat, 2))[1]
+    hot_message = (await notified(telegram, chat, 3))[2]
     assert hot_message["text"].splitlines()[:2] == ["🔥 Hot lead", "Anna Schmidt · Messenger"]
 
 
@@ -214,10 +230,10 @@ async def test_an_older_name_arriving_after_a_newer_one_changes_nothing(
     assert known.contact_name == "Anna K. Schmidt"
 
 
-async def test_a_notification_held_by_quiet_hours_is_sent_with_the_name_learnt_meanwhile(
+async def test_a_notification_held_by_quiet_hours_and_mute_is_sent_with_the_name_learnt_meanwhile(
     start_notifier: StartNotifier, bus: Bus, telegram: TelegramFakeServer, engine: AsyncEngine
 ) -> None:
-    await start_notifier(quiet_hours_sweep_seconds=0.1)
+    service = await start_notifier(quiet_hours_sweep_seconds=0.1)
     store = Store(session_factory(engine))
     user, chat = await linked(engine, telegram)
     now = datetime.now(UTC)
@@ -234,8 +250,12 @@ async def test_a_notification_held_by_quiet_hours_is_sent_with_the_name_learnt_m
     await consumed(bus, 1)
     assert shown(telegram, chat) == []
 
+    await store.set_muted(user, True)  # and the user muted the bot meanwhile
     await store.set_quiet_hours(user, None, None)  # the quiet hours end
     assert await store.reschedule_deferred(user, datetime.now(UTC)) == 1
+    assert await service.notifiers.deferred.sweep() == 0  # a muted user's wait for /unmute
+    assert shown(telegram, chat) == []
+    await store.set_muted(user, False)
     (message,) = await notified(telegram, chat)
     assert message["text"].splitlines()[:2] == ["🆕 New lead", "Bruno Weiss · Messenger"]
     assert [button["text"] for button in message["reply_markup"]["inline_keyboard"][0]] == [OPEN_IN_CRM, REPLY]

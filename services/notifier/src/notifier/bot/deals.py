@@ -24,7 +24,8 @@ _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 
 def duration(seconds: float) -> str:
-    """``45 min``, ``3 h 5 min``, ``2 d 4 h``; under a minute is ``<1 min``."""
+    """``45 min``, ``3 h 5 min``, ``2 d 4 h``; under a minute is ``<1 min`` (plain text:
+    escape it in HTML)."""
     minutes = int(seconds // 60)
     if minutes < 1:
         return "<1 min"
@@ -47,7 +48,8 @@ def _deal_lines(number: int, deal: DealView, app_url: str, now: datetime) -> lis
     where = " · ".join(part for part in (platform_name(deal.platform or ""), html.escape(deal.stage or "")) if part)
     lines = [f"{number}. <b>{name}</b> · {where}"]
     if deal.last_customer_at is not None:
-        lines.append(f"⏱ waiting {duration((now - deal.last_customer_at).total_seconds())} (since their last message)")
+        waited = html.escape(duration((now - deal.last_customer_at).total_seconds()))
+        lines.append(f"⏱ waiting {waited} (since their last message)")
     if deal.last_customer_text:
         lines.append(f"💬 {html.escape(_cut(deal.last_customer_text, DEALS_PREVIEW_CHARS))}")
     lines.append(f'<a href="{html.escape(deal_url(app_url, deal.deal_id))}">Open in CRM</a>')
@@ -68,7 +70,7 @@ def render_deals(waiting: WaitingDeals, app_url: str, now: datetime | None = Non
 
 def render_stats(figures: MyFigures, zone: str) -> str:
     """``/stats``: the manager's figures today."""
-    median = "—" if figures.median_response_seconds is None else duration(figures.median_response_seconds)
+    median = "—" if figures.median_response_seconds is None else html.escape(duration(figures.median_response_seconds))
     return (
         f"📊 <b>Your day</b> (today, {html.escape(zone)})\n"
         f"Replies sent: {figures.replies}\n"

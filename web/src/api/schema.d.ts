@@ -2108,7 +2108,7 @@ export interface components {
             status: "ready" | "degraded" | "not ready";
             /** Checks */
             checks: {
-                [key: string]: "ok" | "down";
+                [key: string]: "ok" | "down" | "disabled";
             };
         };
         /**

@@ -24,9 +24,8 @@ from ai.retention import ai_retention
 from ai.transcripts import subscribers
 from ai.transcripts.service import TranscriptProjection
 from jggl_common.bus import RetryPolicy, ServiceBus
-from jggl_common.db import create_engine, session_factory
 from jggl_common.outbox import Outbox
-from jggl_common.process import BackgroundService, cancel_tasks, service_app
+from jggl_common.process import BackgroundService, cancel_tasks, connect, service_app
 from jggl_common.retention import register as register_retention
 
 __all__ = ["AiService", "build", "create_app"]
@@ -83,11 +82,7 @@ async def build(
     policy: RetryPolicy | None = None,
 ) -> AiService:
     """Connect to NATS and wire an ai process (nothing is consumed until :meth:`AiService.start`)."""
-    engine = engine or create_engine(settings.database_url, settings.db_schema, pool_size=settings.db_pool_size)
-    sessions = session_factory(engine)
-    bus = ServiceBus(settings.nats_url, "ai")
-    await bus.connect(replicas=settings.nats_stream_replicas)
-    outbox = Outbox(sessions, bus.publisher)
+    engine, sessions, bus, outbox = await connect("ai", settings, engine)
     knobs = Knobs(settings)
     limiter = CallLimiter(settings.ai_requests_per_minute, settings.ai_concurrency)
     breaker = CircuitBreaker(settings.ai_breaker_failures, settings.ai_breaker_cooldown_seconds)
@@ -109,14 +104,20 @@ def create_app(settings: AiSettings) -> FastAPI:
     """The ai process as an ASGI app: its lifespan runs the service, its routes are the
     operational endpoints."""
 
+    def gemini_enabled(service: AiService) -> bool:
+        # No key, or analyses switched off (ai.enabled): Gemini is not used on purpose, so
+        # "disabled", not down. Both are live settings: readiness follows them.
+        return service.knobs.enabled() and service.knobs.gemini().client is not None
+
     async def gemini(service: AiService) -> bool:
-        # Asks nothing of Google: Gemini is "down" while no key is set or the circuit breaker
-        # is open, i.e. while analyses are the heuristic ones. That never makes ai unready.
-        return service.knobs.gemini().client is not None and service.analyser.breaker.state != "open"
+        # Asks nothing of Google: Gemini is "down" while its circuit breaker is open, i.e.
+        # while analyses fall back to the heuristic one. That never makes ai unready.
+        return service.analyser.breaker.state != "open"
 
     return service_app(
         "ai",
         lambda: build(settings),
         started=lambda service: {"gemini": service.knobs.gemini().client is not None},
         optional={"gemini": gemini},
+        enabled={"gemini": gemini_enabled},
     )

@@ -13,10 +13,9 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_common.bus import RetryPolicy, ServiceBus
-from jggl_common.db import create_engine, session_factory
 from jggl_common.logs import get_logger
 from jggl_common.outbox import Outbox
-from jggl_common.process import BackgroundService, cancel_tasks, service_app
+from jggl_common.process import BackgroundService, cancel_tasks, connect, service_app
 from jggl_common.retention import register as register_retention
 from notifier import subscribers
 from notifier.actions import ActionAnswers, DealActions
@@ -116,11 +115,7 @@ async def build(
 ) -> NotifierService:
     """Connect to NATS and wire a notifier process (nothing is consumed until
     :meth:`NotifierService.start`)."""
-    engine = engine or create_engine(settings.database_url, settings.db_schema, pool_size=settings.db_pool_size)
-    sessions = session_factory(engine)
-    bus = ServiceBus(settings.nats_url, "notifier")
-    await bus.connect(replicas=settings.nats_stream_replicas)
-    outbox = Outbox(sessions, bus.publisher)
+    engine, sessions, bus, outbox = await connect("notifier", settings, engine)
     store = Store(sessions)
     clock = BusinessClock(settings.business_timezone)
     bot = make_bot(settings)
@@ -187,17 +182,22 @@ def create_app(
     the operational endpoints (``/readyz`` asks Telegram ``getMe`` at most every
     ``telegram_readiness_seconds``)."""
 
+    def has_token(service: NotifierService) -> bool:
+        return bool(service.updates.token())
+
     async def get_me(service: NotifierService) -> bool:
-        bot = service.updates.current_bot()
+        bot = service.updates.current_bot()  # None with a token aiogram refused: down
         return bot is not None and bool(await bot.get_me())
 
-    # Telegram is optional: while it cannot be reached (or no token is set) notifications
-    # wait or are recorded as skipped, and the notifier keeps consuming. getMe is asked at
-    # most every telegram_readiness_seconds, whatever the probe rate.
+    # Telegram is optional: while it cannot be reached notifications wait or are recorded
+    # as skipped, and the notifier keeps consuming. Without a bot token (TELEGRAM_BOT_TOKEN
+    # or the live telegram.bot_token) it is "disabled": a deployment without Telegram.
+    # getMe is asked at most every telegram_readiness_seconds, whatever the probe rate.
     return service_app(
         "notifier",
         lambda: build(settings),
         started=lambda service: {"bot": service.bot is not None},
         optional={"telegram": get_me},
+        enabled={"telegram": has_token},
         asked_every={"telegram": telegram_readiness_seconds},
     )

@@ -102,11 +102,11 @@ class UpdateModes:
         if mode not in ("webhook", "polling"):
             log.error("unusable telegram.mode ignored", mode=mode)
             mode = s.telegram_mode
-        return (
-            mode,
-            self._value("telegram.bot_token", s.telegram_bot_token),
-            self._value("telegram.webhook_secret", s.telegram_webhook_secret),
-        )
+        return mode, self.token(), self._value("telegram.webhook_secret", s.telegram_webhook_secret)
+
+    def token(self) -> str:
+        """The bot token the live settings or the environment give (empty: no Telegram)."""
+        return self._value("telegram.bot_token", self.settings.telegram_bot_token)
 
     def current_bot(self) -> Bot | None:
         """The bot for the current token (the webhook path answers with it too)."""

@@ -14,11 +14,10 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jggl_common.bus import RetryPolicy, ServiceBus
-from jggl_common.db import create_engine, session_factory
 from jggl_common.live_settings import LiveSettings
 from jggl_common.logs import get_logger
 from jggl_common.outbox import Outbox
-from jggl_common.process import BackgroundService, cancel_tasks, service_app
+from jggl_common.process import BackgroundService, cancel_tasks, connect, service_app
 from scheduler.config import SchedulerSettings
 from scheduler.jobs import subscribers
 from scheduler.jobs.definitions import JobDefinition, builtin_jobs
@@ -104,10 +103,7 @@ async def build(
     policy: RetryPolicy | None = None,
 ) -> SchedulerService:
     """Connect to NATS and wire a scheduler process (nothing runs until :meth:`SchedulerService.start`)."""
-    engine = engine or create_engine(settings.database_url, settings.db_schema, pool_size=settings.db_pool_size)
-    bus = ServiceBus(settings.nats_url, "scheduler")
-    await bus.connect(replicas=settings.nats_stream_replicas)
-    outbox = Outbox(session_factory(engine), bus.publisher)
+    engine, _, bus, outbox = await connect("scheduler", settings, engine)
     business_timezone = BusinessTimezone(settings.business_timezone)
     scheduler = Scheduler(
         outbox,

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jggl_common.contracts import CommandRejected, CommandRejectedData, MessageFailed, MessageFailedData
+from jggl_common.contracts import (
+    ALREADY_ASSIGNED_TO_YOU,
+    CommandRejected,
+    CommandRejectedData,
+    MessageFailed,
+    MessageFailedData,
+)
 from jggl_common.db import autocommit, session_factory
 from jggl_common.streams import CRM
 from jggl_common.testing import stored_events
@@ -236,6 +242,38 @@ async def test_a_refused_take_and_reply_tell_the_reason_once(
     assert (await action(engine, other.id, "rejected"))["reason"] == WINDOW_CLOSED
     await asyncio.sleep(0.3)
     assert len(telegram.fake.sent(chat)) == 6
+
+
+async def test_take_of_a_deal_already_yours_is_answered_once(
+    notifier: NotifierService, bus: Bus, telegram: TelegramFakeServer, engine: AsyncEngine
+) -> None:
+    user, chat = await linked(engine, telegram)
+    deal = Deal()
+    await a_lead(bus, telegram, engine, chat, deal)
+
+    # Assigned to the user in the CRM, not yet in the bot's view of the deal: the bot asks crm.
+    update = await press(bus, telegram, chat, f"take:{deal.id}")
+    assert (await callback_answer(telegram, update["callback_query"]["id"]))["text"] == texts.TAKING
+    take = await action(engine, deal.id, "pending")
+    # crm changes nothing and answers so (no crm.deal.updated comes).
+    answer = CommandRejected(
+        producer="crm",
+        data=CommandRejectedData(
+            command_id=take["command_id"],
+            command_type="crm.cmd.assign_deal",
+            acting_user_id=user,
+            deal_id=deal.id,
+            status=409,
+            reason=ALREADY_ASSIGNED_TO_YOU,
+        ),
+    )
+    await bus.publish(answer)
+    done = await action(engine, deal.id, "done")
+    assert done["reason"] is None
+    await notifier.notifiers.answers.handle(answer)  # redelivered
+    assert (await said(telegram, chat, 2))[1] == "✅ The deal is already yours: Ann Customer"
+    await asyncio.sleep(0.3)
+    assert len(telegram.fake.sent(chat)) == 2
 
 
 async def test_a_reply_meta_refused_is_told_once_by_the_failure_notification(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any, cast
 
 from sqlalchemy import text
 
-from jggl_common.contracts import AssignDealCommand, SendMessageCommand
+from jggl_common.contracts import ALREADY_ASSIGNED_TO_YOU, AssignDealCommand, SendMessageCommand
 
 from .conftest import Crm, eventually
 
@@ -128,3 +129,42 @@ async def test_a_deactivated_user_cannot_act(crm: Crm) -> None:
 
     assert rejected["data"]["status"] == 403  # type: ignore[index]
     assert await crm.outgoing(deal) == []
+
+
+async def test_an_assignment_that_changes_nothing_is_answered(crm: Crm) -> None:
+    manager, admin, colleague = await crm.user(), await crm.user("admin"), await crm.user()
+    mine = await crm.deal(assignee=manager)
+    admins = await crm.deal(assignee=admin)
+    colleagues = await crm.deal(assignee=colleague)
+    commands = [
+        # A manager's Take of their own deal, an admin's of theirs, an admin assigning the assignee it has.
+        AssignDealCommand(
+            producer="notifier", data={"deal_id": mine.id, "assignee_id": manager.id, "acting_user_id": manager.id}
+        ),
+        AssignDealCommand(
+            producer="notifier", data={"deal_id": admins.id, "assignee_id": admin.id, "acting_user_id": admin.id}
+        ),
+        AssignDealCommand(
+            producer="notifier",
+            data={"deal_id": colleagues.id, "assignee_id": colleague.id, "acting_user_id": admin.id},
+        ),
+    ]
+    for command in commands:
+        await crm.publish(command)
+
+    answers = [cast(dict[str, Any], r["data"]) for r in await _rejections(crm, 3)]
+    rejected = {answer["command_id"]: answer for answer in answers}
+    assert [(rejected[c.id]["status"], rejected[c.id]["reason"]) for c in commands] == [
+        (409, ALREADY_ASSIGNED_TO_YOU),
+        (409, ALREADY_ASSIGNED_TO_YOU),
+        (409, "The deal already has this assignee"),
+    ]
+    assert rejected[commands[0].id]["deal_id"] == mine.id
+    assert rejected[commands[0].id]["acting_user_id"] == manager.id
+    # Nothing changed: no deal event, the assignees as they were.
+    assert await crm.events("crm.deal.updated") == []
+    assert [(await crm.deal_row(deal))["assignee_id"] for deal in (mine, admins, colleagues)] == [
+        manager.id,
+        admin.id,
+        colleague.id,
+    ]

@@ -16,6 +16,8 @@ an action once) and, in the same transaction, logging the confirmation owed to t
 in the notification log, which :class:`ActionAnswers` then sends at most once:
 
 * ``crm.cmd.rejected`` for a command of ours → rejected, the chat is told crm's reason;
+  for a take of a deal that already was the user's (reason ``ALREADY_ASSIGNED_TO_YOU``)
+  → done, "✅ The deal is already yours";
 * ``crm.message.sent`` with the same deal, author and text as a pending reply → done,
   "✅ Sent to <name>";
 * ``crm.message.failed`` for such a reply → failed, and nothing more is sent here: the
@@ -33,6 +35,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jggl_common.contracts import (
+    ALREADY_ASSIGNED_TO_YOU,
     AssignDealCommand,
     AssignDealCommandData,
     CommandRejected,
@@ -48,7 +51,13 @@ from jggl_common.contracts import (
 from jggl_common.db import autocommit, driver_connection, session_scope
 from jggl_common.logs import get_logger
 from jggl_common.outbox import Outbox, stage
-from notifier.notification_texts import contact_name, render_action_rejected, render_reply_sent, render_taken
+from notifier.notification_texts import (
+    contact_name,
+    render_action_rejected,
+    render_already_yours,
+    render_reply_sent,
+    render_taken,
+)
 from notifier.notifications import SKIP_REASON, Notifier
 from notifier.projection import Projection, parse
 from notifier.store import Link
@@ -229,17 +238,23 @@ class ActionAnswers(Notifier):
             )
         if action is None:
             return  # not a command of the bot's
+        if action["kind"] == "take" and data.reason == ALREADY_ASSIGNED_TO_YOU:
+            # Nothing to take: the deal was theirs already. Done, and said so.
+            status, reason = "done", None
+            text = render_already_yours(action["contact_name"])
+        else:
+            status, reason = "rejected", data.reason
+            text = render_action_rejected(action["kind"], action["contact_name"], data.reason)
         chats = await self._settle(
             event.id,
-            "UPDATE actions SET status = 'rejected', reason = $2, answered_at = $3"
+            "UPDATE actions SET status = $2, reason = $3, answered_at = $4"
             " WHERE command_id = $1 AND status = 'pending' RETURNING user_id, chat_id",
             data.command_id,
-            data.reason,
+            status,
+            reason,
             utcnow(),
         )
-        await self.deliver(
-            event.id, chats, render_action_rejected(action["kind"], action["contact_name"], data.reason), None
-        )
+        await self.deliver(event.id, chats, text, None)
 
     async def _sent(self, event: MessageSent) -> None:
         data = event.data

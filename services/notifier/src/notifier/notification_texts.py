@@ -39,6 +39,7 @@ __all__ = [
     "preview",
     "renamed",
     "render_action_rejected",
+    "render_already_yours",
     "render_hot_lead",
     "render_needs_reauth",
     "render_new_lead",
@@ -236,6 +237,11 @@ def _deal_name(name: str | None) -> str:
 def render_taken(contact_name: str | None) -> str:
     """A manager's "Take" went through: the deal is theirs."""
     return f"✅ The deal is yours: {_deal_name(contact_name)}"
+
+
+def render_already_yours(contact_name: str | None) -> str:
+    """A manager's "Take" found the deal theirs already (crm changed nothing)."""
+    return f"✅ The deal is already yours: {_deal_name(contact_name)}"
 
 
 def render_reply_sent(contact_name: str | None) -> str:

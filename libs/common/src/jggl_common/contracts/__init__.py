@@ -58,6 +58,7 @@ from .ingest import (
     meta_subject,
 )
 from .outbound import (
+    ALREADY_ASSIGNED_TO_YOU,
     AssignDealCommand,
     AssignDealCommandData,
     CommandRejected,
@@ -135,6 +136,7 @@ CONTRACTS: tuple[type[Envelope], ...] = (
 """Every published contract; the snapshot test covers each of them."""
 
 __all__ = [
+    "ALREADY_ASSIGNED_TO_YOU",
     "CONTRACTS",
     "EVENT_ID_NAMESPACE",
     "INTENTS",

@@ -21,6 +21,7 @@ from .base import Envelope
 from .crm import ContactRef
 
 __all__ = [
+    "ALREADY_ASSIGNED_TO_YOU",
     "AssignDealCommand",
     "AssignDealCommandData",
     "CommandRejected",
@@ -177,6 +178,11 @@ class AssignDealCommand(Envelope):
     type: Literal["crm.cmd.assign_deal"] = "crm.cmd.assign_deal"
     version: Literal[1] = 1
     data: AssignDealCommandData
+
+
+ALREADY_ASSIGNED_TO_YOU = "The deal is already assigned to you"
+"""The ``reason`` of a ``crm.cmd.assign_deal`` answered with ``crm.cmd.rejected`` because the
+deal already was the acting user's (status 409): nothing changed, the user has it."""
 
 
 class CommandRejectedData(BaseModel):

@@ -4,7 +4,9 @@ The notifier's "reply" and "take" buttons act as a CRM user: crm loads that user
 runs the very service functions the API runs, so a manager can do from Telegram exactly
 what they could in the CRM and nothing more. A refusal (not your deal, window closed,
 deactivated user...) is final: it is published as ``crm.cmd.rejected`` with the sentence
-the API would have answered, and the command is acknowledged, never retried.
+the API would have answered, and the command is acknowledged, never retried. Every
+command is answered: an assignment that changes nothing is answered with a rejection
+too (its sender is waiting for one).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from crm.deals.schemas import DealPatch
 from crm.models import User
 from crm.web.errors import CrmError, Forbidden
 from jggl_common.contracts import (
+    ALREADY_ASSIGNED_TO_YOU,
     AssignDealCommand,
     CommandRejected,
     CommandRejectedData,
@@ -40,6 +43,9 @@ __all__ = ["CommandOutcome", "Commands"]
 log = get_logger(__name__)
 
 CommandOutcome = Literal["applied", "rejected"]
+
+UNCHANGED_ASSIGNEE = "The deal already has this assignee"
+"""Why an assignment that changes nothing is answered with ``crm.cmd.rejected``."""
 
 
 class Commands:
@@ -72,7 +78,12 @@ class Commands:
         return "applied"
 
     async def assign_deal(self, command: AssignDealCommand) -> CommandOutcome:
-        """Assign, take or let go of a deal as the acting user."""
+        """Assign, take or let go of a deal as the acting user.
+
+        A command that changes nothing (the deal already has that assignee) publishes no
+        ``crm.deal.updated``, so it is answered with ``crm.cmd.rejected`` (409): for the
+        acting user's own deal with :data:`ALREADY_ASSIGNED_TO_YOU` (the bot tells them
+        the deal is already theirs), else with the sentence :data:`UNCHANGED_ASSIGNEE`."""
         data = command.data
         try:
             async with self._outbox.transaction() as session:
@@ -80,12 +91,15 @@ class Commands:
                 if not is_admin(actor) and data.assignee_id == actor.id:
                     # A manager assigning themselves takes the deal: the API's POST /take,
                     # which refuses (409) a deal someone else took first.
-                    await deals.take_deal(session, actor, data.deal_id)
+                    _, staged = await deals.take_deal(session, actor, data.deal_id)
                 else:
                     patch = DealPatch.model_validate({"assignee_id": data.assignee_id})
-                    await deals.update_deal(session, actor, data.deal_id, patch)
+                    _, staged = await deals.update_deal(session, actor, data.deal_id, patch)
         except CrmError as exc:
             return await self._reject(command, data.acting_user_id, data.deal_id, exc.status_code, exc.detail)
+        if not staged:
+            reason = ALREADY_ASSIGNED_TO_YOU if data.assignee_id == data.acting_user_id else UNCHANGED_ASSIGNEE
+            return await self._reject(command, data.acting_user_id, data.deal_id, 409, reason)
         return "applied"
 
     async def _actor(self, session: AsyncSession, user_id: int) -> User:

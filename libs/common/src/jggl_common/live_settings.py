@@ -67,12 +67,25 @@ KNOWN_SETTINGS: dict[str, SettingSpec] = {
     "business.hours": SettingSpec(False, "BUSINESS_HOURS", "working hours, e.g. 09:00-18:00"),
     "business.timezone": SettingSpec(False, "BUSINESS_TIMEZONE", "IANA time zone of the business"),
     "meta.human_agent": SettingSpec(False, "META_HUMAN_AGENT", "allow HUMAN_AGENT replies 24 h - 7 days"),
+    "notify.unassigned_leads": SettingSpec(
+        False,
+        "NOTIFY_UNASSIGNED_LEADS",
+        "who hears of an unassigned new lead or SLA breach: everyone, admins or round_robin",
+    ),
 }
 """The runtime settings every service may follow, by key."""
 
 SERVICE_SETTINGS: dict[str, frozenset[str]] = {
     "ingest": frozenset({"meta.app_secret", "meta.verify_token", "telegram.webhook_secret"}),
-    "notifier": frozenset({"telegram.bot_token", "telegram.webhook_secret", "telegram.mode", "business.timezone"}),
+    "notifier": frozenset(
+        {
+            "telegram.bot_token",
+            "telegram.webhook_secret",
+            "telegram.mode",
+            "business.timezone",
+            "notify.unassigned_leads",
+        }
+    ),
     "ai": frozenset(
         {
             "gemini.api_key",

@@ -141,6 +141,8 @@ INVALID = [
     ("gemini.model", "gemini pro", "model name"),
     ("meta.verify_token", "two words", "spaces"),
     ("telegram.bot_token", "tab\there", "control characters"),
+    ("notify.unassigned_leads", "round robin", "everyone, admins or round_robin"),
+    ("notify.unassigned_leads", "managers", "everyone, admins or round_robin"),
 ]
 
 
@@ -168,6 +170,8 @@ async def test_values_are_stored_in_normal_form_and_unknown_keys_do_not_exist(ap
         ("business.timezone", "Europe/Kyiv", "Europe/Kyiv"),
         ("business.hours", "22:00-06:00", "22:00-06:00"),
         ("gemini.model", "gemini-2.5-flash", "gemini-2.5-flash"),
+        ("notify.unassigned_leads", " Round_Robin ", "round_robin"),
+        ("notify.unassigned_leads", "ADMINS", "admins"),
     ):
         response = await api.client.put(f"/api/settings/{key}", json={"value": sent}, headers=headers)
         assert response.status_code == 200, response.text

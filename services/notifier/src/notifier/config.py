@@ -20,6 +20,13 @@ class NotifierSettings(ServiceSettings):
     business_timezone: str = Field(
         default="UTC", description="IANA time zone of the business (live setting business.timezone)"
     )
+    notify_unassigned_leads: Literal["everyone", "admins", "round_robin"] = Field(
+        default="everyone",
+        description=(
+            "who is told about a new lead (and an SLA breach) nobody is assigned to: everyone, admins, "
+            "or round_robin (one manager at a time, in turn) (live setting notify.unassigned_leads)"
+        ),
+    )
     quiet_hours_sweep_seconds: float = Field(
         default=5.0, gt=0, description="how often each replica sends the notifications quiet hours held, once due"
     )

@@ -10,11 +10,13 @@ retried; a 403 (the user blocked the bot) also marks the chat's link blocked, an
 notifications to it are recorded skipped without a call to Telegram until the chat sends
 ``/start`` again.
 
-The kinds: a new lead (a deal's first ``crm.message.received``), a new message on a deal
-(``crm.message.received`` after the first), a hot lead (``crm.deal.hot_lead``), a reply
-that failed (``crm.message.failed``), a channel that needs reconnecting
-(``crm.channel.needs_reauth``, to the admins) and the goodbye to a chat crm unlinked
-(``crm.telegram.unlink_requested``). The scheduler's reminders are in :mod:`notifier.reminders`.
+The kinds: a new lead (a deal's first ``crm.message.received``; while the deal is
+unassigned, to those ``notify.unassigned_leads`` chooses: :mod:`notifier.unassigned`), a
+new message on a deal (``crm.message.received`` after the first), a hot lead
+(``crm.deal.hot_lead``), a reply that failed (``crm.message.failed``), a channel that
+needs reconnecting (``crm.channel.needs_reauth``, to the admins) and the goodbye to a chat
+crm unlinked (``crm.telegram.unlink_requested``). The scheduler's reminders are in
+:mod:`notifier.reminders`.
 
 Each recipient's preferences (:mod:`notifier.preferences`) are applied first: muted or the
 kind switched off → recorded ``skipped`` with the reason; in quiet hours → recorded
@@ -76,6 +78,7 @@ from notifier.notification_texts import (
 from notifier.preferences import ESSENTIAL_KINDS, Defer, Preferences, Skip, decide
 from notifier.projection import ContactName, Projection
 from notifier.store import BLOCKED_REASON, Deferred, Link, Naming, Store
+from notifier.unassigned import UnassignedRecipients
 
 __all__ = [
     "BLOCKED_REASON",
@@ -150,6 +153,7 @@ class Notifier:
         stale_after: timedelta = timedelta(minutes=5),
         parallel: int = 8,
         projection: Projection | None = None,
+        unassigned: UnassignedRecipients | None = None,
     ) -> None:
         self.store = store
         self.bot = bot
@@ -158,8 +162,17 @@ class Notifier:
         """The business time zone, in which quiet hours are read."""
         self.projection = projection or Projection(store.sessions)
         """Where a newer name of a deal's customer is looked up."""
+        self.unassigned = unassigned
+        """Who is told when the deal is unassigned (None: every linked chat)."""
         self.stale_after = stale_after
         self._parallel = asyncio.Semaphore(parallel)
+
+    async def recipients(self, event_id: str, assignee_id: int | None) -> list[Link]:
+        """The assignee's linked chat; for an unassigned deal, those :attr:`unassigned`
+        chooses for ``event_id`` (every linked chat without it)."""
+        if assignee_id is None and self.unassigned is not None:
+            return await self.unassigned.recipients(event_id, self.kind)
+        return await self.store.recipients(assignee_id)
 
     async def deliver(
         self,
@@ -412,8 +425,9 @@ class DeferredNotifier(Notifier):
 
 
 class _CustomerMessageNotifier(Notifier):
-    """A customer's message → the assignee's chat, or every linked chat while the deal is
-    unassigned, with the AI's summary of the deal when the projection has one."""
+    """A customer's message → the assignee's chat, or while the deal is unassigned those
+    :attr:`unassigned` chooses (every linked chat without it), with the AI's summary of the
+    deal when the projection has one."""
 
     first_message = False
     """Which messages this notifier announces: a deal's first one (a new lead) or the later ones."""
@@ -422,7 +436,7 @@ class _CustomerMessageNotifier(Notifier):
         data = event.data
         if data.is_first_message != self.first_message:
             return
-        recipients = await self.store.recipients(data.assignee_id)
+        recipients = await self.recipients(event.id, data.assignee_id)
         if recipients:
             summary = await self.projection.summary(data.deal_id)
             render = render_new_lead if self.first_message else render_new_message

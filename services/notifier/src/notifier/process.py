@@ -39,6 +39,7 @@ from notifier.retention import DURABLE as RETENTION_DURABLE
 from notifier.retention import notifier_retention
 from notifier.store import Store
 from notifier.telegram import make_bot
+from notifier.unassigned import UnassignedRecipients
 from notifier.updates import UpdateModes
 
 __all__ = ["NotifierService", "build", "create_app"]
@@ -125,8 +126,11 @@ async def build(
     dispatcher["projection"] = projection
     dispatcher["deal_actions"] = DealActions(sessions, outbox, projection)
     dispatcher["app_url"] = settings.app_url
+    unassigned = UnassignedRecipients(store, clock, settings.notify_unassigned_leads)
     notifiers = subscribers.Notifiers(
-        new_leads=NewLeadNotifier(store, bot, settings.app_url, projection=projection, clock=clock),
+        new_leads=NewLeadNotifier(
+            store, bot, settings.app_url, projection=projection, clock=clock, unassigned=unassigned
+        ),
         new_messages=NewMessageNotifier(store, bot, settings.app_url, projection=projection, clock=clock),
         hot_leads=HotLeadNotifier(store, bot, settings.app_url, clock=clock),
         failed_replies=ReplyFailedNotifier(store, bot, settings.app_url, clock=clock),
@@ -134,7 +138,7 @@ async def build(
         channel_health=ChannelHealthNotifier(store, bot, settings.app_url, clock=clock),
         unlinks=UnlinkNotifier(store, bot, settings.app_url, clock=clock),
         answers=ActionAnswers(store, bot, settings.app_url, clock=clock),
-        sla_breaches=SlaBreachNotifier(store, bot, settings.app_url, clock=clock),
+        sla_breaches=SlaBreachNotifier(store, bot, settings.app_url, clock=clock, unassigned=unassigned),
         tasks_due=TaskDueNotifier(store, bot, settings.app_url, clock=clock),
         digests=DailyDigestNotifier(store, bot, settings.app_url, clock=clock),
         deferred=DeferredNotifier(store, bot, settings.app_url, clock=clock),

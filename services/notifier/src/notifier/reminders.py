@@ -1,8 +1,9 @@
 """Notifications of crm's time-driven events (published on the scheduler's ticks), each sent
 once per event and chat like the others, with the recipients' preferences applied:
 
-* ``crm.deal.sla_breached``: level ``breach`` → the deal's assignee, or every linked chat
-  while nobody is assigned; level ``escalation`` → every linked admin except the
+* ``crm.deal.sla_breached``: level ``breach`` → the deal's assignee, or while nobody is
+  assigned those ``notify.unassigned_leads`` chooses (:mod:`notifier.unassigned`; every
+  linked chat by default); level ``escalation`` → every linked admin except the
   assignee (who had the breach already).
 * ``crm.task.due`` → the task's assignee, else the deal's (every linked chat while neither
   is set).
@@ -27,7 +28,7 @@ class SlaBreachNotifier(Notifier):
         data = event.data
         assignee = data.deal.assignee_id
         if data.level == "breach":
-            recipients = await self.store.recipients(assignee)
+            recipients = await self.recipients(event.id, assignee)
         else:
             recipients = [link for link in await self.store.links_with_role("admin") if link.user_id != assignee]
         if recipients:

@@ -8,7 +8,9 @@ transaction. The unique keys carry the guarantees: ``links.user_id`` and ``links
 ``handled_updates.update_id`` (a Telegram update answered once). A deferred notification
 (quiet hours) keeps its text and keyboard on its row until a sweeper claims it, with an
 atomic ``UPDATE ... RETURNING`` over rows locked ``FOR UPDATE SKIP LOCKED``, so two
-replicas never take the same one.
+replicas never take the same one. The round robin of unassigned leads keeps whose turn
+it was per rotation (``rotations``, locked while a turn is given) and whom each event went
+to (``rotation_turns``).
 """
 
 from __future__ import annotations
@@ -616,6 +618,51 @@ class Store:
                 notification_id,
                 f"name not corrected: {error}"[:2000],
             )
+
+    # ------------------------------------------------------------------ round robin
+
+    async def take_turn(
+        self, rotation: str, event_id: str, eligible: Iterable[int], now: datetime | None = None
+    ) -> int | None:
+        """The manager (of ``eligible`` user ids) whose turn ``event_id`` is in ``rotation``.
+
+        The turn passes to the next eligible user id after the last one served, from the
+        smallest again after the largest. The rotation's row is locked for the choice, so
+        replicas handing out turns at once serve one manager each, in order. An event
+        handled again keeps the manager it went to while they are still eligible (the turn
+        does not move on). None, and nothing recorded, when nobody is eligible.
+        """
+        candidates = sorted(set(eligible))
+        if not candidates:
+            return None
+        now = now or utcnow()
+        async with session_scope(self.sessions) as session:
+            db = await driver_connection(session)
+            await db.execute(
+                "INSERT INTO rotations (name, updated_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", rotation, now
+            )
+            last = await db.fetchval("SELECT last_user_id FROM rotations WHERE name = $1 FOR UPDATE", rotation)
+            earlier = await db.fetchval("SELECT user_id FROM rotation_turns WHERE event_id = $1", event_id)
+            if earlier in candidates:
+                return int(earlier)
+            user_id = next((user for user in candidates if last is None or user > last), candidates[0])
+            await db.execute(
+                "UPDATE rotations SET last_user_id = $2, turns = turns + 1, updated_at = $3 WHERE name = $1",
+                rotation,
+                user_id,
+                now,
+            )
+            await db.execute(
+                """
+                INSERT INTO rotation_turns (event_id, rotation, user_id, taken_at) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (event_id) DO UPDATE SET user_id = EXCLUDED.user_id, taken_at = EXCLUDED.taken_at
+                """,
+                event_id,
+                rotation,
+                user_id,
+                now,
+            )
+        return user_id
 
     # ------------------------------------------------------------------ preferences
 

@@ -90,6 +90,13 @@ def _telegram_mode(key: str, value: str) -> str:
     return lowered
 
 
+def _unassigned_leads(key: str, value: str) -> str:
+    lowered = value.lower()
+    if lowered not in ("everyone", "admins", "round_robin"):
+        raise InvalidSetting(f"{key} must be everyone, admins or round_robin.")
+    return lowered
+
+
 def _token(key: str, value: str) -> str:
     if any(character.isspace() for character in value):
         raise InvalidSetting(f"{key} must not contain spaces or line breaks.")
@@ -107,6 +114,7 @@ _CHECKS: dict[str, Callable[[str, str], str]] = {
     "ai.requests_per_minute": _number(0.1, 10000),
     "ai.concurrency": _number(1, 64, whole=True),
     "telegram.mode": _telegram_mode,
+    "notify.unassigned_leads": _unassigned_leads,
 }
 
 

@@ -77,8 +77,9 @@ import uvloop
 
 from jggl_common.live_settings import LiveSettings
 from jggl_common.streams import ensure_streams
-from jggl_common.testing import NATS_AUTH_CONFIG, nats_passwords, start_nats_server, start_redis_server
+from jggl_common.testing import NATS_AUTH_CONFIG, start_nats_server, start_redis_server
 from jggl_sandbox.meta_webhooks import Customer, JSONObject, signed, webhook
+from jggl_sandbox.nats_credentials import new_credentials
 
 SECRET = "e2e-app-secret"  # noqa: S105 - a throwaway secret of the benchmark
 MIX = os.environ.get("E2E_MIX", "real")
@@ -470,9 +471,12 @@ async def main() -> None:
         HOST="127.0.0.1",
     )
     # A NATS server of the benchmark's own: a fresh stream, no backlog from other work.
-    passwords = nats_passwords() if NATS_AUTH else {}
+    credentials = new_credentials() if NATS_AUTH else {}
+    passwords = {name: credential.password for name, credential in credentials.items()}
     nats_proc, nats_port = start_nats_server(
-        Path(tempfile.mkdtemp(prefix="e2e-nats-")), config=NATS_AUTH_CONFIG if NATS_AUTH else None, passwords=passwords
+        Path(tempfile.mkdtemp(prefix="e2e-nats-")),
+        config=NATS_AUTH_CONFIG if NATS_AUTH else None,
+        password_hashes={name: credential.bcrypt_hash for name, credential in credentials.items()},
     )
     env["NATS_URL"] = f"nats://127.0.0.1:{nats_port}"
     # And a Redis of its own: ingest's dedupe window there remembers every item stored, so on

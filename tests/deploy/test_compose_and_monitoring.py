@@ -126,9 +126,19 @@ def required_variable(value: str) -> str | None:
 
 
 def auth_users() -> dict[str, str]:
-    """The users of deploy/nats/auth.conf and the variable holding each one's password."""
+    """The users of deploy/nats/auth.conf and the variable holding each one's bcrypt hash."""
     text = NATS_AUTH.read_text()
     return dict(re.findall(r"user:\s*(\w+)\s*\n\s*password:\s*\$(\w+)", text))
+
+
+def nats_password_variable(user: str) -> str:
+    """The variable of ``.env`` holding ``user``'s password itself (its service's alone)."""
+    return auth_users()[user].removesuffix("_BCRYPT")
+
+
+def variables_in(env: dict[str, str]) -> set[str]:
+    """Every variable an environment holds or takes a value from."""
+    return set(env) | {m.group(1) for value in env.values() for m in VARIABLE.finditer(value)}
 
 
 @pytest.mark.parametrize("name", sorted(compose_services()))
@@ -188,8 +198,17 @@ def test_nats_runs_with_the_users_and_permissions_of_auth_conf() -> None:
     }
     assert re.search(r"^include \./auth\.conf$", NATS_CONF.read_text(), re.M)
     env = environment(nats)
+    assert set(auth_users()) == set(PORTS)
     for user, variable in auth_users().items():
-        assert required_variable(env.get(variable, "")) == variable, f"nats gets no password for {user}"
+        assert variable.endswith("_PASSWORD_BCRYPT"), f"auth.conf reads {variable}, not a bcrypt hash"
+        assert required_variable(env.get(variable, "")) == variable, f"nats gets no password hash for {user}"
+
+
+def test_the_nats_server_holds_no_password() -> None:
+    """Its environment takes the hashes only: nothing of any service's password."""
+    env = environment(compose_services()["nats"])
+    assert variables_in(env) == set(auth_users().values())
+    assert not {nats_password_variable(user) for user in auth_users()} & variables_in(env)
 
 
 @pytest.mark.parametrize("service", sorted(PORTS))
@@ -201,7 +220,9 @@ def test_each_service_connects_as_its_own_nats_user(service: str) -> None:
             continue  # a migration: it never connects to NATS
         env = environment(body)
         assert env.get("NATS_USER") == service, name
-        assert required_variable(env.get("NATS_PASSWORD", "")) == users[service], name
+        assert required_variable(env.get("NATS_PASSWORD", "")) == nats_password_variable(service), name
+        others = {nats_password_variable(user) for user in users if user != service} | set(users.values())
+        assert not others & variables_in(env), f"{name} gets another service's NATS password or a hash"
 
 
 def test_the_env_example_lists_every_variable_compose_requires_and_no_value() -> None:

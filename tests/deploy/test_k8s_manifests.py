@@ -34,6 +34,8 @@ NAMESPACE = "jggl"
 IMAGE = "jggl-crm:latest"
 CONFIGMAP = "jggl-config"
 SECRET = "jggl-secrets"
+NATS_SERVERS_SECRET = "jggl-nats-users"
+"""The NATS servers' own Secret: the bcrypt hashes of the services' passwords, no password."""
 SECRET_EXAMPLE = K8S / "secrets.example.yaml"
 PLACEHOLDER = "REPLACE_ME"
 MIGRATION_JOB = "migrate"
@@ -207,11 +209,22 @@ def config(docs: list[Doc]) -> dict[str, str]:
     return configmaps(docs)[CONFIGMAP]
 
 
-def secret_example() -> dict[str, Any]:
+def nats_secret(service: str) -> str:
+    """The Secret holding ``service``'s own NATS password (and nothing else)."""
+    return f"jggl-nats-{service}"
+
+
+def secret_templates() -> dict[str, dict[str, Any]]:
+    """The Secrets of the template, by name: the application's, the NATS servers', and
+    one per service with its NATS password."""
     bodies = [b for b in yaml.safe_load_all(SECRET_EXAMPLE.read_text()) if b]
-    assert len(bodies) == 1, "secrets.example.yaml holds exactly one Secret"
-    body: dict[str, Any] = bodies[0]
-    return body
+    names = [str(b["metadata"]["name"]) for b in bodies]
+    assert len(names) == len(set(names)), f"a Secret is in secrets.example.yaml twice: {names}"
+    return dict(zip(names, bodies, strict=True))
+
+
+def secret_example() -> dict[str, Any]:
+    return secret_templates()[SECRET]
 
 
 def secret_values(body: dict[str, Any]) -> dict[str, str]:
@@ -221,8 +234,8 @@ def secret_values(body: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-def secret_keys() -> set[str]:
-    return set(secret_values(secret_example()))
+def secret_keys(name: str = SECRET) -> set[str]:
+    return set(secret_values(secret_templates().get(name, {})))
 
 
 @dataclass(frozen=True)
@@ -244,7 +257,7 @@ def effective_env(container: dict[str, Any], docs: list[Doc]) -> dict[str, EnvSo
                 env[prefix + key] = EnvSource("configmap", bool(ref.get("optional")), str(value))
         if "secretRef" in source:
             ref = source["secretRef"]
-            for key in secret_keys() if ref["name"] == SECRET else set():
+            for key in secret_keys(ref["name"]):
                 env[prefix + key] = EnvSource("secret", bool(ref.get("optional")))
     for var in container.get("env") or []:
         name = var["name"]
@@ -567,7 +580,7 @@ def test_every_container_runs_restricted(docs: list[Doc]) -> None:
 
 def test_env_references_only_defined_keys(docs: list[Doc]) -> None:
     maps = configmaps(docs)
-    keys = secret_keys()
+    secrets = secret_templates()
     problems = []
     for doc in _workloads(docs):
         for c in containers(doc):
@@ -575,7 +588,7 @@ def test_env_references_only_defined_keys(docs: list[Doc]) -> None:
             for source in c.get("envFrom") or []:
                 if "configMapRef" in source and source["configMapRef"]["name"] not in maps:
                     problems.append(f"{where}: envFrom an unknown ConfigMap {source['configMapRef']['name']}")
-                if "secretRef" in source and source["secretRef"]["name"] != SECRET:
+                if "secretRef" in source and source["secretRef"]["name"] not in secrets:
                     problems.append(f"{where}: envFrom an unknown Secret {source['secretRef']['name']}")
             for var in c.get("env") or []:
                 value_from = var.get("valueFrom") or {}
@@ -587,9 +600,9 @@ def test_env_references_only_defined_keys(docs: list[Doc]) -> None:
                         )
                 if "secretKeyRef" in value_from:
                     ref = value_from["secretKeyRef"]
-                    if ref["name"] != SECRET or ref["key"] not in keys:
+                    if ref["key"] not in secret_keys(ref["name"]):
                         problems.append(
-                            f"{where}: {var['name']} reads {ref['name']}/{ref['key']}, not a key of {SECRET}"
+                            f"{where}: {var['name']} reads {ref['name']}/{ref['key']}, not a key of a templated Secret"
                         )
             names = [v["name"] for v in c.get("env") or []]
             if len(names) != len(set(names)):
@@ -748,14 +761,16 @@ def test_only_the_template_defines_a_secret(all_docs: list[Doc]) -> None:
 
 
 def test_the_secret_template_holds_only_placeholders() -> None:
-    body = secret_example()
-    assert body["kind"] == "Secret"
-    assert body["metadata"]["name"] == SECRET
-    values = secret_values(body)
-    assert values
-    for key, value in values.items():
-        assert PLACEHOLDER in value, f"{key} is not a {PLACEHOLDER} placeholder"
-        assert not secret_findings(value), f"{key} looks like a real secret"
+    templates = secret_templates()
+    assert set(templates) == {SECRET, NATS_SERVERS_SECRET, *(nats_secret(service) for service in SERVICES)}
+    for name, body in templates.items():
+        assert body["kind"] == "Secret"
+        assert body["metadata"].get("namespace") == NAMESPACE, name
+        values = secret_values(body)
+        assert values, name
+        for key, value in values.items():
+            assert PLACEHOLDER in value, f"{name}: {key} is not a {PLACEHOLDER} placeholder"
+            assert not secret_findings(value), f"{name}: {key} looks like a real secret"
 
 
 @pytest.mark.parametrize("path", [*manifest_files(), *sorted(K8S.rglob("*.md"))], ids=rel)
@@ -1051,33 +1066,69 @@ def test_the_migration_job_reaches_postgres_and_dns_only(docs: list[Doc], base_d
 NATS_AUTH = ROOT / "deploy" / "nats" / "auth.conf"
 
 
+def nats_users() -> dict[str, str]:
+    """The users of deploy/nats/auth.conf and the variable holding each one's bcrypt hash."""
+    return dict(re.findall(r"user:\s*(\w+)\s*\n\s*password:\s*\$(\w+)", NATS_AUTH.read_text()))
+
+
 def test_the_nats_servers_load_the_same_permissions_as_compose_and_the_tests(base_docs: list[Doc]) -> None:
     _, container, conf = _nats(base_docs)
     assert re.search(r"^\s*include \./auth\.conf\s*$", conf, re.MULTILINE)
     assert configmaps(base_docs)["nats-config"]["auth.conf"] == NATS_AUTH.read_text(), (
         "deploy/k8s/nats.yaml's auth.conf differs from deploy/nats/auth.conf: copy it over"
     )
-    variables = set(re.findall(r"password:\s*\$(\w+)", NATS_AUTH.read_text()))
     env = {v["name"]: v for v in container.get("env") or []}
-    for variable in variables:
+    assert set(nats_users()) == set(SERVICES)
+    for variable in nats_users().values():
+        assert variable.endswith("_PASSWORD_BCRYPT"), f"auth.conf reads {variable}, not a bcrypt hash"
         ref = env[variable]["valueFrom"]["secretKeyRef"]
-        assert (ref["name"], ref["key"]) == (SECRET, variable)
+        assert (ref["name"], ref["key"]) == (NATS_SERVERS_SECRET, variable)
         assert not ref.get("optional"), f"{variable}: a server without it must not start"
-        assert variable in secret_keys()
+    assert secret_keys(NATS_SERVERS_SECRET) == set(nats_users().values())
+
+
+def test_the_nats_servers_hold_no_password(base_docs: list[Doc]) -> None:
+    """Only the hashes: nothing of the application's Secret, no service's password."""
+    sts, _, _ = _nats(base_docs)
+    passwords = {variable.removesuffix("_BCRYPT") for variable in nats_users().values()}
+    for container in containers(sts):
+        env = effective_env(container, base_docs)
+        secret_refs = {
+            (v["valueFrom"]["secretKeyRef"]["name"], v["valueFrom"]["secretKeyRef"]["key"])
+            for v in container.get("env") or []
+            if "secretKeyRef" in (v.get("valueFrom") or {})
+        }
+        assert {name for name, _ in secret_refs} <= {NATS_SERVERS_SECRET}, container["name"]
+        assert not [s for s in container.get("envFrom") or [] if "secretRef" in s], container["name"]
+        assert not (passwords | {"NATS_PASSWORD"}) & set(env), f"{container['name']} holds a NATS password"
+    assert not {key for key in secret_keys(NATS_SERVERS_SECRET) if not key.endswith("_BCRYPT")}
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_each_service_connects_with_its_own_nats_user_and_no_other_password(base_docs: list[Doc], service: str) -> None:
-    users = dict(re.findall(r"user:\s*(\w+)\s*\n\s*password:\s*\$(\w+)", NATS_AUTH.read_text()))
+    assert service in nats_users(), f"deploy/nats/auth.conf has no user {service}"
     container = main_container(find(base_docs, "Deployment", service))
     env = {v["name"]: v for v in container.get("env") or []}
     assert env["NATS_USER"].get("value") == service
     ref = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
-    assert (ref["name"], ref["key"]) == (SECRET, users[service])
+    assert (ref["name"], ref["key"]) == (nats_secret(service), "NATS_PASSWORD")
     assert not ref.get("optional")
-    others = {variable for user, variable in users.items() if user != service}
-    assert not others & set(env), f"{service} gets another service's NATS password"
+    assert secret_keys(nats_secret(service)) == {"NATS_PASSWORD"}, "its Secret holds its password alone"
     assert not [s for s in container.get("envFrom") or [] if "secretRef" in s], "the whole Secret would come along"
+
+
+def test_no_workload_reads_another_services_nats_password_or_the_hashes(base_docs: list[Doc]) -> None:
+    owners = {nats_secret(service): f"Deployment/{service}" for service in SERVICES}
+    owners[NATS_SERVERS_SECRET] = "StatefulSet/nats"
+    problems = []
+    for doc in _workloads(base_docs):
+        for container in containers(doc):
+            refs = [((v.get("valueFrom") or {}).get("secretKeyRef") or {}) for v in container.get("env") or []]
+            refs += [source.get("secretRef") or {} for source in container.get("envFrom") or []]
+            for name in {ref.get("name") for ref in refs}:
+                if name in owners and owners[name] != f"{doc.kind}/{doc.name}":
+                    problems.append(f"{doc.where} container {container['name']} reads {name}")
+    assert not problems, "\n".join(problems)
 
 
 # --------------------------------------------------------------------------- egress

@@ -17,6 +17,7 @@ import pytest
 from jggl_common.e2e import APP_SECRET, Cluster, eventually
 from jggl_sandbox.graph_fake import GraphFakeServer
 from jggl_sandbox.meta_webhooks import signed, webhook
+from jggl_sandbox.nats_credentials import NatsCredential
 
 # Five services and four migrations start on a machine that may be busy.
 pytestmark = [pytest.mark.xdist_group("e2e"), pytest.mark.timeout(420)]
@@ -26,8 +27,8 @@ SERVICES = ("crm", "ingest", "ai", "notifier", "scheduler")
 
 
 @pytest.fixture
-def system(tmp_path: Path) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path / "jetstream", nats_auth=True)
+def system(tmp_path: Path, nats_credentials: dict[str, NatsCredential]) -> Iterator[Cluster]:
+    cluster = Cluster(tmp_path / "jetstream", nats_users=nats_credentials)
     try:
         with GraphFakeServer() as graph:
             for service in ("crm", "ai", "notifier", "scheduler"):

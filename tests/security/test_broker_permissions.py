@@ -23,7 +23,8 @@ from jggl_common.bus import inbox_prefix
 from jggl_common.e2e import APP_KEY
 from jggl_common.live_settings import LiveSettings
 from jggl_common.streams import ensure_streams
-from jggl_common.testing import NATS_AUTH_CONFIG, NATS_USERS, nats_passwords, start_nats_server
+from jggl_common.testing import NATS_AUTH_CONFIG, NATS_USERS, start_nats_server
+from jggl_sandbox.nats_credentials import NatsCredential
 
 pytestmark = pytest.mark.xdist_group("broker-permissions")
 
@@ -65,11 +66,13 @@ class Broker:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
-    passwords = nats_passwords()
+def server(tmp_path: Path, nats_credentials: dict[str, NatsCredential]) -> Iterator[tuple[str, dict[str, str], Path]]:
+    """nats-server with auth.conf, given the users' hashes; the services' passwords beside it."""
+    hashes = {user: credential.bcrypt_hash for user, credential in nats_credentials.items()}
     log_file = tmp_path / "nats.log"
-    proc, port = start_nats_server(tmp_path / "js", config=NATS_AUTH_CONFIG, passwords=passwords, log_file=log_file)
+    proc, port = start_nats_server(tmp_path / "js", config=NATS_AUTH_CONFIG, password_hashes=hashes, log_file=log_file)
     try:
+        passwords = {user: credential.password for user, credential in nats_credentials.items()}
         yield f"nats://127.0.0.1:{port}", passwords, log_file
     finally:
         proc.terminate()

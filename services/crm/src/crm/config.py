@@ -81,7 +81,9 @@ class CrmSettings(ServiceSettings):
         ge=0,
         description="live event streams (GET /api/events) a user may have open at once, over every replica; 0: no cap",
     )
-    consumer_workers: int = Field(default=64, ge=1, description="messages handled concurrently per replica")
+    consumer_workers: int = Field(
+        default=256, ge=1, description="Meta items handled concurrently per replica (and the most in one transaction)"
+    )
     inbound_transactions: int = Field(
         default=2,
         ge=1,

@@ -78,6 +78,12 @@ def drop_schemas(*schemas: str) -> None:
     asyncio.run(drop())
 
 
+_REFUSALS = ("Violation", "authentication error")
+"""What nats-server (2.9) writes in the log line of a refusal: ``Publish Violation`` or
+``Subscription Violation`` (a permission), ``authentication error`` (a login refused: the
+client is told ``Authorization Violation``, the log says only this)."""
+
+
 class Cluster:
     """Services as processes around one private JetStream server; :meth:`close` stops them
     all and drops their schemas.
@@ -137,10 +143,11 @@ class Cluster:
 
     def broker_refusals(self) -> list[str]:
         """The lines of the server's log where it refused a client something (with
-        ``nats_users``): a publish, a subscription, or a connection's credentials."""
+        ``nats_users``): a publish or a subscription (``Publish Violation``, ``Subscription
+        Violation``), or a connection's credentials (``authentication error``)."""
         if self._nats_log is None or not self._nats_log.exists():
             return []
-        return [line for line in self._nats_log.read_text().splitlines() if "Violation" in line]
+        return [line for line in self._nats_log.read_text().splitlines() if any(m in line for m in _REFUSALS)]
 
     def run(self, service: str, *command: str, **extra: str) -> None:
         """Run a command of ``service`` to completion (``migrate``, ``create-admin``...)."""

@@ -86,11 +86,16 @@ class Deduper:
         # From the earliest day any of them can have been stored on, within the window.
         first = min(max(min(day for _, day in lookups), today - self._ttl // _DAY - 1), today)
         keys = [key for key, _ in lookups]
-        pipe = self._redis.pipeline(transaction=False)
-        for day in range(first, today + 1):
-            pipe.smismember(self._bucket(day), keys)
         async with asyncio.timeout(self._timeout):
-            answers = await pipe.execute()
+            if first == today:
+                # Items from today alone (the usual retry after an outage): one command,
+                # without a pipeline's own cost (about a fifth of the call's CPU).
+                answers = [await self._redis.smismember(self._bucket(today), keys)]
+            else:
+                pipe = self._redis.pipeline(transaction=False)
+                for day in range(first, today + 1):
+                    pipe.smismember(self._bucket(day), keys)
+                answers = await pipe.execute()
         REDIS_UP.set(1)
         return [any(answer[i] for answer in answers) for i in range(len(keys))]
 

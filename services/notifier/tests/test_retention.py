@@ -1,6 +1,6 @@
 """The notifier's daily retention (``retention.notifier``): on the scheduler's tick the old
-notification log, handled updates, used or expired link codes, answered actions, the round
-robin's old turns, expired reply drafts and published outbox rows go; what is still to be
+notification log, handled updates, used or expired link codes, answered actions, expired
+reply drafts and published outbox rows go; what is still to be
 sent or still waited for stays; the counts come back as ``notifier.job.finished``, and a
 repeated tick is harmless."""
 
@@ -73,9 +73,6 @@ async def seed(engine: AsyncEngine) -> dict[str, Any]:
         await db.execute(action, "old-done", user, chat, deal, "done", days(41), days(40))
         await db.execute(action, "old-pending", user, chat, deal, "pending", days(40), None)
         await db.execute(action, "recent-rejected", user, chat, deal, "rejected", days(1), days(1))
-        turn = "INSERT INTO rotation_turns (event_id, rotation, user_id, taken_at) VALUES ($1, 'new_lead', $2, $3)"
-        await db.execute(turn, "old-turn", user, days(40))
-        await db.execute(turn, "recent-turn", user, days(1))
         update = "INSERT INTO handled_updates (update_id, handled_at) VALUES ($1, $2)"
         base = next_id()
         for offset, at in enumerate([days(40), days(20), days(1)]):
@@ -116,7 +113,6 @@ async def test_retention_tick_prunes_the_old_keeps_what_is_owed_and_reports_coun
     assert outcome["counts"] == {
         "notifications": 3,
         "actions": 1,
-        "rotation_turns": 1,
         "handled_updates": 2,
         "link_codes": 2,
         "reply_drafts": 1,
@@ -129,7 +125,6 @@ async def test_retention_tick_prunes_the_old_keeps_what_is_owed_and_reports_coun
 
     assert await column("SELECT event_id FROM notifications") == ["old-deferred", "old-pending", "recent-sent"]
     assert await column("SELECT command_id FROM actions") == ["old-pending", "recent-rejected"]
-    assert await column("SELECT event_id FROM rotation_turns") == ["recent-turn"]
     assert await column("SELECT update_id FROM handled_updates") == [seeded["base_update"] + 2]
     assert await column("SELECT code_hash FROM link_codes") == ["just-used", "usable"]
     assert await column("SELECT chat_id FROM reply_drafts") == [seeded["chat"] + 1]

@@ -129,7 +129,7 @@ async def test_each_mode_tells_its_chats_and_an_assigned_lead_still_goes_to_its_
     breach = sla_breached(assignee_id=None)
     await turns.notifiers.sla_breaches.handle(breach)
     (breach_chat,) = await only_told(engine, breach, 1)
-    assert breach_chat in (manager_chat, other_chat)  # the breaches take turns of their own
+    assert breach_chat in (manager_chat, other_chat)  # a deal no manager had yet: the next turn
     escalation = sla_breached(assignee_id=None, level="escalation")
     await turns.notifiers.sla_breaches.handle(escalation)
     assert await only_told(engine, escalation, 1) == [admin_chat]  # escalations go to the admins as before

@@ -24,7 +24,8 @@ class NotifierSettings(ServiceSettings):
         default="everyone",
         description=(
             "who is told about a new lead (and an SLA breach) nobody is assigned to: everyone, admins, "
-            "or round_robin (one manager at a time, in turn) (live setting notify.unassigned_leads)"
+            "or round_robin (each deal to one manager, in turn, who also hears its later notifications) "
+            "(live setting notify.unassigned_leads)"
         ),
     )
     quiet_hours_sweep_seconds: float = Field(

@@ -2,8 +2,9 @@
 notification log (for a notification about a deal also its text and the customer's name
 it shows, so that a newer name can be edited in), the Telegram updates already handled,
 the managers' preferences, a projection of crm's deals (for ``/deals``, ``/stats`` and
-what notifications show), the commands sent to crm from the bot's buttons, the turns of
-the round robin that hands unassigned leads to one manager at a time, and the outbox.
+what notifications show, and to whom the round robin gave each unassigned deal), the
+commands sent to crm from the bot's buttons, whose turn it is in the round robin that
+hands unassigned leads to one manager at a time, and the outbox.
 
 Declared with SQLAlchemy Core (the notifier reads and writes them with a few hand-written
 statements); the migrations use this metadata. Exactly-once rests on unique keys: a
@@ -125,6 +126,12 @@ deals = sa.Table(
     sa.Column("ai_summary", sa.Text(), nullable=True),
     sa.Column("ai_intent", sa.String(32), nullable=True),
     sa.Column("ai_temperature", sa.String(8), nullable=True),
+    sa.Column(
+        "offered_to",
+        sa.BigInteger(),
+        nullable=True,
+        comment="round robin: the manager told of this deal while it is unassigned",
+    ),
     sa.Index("ix_deals_assignee_waiting", "assignee_id", "last_customer_at"),
 )
 
@@ -167,20 +174,10 @@ reply_drafts = sa.Table(
 rotations = sa.Table(
     "rotations",
     metadata,
-    sa.Column("name", sa.String(32), primary_key=True, comment="the kind of notification taken in turn: new_lead, ..."),
+    sa.Column("name", sa.String(32), primary_key=True, comment="what is handed out in turn: new_lead"),
     sa.Column("last_user_id", sa.BigInteger(), nullable=True, comment="the manager whose turn it was last"),
     sa.Column("turns", sa.BigInteger(), nullable=False, server_default="0", comment="turns given so far"),
     sa.Column("updated_at", _TS, nullable=False),
-)
-
-rotation_turns = sa.Table(
-    "rotation_turns",
-    metadata,
-    sa.Column("event_id", sa.String(100), primary_key=True, comment="the event whose turn it was"),
-    sa.Column("rotation", sa.String(32), nullable=False, comment="rotations.name"),
-    sa.Column("user_id", sa.BigInteger(), nullable=False, comment="the manager the event went to"),
-    sa.Column("taken_at", _TS, nullable=False),
-    sa.Index("ix_rotation_turns_taken_at", "taken_at"),
 )
 
 outbox = sa.Table("outbox", metadata, *outbox_columns())

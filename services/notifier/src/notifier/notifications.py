@@ -10,10 +10,10 @@ retried; a 403 (the user blocked the bot) also marks the chat's link blocked, an
 notifications to it are recorded skipped without a call to Telegram until the chat sends
 ``/start`` again.
 
-The kinds: a new lead (a deal's first ``crm.message.received``; while the deal is
-unassigned, to those ``notify.unassigned_leads`` chooses: :mod:`notifier.unassigned`), a
-new message on a deal (``crm.message.received`` after the first), a hot lead
-(``crm.deal.hot_lead``), a reply that failed (``crm.message.failed``), a channel that
+The kinds: a new lead (a deal's first ``crm.message.received``), a new message on a deal
+(``crm.message.received`` after the first) and a hot lead (``crm.deal.hot_lead``), each to
+the deal's assignee, or while the deal is unassigned to those ``notify.unassigned_leads``
+chooses (:mod:`notifier.unassigned`); a reply that failed (``crm.message.failed``), a channel that
 needs reconnecting (``crm.channel.needs_reauth``, to the admins) and the goodbye to a chat
 crm unlinked (``crm.telegram.unlink_requested``). The scheduler's reminders are in
 :mod:`notifier.reminders`.
@@ -167,11 +167,11 @@ class Notifier:
         self.stale_after = stale_after
         self._parallel = asyncio.Semaphore(parallel)
 
-    async def recipients(self, event_id: str, assignee_id: int | None) -> list[Link]:
-        """The assignee's linked chat; for an unassigned deal, those :attr:`unassigned`
-        chooses for ``event_id`` (every linked chat without it)."""
+    async def recipients(self, event_id: str, assignee_id: int | None, deal_id: int) -> list[Link]:
+        """The assignee's linked chat; for the unassigned deal ``deal_id``, those
+        :attr:`unassigned` chooses for ``event_id`` (every linked chat without it)."""
         if assignee_id is None and self.unassigned is not None:
-            return await self.unassigned.recipients(event_id, self.kind)
+            return await self.unassigned.recipients(event_id, self.kind, deal_id)
         return await self.store.recipients(assignee_id)
 
     async def deliver(
@@ -436,7 +436,7 @@ class _CustomerMessageNotifier(Notifier):
         data = event.data
         if data.is_first_message != self.first_message:
             return
-        recipients = await self.recipients(event.id, data.assignee_id)
+        recipients = await self.recipients(event.id, data.assignee_id, data.deal_id)
         if recipients:
             summary = await self.projection.summary(data.deal_id)
             render = render_new_lead if self.first_message else render_new_message
@@ -463,13 +463,14 @@ class NewMessageNotifier(_CustomerMessageNotifier):
 
 
 class HotLeadNotifier(Notifier):
-    """``crm.deal.hot_lead`` → the assignee's chat, or every linked chat while unassigned."""
+    """``crm.deal.hot_lead`` → the assignee's chat, or while the deal is unassigned those
+    :attr:`unassigned` chooses (every linked chat without it)."""
 
     kind = "hot_lead"
 
     async def handle(self, event: DealHotLead) -> None:
         deal = event.data.deal
-        recipients = await self.store.recipients(deal.assignee_id)
+        recipients = await self.recipients(event.id, deal.assignee_id, deal.id)
         if recipients:
             await self.deliver(
                 event.id,

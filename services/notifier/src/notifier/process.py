@@ -131,15 +131,17 @@ async def build(
         new_leads=NewLeadNotifier(
             store, bot, settings.app_url, projection=projection, clock=clock, unassigned=unassigned
         ),
-        new_messages=NewMessageNotifier(store, bot, settings.app_url, projection=projection, clock=clock),
-        hot_leads=HotLeadNotifier(store, bot, settings.app_url, clock=clock),
+        new_messages=NewMessageNotifier(
+            store, bot, settings.app_url, projection=projection, clock=clock, unassigned=unassigned
+        ),
+        hot_leads=HotLeadNotifier(store, bot, settings.app_url, clock=clock, unassigned=unassigned),
         failed_replies=ReplyFailedNotifier(store, bot, settings.app_url, clock=clock),
         reauth=ReauthNotifier(store, bot, settings.app_url, clock=clock),
         channel_health=ChannelHealthNotifier(store, bot, settings.app_url, clock=clock),
         unlinks=UnlinkNotifier(store, bot, settings.app_url, clock=clock),
         answers=ActionAnswers(store, bot, settings.app_url, clock=clock),
         sla_breaches=SlaBreachNotifier(store, bot, settings.app_url, clock=clock, unassigned=unassigned),
-        tasks_due=TaskDueNotifier(store, bot, settings.app_url, clock=clock),
+        tasks_due=TaskDueNotifier(store, bot, settings.app_url, clock=clock, unassigned=unassigned),
         digests=DailyDigestNotifier(store, bot, settings.app_url, clock=clock),
         deferred=DeferredNotifier(store, bot, settings.app_url, clock=clock),
     )

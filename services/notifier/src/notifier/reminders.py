@@ -5,8 +5,9 @@ once per event and chat like the others, with the recipients' preferences applie
   assigned those ``notify.unassigned_leads`` chooses (:mod:`notifier.unassigned`; every
   linked chat by default); level ``escalation`` → every linked admin except the
   assignee (who had the breach already).
-* ``crm.task.due`` → the task's assignee, else the deal's (every linked chat while neither
-  is set).
+* ``crm.task.due`` → the task's assignee, else the deal's; while neither is set, those
+  ``notify.unassigned_leads`` chooses (every linked chat, except under ``round_robin``:
+  the deal's manager).
 * ``crm.digest.daily`` → that manager.
 """
 
@@ -28,7 +29,7 @@ class SlaBreachNotifier(Notifier):
         data = event.data
         assignee = data.deal.assignee_id
         if data.level == "breach":
-            recipients = await self.recipients(event.id, assignee)
+            recipients = await self.recipients(event.id, assignee, data.deal.id)
         else:
             recipients = [link for link in await self.store.links_with_role("admin") if link.user_id != assignee]
         if recipients:
@@ -38,14 +39,15 @@ class SlaBreachNotifier(Notifier):
 
 
 class TaskDueNotifier(Notifier):
-    """``crm.task.due`` → the task's assignee, else the deal's."""
+    """``crm.task.due`` → the task's assignee, else the deal's, else (neither set) those
+    :attr:`unassigned` chooses."""
 
     kind = "task_due"
 
     async def handle(self, event: TaskDue) -> None:
         data = event.data
         owner = data.assignee_id if data.assignee_id is not None else data.deal.assignee_id
-        recipients = await self.store.recipients(owner)
+        recipients = await self.recipients(event.id, owner, data.deal.id)
         if recipients:
             rendered = render_task_due(data, self.app_url, self.clock.zone(), event.occurred_at)
             about = naming(data.deal.id, data.deal.contact, event.occurred_at)

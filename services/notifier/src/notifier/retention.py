@@ -6,17 +6,15 @@
   the ``CRM`` and ``AI`` streams keep an event.
 * ``actions``: the bot's take/reply buttons crm answered (done, rejected, failed) more
   than ``NOTIFICATIONS_RETENTION_DAYS`` ago; one still waiting for crm stays.
-* ``rotation_turns``: whom the round robin gave an event to, more than
-  ``NOTIFICATIONS_RETENTION_DAYS`` ago (like the notifications, past any redelivery).
 * ``handled_updates``: Telegram updates handled more than ``HANDLED_UPDATES_RETENTION_DAYS``
   ago (at least 8: the ``INGEST`` stream replays an update for 7 days).
 * ``link_codes``: one-time codes used or expired a day ago or more.
 * ``reply_drafts``: "reply" prompts whose time ran out.
 * ``outbox``: events published more than ``OUTBOX_RETENTION_HOURS`` ago.
 
-Kept: the links, the preferences, whose turn it is (``rotations``), and the deals and
-replies projections (the digest and ``/stats`` read them). Daily is often enough for all
-of it, so the relay no longer prunes.
+Kept: the links, the preferences, whose turn it is (``rotations``), and the deals (with
+the manager the round robin gave each) and replies projections (the digest and ``/stats``
+read them). Daily is often enough for all of it, so the relay no longer prunes.
 """
 
 from __future__ import annotations
@@ -43,7 +41,6 @@ def notifier_rules(settings: NotifierSettings, now: datetime) -> Sequence[Rule]:
     return [
         OldRows("notifications", "notifications", "created_at", log_before, keep="t.status IN ('pending', 'deferred')"),
         Matching("actions", "actions", "command_id", "t.status <> 'pending' AND t.answered_at < $1", log_before),
-        Matching("rotation_turns", "rotation_turns", "event_id", "t.taken_at < $1", log_before),
         OldRows(
             "handled_updates",
             "handled_updates",

@@ -9,8 +9,8 @@ transaction. The unique keys carry the guarantees: ``links.user_id`` and ``links
 (quiet hours) keeps its text and keyboard on its row until a sweeper claims it, with an
 atomic ``UPDATE ... RETURNING`` over rows locked ``FOR UPDATE SKIP LOCKED``, so two
 replicas never take the same one. The round robin of unassigned leads keeps whose turn
-it was per rotation (``rotations``, locked while a turn is given) and whom each event went
-to (``rotation_turns``).
+it was (``rotations``, locked while a turn is given) and to whom it gave each deal
+(``deals.offered_to``).
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ class Deferred:
 _LINK = "user_id, chat_id, name, role, blocked_at"
 _PREFERENCES = "user_id, muted, muted_kinds, quiet_start, quiet_end"
 BLOCKED_REASON = "the chat blocked the bot (cleared by /start)"
+LEADS = "new_lead"
+"""The rotation the round robin hands unassigned deals out in."""
 
 _CLAIM = """
 INSERT INTO notifications (event_id, chat_id, user_id, kind, status, attempts, created_at, claimed_at,
@@ -621,46 +623,53 @@ class Store:
 
     # ------------------------------------------------------------------ round robin
 
-    async def take_turn(
-        self, rotation: str, event_id: str, eligible: Iterable[int], now: datetime | None = None
+    async def offered_to(self, deal_id: int) -> int | None:
+        """The manager the round robin gave the deal to, if any."""
+        async with autocommit(self.sessions) as db:
+            value = await db.fetchval("SELECT offered_to FROM deals WHERE deal_id = $1", deal_id)
+        return None if value is None else int(value)
+
+    async def offer_deal(
+        self, deal_id: int, eligible: Iterable[int], *, keep: Iterable[int], now: datetime | None = None
     ) -> int | None:
-        """The manager (of ``eligible`` user ids) whose turn ``event_id`` is in ``rotation``.
+        """The manager who is told of the unassigned deal ``deal_id``: the one it was given
+        to while they are among ``keep``, else the next turn of the ``eligible`` user ids,
+        remembered as the deal's.
 
         The turn passes to the next eligible user id after the last one served, from the
-        smallest again after the largest. The rotation's row is locked for the choice, so
-        replicas handing out turns at once serve one manager each, in order. An event
-        handled again keeps the manager it went to while they are still eligible (the turn
-        does not move on). None, and nothing recorded, when nobody is eligible.
+        smallest again after the largest. The rotation's row is locked for the choice, and
+        the deal's manager read again under it, so replicas handing out turns at once serve
+        one manager each, in order, and two events of one deal handled at once give it one
+        manager. An event handled again finds the deal's manager and does not move the turn.
+        None, and nothing recorded, when the deal's manager is not kept and nobody is
+        eligible.
         """
+        kept = set(keep)
         candidates = sorted(set(eligible))
-        if not candidates:
-            return None
         now = now or utcnow()
         async with session_scope(self.sessions) as session:
             db = await driver_connection(session)
             await db.execute(
-                "INSERT INTO rotations (name, updated_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", rotation, now
+                "INSERT INTO rotations (name, updated_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", LEADS, now
             )
-            last = await db.fetchval("SELECT last_user_id FROM rotations WHERE name = $1 FOR UPDATE", rotation)
-            earlier = await db.fetchval("SELECT user_id FROM rotation_turns WHERE event_id = $1", event_id)
-            if earlier in candidates:
-                return int(earlier)
+            last = await db.fetchval("SELECT last_user_id FROM rotations WHERE name = $1 FOR UPDATE", LEADS)
+            offered = await db.fetchval("SELECT offered_to FROM deals WHERE deal_id = $1", deal_id)
+            if offered in kept:
+                return int(offered)
+            if not candidates:
+                return None
             user_id = next((user for user in candidates if last is None or user > last), candidates[0])
             await db.execute(
                 "UPDATE rotations SET last_user_id = $2, turns = turns + 1, updated_at = $3 WHERE name = $1",
-                rotation,
+                LEADS,
                 user_id,
                 now,
             )
             await db.execute(
-                """
-                INSERT INTO rotation_turns (event_id, rotation, user_id, taken_at) VALUES ($1, $2, $3, $4)
-                ON CONFLICT (event_id) DO UPDATE SET user_id = EXCLUDED.user_id, taken_at = EXCLUDED.taken_at
-                """,
-                event_id,
-                rotation,
+                "INSERT INTO deals AS d (deal_id, offered_to) VALUES ($1, $2)"
+                " ON CONFLICT (deal_id) DO UPDATE SET offered_to = EXCLUDED.offered_to",
+                deal_id,
                 user_id,
-                now,
             )
         return user_id
 

@@ -13,7 +13,7 @@ Meta's retries after an outage are, so ingest asks Redis about each one (a looku
 coalesced per loop turn, then a write batched every 10 ms) besides JetStream.
 
 Environment: BENCH_CONNECTIONS (64), BENCH_SECONDS (40), BENCH_ROUNDS (1), BENCH_MAX_RPS
-(12000, the most requests per second prepared for), BENCH_OLD, BENCH_NATS_URL (default: a
+(20000, the most requests per second prepared for), BENCH_OLD, BENCH_NATS_URL (default: a
 nats-server of the bench's own), BENCH_REDIS_URL.
 """
 
@@ -47,7 +47,7 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "40"))
 WARMUP = 2.0
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
-MAX_RPS = int(os.environ.get("BENCH_MAX_RPS", "12000"))
+MAX_RPS = int(os.environ.get("BENCH_MAX_RPS", "20000"))
 OLD = "--old" in sys.argv[1:] or os.environ.get("BENCH_OLD", "") not in ("", "0")
 HOUR_MS = 3_600_000
 GOAL = 0.8

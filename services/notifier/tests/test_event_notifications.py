@@ -47,12 +47,15 @@ async def linked(engine: AsyncEngine, telegram: TelegramFakeServer, *, role: str
 
 
 async def settled(engine: AsyncEngine, event_id: str, chats: int) -> dict[int, str]:
-    """The (chat → status) of an event once ``chats`` notifications are no longer pending."""
+    """The (chat → status) of an event once ``chats`` notifications are no longer pending
+    (an unlink's goodbye is logged "failed" with no attempt yet before it is first sent)."""
 
     async def check() -> dict[int, str] | None:
-        found = await rows(engine, "SELECT chat_id, status FROM notifications WHERE event_id = $1", event_id)
+        found = await rows(engine, "SELECT chat_id, status, attempts FROM notifications WHERE event_id = $1", event_id)
+        if any(row["status"] == "pending" or (row["status"] == "failed" and row["attempts"] == 0) for row in found):
+            return None
         statuses = {row["chat_id"]: row["status"] for row in found}
-        return statuses if len(statuses) == chats and "pending" not in statuses.values() else None
+        return statuses if len(statuses) == chats else None
 
     return dict(await eventually(check))
 

@@ -100,6 +100,21 @@ async def action(engine: AsyncEngine, deal: int, status: str | None = None) -> d
     return dict(await eventually(check))
 
 
+def rejected(sent: dict[str, Any], command_type: str, user: int, deal: int, reason: str) -> CommandRejected:
+    """crm's refusal (409) of the command the bot sent for ``sent`` (its action row)."""
+    return CommandRejected(
+        producer="crm",
+        data=CommandRejectedData(
+            command_id=sent["command_id"],
+            command_type=command_type,
+            acting_user_id=user,
+            deal_id=deal,
+            status=409,
+            reason=reason,
+        ),
+    )
+
+
 @pytest.fixture
 async def notifier(start_notifier: StartNotifier, telegram: TelegramFakeServer) -> NotifierService:
     telegram.fake.set_rate_limits(False)
@@ -199,17 +214,7 @@ async def test_a_refused_take_and_reply_tell_the_reason_once(
 
     await press(bus, telegram, chat, f"take:{deal.id}")
     take = await action(engine, deal.id)
-    refused = CommandRejected(
-        producer="crm",
-        data=CommandRejectedData(
-            command_id=take["command_id"],
-            command_type="crm.cmd.assign_deal",
-            acting_user_id=user,
-            deal_id=deal.id,
-            status=409,
-            reason="This deal is already assigned to someone else",
-        ),
-    )
+    refused = rejected(take, "crm.cmd.assign_deal", user, deal.id, "This deal is already assigned to someone else")
     await bus.publish(refused)
     await action(engine, deal.id, "rejected")
     await notifier.notifiers.answers.handle(refused)
@@ -225,19 +230,7 @@ async def test_a_refused_take_and_reply_tell_the_reason_once(
     await types(bus, telegram, chat, "Sorry for the delay!")
     await said(telegram, chat, 5)
     reply = await action(engine, other.id)
-    await bus.publish(
-        CommandRejected(
-            producer="crm",
-            data=CommandRejectedData(
-                command_id=reply["command_id"],
-                command_type="crm.cmd.send_message",
-                acting_user_id=user,
-                deal_id=other.id,
-                status=409,
-                reason=WINDOW_CLOSED,
-            ),
-        )
-    )
+    await bus.publish(rejected(reply, "crm.cmd.send_message", user, other.id, WINDOW_CLOSED))
     assert (await said(telegram, chat, 6))[5] == (f"❌ Your reply to Old Customer was not sent.\nWhy: {WINDOW_CLOSED}")
     assert (await action(engine, other.id, "rejected"))["reason"] == WINDOW_CLOSED
     await asyncio.sleep(0.3)
@@ -256,17 +249,7 @@ async def test_take_of_a_deal_already_yours_is_answered_once(
     assert (await callback_answer(telegram, update["callback_query"]["id"]))["text"] == texts.TAKING
     take = await action(engine, deal.id, "pending")
     # crm changes nothing and answers so (no crm.deal.updated comes).
-    answer = CommandRejected(
-        producer="crm",
-        data=CommandRejectedData(
-            command_id=take["command_id"],
-            command_type="crm.cmd.assign_deal",
-            acting_user_id=user,
-            deal_id=deal.id,
-            status=409,
-            reason=ALREADY_ASSIGNED_TO_YOU,
-        ),
-    )
+    answer = rejected(take, "crm.cmd.assign_deal", user, deal.id, ALREADY_ASSIGNED_TO_YOU)
     await bus.publish(answer)
     done = await action(engine, deal.id, "done")
     assert done["reason"] is None

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.config import CrmSettings
+from crm.graph import GraphClient
 from crm.inbound import InboundService
 from jggl_common.bus import EventPublisher
 from jggl_common.contracts import MetaItemReceived, stable_event_id
@@ -214,6 +215,14 @@ async def harness(sessions: async_sessionmaker[AsyncSession], settings: CrmSetti
 def graph_fake() -> Iterator[GraphFakeServer]:
     with GraphFakeServer() as server:
         yield server
+
+
+@pytest_asyncio.fixture
+async def graph(graph_fake: GraphFakeServer, settings: CrmSettings) -> AsyncIterator[GraphClient]:
+    """crm's Graph API client, talking to the test's Graph fake."""
+    client = GraphClient(graph_fake.url, settings.meta_graph_version, timeout=5.0)
+    yield client
+    await client.aclose()
 
 
 @dataclass

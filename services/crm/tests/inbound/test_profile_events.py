@@ -9,10 +9,9 @@ import random
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import text
 
-from crm.graph import GraphClient, Profile
+from crm.graph import Profile
 from crm.profiles import ProfileEnricher
 from crm.profiles.enricher import _Fetched
 from jggl_common.outbox import Outbox
@@ -20,13 +19,6 @@ from jggl_common.testing import stored_events
 from jggl_sandbox.meta_webhooks import Customer
 
 SUBJECT = "crm.contact.updated"
-
-
-@pytest_asyncio.fixture
-async def graph(graph_fake, settings):
-    client = GraphClient(graph_fake.url, settings.meta_graph_version, timeout=5.0)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from sqlalchemy import text
 
 from crm.deals.events import display_name
@@ -22,13 +21,6 @@ from crm.profiles import ProfileEnricher
 from crm.profiles.enricher import _Fetched
 from jggl_common.crypto import SecretBox
 from jggl_sandbox.meta_webhooks import Customer
-
-
-@pytest_asyncio.fixture
-async def graph(graph_fake, settings):
-    client = GraphClient(graph_fake.url, settings.meta_graph_version, timeout=5.0)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

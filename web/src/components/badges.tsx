@@ -1,4 +1,3 @@
-import { useState } from "react";
 import type { Deal, Platform } from "../api/types";
 import { useI18n } from "../lib/i18n";
 
@@ -39,12 +38,8 @@ export function useCustomerName(): (contact: { name: string | null; username: st
   return (contact) => (!contact.name && !contact.username && contact.display_name === contact.external_id ? t("contact.unnamed") : contact.display_name);
 }
 
-/** The customer's picture, or their initials when there is none or it does not load (Meta's picture links expire). */
 export function Avatar({ name, url }: { name: string; url: string | null | undefined }) {
-  const [failed, setFailed] = useState<string | null>(null);
-  if (url && failed !== url) {
-    return <img className="avatar" src={url} alt="" referrerPolicy="no-referrer" loading="lazy" onError={() => setFailed(url)} />;
-  }
+  if (url) return <img className="avatar" src={url} alt="" referrerPolicy="no-referrer" loading="lazy" />;
   const initials = name.replace(/^@/, "").slice(0, 2).toUpperCase();
   return (
     <span className="avatar avatar-initials" aria-hidden="true">
